@@ -1,0 +1,242 @@
+"""Command line: ``python -m clip_search index|search|films|export``.
+
+The dashboard and the benchmarks call the same library functions; this module only parses
+arguments, shows progress and prints results. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from clip_search import config
+from clip_search.errors import FrameSearchError
+from clip_search.fetch import download, is_url
+from clip_search.indexer import IndexOptions, Progress, cached_index, index_film
+from clip_search.library import Film, Library
+from clip_search.patches import PatchSettings
+from clip_search.search import (
+    DEFAULT_GAP,
+    DEFAULT_NEGATIVE_WEIGHT,
+    Searcher,
+    build_query,
+)
+from clip_search.video import SamplingSettings
+
+
+def fmt_time(seconds: float) -> str:
+    """mm:ss.s (h:mm:ss.s past an hour), as a player shows it."""
+    seconds = max(0.0, float(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}" if h else f"{int(m):02d}:{s:04.1f}"
+
+
+def _library_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--library", help="library folder (default $FRAMESEARCH_LIBRARY or ./library)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and --help in the README)."""
+    parser = argparse.ArgumentParser(prog="python -m clip_search", description="Search films by what you saw.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="index films (paths or video URLs) into the library")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    _library_arg(p)
+    p.add_argument("--model", help=f"hub id or local folder (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL})")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--fps", type=float, default=None, help="frames per second to sample (default 1)")
+    mode.add_argument("--every-frame", action="store_true", help="sample every frame")
+    mode.add_argument("--shots", action="store_true", help="shot-aware: a frame from each detected shot")
+    p.add_argument("--patches", action="store_true", help="also encode overlapping crops (small details)")
+    p.add_argument("--batch-size", type=int, default=0, help="frames per model batch (default 32 CPU, 128 GPU)")
+    p.add_argument("--chunk-frames", type=int, default=256, help="frames per saved chunk (resume granularity)")
+
+    p = sub.add_parser("search", help="search indexed films by text and/or image")
+    p.add_argument("query", nargs="?", default="", metavar="QUERY")
+    _library_arg(p)
+    p.add_argument("--model", help="defaults to the model the films were indexed with")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--film", action="append", default=[], help="restrict to this film (repeatable)")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--gap", type=float, default=DEFAULT_GAP, help="min seconds between hits of one film")
+    p.add_argument("--negative", help="push results away from this description")
+    p.add_argument("--negative-weight", type=float, default=DEFAULT_NEGATIVE_WEIGHT)
+    p.add_argument("--image", help="an image file to search with (alone or with QUERY)")
+    p.add_argument("--json", action="store_true", help="print hits as a JSON array")
+
+    p = sub.add_parser("films", help="list indexed films")
+    _library_arg(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", help="write a film's vectors and times to .npz")
+    p.add_argument("film", metavar="FILM")
+    _library_arg(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    return parser
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    if args.every_frame:
+        sampling = SamplingSettings(mode="every")
+    elif args.shots:
+        sampling = SamplingSettings(mode="shots")
+    else:
+        sampling = SamplingSettings(mode="fps", fps=args.fps if args.fps is not None else 1.0)
+    options = IndexOptions(
+        sampling=sampling,
+        patches=PatchSettings() if args.patches else None,
+        batch_size=args.batch_size,
+        chunk_frames=max(1, args.chunk_frames),
+    )
+    library = Library(config.library_dir(args.library))
+    encoder = None
+    failures = 0
+    for ref in args.paths:
+        try:
+            path = download(ref, library.downloads_dir) if is_url(ref) else Path(ref)
+            cached = cached_index(path, library, args.model, options)
+            if cached:
+                m = cached.manifest
+                print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} (already indexed, reused) -> {m.id}")
+                continue
+            if encoder is None:  # loaded only when some film needs encoding
+                from clip_search.model import load_encoder
+
+                encoder = load_encoder(args.model, args.device)
+                print(
+                    f"model {encoder.model_id} on {encoder.device}; sampling {sampling.describe()}"
+                    + (" + patches" if options.patches else ""),
+                    file=sys.stderr,
+                )
+            bar = tqdm(
+                total=1.0,
+                desc=Path(path).name[:40],
+                unit="film",
+                file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
+            )
+
+            def show(p: Progress, bar: tqdm = bar) -> None:
+                bar.n = p.fraction
+                bar.set_postfix_str(f"{p.frames} frames", refresh=False)
+                bar.refresh()
+
+            try:
+                result = index_film(path, library, encoder, options, progress=show)
+            finally:
+                bar.close()
+            m = result.film.manifest
+            if result.resumed_frames:
+                how = f"resumed after {result.resumed_frames} frames, encoded {result.encoded_frames}"
+            else:
+                how = f"encoded {result.encoded_frames} frames"
+            print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} ({how}, {result.seconds:.1f} s) -> {m.id}")
+        except FrameSearchError as e:
+            failures += 1
+            _err(str(e))
+    return 1 if failures else 0
+
+
+def _search_model(args: argparse.Namespace, films: list[Film]) -> str:
+    if args.model:
+        return args.model
+    models = sorted({f.manifest.model for f in films})
+    if len(models) > 1:
+        raise FrameSearchError(
+            f"These films were indexed with different models ({', '.join(models)}); "
+            "choose films of one model with --film, or pass --model."
+        )
+    return models[0] if models else config.model_id()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from clip_search.model import load_encoder
+
+    library = Library(config.library_dir(args.library))
+    films = library.select(args.film)
+    if not films:
+        raise FrameSearchError(
+            f"The library {library.root} has no indexed films; run `python -m clip_search index` first."
+        )
+    if not args.query.strip() and not args.image:
+        raise FrameSearchError("Give a QUERY text or --image to search with.")
+    model = _search_model(args, films)
+    films = [f for f in films if f.manifest.model == model] or films
+    encoder = load_encoder(model, args.device)
+    try:
+        query = build_query(encoder, args.query, args.negative, args.image, args.negative_weight)
+    except ValueError as e:
+        raise FrameSearchError(str(e)) from None
+    for note in query.notices:
+        print(f"note: {note}", file=sys.stderr)
+    hits = Searcher(films).search(query, top_k=args.top_k, gap=args.gap)
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], indent=2))
+        return 0
+    for rank, h in enumerate(hits, 1):
+        print(
+            f"{rank:3d}. {h.film:40.40s} {fmt_time(h.time):>10s}  score {h.score:.4f}  "
+            f"moment {fmt_time(h.start)}-{fmt_time(h.end)}"
+        )
+    return 0
+
+
+def cmd_films(args: argparse.Namespace) -> int:
+    library = Library(config.library_dir(args.library))
+    rows = [dict(f.manifest.to_dict(), path=str(f.dir)) for f in library.films()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no films indexed in {library.root}")
+    for r in rows:
+        sampling = SamplingSettings(**{k: v for k, v in r["sampling"].items()}).describe()
+        print(
+            f"{r['name']:40.40s} {r['frames']:7d} frames  {fmt_time(r['duration']):>10s}  {sampling:12s} "
+            f"{r['model']}  id={r['id']}"
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    library = Library(config.library_dir(args.library))
+    matches = library.find(args.film)
+    if len(matches) > 1:
+        raise FrameSearchError(f"'{args.film}' matches several films ({', '.join(f.id for f in matches)}); use an id.")
+    film = matches[0]
+    out = Path(args.output)
+    np.savez(out, embeddings=np.asarray(film.embeddings, np.float32), times=np.asarray(film.times, np.float64))
+    print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} -> {out}")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "films": cmd_films, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 some films failed, 2 usage or fatal error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FrameSearchError as e:
+        _err(str(e))
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted; run the same command again to continue where it stopped")
+        return 130
+    except OSError as e:
+        _err(f"{e.strerror or e} ({e.filename})" if getattr(e, "filename", None) else str(e))
+        return 2

@@ -1,0 +1,39 @@
+"""Defaults and the one place that knows about environment variables and ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def model_id(override: str | None = None) -> str:
+    """The CLIP model to load: explicit override, else $FRAMESEARCH_MODEL, else the hub default.
+
+    A local folder is returned as an absolute path, so an index records the same model
+    whichever directory the command ran from."""
+    chosen = override or os.environ.get("FRAMESEARCH_MODEL") or DEFAULT_MODEL
+    local = Path(chosen).expanduser()
+    return str(local.resolve()) if local.is_dir() else chosen
+
+
+def library_dir(override: str | os.PathLike | None = None) -> Path:
+    """The library folder: explicit override, else $FRAMESEARCH_LIBRARY, else ./library."""
+    return Path(override or os.environ.get("FRAMESEARCH_LIBRARY") or "library")
+
+
+def shared_dir() -> Path:
+    """The read-only data folder beside the checkout (films, CLIP tokenizer and config)."""
+    return Path(os.environ.get("FRAMESEARCH_SHARED") or PROJECT_DIR.parent / "shared")
+
+
+def shared_media_dir() -> Path:
+    """Sample films offered by the dashboard and used by the tests."""
+    return shared_dir() / "media"
+
+
+def shared_clip_config_dir() -> Path:
+    """The real tokenizer and config of openai/clip-vit-base-patch32 (no weights)."""
+    return shared_dir() / "models" / "clip-vit-base-patch32"

@@ -1,0 +1,21 @@
+"""The few errors a user can cause; each carries one sentence that says what to do."""
+
+
+class FrameSearchError(Exception):
+    """Base class: the message is meant to be shown to the user as it is."""
+
+
+class VideoError(FrameSearchError):
+    """A file that cannot be read as a video (empty, truncated, not a video, audio only)."""
+
+
+class ModelLoadError(FrameSearchError):
+    """The CLIP model could not be loaded (offline, no weights, wrong path)."""
+
+
+class FilmNotFound(FrameSearchError):
+    """A film reference that matches nothing in the library."""
+
+
+class DownloadError(FrameSearchError):
+    """A video URL that could not be downloaded."""

@@ -1,0 +1,327 @@
+"""Video decoding and frame sampling.
+
+One sequential decode per film through PyAV (no per-frame seeks). Every sampled frame carries
+its presentation time in seconds, taken from the stream's PTS relative to the stream start, so
+the time we print is the time a player shows, also for variable-frame-rate files. Rotation
+metadata is applied to the pixels. Samplers decide which decoded frames to keep; they share
+one small interface so new strategies plug in without touching the decoder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import av
+import numpy as np
+
+from clip_search.errors import VideoError
+
+SAMPLING_MODES = ("fps", "every", "shots")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How frames are chosen: ``fps`` (N per second), ``every`` frame, or ``shots``-aware."""
+
+    mode: str = "fps"
+    fps: float = 1.0
+    shot_threshold: float = 27.0  # PySceneDetect ContentDetector default
+    shot_max_gap: float = 10.0  # long shots get one frame per this many seconds
+
+    def __post_init__(self) -> None:
+        if self.mode not in SAMPLING_MODES:
+            raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}, not {self.mode!r}")
+        if self.mode == "fps" and not (self.fps > 0 and math.isfinite(self.fps)):
+            raise ValueError(f"--fps must be a positive number, not {self.fps}")
+
+    def key(self) -> dict:
+        """The settings that change the result (what a cached index is compared on)."""
+        if self.mode == "fps":
+            return {"mode": "fps", "fps": self.fps}
+        if self.mode == "shots":
+            return {k: v for k, v in asdict(self).items() if k != "fps"}
+        return {"mode": "every"}
+
+    def describe(self) -> str:
+        """A short human label, e.g. '1 fps', 'every frame', 'shots'."""
+        if self.mode == "fps":
+            return f"{self.fps:g} fps"
+        return "every frame" if self.mode == "every" else "shot-aware"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a player would tell you about the video stream."""
+
+    path: str
+    duration: float
+    width: int
+    height: int
+    fps: float
+    rotation: int
+    codec: str
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) after rotation."""
+        if self.rotation % 180:
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass
+class DecodedFrame:
+    """A decoded frame; pixels are converted lazily so samplers only pay for frames they keep."""
+
+    time: float
+    index: int
+    _frame: av.VideoFrame
+    _rotation: int
+
+    def rgb(self) -> np.ndarray:
+        """The frame as an (H, W, 3) uint8 RGB array, rotation applied."""
+        return _rotate(self._frame.to_ndarray(format="rgb24"), self._rotation)
+
+    def small_bgr(self, width: int = 256) -> np.ndarray:
+        """A downscaled BGR copy for shot detection (cheap: scaled inside swscale)."""
+        f = self._frame
+        height = max(2, round(f.height * width / f.width / 2) * 2)
+        return _rotate(f.reformat(width=width, height=height, format="bgr24").to_ndarray(), self._rotation)
+
+
+@dataclass
+class SampledFrame:
+    """A frame that was kept: its true time and its RGB pixels."""
+
+    time: float
+    image: np.ndarray
+
+
+def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
+    # PyAV reports the display matrix rotation in degrees counter-clockwise.
+    turns = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(img, k=turns)) if turns else img
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    p = Path(path)
+    name = p.name
+    if not p.exists():
+        raise VideoError(f"{name}: file not found ({p})")
+    if p.is_dir():
+        raise VideoError(f"{name}: is a folder, not a video file")
+    if p.stat().st_size == 0:
+        raise VideoError(f"{name}: file is empty (0 bytes)")
+    try:
+        container = av.open(str(p))
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{name}: not a video FFmpeg can read ({_reason(e)})") from None
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        container.close()
+        raise VideoError(f"{name}: has no video stream (only {', '.join(kinds)})")
+    return container
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e).split(":")[0] or type(e).__name__
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's header (and its first frame, for rotation); raise VideoError if unusable."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rotation = 0
+        try:
+            for frame in container.decode(stream):
+                rotation = int(frame.rotation or 0)
+                break
+            else:
+                raise VideoError(f"{Path(path).name}: no decodable video frames")
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{Path(path).name}: video stream cannot be decoded ({_reason(e)})") from None
+        return VideoInfo(
+            path=str(path),
+            duration=_duration(container, stream),
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=float(stream.guessed_rate or stream.average_rate or 0) or 0.0,
+            rotation=rotation % 360,
+            codec=stream.codec_context.name,
+        )
+    finally:
+        container.close()
+
+
+def _stream_duration(stream: av.video.stream.VideoStream) -> float | None:
+    """The video stream's own length: from its header, or Matroska's per-stream DURATION tag."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION")
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+    return None
+
+
+def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    own = _stream_duration(stream)
+    if own:
+        return own
+    if container.duration:
+        return container.duration / av.time_base
+    return 0.0
+
+
+class Sampler(Protocol):
+    """Decides which decoded frames to keep. ``offer`` sees every frame in order; ``finish``
+    flushes what a sampler held back (shot-aware sampling keeps a shot's frames until it ends)."""
+
+    def offer(self, frame: DecodedFrame) -> list[SampledFrame]: ...
+
+    def finish(self) -> list[SampledFrame]: ...
+
+
+class FpsSampler:
+    """Keep the first frame at or after each point of a fixed time grid (k / fps seconds).
+
+    The grid is absolute, so the kept frames depend only on the film, never on where a
+    (resumed) decode started."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.next_time = 0.0
+
+    def offer(self, frame: DecodedFrame) -> list[SampledFrame]:
+        if frame.time + 1e-6 < self.next_time:
+            return []
+        self.next_time = (math.floor(frame.time * self.fps + 1e-6) + 1) / self.fps
+        return [SampledFrame(frame.time, frame.rgb())]
+
+    def finish(self) -> list[SampledFrame]:
+        return []
+
+
+class EveryFrameSampler:
+    """Keep every decoded frame."""
+
+    def offer(self, frame: DecodedFrame) -> list[SampledFrame]:
+        return [SampledFrame(frame.time, frame.rgb())]
+
+    def finish(self) -> list[SampledFrame]:
+        return []
+
+
+class ShotSampler:
+    """One frame from the middle of each shot (PySceneDetect's ContentDetector finds the cuts),
+    plus one per ``max_gap`` seconds inside long shots.
+
+    Candidates are held at 2 per second for the current shot only, and a long shot is flushed
+    every ``max_gap`` seconds, so memory stays bounded whatever the film's length."""
+
+    CANDIDATE_STEP = 0.5
+
+    def __init__(self, threshold: float, max_gap: float, fps: float = 24.0) -> None:
+        from scenedetect import ContentDetector
+        from scenedetect.common import FrameTimecode
+
+        self._timecode = FrameTimecode
+        self.detector = ContentDetector(threshold=threshold, min_scene_len=8)
+        self.fps = fps
+        self.max_gap = max_gap
+        self.candidates: list[SampledFrame] = []
+        self.last_candidate_time = -math.inf
+
+    def offer(self, frame: DecodedFrame) -> list[SampledFrame]:
+        cuts = self.detector.process_frame(self._timecode(frame.index, fps=self.fps), frame.small_bgr())
+        out: list[SampledFrame] = []
+        if (cuts and self.candidates) or (self.candidates and frame.time - self.candidates[0].time >= self.max_gap):
+            out.append(self._middle())
+            self.candidates = []
+        if not self.candidates or frame.time - self.last_candidate_time >= self.CANDIDATE_STEP:
+            self.candidates.append(SampledFrame(frame.time, frame.rgb()))
+            self.last_candidate_time = frame.time
+        return out
+
+    def _middle(self) -> SampledFrame:
+        return self.candidates[len(self.candidates) // 2]
+
+    def finish(self) -> list[SampledFrame]:
+        return [self._middle()] if self.candidates else []
+
+
+def make_sampler(settings: SamplingSettings, stream_fps: float = 24.0) -> Sampler:
+    """The sampler for these settings (``stream_fps`` sets shot detection's frame clock)."""
+    if settings.mode == "fps":
+        return FpsSampler(settings.fps)
+    if settings.mode == "every":
+        return EveryFrameSampler()
+    return ShotSampler(settings.shot_threshold, settings.shot_max_gap, stream_fps)
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    settings: SamplingSettings,
+    start_after: float | None = None,
+    on_decoded: Callable[[float], None] | None = None,
+) -> Iterator[SampledFrame]:
+    """Decode ``path`` once, in order, and yield the sampled frames with their PTS times.
+
+    ``start_after``: skip frames at or before this time (resuming an interrupted index). For
+    grid samplers the decoder seeks once to the keyframe before it; shot detection needs the
+    frames before, so it decodes from the start and only drops the output.
+    ``on_decoded`` is called with each decoded frame's time (progress reporting).
+    Raises VideoError for unreadable, undecodable or truncated files."""
+    name = Path(path).name
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame/slice threads inside FFmpeg: decode is not the bottleneck
+        tb = stream.time_base
+        start_pts = stream.start_time or 0
+        duration = _duration(container, stream)
+        sampler = make_sampler(settings, float(stream.guessed_rate or 24))
+        if start_after is not None and settings.mode != "shots" and start_after > 1.0:
+            container.seek(int((start_after - 1.0) / tb) + start_pts, stream=stream, backward=True)
+            if isinstance(sampler, FpsSampler):
+                sampler.next_time = (math.floor(start_after * settings.fps + 1e-6) + 1) / settings.fps
+        index = 0
+        last_time = -1.0
+        rotation = None
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = max(0.0, float((frame.pts - start_pts) * tb))
+                if rotation is None:
+                    rotation = int(frame.rotation or 0) % 360
+                if on_decoded:
+                    on_decoded(t)
+                last_time = t
+                for kept in sampler.offer(DecodedFrame(t, index, frame, rotation)):
+                    if start_after is None or kept.time > start_after + 1e-6:
+                        yield kept
+                index += 1
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{name}: decoding failed after {max(last_time, 0):.1f} s ({_reason(e)})") from None
+        for kept in sampler.finish():
+            if start_after is None or kept.time > start_after + 1e-6:
+                yield kept
+        if index == 0 and start_after is None:
+            raise VideoError(f"{name}: no decodable video frames")
+        # The header's duration may include other streams (subtitles, audio) that run a little
+        # longer than the picture, so only a clear shortfall counts as truncation.
+        slack = max(1.0, 0.01 * duration) if _stream_duration(stream) else max(3.0, 0.02 * duration)
+        if duration > 0 and last_time >= 0 and last_time + slack < duration:
+            raise VideoError(f"{name}: file is truncated: video stops at {last_time:.1f} s of {duration:.1f} s")
+    finally:
+        container.close()
