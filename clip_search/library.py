@@ -293,6 +293,23 @@ class Library:
         shutil.rmtree(old, ignore_errors=True)
         return Film(live)
 
+    def add_vectors(
+        self, manifest: Manifest, embeddings: np.ndarray, times: np.ndarray, thumbnails: list[bytes] | None = None
+    ) -> Film:
+        """Store precomputed vectors as a complete film (imports, synthetic benchmark libraries)."""
+        staging = self.staging_for(manifest)
+        staging.mkdir(parents=True, exist_ok=True)
+        emb = np.asarray(embeddings, np.float32)
+        np.save(staging / "embeddings.npy", emb)
+        np.save(staging / "times.npy", np.asarray(times, np.float64))
+        thumbs = thumbnails or [b""] * len(emb)
+        (staging / "thumbs.bin").write_bytes(b"".join(thumbs))
+        np.save(staging / "thumb_offsets.npy", np.concatenate([[0], np.cumsum([len(t) for t in thumbs])]))
+        manifest.frames, manifest.dim, manifest.status = len(emb), emb.shape[1], "complete"
+        manifest.completed_at = time.time()
+        atomic_write_json(staging / "manifest.json", manifest.to_dict())
+        return self.publish(staging, manifest.id)
+
     def remove(self, film_id: str) -> None:
         """Delete a film's index (the source video is untouched)."""
         shutil.rmtree(self.film_dir(film_id), ignore_errors=True)

@@ -9,6 +9,7 @@ hits carry exact cosines and a query stays well under 100 ms on two CPU cores.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,12 +165,17 @@ class Searcher:
         if self.quantize and self._quantized is None:
             with self._lock:
                 if self._quantized is None:
-                    self._quantized = _Quantized(self.films)
+                    try:
+                        with warnings.catch_warnings():  # quantised tensors are deprecated upstream
+                            warnings.simplefilter("ignore", UserWarning)
+                            self._quantized = _Quantized(self.films)
+                    except (RuntimeError, AttributeError):  # a torch without the kernel: exact scoring
+                        self.quantize = False
 
     def all_scores(self, q: np.ndarray) -> list[np.ndarray]:
         """Per-film score arrays: exact, or int8-approximate (error about 0.002) for huge libraries."""
+        self.prepare()
         if self.quantize:
-            self.prepare()
             s = self._quantized.scores(q)
             return [s[self.offsets[i] : self.offsets[i + 1]] for i in range(len(self.films))]
         return [frame_scores(f, q) for f in self.films]

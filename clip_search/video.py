@@ -120,12 +120,21 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     try:
         container = av.open(str(p))
     except av.error.FFmpegError as e:
+        if _looks_like_video_container(p):
+            raise VideoError(f"{name}: file is truncated or damaged ({_reason(e)})") from None
         raise VideoError(f"{name}: not a video FFmpeg can read ({_reason(e)})") from None
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         container.close()
         raise VideoError(f"{name}: has no video stream (only {', '.join(kinds)})")
     return container
+
+
+def _looks_like_video_container(p: Path) -> bool:
+    """The first bytes of an MP4/MOV ('ftyp' box) or Matroska/WebM (EBML) file."""
+    with open(p, "rb") as f:
+        head = f.read(12)
+    return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3"
 
 
 def _reason(e: Exception) -> str:

@@ -1,0 +1,93 @@
+"""Shared fixtures: the real films in ../shared/media and a small random CLIP.
+
+Pretrained CLIP weights cannot be had offline, so tests use a randomly initialised CLIP built
+from the real ViT-B/32 config, tokenizer and preprocessing in ../shared (narrower and
+shallower so it runs fast). Everything else (from_pretrained, tokenizer, preprocessing,
+decoding, storage, search) is the real code path; with real weights the same code gives
+reference-CLIP vectors, which test_model proves against transformers' own pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from clip_search import config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail fast instead of retrying
+
+MEDIA = config.shared_media_dir()
+BUNNY = MEDIA / "big-buck-bunny" / "big-buck-bunny-30s.mp4"
+FLOWER = MEDIA / "closeups" / "flower.mp4"
+TEARS = MEDIA / "tears-of-steel" / "tears-of-steel-battle-clip-medium.webm"
+POPEYE1 = MEDIA / "popeye" / "popeye_p1.mkv"
+
+if not BUNNY.is_file():
+    pytest.exit(f"The shared films are missing ({MEDIA}); the tests need ../shared beside the checkout.", 2)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A small random CLIP saved with save_pretrained, with the real tokenizer and preprocessing."""
+    from clip_search.model import build_random_clip
+
+    return build_random_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def encoder(tiny_clip_dir):
+    from clip_search.model import load_encoder
+
+    return load_encoder(str(tiny_clip_dir), "cpu")
+
+
+@pytest.fixture(scope="session")
+def indexed_library(tmp_path_factory, encoder):
+    """A library with three real films (three codecs) indexed at 1 fps."""
+    from clip_search.indexer import index_film
+    from clip_search.library import Library
+
+    lib = Library(tmp_path_factory.mktemp("library"))
+    for path in (BUNNY, TEARS, POPEYE1):
+        index_film(path, lib, encoder)
+    return lib
+
+
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    pts: list[int] | None = None,
+    time_base: int = 1000,
+    rotation: int | None = None,
+    codec: str = "libx264",
+    rate: int = 24,
+) -> Path:
+    """Encode RGB frames to a real video file with PyAV; ``pts`` in 1/time_base s (variable frame rate)."""
+    from fractions import Fraction
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.time_base = Fraction(1, time_base)
+        stream.codec_context.time_base = Fraction(1, time_base)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = pts[i] if pts is not None else round(i * time_base / rate)
+            frame.time_base = Fraction(1, time_base)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def level_frame(level: int, w: int = 64, h: int = 48) -> np.ndarray:
+    """A flat grey frame whose brightness encodes a number (survives lossy coding)."""
+    return np.full((h, w, 3), level, np.uint8)

@@ -1,0 +1,142 @@
+"""The library: cache reuse, re-indexing on change, atomic writes and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from clip_search.cli import main
+from clip_search.indexer import IndexOptions, index_film
+from clip_search.library import Library
+from clip_search.patches import PatchSettings
+from clip_search.video import SamplingSettings
+from tests.conftest import BUNNY, FLOWER, TEARS
+
+
+class CountingEncoder:
+    """The real encoder, counting how many frames reach the model."""
+
+    def __init__(self, encoder) -> None:
+        self._enc, self.frames = encoder, 0
+
+    def __getattr__(self, name):
+        return getattr(self._enc, name)
+
+    def encode_prepared(self, batch):
+        self.frames += len(batch)
+        return self._enc.encode_prepared(batch)
+
+
+def test_index_stores_vectors_times_thumbnails_and_manifest(tmp_path, encoder):
+    lib = Library(tmp_path)
+    film = index_film(BUNNY, lib, encoder).film
+    m = json.loads((film.dir / "manifest.json").read_text())  # readable without the app
+    assert m["status"] == "complete" and m["frames"] == 30 and m["model"] == encoder.model_id
+    assert m["sampling"] == {"mode": "fps", "fps": 1.0} and m["source"] == str(BUNNY.resolve())
+    emb = np.load(film.dir / "embeddings.npy")
+    assert emb.shape == (30, encoder.dim) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert np.load(film.dir / "times.npy").tolist() == [float(i) for i in range(30)]
+    assert film.thumbnail(3)[:2] == b"\xff\xd8"  # JPEG
+    assert not list((tmp_path / "staging").glob("*/parts/*"))
+
+
+def test_reindex_same_settings_does_no_encoding(tmp_path, encoder):
+    lib = Library(tmp_path)
+    counting = CountingEncoder(encoder)
+    first = index_film(FLOWER, lib, counting)
+    assert counting.frames == 5 and not first.reused
+    again = index_film(FLOWER, lib, counting)
+    assert again.reused and counting.frames == 5
+    # a changed setting is a different index: encoded again, replacing the old one
+    two = index_film(FLOWER, lib, counting, IndexOptions(sampling=SamplingSettings(fps=2.0)))
+    assert not two.reused and two.film.manifest.frames == 10 and counting.frames == 15
+    assert [f.manifest.frames for f in lib.films()] == [10]
+
+
+def test_changed_file_is_reindexed_and_films_live_side_by_side(tmp_path, encoder):
+    lib = Library(tmp_path / "lib")
+    copy = tmp_path / "clip.mp4"
+    shutil.copy(FLOWER, copy)
+    before = index_film(copy, lib, encoder).film.manifest.fingerprint
+    index_film(BUNNY, lib, encoder)
+    shutil.copy(BUNNY, copy)  # same path, new content
+    after = index_film(copy, lib, encoder)
+    assert not after.reused and after.film.manifest.fingerprint != before
+    assert after.film.manifest.frames == 30
+    assert sorted(f.name for f in lib.films()) == ["big-buck-bunny-30s", "clip"]
+
+
+def test_patch_mode_stores_patch_vectors(tmp_path, encoder):
+    lib = Library(tmp_path)
+    film = index_film(FLOWER, lib, encoder, IndexOptions(patches=PatchSettings())).film
+    ppf = film.manifest.patches_per_frame
+    assert ppf == PatchSettings().count(960, 540) > 1
+    assert film.patch_embeddings.shape == (5 * ppf, encoder.dim)
+
+
+def _cli(*args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "clip_search", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.slow
+def test_kill_mid_index_then_resume_gives_the_uninterrupted_result(tmp_path, tiny_clip_dir, encoder):
+    env = dict(os.environ, FRAMESEARCH_LIBRARY=str(tmp_path / "lib"), FRAMESEARCH_MODEL=str(tiny_clip_dir))
+    args = ("index", str(TEARS), "--chunk-frames", "8", "--batch-size", "4", "--fps", "2")
+    proc = _cli(*args, env=env)
+    parts = tmp_path / "lib" / "staging"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("*/parts/part-*.npz"))) < 3:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lib = Library(tmp_path / "lib")
+    assert lib.films() == []  # nothing looks complete after a kill
+    done = len(list(parts.glob("*/parts/part-*.npz"))) * 8
+    assert 0 < done < 141
+
+    out, err = _cli(*args, env=env).communicate()
+    assert f"resumed after {done} frames" in out, (out, err)
+    resumed = Library(tmp_path / "lib").films()[0]
+
+    options = IndexOptions(sampling=SamplingSettings(fps=2.0))
+    straight = index_film(TEARS, Library(tmp_path / "straight"), encoder, options).film
+    assert resumed.times.tolist() == straight.times.tolist()
+    assert np.allclose(resumed.embeddings, straight.embeddings, atol=1e-5)
+    assert not list(parts.iterdir())  # staging cleaned once published
+
+
+def test_cli_bad_files_are_reported_and_the_rest_indexed(tmp_path, tiny_clip_dir, capsys, monkeypatch):
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mkv"
+    text.write_text("not a film")
+    lib = tmp_path / "lib"
+    code = main(["index", str(empty), str(FLOWER), str(text), str(tmp_path / "missing.webm"), "--library", str(lib)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error: empty.mp4: file is empty (0 bytes)" in err
+    assert "error: notes.mkv: not a video FFmpeg can read" in err
+    assert "error: missing.webm: file not found" in err
+    assert "Traceback" not in err
+    assert [f.name for f in Library(lib).films()] == ["flower"]
+
+
+def test_cli_url_without_network_is_a_clear_error(tmp_path, capsys):
+    code = main(["index", "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "--library", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().startswith("error: Could not download https://www.youtube.com/watch?v=dQw4w9WgXcQ: ")
+    assert "Traceback" not in err

@@ -1,0 +1,166 @@
+"""Search: exact cosine ordering, temporal de-duplication, moments, negative and image queries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clip_search.cli import main
+from clip_search.library import Library, Manifest
+from clip_search.moments import Moment, find_moments, moment_around
+from clip_search.search import QueryVector, Searcher, build_query, frame_scores, softmax_over_frames, timeline
+from clip_search.video import SamplingSettings, iter_frames
+
+
+def test_hits_are_best_first_with_exact_cosines(indexed_library, encoder):
+    films = indexed_library.films()
+    q = build_query(encoder, "a soldier in a ruined lab")
+    hits = Searcher(films).search(q, top_k=8, gap=0.0)
+    by_id = {f.id: f for f in films}
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    for h in hits:
+        film = by_id[h.film_id]
+        assert h.score == pytest.approx(float(film.embeddings[h.frame] @ q.vector), abs=1e-5)
+        assert h.time == pytest.approx(film.times[h.frame], abs=1e-3)
+    all_scores = np.concatenate([frame_scores(f, q.vector) for f in films])
+    assert hits[0].score == pytest.approx(all_scores.max(), abs=1e-5)
+
+
+def test_no_two_hits_of_a_film_closer_than_the_gap(indexed_library, encoder):
+    q = build_query(encoder, "a ship at sea")
+    hits = Searcher(indexed_library.films()).search(q, top_k=15, gap=5.0)
+    assert len(hits) == 15
+    for a in hits:
+        for b in hits:
+            if a is not b and a.film_id == b.film_id:
+                assert abs(a.time - b.time) >= 5.0
+
+
+def test_image_query_finds_its_own_frame(indexed_library, encoder, tmp_path):
+    film = indexed_library.find("tears-of-steel-battle-clip-medium")[0]
+    frame = list(iter_frames(film.manifest.source, SamplingSettings()))[23]
+    Image.fromarray(frame.image).save(tmp_path / "still.png")
+    q = build_query(encoder, image=tmp_path / "still.png")
+    top = Searcher([film]).search(q, top_k=1)[0]
+    assert top.time == pytest.approx(23.0) and top.score > 0.999
+
+
+def test_negative_query_ranks_by_cos_q_minus_w_cos_neg(indexed_library, encoder):
+    film = indexed_library.films()[0]
+    q = build_query(encoder, "a meadow", negative="a black title card", negative_weight=0.7)
+    pos, neg = encoder.encode_text(["a meadow", "a black title card"]).vectors
+    expected = film.embeddings @ pos - 0.7 * (film.embeddings @ neg)
+    hits = Searcher([film]).search(q, top_k=5, gap=0.0)
+    assert [h.frame for h in hits] == list(np.argsort(-expected)[:5])
+
+
+def test_empty_query_is_refused_and_long_query_gets_a_notice(encoder, tmp_path):
+    with pytest.raises(ValueError, match="Type a query"):
+        build_query(encoder, "   ")
+    with pytest.raises(ValueError, match="notes.txt: not an image"):
+        (tmp_path / "notes.txt").write_text("not a picture")
+        build_query(encoder, image=tmp_path / "notes.txt")
+    q = build_query(encoder, "a wide shot of a girl practising ballet " * 20)
+    assert q.notices and "77 tokens" in q.notices[0]
+
+
+def test_softmax_over_frames_is_a_distribution_in_score_order():
+    s = np.array([0.2, 0.3, 0.25, 0.1], np.float32)
+    p = softmax_over_frames(s, 100.0)
+    assert p.sum() == pytest.approx(1.0)
+    assert list(np.argsort(-p)) == list(np.argsort(-s))
+    assert p[1] / p[0] == pytest.approx(np.exp(100 * 0.1), rel=1e-4)
+
+
+def test_moments_group_adjacent_high_frames():
+    times = np.arange(10, dtype=float)
+    scores = np.array([0.1, 0.1, 0.3, 0.5, 0.45, 0.1, 0.1, 0.4, 0.1, 0.1])
+    # median 0.1; threshold for the 0.5 peak = 0.3 -> frames 2..4, ending when frame 5 starts
+    assert moment_around(times, scores, 3) == Moment(2.0, 5.0, 3.0, 0.5)
+    ms = find_moments(times, scores, duration=10.0)
+    assert ms == [Moment(2.0, 5.0, 3.0, 0.5), Moment(7.0, 8.0, 7.0, 0.4)]
+    # the last frame's moment ends at the film's end
+    assert moment_around(times, np.r_[scores[:-1], 0.9], 9, duration=9.5).end == 9.5
+
+
+def test_hit_carries_its_moment(indexed_library, encoder):
+    q = build_query(encoder, "a bird on a branch")
+    for h in Searcher(indexed_library.films()).search(q, top_k=5):
+        assert h.start <= h.time < h.end
+        assert h.moment_peak == pytest.approx(h.score, abs=1e-5)
+
+
+def _synthetic(lib: Library, name: str, n: int, dim: int, rng) -> None:
+    emb = rng.standard_normal((n, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    m = Manifest(
+        id=name,
+        name=name,
+        source=f"/films/{name}.mp4",
+        fingerprint=name,
+        model="m",
+        sampling={"mode": "fps", "fps": 1.0},
+        patches=None,
+        duration=float(n),
+    )
+    lib.add_vectors(m, emb, np.arange(n, dtype=float))
+
+
+def test_int8_prefilter_gives_the_exact_hits(tmp_path):
+    rng = np.random.default_rng(1)
+    lib = Library(tmp_path)
+    for i, n in enumerate((30_000, 5_000, 20_000)):
+        _synthetic(lib, f"film{i}", n, 128, rng)
+    films = lib.films()
+    for _ in range(5):
+        v = rng.standard_normal(128).astype(np.float32)
+        q = QueryVector(v / np.linalg.norm(v), "q")
+        exact = Searcher(films, quantize=False).search(q, top_k=10, gap=3.0)
+        fast = Searcher(films, quantize=True).search(q, top_k=10, gap=3.0)
+        assert [(h.film_id, h.frame) for h in fast] == [(h.film_id, h.frame) for h in exact]
+        assert [h.score for h in fast] == pytest.approx([h.score for h in exact], abs=1e-5)
+
+
+def test_timeline_scores_every_frame(indexed_library, encoder):
+    film = indexed_library.films()[0]
+    tl = timeline(film, build_query(encoder, "a rabbit"))
+    assert len(tl.scores) == len(tl.times) == film.manifest.frames
+    assert tl.softmax.sum() == pytest.approx(1.0, abs=1e-5)
+    assert tl.moments and tl.moments[0].peak_score == pytest.approx(tl.scores.max())
+
+
+def test_cli_search_json_and_films_and_export(indexed_library, tmp_path, capsys):
+    lib = str(indexed_library.root)
+    assert main(["search", "a ship at sea", "--library", lib, "--top-k", "4", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 4
+    for h in hits:
+        assert {"film", "time", "score", "start", "end"} <= set(h)
+        assert h["start"] <= h["time"] <= h["end"]
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+    assert main(["search", "a ship", "--library", lib, "--film", "popeye_p1", "--json"]) == 0
+    assert {h["film"] for h in json.loads(capsys.readouterr().out)} == {"popeye_p1"}
+
+    assert main(["films", "--library", lib, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(f["name"] for f in listed) == sorted(f.name for f in indexed_library.films())
+
+    out = tmp_path / "bunny.npz"
+    assert main(["export", "big-buck-bunny-30s", "--library", lib, "-o", str(out)]) == 0
+    data = np.load(out)
+    assert data["embeddings"].dtype == np.float32 and data["embeddings"].shape[0] == 30
+    assert np.allclose(np.linalg.norm(data["embeddings"], axis=1), 1, atol=1e-5)
+    assert data["times"].tolist() == [float(i) for i in range(30)]
+
+
+def test_cli_search_errors_are_one_line(indexed_library, tmp_path, capsys):
+    assert main(["search", "x", "--library", str(tmp_path / "empty")]) == 2
+    assert "has no indexed films" in capsys.readouterr().err
+    assert main(["search", "x", "--library", str(indexed_library.root), "--film", "casablanca"]) == 2
+    assert "No indexed film matches 'casablanca'" in capsys.readouterr().err
+    assert main(["search", "", "--library", str(indexed_library.root)]) == 2
+    assert "Give a QUERY" in capsys.readouterr().err
