@@ -25,15 +25,8 @@ from clip_search.search import (
     Searcher,
     build_query,
 )
+from clip_search.timecode import fmt_time
 from clip_search.video import SamplingSettings
-
-
-def fmt_time(seconds: float) -> str:
-    """mm:ss.s (h:mm:ss.s past an hour), as a player shows it."""
-    seconds = max(0.0, float(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{int(h)}:{int(m):02d}:{s:04.1f}" if h else f"{int(m):02d}:{s:04.1f}"
 
 
 def _library_arg(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,212 @@
+"""Indexing speed and memory, as ratios measured in one run (not a timed test).
+
+Compares, on the same frames of a 480p film sampled at 1 fps, with a ViT-B/32-sized CLIP:
+  baseline   one frame at a time: OpenCV decodes every frame, CLIPProcessor (PIL) prepares
+             each sampled frame, the model runs with batch 1 (the Buster Keaton notebook loop)
+  decode     our decoder alone (PyAV decode + sampling to RGB)
+  model      the model alone on prepared batches
+  index      our end-to-end index_film (decode || prepare || encode || write)
+and the peak RSS of indexing films of growing length (each in its own process).
+
+    python benchmarks/bench_index.py [--minutes 2] [--memory-minutes 2,10] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import av
+import numpy as np
+
+from clip_search import config
+
+CACHE = config.PROJECT_DIR / ".cache"
+SOURCE = config.shared_media_dir() / "big-buck-bunny" / "big-buck-bunny-30s.mp4"
+
+
+def full_size_clip() -> Path:
+    """ViT-B/32 with random weights (same compute as the real model), built once."""
+    from clip_search.model import build_random_clip
+
+    target = CACHE / "clip-vit-b32-random"
+    if not (target / "config.json").is_file():
+        build_random_clip(target, full_size=True)
+    return target
+
+
+def looped_film(minutes: float) -> Path:
+    """The 30 s 480p film repeated (stream copy, no re-encode) to the wanted length."""
+    out = CACHE / f"bunny-{minutes:g}min.mp4"
+    if out.is_file():
+        return out
+    CACHE.mkdir(exist_ok=True)
+    repeats = max(1, round(minutes * 2))
+    tmp = out.with_suffix(".tmp.mp4")
+    with av.open(str(SOURCE)) as src, av.open(str(tmp), "w") as dst:
+        s_in = src.streams.video[0]
+        s_out = dst.add_stream_from_template(s_in)
+        span = 0
+        for r in range(repeats):
+            src.seek(0)
+            end = 0
+            for packet in src.demux(s_in):
+                if packet.dts is None:
+                    continue
+                end = max(end, packet.pts + (packet.duration or 0))
+                packet.pts += r * span
+                packet.dts += r * span
+                packet.stream = s_out
+                dst.mux(packet)
+            span = span or end
+    os.replace(tmp, out)
+    return out
+
+
+def baseline(film: Path, model_dir: Path, fps: float = 1.0) -> tuple[int, float]:
+    """OpenCV decode of every frame, CLIPProcessor + model with batch 1 for each sampled frame."""
+    import cv2
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel, CLIPProcessor
+
+    processor = CLIPProcessor.from_pretrained(model_dir)
+    model = CLIPModel.from_pretrained(model_dir).eval()
+    cap = cv2.VideoCapture(str(film))
+    video_fps = cap.get(cv2.CAP_PROP_FPS)
+    n, i, next_t = 0, 0, 0.0
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            t = i / video_fps
+            i += 1
+            if t + 1e-6 < next_t:
+                continue
+            next_t += 1 / fps
+            img = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            model.get_image_features(**processor(images=img, return_tensors="pt"))
+            n += 1
+    return n, time.perf_counter() - t0
+
+
+def decode_only(film: Path) -> tuple[int, float]:
+    from clip_search.video import SamplingSettings, iter_frames
+
+    t0 = time.perf_counter()
+    n = sum(1 for _ in iter_frames(film, SamplingSettings()))
+    return n, time.perf_counter() - t0
+
+
+def model_only(encoder, n: int, batch: int) -> float:
+    rng = np.random.default_rng(0)
+    crop = encoder.pre.crop
+    frames = rng.integers(0, 255, (batch, crop, crop, 3), dtype=np.uint8)
+    encoder.encode_prepared(frames[:2])  # warm-up
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        k = min(batch, n - done)
+        encoder.encode_prepared(frames[:k])
+        done += k
+    return time.perf_counter() - t0
+
+
+def index_once(film: Path, model_dir: Path, device: str) -> dict:
+    """End-to-end index into a fresh library; run in its own process for a clean peak RSS."""
+    from clip_search.indexer import index_film
+    from clip_search.library import Library
+    from clip_search.model import load_encoder
+
+    encoder = load_encoder(str(model_dir), device)
+    encoder.encode_prepared(np.zeros((2, encoder.pre.crop, encoder.pre.crop, 3), np.uint8))  # warm-up
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = index_film(film, Library(tmp), encoder)
+        seconds = time.perf_counter() - t0
+    return {
+        "frames": result.film.manifest.frames,
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_after_model_load_mb": rss_before,
+        "device": encoder.device,
+    }
+
+
+def run_child(film: Path, model_dir: Path, device: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(film), "--model-dir", str(model_dir), "--device", device],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=2.0, help="film length for the speed ratios")
+    ap.add_argument("--memory-minutes", default="2,10", help="film lengths for the peak-RSS rows")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--model-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(index_once(Path(args.child), Path(args.model_dir), args.device)))
+        return
+
+    from clip_search.model import load_encoder
+
+    model_dir = full_size_clip()
+    film = looped_film(args.minutes)
+    encoder = load_encoder(str(model_dir), args.device)
+    batch = 128 if encoder.device.startswith("cuda") else 32
+    print(f"film: {film.name} (480p, {args.minutes:g} min), model: ViT-B/32-sized random CLIP on {encoder.device}")
+
+    n_dec, t_dec = decode_only(film)
+    t_model = model_only(encoder, n_dec, batch)
+    e2e = run_child(film, model_dir, args.device)
+    rows = [
+        ("decode only", n_dec, t_dec),
+        (f"model only (batch {batch})", n_dec, t_model),
+        ("end-to-end index", e2e["frames"], e2e["seconds"]),
+    ]
+    if not args.skip_baseline:
+        n_base, t_base = baseline(film, model_dir)
+        rows.insert(0, ("one-frame-at-a-time loop", n_base, t_base))
+    for name, n, t in rows:
+        print(f"  {name:28s} {n:6d} frames  {t:8.2f} s  {n / t:7.2f} frames/s")
+    print("ratios (targets in brackets):")
+    if not args.skip_baseline:
+        print(
+            f"  end-to-end speed / one-frame loop       {(e2e['frames'] / e2e['seconds']) / (n_base / t_base):5.2f}x"
+            "  [>= 1.5]"
+        )
+    if encoder.device.startswith("cuda"):
+        print(f"  wall / max(decode, model)               {e2e['seconds'] / max(t_dec, t_model):5.2f}   [<= 1.1]")
+    else:
+        print(f"  wall / (decode + model)                 {e2e['seconds'] / (t_dec + t_model):5.2f}   [<= 1.1]")
+    print("peak RSS of indexing (own process, model included):")
+    for minutes in [float(m) for m in args.memory_minutes.split(",") if m]:
+        r = run_child(looped_film(minutes), model_dir, args.device)
+        print(
+            f"  {minutes:6g} min film: {r['frames']:6d} frames  peak RSS {r['peak_rss_mb']:7.0f} MB "
+            f"(model loaded: {r['rss_after_model_load_mb']:.0f} MB)  [< 2048 MB for 120 min]"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Page helpers of the Streamlit dashboard (the only code besides dashboard.py that knows Streamlit)."""

@@ -1,0 +1,131 @@
+"""Sidebar: the model, the films in the library, and adding films (samples, upload, path, URL)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from clip_search.errors import FrameSearchError
+from clip_search.fetch import download, is_url
+from clip_search.indexer import IndexOptions, Progress, index_film
+from clip_search.library import Library
+from clip_search.patches import PatchSettings
+from clip_search.timecode import fmt_time
+from clip_search.video import SamplingSettings
+from ui import state
+from ui.samples import VIDEO_SUFFIXES, credit_for, sample_films
+
+
+def model_status(ms: state.ModelState) -> None:
+    """Which model is loaded; when none could be, why and how to fix it."""
+    if ms.encoder:
+        st.caption(f"Model: `{ms.model_id}` on {ms.encoder.device}")
+        if ".cache/clip-random-demo" in ms.model_id:
+            st.warning("Random-weights CLIP: the interface works, but rankings are meaningless.")
+        return
+    st.error(ms.error)
+    st.caption("Without network the hub model cannot be fetched. To try the interface anyway:")
+    if st.button("Use a random-weights CLIP (UI demo only)", key="use-random-model"):
+        st.session_state.model_id = state.random_demo_model()
+        st.rerun()
+
+
+def _sampling_widgets() -> IndexOptions:
+    mode = st.radio("Sampling", ["1 fps", "N fps", "every frame", "shots"], horizontal=True, key="sampling-mode")
+    if mode == "N fps":
+        fps = st.number_input("Frames per second", 0.05, 30.0, 2.0, 0.5, key="sampling-fps")
+        sampling = SamplingSettings(mode="fps", fps=float(fps))
+    elif mode == "every frame":
+        sampling = SamplingSettings(mode="every")
+    elif mode == "shots":
+        sampling = SamplingSettings(mode="shots")
+    else:
+        sampling = SamplingSettings()
+    patches = st.checkbox("Patch mode (small details; ~8x slower)", key="patch-mode")
+    return IndexOptions(sampling=sampling, patches=PatchSettings() if patches else None)
+
+
+def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: IndexOptions) -> None:
+    """Index with a progress bar and time left; a bad file is one error line, the rest go on."""
+    for path in paths:
+        bar = st.progress(0.0, text=f"{path.name}: starting…")
+
+        def show(p: Progress, bar=bar, name=path.name) -> None:
+            eta = p.eta_seconds
+            left = f" — about {fmt_time(eta)[:-2]} left" if eta is not None else ""
+            bar.progress(p.fraction, text=f"{name}: {p.frames} frames, {p.fraction:.0%}{left}")
+
+        try:
+            result = index_film(path, lib, ms.encoder, options, progress=show)
+        except FrameSearchError as e:
+            bar.empty()
+            st.error(str(e))
+            continue
+        bar.empty()
+        m = result.film.manifest
+        st.session_state.setdefault("notices", []).append(
+            f"{m.name}: already indexed" if result.reused else f"{m.name}: indexed {m.frames} frames"
+        )
+
+
+def add_films(lib: Library, ms: state.ModelState) -> None:
+    """The 'Add films' expander."""
+    with st.expander("Add films", expanded=not lib.films()):
+        if ms.encoder is None:
+            st.info("Load a model first (see above).")
+            return
+        options = _sampling_widgets()
+        samples = sample_films()
+        if samples:
+            names = {p.name: p for p in samples}
+            chosen = st.multiselect(
+                "Sample films (../shared/media)",
+                list(names),
+                default=[n for n in names if n.startswith("big-buck-bunny")],
+                key="samples",
+            )
+            if st.button("Index sample films", key="index-samples", disabled=not chosen):
+                _index([names[n] for n in chosen], lib, ms, options)
+        upload = st.file_uploader("Upload a film", type=[s[1:] for s in sorted(VIDEO_SUFFIXES)], key="upload")
+        if upload is not None and st.button("Index upload", key="index-upload"):
+            target = lib.root / "uploads" / re.sub(r"[^\w.\-]+", "_", Path(upload.name).name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(upload.getvalue())
+            _index([target], lib, ms, options)
+        ref = st.text_input(
+            "…or a path on disk or a video URL", key="add-path", placeholder="/films/casablanca.mkv or https://…"
+        )
+        if st.button("Index path / URL", key="index-path", disabled=not ref.strip()):
+            ref = ref.strip()
+            try:
+                if is_url(ref):
+                    with st.spinner(f"Downloading {ref}…"):
+                        path = download(ref, lib.downloads_dir)
+                else:
+                    path = Path(ref).expanduser()
+                    if not path.exists():
+                        raise FrameSearchError(f"{path}: no such file.")
+                _index([path], lib, ms, options)
+            except FrameSearchError as e:
+                st.error(str(e))
+        for note in st.session_state.pop("notices", []):
+            st.success(note)
+
+
+def film_list(lib: Library) -> None:
+    """What is in the library, with credits for CC BY films."""
+    films = lib.films()
+    st.subheader(f"Library ({len(films)} films)")
+    if not films:
+        st.caption(f"No films in {lib.root} yet.")
+    for f in films:
+        m = f.manifest
+        st.markdown(
+            f"**{m.name}** · {m.frames} frames · {fmt_time(m.duration)[:-2]} · "
+            f"{SamplingSettings(**m.sampling).describe()}" + (" · patches" if m.patches else "")
+        )
+        credit = credit_for(m.source)
+        if credit:
+            st.caption(credit)

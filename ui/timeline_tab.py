@@ -1,0 +1,68 @@
+"""Timeline view: one film's scores over time, a row per query; click a point to see that frame."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from clip_search.library import Film
+from clip_search.search import build_query, timeline
+from clip_search.timecode import fmt_time
+from ui.charts import TimelineRow, timeline_figure
+from ui.search_tab import play
+
+MAX_ROWS = 8
+
+
+def timeline_tab(films: list[Film], encoder, main_query: str) -> None:
+    """Film chooser, extra query lines, cosine/softmax toggle, the clickable timeline and the picked frame."""
+    if not films:
+        return
+    c1, c2 = st.columns([3, 2])
+    film = c1.selectbox("Film", films, format_func=lambda f: f.name, key="tl-film")
+    softmax = c2.toggle("Softmax over frames (CLIP's logit scale) instead of raw cosine", key="tl-softmax")
+    extra = st.text_area(
+        "More queries for the timeline, one per line",
+        key="tl-queries",
+        height=80,
+        placeholder="a ship at sea\na giant bird",
+    )
+    lines = [q.strip() for q in [main_query, *extra.splitlines()] if q.strip()]
+    if not lines:
+        st.info("Type a query in the search box (or above) to see where it appears in the film.")
+        return
+    rows, scores = [], {}
+    for line in dict.fromkeys(lines[:MAX_ROWS]):
+        tl = timeline(film, build_query(encoder, line))
+        scores[line] = tl
+        rows.append(TimelineRow(line, tl.times, tl.softmax if softmax else tl.scores))
+    picks = st.session_state.setdefault("tl-pick", {})
+    fig = timeline_figure(rows, "softmax" if softmax else "cosine", picks.get(film.id), film.manifest.duration)
+    event = st.plotly_chart(
+        fig,
+        on_select="rerun",
+        selection_mode="points",
+        key="timeline-chart",
+        width="stretch",
+        config={"scrollZoom": True, "displaylogo": False},
+    )
+    points = (
+        (event or {}).get("selection", {}).get("points", [])
+        if isinstance(event, dict)
+        else getattr(getattr(event, "selection", None), "points", [])
+    )
+    if points:
+        picks[film.id] = float(points[0]["x"])
+    st.caption("Click a square to see that frame · drag to zoom · double-click to zoom out")
+    t = picks.get(film.id)
+    if t is None:
+        return
+    i = film.nearest_frame(t)
+    c1, c2 = st.columns([2, 3])
+    thumb = film.thumbnail(i)
+    if thumb:
+        c1.image(thumb, width="stretch")
+    c2.markdown(f"### Frame at `{fmt_time(film.times[i])}`")
+    c2.markdown(
+        "\n".join(f"- *{q}*: cosine {tl.scores[i]:.4f}, softmax {tl.softmax[i]:.4f}" for q, tl in scores.items())
+    )
+    c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="tl-play", on_click=play, args=(film.id, film.times[i]))
