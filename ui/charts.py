@@ -28,12 +28,11 @@ class TimelineRow:
 def timeline_figure(
     rows: list[TimelineRow],
     value_name: str = "cosine",
-    selected: float | None = None,
     duration: float | None = None,
     intervals: list[tuple[float, float]] | None = None,
 ) -> go.Figure:
-    """x = film time, one row per query/engine, colour = score; ``selected`` draws a cursor,
-    ``intervals`` shades ground-truth stretches (evaluation view)."""
+    """x = film time, one row per query/engine, colour = score; ``intervals`` shades
+    ground-truth stretches (evaluation view)."""
     fig = go.Figure()
     n_points = sum(len(r.times) for r in rows)
     trace = go.Scattergl if n_points > GL_POINTS else go.Scatter
@@ -85,8 +84,6 @@ def timeline_figure(
     )
     for start, end in intervals or []:
         fig.add_vrect(x0=start, x1=end, fillcolor="orange", opacity=0.25, line_width=0)
-    if selected is not None:
-        fig.add_vline(x=selected, line={"color": "red", "width": 2})
     return fig
 
 

@@ -36,7 +36,9 @@ def timeline_tab(films: list[Film], encoder, main_query: str) -> None:
         scores[line] = tl
         rows.append(TimelineRow(line, tl.times, tl.softmax if softmax else tl.scores))
     picks = st.session_state.setdefault("tl-pick", {})
-    fig = timeline_figure(rows, "softmax" if softmax else "cosine", picks.get(film.id), film.manifest.duration)
+    # No cursor is drawn for the pick: a changed figure resets Streamlit's selection and swallows
+    # the next click; Plotly's own selected-point highlight marks it instead.
+    fig = timeline_figure(rows, "softmax" if softmax else "cosine", film.manifest.duration)
     event = st.plotly_chart(
         fig,
         on_select="rerun",

@@ -1,0 +1,135 @@
+"""The dashboard in a real browser: headless Debian Chromium driven by Playwright.
+
+Starts ``streamlit run dashboard.py`` on a free localhost port against a library indexed from
+../shared/media with a small random CLIP, types a query, waits for the result grid and the
+timeline, clicks timeline points and checks the shown frame follows, and saves the screenshot
+the README shows (docs/dashboard.png)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from clip_search import config
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT = config.PROJECT_DIR / "docs" / "dashboard.png"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dashboard(library: str, model: str) -> tuple[subprocess.Popen, str]:
+    """``streamlit run dashboard.py`` on a free port; returns the process and its URL once healthy."""
+    port = free_port()
+    env = dict(os.environ, FRAMESEARCH_LIBRARY=library, FRAMESEARCH_MODEL=model, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(config.PROJECT_DIR / "dashboard.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=config.PROJECT_DIR,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("streamlit did not start within 90 s")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed; the README's test command installs it")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(indexed_library, tiny_clip_dir):
+    proc, url = start_dashboard(str(indexed_library.root), str(tiny_clip_dir))
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def frame_time_shown(page) -> str:
+    heading = page.get_by_text(re.compile(r"^Frame at ")).first
+    heading.wait_for(timeout=30_000)
+    return heading.inner_text()
+
+
+def test_query_grid_timeline_click_and_screenshot(browser, dashboard):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(dashboard)
+    box = page.get_by_label("What did you see?")
+    box.wait_for(timeout=60_000)
+    box.fill("a ship at sea")
+    box.press("Enter")
+    page.get_by_text(re.compile(r"12 hits")).wait_for(timeout=60_000)
+    grid = page.locator("[data-testid='stImage'] img")
+    grid.nth(11).wait_for(timeout=30_000)
+    assert grid.count() == 12
+
+    # no horizontal scrolling of the page at 1280 px
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+    page.get_by_role("tab", name="Timeline").click()
+    points = page.locator(".js-plotly-plot .scatterlayer .points path")
+    points.nth(5).wait_for(timeout=30_000)
+    assert points.count() > 20
+    points.nth(5).click(force=True)
+    first = frame_time_shown(page)
+    points.nth(points.count() - 3).click(force=True)
+    page.wait_for_function(
+        "t => ![...document.querySelectorAll('h3')].some(h => h.innerText === t)", arg=first, timeout=30_000
+    )
+    second = frame_time_shown(page)
+    assert second != first and second.startswith("Frame at ")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.get_by_role("tab", name="Search").click()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOT), full_page=False)
+    page.close()

@@ -1,0 +1,113 @@
+"""Dashboard page logic through Streamlit's AppTest (no browser): state, messages, bad input."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clip_search import config
+from clip_search.library import Library
+from tests.conftest import FLOWER
+
+APP = str(config.PROJECT_DIR / "dashboard.py")
+
+
+@pytest.fixture
+def app(monkeypatch, tiny_clip_dir, indexed_library):
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(indexed_library.root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [e.value for e in at.error] + [w.value for w in at.warning] + [i.value for i in at.info]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_query_shows_a_grid_of_hits_and_moments(app):
+    app.text_input(key="query").input("a ship at sea").run()
+    assert not app.exception
+    assert "**12 hits** for *a ship at sea*" in texts(app)
+    assert len(app.get("image")) == 12  # a thumbnail per hit
+    assert app.dataframe[0].value.shape[0] == 12
+    assert list(app.dataframe[0].value.columns[:4]) == ["film", "start", "end", "peak"]
+
+
+def test_play_button_plays_the_film_from_the_hit(app):
+    app.text_input(key="query").input("a soldier").run()
+    app.button(key="play-0").click().run()
+    assert not app.exception
+    play = app.session_state["play"]
+    assert play["time"] >= 0 and play["film_id"]
+    assert "Playing" in texts(app)
+    assert app.get("video")
+
+
+def test_empty_query_gets_a_message_not_an_error(app):
+    app.text_input(key="query").input("   ").run()
+    assert not app.exception
+    assert "The query is empty" in texts(app)
+    assert not app.error
+
+
+def test_top_k_and_film_choice_narrow_the_results(app):
+    app.text_input(key="query").input("a bird").run()
+    app.number_input(key="top-k").set_value(3).run()
+    app.multiselect(key="search-films").select("popeye_p1").run()
+    assert "**3 hits**" in texts(app)
+    assert set(app.dataframe[0].value["film"]) == {"popeye_p1"}
+
+
+def test_timeline_has_a_row_per_query(app):
+    app.text_input(key="query").input("a ship").run()
+    app.text_area(key="tl-queries").input("a giant bird\nSinbad").run()
+    assert not app.exception
+    chart = app.get("plotly_chart")[0]
+    import json
+
+    fig = json.loads(chart.proto.spec)
+    assert [t["y"][0] for t in fig["data"]] == ["a ship", "a giant bird", "Sinbad"]
+    app.toggle(key="tl-softmax").set_value(True).run()
+    fig = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert "softmax" in fig["data"][0]["hovertemplate"]
+
+
+def test_bad_path_and_non_video_are_clear_errors_and_nothing_is_lost(app, tmp_path, indexed_library):
+    before = [f.id for f in indexed_library.films()]
+    app.sidebar.text_input(key="add-path").input(str(tmp_path / "nope.mp4")).run()
+    app.sidebar.button(key="index-path").click().run()
+    assert not app.exception
+    assert any("nope.mp4: no such file" in e.value for e in app.error)
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("shopping list")
+    app.sidebar.text_input(key="add-path").input(str(notes)).run()
+    app.sidebar.button(key="index-path").click().run()
+    assert any("notes.mp4: not a video" in e.value for e in app.error)
+    assert [f.id for f in Library(indexed_library.root).films()] == before
+
+
+def test_index_a_film_from_a_path(monkeypatch, tiny_clip_dir, tmp_path):
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert "Add a film in the sidebar" in texts(at)
+    # the sample films from ../shared/media are offered, Big Buck Bunny chosen by default
+    assert at.sidebar.multiselect(key="samples").value == ["big-buck-bunny-30s.mp4"]
+    at.sidebar.text_input(key="add-path").input(str(FLOWER)).run()
+    at.sidebar.button(key="index-path").click().run()
+    assert not at.exception
+    assert [f.name for f in Library(tmp_path).films()] == ["flower"]
+    assert any("flower: indexed 5 frames" in s.value for s in at.success)
+
+
+def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_path):
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tmp_path / "no-model-here"))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert any("Cannot load CLIP model" in e.value and "local folder" in e.value for e in at.sidebar.error)
+    assert at.sidebar.button(key="use-random-model")
