@@ -1,0 +1,76 @@
+"""Start the dashboard as a separate process and drive it with headless Chromium.
+
+Shared by the browser test and the browser benchmark."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from clip_search import config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# as root, without network: no sandbox, no GPU, no background connections that would be refused
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    """A free TCP port on localhost."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dashboard(library: str, model: str, timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
+    """``streamlit run dashboard.py`` on a free localhost port; returns the process and its URL once healthy."""
+    port = free_port()
+    env = dict(os.environ, FRAMESEARCH_LIBRARY=library, FRAMESEARCH_MODEL=model, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(config.PROJECT_DIR / "dashboard.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=config.PROJECT_DIR,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not answer within {timeout:.0f} s")
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium through Playwright (Playwright's own browser download is not possible here)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
