@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,66 +180,87 @@ class Searcher:
             return [s[self.offsets[i] : self.offsets[i + 1]] for i in range(len(self.films))]
         return [frame_scores(f, q) for f in self.films]
 
-    def _locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        film_idx = np.searchsorted(self.offsets, rows, side="right") - 1
-        return film_idx, rows - self.offsets[film_idx]
-
     def search(self, query: QueryVector, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
         """Top ``top_k`` frames, best first, no two from one film closer than ``gap`` seconds."""
         if self.total == 0 or top_k <= 0:
             return []
         q = query.vector
-        per_film = self.all_scores(q)
-        flat = np.concatenate(per_film) if len(per_film) > 1 else per_film[0]
-        m = min(self.total, max(top_k * 64, 2048))
-        while True:
-            cand = np.argpartition(-flat, m - 1)[:m] if m < self.total else np.arange(self.total)
-            film_idx, local = self._locate(cand)
-            exact = flat[cand]
-            if self.quantize:
-                exact = exact.copy()
-                for f in np.unique(film_idx):
-                    sel = film_idx == f
-                    rows = np.sort(local[sel])  # memmap reads in file order
-                    back = np.searchsorted(rows, local[sel])
-                    exact[sel] = (np.asarray(self.films[f].embeddings[rows]) @ q)[back]
-            order = np.argsort(-exact, kind="stable")
-            chosen: list[tuple[int, int, float]] = []
-            taken: dict[int, list[float]] = {}
-            for j in order:
-                f, i = int(film_idx[j]), int(local[j])
-                t = float(self.films[f].times[i])
-                if any(abs(t - u) < gap for u in taken.get(f, ())):
-                    continue
-                taken.setdefault(f, []).append(t)
-                chosen.append((f, i, float(exact[j])))
-                if len(chosen) == top_k:
-                    break
-            if len(chosen) == top_k or m >= self.total:
-                break
-            m = min(self.total, m * 4)
-        stats: dict[int, tuple[np.ndarray, float]] = {}  # per film: softmax, median score
-        for f, _, _ in chosen:
-            if f not in stats:
-                scores = per_film[f]
-                stats[f] = softmax_over_frames(scores, self.films[f].manifest.logit_scale), float(np.median(scores))
-        return [self._hit(f, i, s, per_film[f], *stats[f]) for f, i, s in chosen]
+        rescore = None
+        if self.quantize:
 
-    def _hit(self, f: int, i: int, score: float, scores: np.ndarray, soft: np.ndarray, median: float) -> Hit:
-        film = self.films[f]
-        m = moment_around(film.times, scores, i, film.manifest.duration, median=median)
-        return Hit(
-            film=film.name,
-            film_id=film.id,
-            source=film.manifest.source,
-            frame=i,
-            time=round(float(film.times[i]), 3),
-            score=round(score, 6),
-            softmax=float(soft[i]),
-            start=round(m.start, 3),
-            end=round(m.end, 3),
-            moment_peak=round(m.peak_score, 6),
-        )
+            def rescore(f: int, rows: np.ndarray) -> np.ndarray:
+                order = np.argsort(rows)  # memmap reads in file order
+                out = np.empty(len(rows), np.float32)
+                out[order] = np.asarray(self.films[f].embeddings[rows[order]]) @ q
+                return out
+
+        return rank_frames(self.films, self.all_scores(q), top_k, gap, rescore)
+
+
+def rank_frames(
+    films: Sequence[Film],
+    per_film: list[np.ndarray],
+    top_k: int = 10,
+    gap: float = DEFAULT_GAP,
+    rescore: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    logit_scale: float | None = None,
+) -> list[Hit]:
+    """Top ``top_k`` frames over films from per-film score arrays (any engine), best first, no two
+    from one film closer than ``gap`` seconds, each with its moment.
+
+    ``rescore(film_index, frame_rows)`` replaces approximate scores of candidates with exact ones;
+    ``logit_scale`` for the softmax column (default: each film's CLIP logit scale)."""
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in per_film])]).astype(np.int64)
+    total = int(offsets[-1])
+    if total == 0 or top_k <= 0:
+        return []
+    flat = np.concatenate(per_film) if len(per_film) > 1 else per_film[0]
+    m = min(total, max(top_k * 64, 2048))
+    while True:
+        cand = np.argpartition(-flat, m - 1)[:m] if m < total else np.arange(total)
+        film_idx = np.searchsorted(offsets, cand, side="right") - 1
+        local = cand - offsets[film_idx]
+        score = flat[cand].astype(np.float32)
+        if rescore is not None:
+            for f in np.unique(film_idx):
+                sel = film_idx == f
+                score[sel] = rescore(int(f), local[sel])
+        chosen: list[tuple[int, int, float]] = []
+        taken: dict[int, list[float]] = {}
+        for j in np.argsort(-score, kind="stable"):
+            f, i = int(film_idx[j]), int(local[j])
+            t = float(films[f].times[i])
+            if any(abs(t - u) < gap for u in taken.get(f, ())):
+                continue
+            taken.setdefault(f, []).append(t)
+            chosen.append((f, i, float(score[j])))
+            if len(chosen) == top_k:
+                break
+        if len(chosen) == top_k or m >= total:
+            break
+        m = min(total, m * 4)
+    stats: dict[int, tuple[np.ndarray, float]] = {}  # per film: softmax, median score
+    for f, _, _ in chosen:
+        if f not in stats:
+            scale = logit_scale if logit_scale is not None else films[f].manifest.logit_scale
+            stats[f] = softmax_over_frames(per_film[f], scale), float(np.median(per_film[f]))
+    return [_hit(films[f], i, sc, per_film[f], *stats[f]) for f, i, sc in chosen]
+
+
+def _hit(film: Film, i: int, score: float, scores: np.ndarray, soft: np.ndarray, median: float) -> Hit:
+    m = moment_around(film.times, scores, i, film.manifest.duration, median=median)
+    return Hit(
+        film=film.name,
+        film_id=film.id,
+        source=film.manifest.source,
+        frame=i,
+        time=round(float(film.times[i]), 3),
+        score=round(score, 6),
+        softmax=float(soft[i]),
+        start=round(m.start, 3),
+        end=round(m.end, 3),
+        moment_peak=round(m.peak_score, 6),
+    )
 
 
 @dataclass
