@@ -1,0 +1,1 @@
+"""CLIP versus tagging services: tagger adapters, tag search, side-by-side comparison, evaluation."""

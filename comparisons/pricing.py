@@ -1,0 +1,48 @@
+"""Cost estimate shown before a paid tagging run, from a small editable price table."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TABLE = Path(__file__).with_name("prices.json")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What tagging ``frames`` frames would cost."""
+
+    service: str
+    frames: int
+    calls: int
+    transactions: int
+    usd: float
+
+    def sentence(self) -> str:
+        """e.g. 'azure: 120 frames -> 120 calls (600 billed transactions), about $0.60'."""
+        if not self.calls:
+            return f"{self.service}: {self.frames} frames, runs locally, no cost"
+        return (
+            f"{self.service}: {self.frames} frames -> {self.calls} calls "
+            f"({self.transactions} billed transactions), about ${self.usd:.2f}"
+        )
+
+
+def price_table(library_root: Path | None = None) -> dict:
+    """$FRAMESEARCH_PRICES, else <library>/prices.json, else the shipped table."""
+    for candidate in (os.environ.get("FRAMESEARCH_PRICES"), library_root and library_root / "prices.json"):
+        if candidate and Path(candidate).is_file():
+            return json.loads(Path(candidate).read_text())
+    return json.loads(DEFAULT_TABLE.read_text())
+
+
+def estimate(service: str, frames: int, table: dict | None = None) -> Estimate:
+    """Calls, billed transactions and dollars for tagging ``frames`` frames with ``service``."""
+    row = (table or price_table()).get(service, {})
+    calls = frames * int(row.get("calls_per_frame", 0))
+    transactions = frames * int(row.get("transactions_per_frame", 0))
+    return Estimate(
+        service, frames, calls, transactions, transactions * float(row.get("usd_per_1000_transactions", 0)) / 1000
+    )
