@@ -137,6 +137,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             else:
                 how = f"encoded {result.encoded_frames} frames"
             print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} ({how}, {result.seconds:.1f} s) -> {m.id}")
+            if m.dialogue and m.dialogue.get("warning"):
+                print(f"warning: {m.dialogue['warning']}", file=sys.stderr)
         except FrameSearchError as e:
             failures += 1
             _err(str(e))

@@ -34,6 +34,7 @@ from clip_search.library import (
     fingerprint,
 )
 from clip_search.patches import PatchSettings, crop_patches
+from clip_search.subtitles import load_dialogue
 from clip_search.video import SamplingSettings, iter_frames, probe
 
 THUMB_WIDTH = 256
@@ -336,6 +337,9 @@ def index_film(
         progress(
             Progress(manifest.name, manifest.duration, manifest.duration, resumed + encoded, time.perf_counter() - t0)
         )
+    dialogue = load_dialogue(path)  # never raises: a bad subtitle file is a warning
+    atomic_write_json(staging / "dialogue.json", dialogue.to_dict())
+    manifest.dialogue = {"origin": dialogue.origin, "cues": len(dialogue.cues), "warning": dialogue.warning}
     manifest.frames = store.merge_into(staging, manifest.dim, ppf)
     manifest.patches_per_frame = ppf
     manifest.status = "complete"

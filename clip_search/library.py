@@ -105,6 +105,7 @@ class Manifest:
     started_at: float = field(default_factory=time.time)
     completed_at: float | None = None
     indexing_seconds: float | None = None
+    dialogue: dict | None = None  # origin, cue count and any warning of the film's subtitles
     format_version: int = FORMAT_VERSION
 
     def key(self) -> dict:
@@ -197,6 +198,15 @@ class Film:
         if self._thumbs is None:
             self._thumbs = Thumbnails(self.dir)
         return self._thumbs[i]
+
+    def dialogue(self):
+        """The film's subtitle cues (stored at index time; read from the source for older indexes)."""
+        from clip_search.subtitles import Dialogue, load_dialogue
+
+        stored = self.dir / "dialogue.json"
+        if stored.is_file():
+            return Dialogue.from_dict(json.loads(stored.read_text()))
+        return load_dialogue(self.manifest.source)
 
     def nearest_frame(self, t: float) -> int:
         """Index of the sampled frame closest to time ``t``."""

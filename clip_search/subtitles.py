@@ -1,0 +1,160 @@
+"""Dialogue from subtitles: a sidecar .srt/.vtt beside the film (same stem, optional language
+suffix, e.g. ``popeye_p1.eng.srt``) or a text subtitle stream inside the container.
+
+Parsed with kept libraries (``srt``, ``webvtt-py``, PyAV). A bad or mis-encoded file never stops
+indexing: it becomes a warning and the film indexes without dialogue."""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SIDECAR_SUFFIXES = (".srt", ".vtt")
+PREFERRED_LANGS = ("eng", "en", "en-us", "en-gb")
+_TAGS = re.compile(r"<[^>]+>|\{[^}]*\}")
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle: on screen from ``start`` to ``end`` seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class Dialogue:
+    """A film's cues, where they came from, and any warning for the user."""
+
+    cues: list[Cue] = field(default_factory=list)
+    origin: str | None = None
+    warning: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"origin": self.origin, "warning": self.warning, "cues": [asdict(c) for c in self.cues]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Dialogue:
+        return cls([Cue(**c) for c in d.get("cues", [])], d.get("origin"), d.get("warning"))
+
+
+def clean(text: str) -> str:
+    """Subtitle markup (<i>, {\\an8}, \\N) removed, lines joined."""
+    text = _TAGS.sub("", text.replace("\\N", "\n").replace("\\n", "\n"))
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def find_sidecar(video: str | Path) -> Path | None:
+    """``film.srt``/``film.vtt``, or ``film.<lang>.srt`` (English preferred)."""
+    video = Path(video)
+    candidates = [
+        p
+        for p in video.parent.glob(f"{glob_escape(video.stem)}*")
+        if p.suffix.lower() in SIDECAR_SUFFIXES and p.is_file()
+    ]
+    exact = [p for p in candidates if p.stem == video.stem]
+    if exact:
+        return sorted(exact)[0]
+    tagged = [p for p in candidates if p.stem.startswith(video.stem + ".")]
+
+    def rank(p: Path) -> tuple[int, str]:
+        lang = p.stem[len(video.stem) + 1 :].lower()
+        return (PREFERRED_LANGS.index(lang) if lang in PREFERRED_LANGS else len(PREFERRED_LANGS), p.name)
+
+    return sorted(tagged, key=rank)[0] if tagged else None
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _decode(raw: bytes, name: str) -> tuple[str, str | None]:
+    for enc in ("utf-8-sig", "utf-16"):
+        try:
+            text = raw.decode(enc)
+            if enc == "utf-16" and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                continue
+            return text, None
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("cp1252", errors="replace"), f"{name} is not UTF-8; read it as Windows-1252 (check accents)."
+
+
+def read_sidecar(path: Path) -> Dialogue:
+    """Parse an .srt or .vtt file; problems become a warning, never an exception."""
+    try:
+        text, warning = _decode(path.read_bytes(), path.name)
+        if path.suffix.lower() == ".vtt":
+            import webvtt
+
+            cues = [
+                Cue(c.start_in_seconds, c.end_in_seconds, clean(c.text)) for c in webvtt.from_buffer(io.StringIO(text))
+            ]
+        else:
+            import srt
+
+            cues = [Cue(s.start.total_seconds(), s.end.total_seconds(), clean(s.content)) for s in srt.parse(text)]
+    except Exception as e:  # noqa: BLE001 - srt/webvtt raise many types for malformed files
+        return Dialogue(
+            [],
+            None,
+            f"Subtitles {path.name} could not be read ({type(e).__name__}: {str(e)[:120]}); "
+            "the film is indexed without dialogue.",
+        )
+    cues = [c for c in cues if c.text]
+    if not cues:
+        return Dialogue([], None, f"Subtitles {path.name} hold no cues; the film is indexed without dialogue.")
+    return Dialogue(sorted(cues, key=lambda c: c.start), f"subtitle file {path.name}", warning)
+
+
+def read_embedded(video: str | Path) -> Dialogue:
+    """The first text subtitle stream inside the container (bitmap subtitles are images: skipped)."""
+    import av
+
+    try:
+        with av.open(str(video)) as container:
+            streams = container.streams.subtitles
+            if not streams:
+                return Dialogue()
+            stream = streams[0]
+            if stream.codec_context.name in ("hdmv_pgs_subtitle", "pgssub", "dvd_subtitle", "dvb_subtitle"):
+                return Dialogue(
+                    [],
+                    None,
+                    f"The embedded subtitles are images ({stream.codec_context.name}); "
+                    "dialogue needs a text subtitle file (.srt/.vtt) beside the film.",
+                )
+            cues = []
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                start = float(packet.pts * stream.time_base)
+                end = start + float((packet.duration or 0) * stream.time_base)
+                for sub in packet.decode():
+                    for rect in sub:
+                        raw = (
+                            getattr(rect, "dialogue", None) or getattr(rect, "text", None) or getattr(rect, "ass", b"")
+                        )
+                        raw = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                        if raw.startswith("Dialogue:") or raw.count(",") >= 8:
+                            raw = raw.split(",", 8)[-1]
+                        if clean(raw):
+                            cues.append(Cue(start, max(end, start + 1.0), clean(raw)))
+    except av.error.FFmpegError as e:
+        return Dialogue([], None, f"The embedded subtitles could not be read ({e}).")
+    return Dialogue(cues, "embedded subtitle stream", None) if cues else Dialogue()
+
+
+def load_dialogue(video: str | Path) -> Dialogue:
+    """Sidecar file first, else an embedded text stream; empty Dialogue when there is none."""
+    sidecar = find_sidecar(video)
+    if sidecar:
+        found = read_sidecar(sidecar)
+        if found.cues:
+            return found
+        embedded = read_embedded(video)
+        return Dialogue(embedded.cues, embedded.origin, found.warning) if embedded.cues else found
+    return read_embedded(video)

@@ -1,0 +1,243 @@
+"""Search quality on labelled queries: Hit@k, Recall@k, MRR, mAP and moment R1@IoU0.5 per engine.
+
+Query set: CSV with columns ``film,query,start,end`` (seconds), one row per relevant interval;
+several rows per query are allowed, and a row with empty start/end declares a query whose answer
+is not in the film. ``film`` matches a film's name, id or path in the library.
+
+Definitions (a hit is a returned frame time; tolerance TOL, default 1 s, absorbs the sampling step):
+- a hit is *relevant* if it lies within [start - TOL, end + TOL] of a relevant interval;
+- Hit@k = 1 if any of the top k hits is relevant;
+- Recall@k = share of the query's intervals that hold at least one of the top k hits;
+- MRR = 1 / rank of the first relevant hit (0 if none in the ranked list);
+- AP = (1/R) * sum over ranks i where hit i covers an interval not covered before of
+  (intervals covered so far / i), R = number of intervals; mAP is its mean;
+- R1@IoU0.5 = 1 if the top hit's moment [start, end] overlaps a relevant interval with IoU >= 0.5.
+Hits are ranked as the engine returns them (ties keep the earlier frame first). Queries without a
+relevant interval have no defined value and are left out of the means (counted as ``no_answer``).
+Engines that cannot run (no credentials, not tagged, no dialogue) are reported as skipped, not 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_KS = (1, 5, 10)
+DEFAULT_TOLERANCE = 1.0
+
+
+@dataclass
+class LabelledQuery:
+    """One query on one film with its relevant intervals (empty: the answer is not in the film)."""
+
+    film: str
+    query: str
+    intervals: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RankedHit:
+    """What metrics need of a hit: its time, score and moment."""
+
+    time: float
+    score: float
+    start: float
+    end: float
+
+
+def load_query_set(path: str | Path) -> list[LabelledQuery]:
+    """Read the CSV; rows of the same (film, query) are merged. Raises ValueError naming the bad row."""
+    queries: dict[tuple[str, str], LabelledQuery] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = {"film", "query", "start", "end"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{Path(path).name}: missing column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            film, query = (row["film"] or "").strip(), (row["query"] or "").strip()
+            if not film or not query:
+                raise ValueError(f"{Path(path).name} line {line}: film and query are required")
+            q = queries.setdefault((film, query), LabelledQuery(film, query))
+            start, end = (row["start"] or "").strip(), (row["end"] or "").strip()
+            if start or end:
+                try:
+                    a, b = float(start), float(end)
+                except ValueError:
+                    raise ValueError(f"{Path(path).name} line {line}: start/end must be seconds") from None
+                if b < a:
+                    raise ValueError(f"{Path(path).name} line {line}: end {b} is before start {a}")
+                q.intervals.append((a, b))
+    return list(queries.values())
+
+
+def _covers(t: float, interval: tuple[float, float], tol: float) -> bool:
+    return interval[0] - tol <= t <= interval[1] + tol
+
+
+def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Temporal intersection over union of two [start, end] intervals."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def query_metrics(
+    hits: Sequence[RankedHit],
+    intervals: Sequence[tuple[float, float]],
+    ks: Sequence[int] = DEFAULT_KS,
+    tol: float = DEFAULT_TOLERANCE,
+) -> dict[str, float] | None:
+    """All metrics of one query from its ranked hits; None when it has no relevant interval."""
+    if not intervals:
+        return None
+    relevant = [any(_covers(h.time, iv, tol) for iv in intervals) for h in hits]
+    out: dict[str, float] = {}
+    for k in ks:
+        top = hits[:k]
+        out[f"hit@{k}"] = float(any(relevant[:k]))
+        out[f"recall@{k}"] = sum(any(_covers(h.time, iv, tol) for h in top) for iv in intervals) / len(intervals)
+    first = next((i for i, r in enumerate(relevant) if r), None)
+    out["mrr"] = 1.0 / (first + 1) if first is not None else 0.0
+    covered: set[int] = set()
+    ap = 0.0
+    for i, h in enumerate(hits, start=1):
+        new = {j for j, iv in enumerate(intervals) if j not in covered and _covers(h.time, iv, tol)}
+        if new:
+            covered |= new
+            ap += len(new) * len(covered) / i  # each newly covered interval counts once
+    out["ap"] = ap / len(intervals)
+    out["r1@iou0.5"] = float(bool(hits) and any(iou((hits[0].start, hits[0].end), iv) >= 0.5 for iv in intervals))
+    return out
+
+
+def mean_metrics(per_query: Sequence[dict[str, float] | None]) -> dict[str, float]:
+    """Means over the queries that have an answer (mAP is the mean of AP)."""
+    answered = [m for m in per_query if m is not None]
+    if not answered:
+        return {}
+    keys = answered[0].keys()
+    means = {k: float(np.mean([m[k] for m in answered])) for k in keys}
+    means["map"] = means.pop("ap")
+    return means
+
+
+def metric_names(ks: Sequence[int]) -> list[str]:
+    """Column order for tables and charts."""
+    return [*(f"hit@{k}" for k in ks), *(f"recall@{k}" for k in ks), "mrr", "map", "r1@iou0.5"]
+
+
+@dataclass
+class EngineResult:
+    """One engine's numbers, or why it was skipped."""
+
+    engine: str
+    status: str  # "ok" or "skipped"
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    queries: int = 0
+    no_answer: int = 0
+
+
+@dataclass
+class Evaluation:
+    """Everything an evaluation produced: per-engine means and per-query ranked hits."""
+
+    ks: tuple[int, ...]
+    tolerance: float
+    engines: list[EngineResult]
+    rows: list[dict]  # film, query, intervals, engine, hits [{time, score, start, end}], metrics
+
+    def table(self) -> list[dict]:
+        """One row per engine: engine, status, and each metric (None when skipped)."""
+        names = metric_names(self.ks)
+        return [
+            {
+                "engine": e.engine,
+                "status": e.status,
+                "reason": e.reason,
+                "queries": e.queries,
+                **{n: e.metrics.get(n) for n in names},
+            }
+            for e in self.engines
+        ]
+
+    def to_dict(self) -> dict:
+        return {"ks": list(self.ks), "tolerance": self.tolerance, "engines": self.table(), "queries": self.rows}
+
+
+def evaluate(
+    library,
+    queries: Sequence[LabelledQuery],
+    engines: Sequence,
+    ks: Sequence[int] = DEFAULT_KS,
+    tol: float = DEFAULT_TOLERANCE,
+    progress=None,
+) -> Evaluation:
+    """Run every engine on every labelled query (searching that query's film) and score it."""
+    from comparisons.engines import EngineUnavailable
+
+    depth = max(max(ks), 10)
+    films = {q.film: library.find(q.film)[0] for q in queries}
+    results, rows = [], []
+    for n, engine in enumerate(engines):
+        try:
+            engine.check(list({f.id: f for f in films.values()}.values()))
+        except EngineUnavailable as e:
+            results.append(EngineResult(engine.name, "skipped", str(e)))
+            continue
+        per_query = []
+        for q in queries:
+            film = films[q.film]
+            try:
+                hits = engine.search([film], q.query, top_k=depth)
+            except EngineUnavailable:
+                hits = []
+            ranked = [RankedHit(h.time, h.score, h.start, h.end) for h in hits]
+            m = query_metrics(ranked, q.intervals, ks, tol)
+            per_query.append(m)
+            rows.append(
+                {
+                    "film": film.name,
+                    "query": q.query,
+                    "intervals": q.intervals,
+                    "engine": engine.name,
+                    "hits": [r.__dict__ for r in ranked],
+                    "metrics": m,
+                }
+            )
+        if progress:
+            progress(n + 1, len(engines))
+        results.append(
+            EngineResult(
+                engine.name, "ok", None, mean_metrics(per_query), len(queries), sum(1 for m in per_query if m is None)
+            )
+        )
+    return Evaluation(tuple(ks), tol, results, rows)
+
+
+def recompute(evaluation: Evaluation) -> dict[str, dict[str, float]]:
+    """Means recomputed from the per-query ranked hits alone (anyone can check the numbers)."""
+    by_engine: dict[str, list] = {}
+    for row in evaluation.rows:
+        hits = [RankedHit(**h) for h in row["hits"]]
+        by_engine.setdefault(row["engine"], []).append(
+            query_metrics(hits, [tuple(iv) for iv in row["intervals"]], evaluation.ks, evaluation.tolerance)
+        )
+    return {e: mean_metrics(ms) for e, ms in by_engine.items()}
+
+
+def write_csv(evaluation: Evaluation, path: str | Path) -> None:
+    """Per-engine metrics table as CSV."""
+    table = evaluation.table()
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0].keys()))
+        w.writeheader()
+        for row in table:
+            w.writerow(
+                {k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()}
+            )
