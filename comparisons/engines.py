@@ -70,12 +70,16 @@ class Engine:
         return list(films)
 
     def check(self, films: Sequence[Film]) -> None:
-        """Raise EngineUnavailable unless this engine can score every one of ``films``."""
+        """Raise EngineUnavailable unless this engine can run on ``films`` as a set: a tag engine
+        needs every film tagged (else its numbers would mislead); dialogue needs some film with
+        dialogue (a silent film simply has nothing to find)."""
         ok = {f.id for f in self.usable(films)}
         missing = [f.name for f in films if f.id not in ok]
-        if missing:
-            reason = "not tagged yet" if self.name.startswith("tags:") else "no subtitles or on-screen text"
-            raise EngineUnavailable(f"{self.name}: {reason} for {', '.join(missing)}")
+        if missing and self.name.startswith("tags:"):
+            raise EngineUnavailable(
+                f"{self.name}: not tagged yet ({', '.join(missing)}); run "
+                f"`python -m comparisons tag FILM --service {self.name.split(':', 1)[1]}`"
+            )
 
     def scores(self, film: Film, query: str) -> np.ndarray:
         """Score of every sampled frame of ``film`` (aligned with ``film.times``)."""

@@ -25,6 +25,16 @@ BUNNY = MEDIA / "big-buck-bunny" / "big-buck-bunny-30s.mp4"
 FLOWER = MEDIA / "closeups" / "flower.mp4"
 TEARS = MEDIA / "tears-of-steel" / "tears-of-steel-battle-clip-medium.webm"
 POPEYE1 = MEDIA / "popeye" / "popeye_p1.mkv"
+QUERY_SET = config.PROJECT_DIR / "data" / "queries.csv"
+EXAMPLE_FILMS = [
+    BUNNY,
+    TEARS,
+    POPEYE1,
+    MEDIA / "popeye" / "popeye_p2.mkv",
+    MEDIA / "popeye" / "popeye_p3.mkv",
+    MEDIA / "intel" / "one-by-one-person-detection.mp4",
+    MEDIA / "intel" / "bottle-detection.mp4",
+]
 
 if not BUNNY.is_file():
     pytest.exit(f"The shared films are missing ({MEDIA}); the tests need ../shared beside the checkout.", 2)
@@ -47,12 +57,12 @@ def encoder(tiny_clip_dir):
 
 @pytest.fixture(scope="session")
 def indexed_library(tmp_path_factory, encoder):
-    """A library with three real films (three codecs) indexed at 1 fps."""
+    """The films of the example query set (three codecs among them) indexed at 1 fps."""
     from clip_search.indexer import index_film
     from clip_search.library import Library
 
     lib = Library(tmp_path_factory.mktemp("library"))
-    for path in (BUNNY, TEARS, POPEYE1):
+    for path in EXAMPLE_FILMS:
         index_film(path, lib, encoder)
     return lib
 

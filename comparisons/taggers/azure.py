@@ -33,6 +33,7 @@ class AzureTagger:
         key: str | None = None,
         retries: int = 3,
         timeout: float = 30.0,
+        backoff: float = 0.5,
         **client_kwargs,
     ) -> None:
         from azure.ai.vision.imageanalysis import ImageAnalysisClient
@@ -47,7 +48,7 @@ class AzureTagger:
             endpoint,
             AzureKeyCredential(key),
             retry_total=retries,
-            retry_backoff_factor=0.5,
+            retry_backoff_factor=backoff,
             retry_backoff_max=20,
             connection_timeout=10,
             read_timeout=timeout,
@@ -59,7 +60,6 @@ class AzureTagger:
         """Analyse one RGB frame; raises TaggerError (or FatalTaggerError for auth problems)."""
         from azure.ai.vision.imageanalysis.models import VisualFeatures
         from azure.core.exceptions import (
-            ClientAuthenticationError,
             HttpResponseError,
             ServiceRequestError,
             ServiceResponseError,
@@ -73,12 +73,12 @@ class AzureTagger:
                 language="en",
                 gender_neutral_caption=True,
             )
-        except ClientAuthenticationError as e:
-            raise FatalTaggerError(
-                f"Azure rejected the credentials (HTTP {e.status_code}): check AZURE_VISION_KEY "
-                "and that AZURE_VISION_ENDPOINT is the resource's endpoint."
-            ) from None
         except HttpResponseError as e:
+            if e.status_code in (401, 403):
+                raise FatalTaggerError(
+                    f"Azure rejected the credentials (HTTP {e.status_code}): check AZURE_VISION_KEY "
+                    "and that AZURE_VISION_ENDPOINT is the resource's endpoint."
+                ) from None
             if e.status_code == 429:
                 raise TaggerError("Azure kept throttling (HTTP 429) after retries; try again later.") from None
             code = getattr(e.error, "code", None) or e.reason

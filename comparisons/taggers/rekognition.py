@@ -44,7 +44,9 @@ class RekognitionTagger:
                     "or AWS_PROFILE, as for any boto3 program."
                 )
             config = Config(
-                retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=10, read_timeout=timeout
+                retries={"total_max_attempts": max_attempts, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=timeout,
             )
             try:
                 client = session.client("rekognition", config=config)

@@ -1,0 +1,175 @@
+"""Offline tagger on real frames, never paying twice, tag search, dialogue and fused engines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clip_search.indexer import index_film
+from clip_search.library import Library
+from comparisons.cli import main
+from comparisons.engines import Engine, EngineUnavailable
+from comparisons.pricing import estimate
+from comparisons.tag_search import TagIndex
+from comparisons.tag_store import TagStore, load_tags, tagged_services
+from comparisons.taggers import Tag, make_tagger
+from comparisons.taggers.azure import AzureTagger
+from comparisons.tagging import frames_to_tag, tag_film
+from tests.conftest import POPEYE1, TEARS, write_video
+from tests.fake_cloud import FakeCloud, Scripted
+
+
+def _text_film(path):
+    """8 s at 24 fps with burned-in text: HELLO WORLD from 2 to 4 s, FRAME SEARCH from 5 to 7 s."""
+    import cv2
+
+    frames = []
+    for i in range(8 * 24):
+        img = np.full((360, 640, 3), 30, np.uint8)
+        t = i / 24
+        text = "HELLO WORLD" if 2 <= t < 4 else "FRAME SEARCH" if 5 <= t < 7 else None
+        if text:
+            cv2.putText(img, text, (60, 200), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 255), 5)
+        frames.append(img)
+    return write_video(path, frames)
+
+
+@pytest.fixture(scope="module")
+def text_library(tmp_path_factory, encoder):
+    tmp = tmp_path_factory.mktemp("text-film")
+    lib = Library(tmp / "lib")
+    film = index_film(_text_film(tmp / "captions.mp4"), lib, encoder).film
+    return lib, film
+
+
+def test_offline_ocr_finds_burned_in_text_at_the_right_times(text_library):
+    lib, film = text_library
+    run = tag_film(lib, film, make_tagger("offline"))
+    assert run.tagged == 8 and not run.errors
+    tags = load_tags(lib, film, "offline")
+    text_at = {t: " ".join(tag.text for tag in tags[t] if tag.kind == "text") for t in sorted(tags)}
+    assert text_at == {
+        0.0: "",
+        1.0: "",
+        2.0: "HELLO WORLD",
+        3.0: "HELLO WORLD",
+        4.0: "",
+        5.0: "FRAME SEARCH",
+        6.0: "FRAME SEARCH",
+        7.0: "",
+    }
+    assert any(tag.text in ("dark", "night") for tag in tags[0.0])  # a near-black frame
+
+
+def test_offline_tagger_finds_faces_in_tears_of_steel(indexed_library):
+    film = indexed_library.find("tears-of-steel-battle-clip-medium")[0]
+    from clip_search.video import SamplingSettings, iter_frames
+
+    tagger = make_tagger("offline")
+    frames = {round(f.time): f.image for f in iter_frames(film.manifest.source, SamplingSettings())}
+    tags = tagger.tag_batch([frames[t] for t in (6, 14, 25, 29)])  # frames where a face is plainly visible
+    faces = [[t for t in frame if t.kind == "face"] for frame in tags]
+    assert sum(bool(f) for f in faces) >= 3
+    scales = {t.text for frame in tags for t in frame if t.text in ("close-up", "medium shot", "wide shot")}
+    assert scales
+
+
+def test_cloud_results_are_cached_never_paid_twice_and_resumed(text_library, tmp_path):
+    lib, film = text_library
+    with FakeCloud() as cloud:
+        # three frames succeed, then the key is revoked: the run stops, keeping those three
+        cloud.then(Scripted(), Scripted(), Scripted(), *[Scripted(401, {"error": {"code": "401"}})] * 10)
+        tagger = AzureTagger(endpoint=cloud.url, key="k-123", backoff=0.01)
+        first = tag_film(lib, film, tagger, workers=1)
+        assert first.fatal and "rejected the credentials" in first.fatal
+        assert first.tagged == 3 and frames_to_tag(lib, film, tagger) == 5
+        cloud.script.clear()
+        seen = len(cloud.requests)
+        second = tag_film(lib, film, tagger, workers=2)
+        assert second.tagged == 5 and second.reused == 3
+        assert len(cloud.requests) - seen == 5  # only the frames that were missing
+        third = tag_film(lib, film, tagger)
+        assert third.tagged == 0 and third.reused == 8 and len(cloud.requests) - seen == 5
+    assert "azure" in tagged_services(lib, film)
+    stored = TagStore(lib, film, "azure", tagger.features).path.read_text()
+    assert "k-123" not in stored and "2023-10-01" in stored  # no credentials; the model version is kept
+
+
+def test_cost_estimate_before_paid_runs():
+    e = estimate("azure", 120)
+    assert (e.calls, e.transactions) == (120, 600) and e.usd == pytest.approx(0.6)
+    assert "about $0.60" in e.sentence()
+    assert estimate("offline", 120).sentence().endswith("no cost")
+
+
+def test_cli_refuses_a_paid_run_without_confirmation(indexed_library, monkeypatch, capsys):
+    monkeypatch.setenv("AZURE_VISION_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AZURE_VISION_KEY", "k")
+    code = main(["tag", "big-buck-bunny-30s", "--service", "azure", "--library", str(indexed_library.root)])
+    err = capsys.readouterr().err
+    assert code == 2 and "30 calls" in err and "add --yes" in err
+
+
+def test_tag_search_blends_bm25_and_meaning():
+    times = np.arange(4, dtype=float)
+    tags = {
+        0.0: [Tag("label", "tree", 0.9), Tag("label", "grass", 0.8)],
+        1.0: [Tag("caption", "a ship sailing on the ocean", 0.8), Tag("label", "water", 0.9)],
+        2.0: [Tag("text", "SINBAD THE SAILOR", 0.95)],
+        3.0: [],
+    }
+    index = TagIndex(times, tags)
+    boat = index.scores("a boat at sea")
+    assert int(np.argmax(boat)) == 1  # no shared word with the caption: meaning carries it
+    assert int(np.argmax(index.scores("Sinbad"))) == 2  # exact word from OCR text
+    assert boat[3] == 0.0
+    assert [t.text for t in index.matched(2, "Sinbad")] == ["SINBAD THE SAILOR"]
+
+
+def test_dialogue_paraphrase_finds_the_cue(indexed_library):
+    film = indexed_library.find("popeye_p1")[0]
+    assert film.manifest.dialogue["origin"] == "subtitle file popeye_p1.eng.srt"
+    hits = Engine("dialogue", indexed_library).search([film], "he lives on an island on a whale's back", top_k=1)
+    assert 16.6 - 0.5 <= hits[0].time <= 21.6 + 0.5  # the cues about the whale island
+
+
+def test_fused_engine_is_the_documented_blend(indexed_library, encoder):
+    film = indexed_library.find("popeye_p1")[0]
+    q = "Sinbad the sailor"
+
+    def mm(s):
+        return (s - s.min()) / (s.max() - s.min())
+
+    clip = Engine("clip", indexed_library, encoder).scores(film, q)
+    said = Engine("dialogue", indexed_library).scores(film, q)
+    fused = Engine("clip+dialogue", indexed_library, encoder, fusion_weight=0.3).scores(film, q)
+    assert np.allclose(fused, 0.3 * mm(clip) + 0.7 * mm(said), atol=1e-5)
+
+
+def test_engines_that_cannot_run_say_why(indexed_library):
+    film = indexed_library.find("big-buck-bunny-30s")[0]
+    with pytest.raises(EngineUnavailable, match="not tagged yet"):
+        Engine("tags:rekognition", indexed_library).search([film], "a bird")
+    with pytest.raises(EngineUnavailable, match="no subtitles or on-screen text"):
+        Engine("dialogue", indexed_library).search([film], "hello")
+
+
+def test_bad_subtitle_file_is_a_warning_and_the_film_still_indexes(tmp_path, encoder):
+    import shutil
+
+    video = tmp_path / "clip.webm"
+    shutil.copy(TEARS, video)
+    (tmp_path / "clip.srt").write_bytes(b"\xff\xfe\x00garbage 00:00 --> nonsense\n")
+    film = index_film(video, Library(tmp_path / "lib"), encoder).film
+    assert film.manifest.frames == 71
+    assert "clip.srt" in film.manifest.dialogue["warning"] and film.manifest.dialogue["cues"] == 0
+
+
+def test_latin1_subtitles_are_read_with_a_warning(tmp_path):
+    from clip_search.subtitles import load_dialogue
+
+    video = tmp_path / "film.mkv"
+    video.write_bytes(POPEYE1.read_bytes())
+    (tmp_path / "film.fr.srt").write_bytes("1\n00:00:01,000 --> 00:00:02,000\nCafé crème\n".encode("latin-1"))
+    d = load_dialogue(video)
+    assert d.cues[0].text == "Café crème" and "not UTF-8" in d.warning

@@ -1,0 +1,97 @@
+"""Evaluation metrics against hand-computed values, and the evaluate CLI end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from comparisons.cli import main
+from comparisons.evaluate import RankedHit, iou, load_query_set, mean_metrics, query_metrics, recompute
+from tests.conftest import QUERY_SET
+
+
+def hits(*times, moment=None):
+    return [RankedHit(t, 1.0 - i * 0.1, *(moment or (t - 0.5, t + 0.5))) for i, t in enumerate(times)]
+
+
+def test_metrics_by_hand():
+    intervals = [(10.0, 12.0), (30.0, 31.0)]
+    m = query_metrics(hits(50, 11, 30.5, 11.5), intervals, ks=(1, 5), tol=0.0)
+    assert m["hit@1"] == 0 and m["hit@5"] == 1
+    assert m["recall@1"] == 0 and m["recall@5"] == 1
+    assert m["mrr"] == 0.5
+    # rank 2 covers the first interval (1/2), rank 3 the second (2/3); rank 4 adds nothing
+    assert m["ap"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert m["r1@iou0.5"] == 0
+
+
+def test_recall_counts_intervals_not_hits():
+    m = query_metrics(hits(10.5, 11, 11.5), [(10, 12), (30, 31)], ks=(3,), tol=0.0)
+    assert m["hit@3"] == 1 and m["recall@3"] == 0.5 and m["ap"] == pytest.approx(0.5)
+
+
+def test_tolerance_and_moment_iou():
+    assert query_metrics(hits(12.8), [(10, 12)], ks=(1,), tol=1.0)["hit@1"] == 1
+    assert query_metrics(hits(12.8), [(10, 12)], ks=(1,), tol=0.5)["hit@1"] == 0
+    assert iou((10, 12.5), (10, 12)) == pytest.approx(0.8)
+    top = [RankedHit(11, 0.9, 10, 12.5)]
+    assert query_metrics(top, [(10, 12)], ks=(1,))["r1@iou0.5"] == 1
+    assert query_metrics([RankedHit(11, 0.9, 5, 20)], [(10, 12)], ks=(1,))["r1@iou0.5"] == 0  # IoU 2/15
+
+
+def test_ties_keep_the_returned_order():
+    tied = [RankedHit(50, 0.5, 49, 51), RankedHit(11, 0.5, 10, 12)]
+    assert query_metrics(tied, [(10, 12)], ks=(1,))["mrr"] == 0.5
+
+
+def test_queries_without_an_answer_are_left_out_of_means():
+    assert query_metrics(hits(3), [], ks=(1,)) is None
+    a = query_metrics(hits(11), [(10, 12)], ks=(1,))
+    b = query_metrics(hits(50), [(10, 12)], ks=(1,))
+    means = mean_metrics([a, None, b])
+    assert means["hit@1"] == 0.5 and means["mrr"] == 0.5 and means["map"] == 0.5
+
+
+def test_example_query_set_is_rich_enough():
+    queries = load_query_set(QUERY_SET)
+    assert len(queries) >= 30
+    assert {q.film for q in queries} >= {"big-buck-bunny-30s", "popeye_p1", "tears-of-steel-battle-clip-medium"}
+    assert any(len(q.intervals) > 1 for q in queries) and any(not q.intervals for q in queries)
+
+
+def test_bad_query_set_rows_are_named(tmp_path):
+    bad = tmp_path / "q.csv"
+    bad.write_text("film,query,start,end\nx,a dog,5,2\n")
+    with pytest.raises(ValueError, match="line 2: end 2.0 is before start 5.0"):
+        load_query_set(bad)
+
+
+@pytest.mark.slow
+def test_evaluate_cli_end_to_end(indexed_library, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    table = tmp_path / "eval.csv"
+    code = main(
+        ["evaluate", str(QUERY_SET), "--library", str(indexed_library.root), "--json", str(out), "--csv", str(table)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    by_engine = {e["engine"]: e for e in result["engines"]}
+    assert set(by_engine) == {"clip", "tags:offline", "dialogue", "clip+dialogue"}
+    assert by_engine["tags:offline"]["status"] == "skipped" and "not tagged" in by_engine["tags:offline"]["reason"]
+    assert "tags:offline" in printed and "skipped" in printed
+    for name in ("clip", "dialogue", "clip+dialogue"):
+        assert by_engine[name]["status"] == "ok"
+        assert 0.0 <= by_engine[name]["map"] <= 1.0 and by_engine[name]["queries"] >= 30
+    # anyone can recompute the numbers from the per-query ranked hits
+    from comparisons.evaluate import EngineResult, Evaluation
+
+    ev = Evaluation(
+        tuple(result["ks"]), result["tolerance"], [EngineResult(e, "ok") for e in by_engine], result["queries"]
+    )
+    again = recompute(ev)
+    for name in ("clip", "dialogue", "clip+dialogue"):
+        for metric, value in again[name].items():
+            assert by_engine[name][metric] == pytest.approx(value)
+    assert table.read_text().splitlines()[0].startswith("engine,status,reason,queries,hit@1")
