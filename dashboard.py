@@ -8,6 +8,8 @@ import streamlit as st
 
 from clip_search.errors import FrameSearchError
 from ui import library_panel, search_tab, state
+from ui.compare_tab import compare_tab
+from ui.evaluate_tab import evaluate_tab
 from ui.timeline_tab import timeline_tab
 
 st.set_page_config(page_title="Frame Search Lab", layout="wide")
@@ -34,7 +36,7 @@ def main() -> None:
     if not films:
         st.info("Add a film in the sidebar (a sample film, an upload, a path or a URL) to start searching.")
         return
-    search, time_tab = st.tabs(["Search", "Timeline"])
+    search, time_tab, compare, evaluation = st.tabs(["Search", "Timeline", "Compare engines", "Evaluate"])
     with search:
         chosen, params = search_tab.query_inputs(films)
         query = search_tab.run_query(ms.encoder, params)
@@ -49,6 +51,10 @@ def main() -> None:
                 search_tab.results(chosen, query, params)
     with time_tab:
         timeline_tab(chosen, ms.encoder, params["text"])
+    with compare:
+        compare_tab(lib, chosen, ms.encoder, params["text"])
+    with evaluation:
+        evaluate_tab(lib, ms.encoder)
 
 
 try:

@@ -111,3 +111,25 @@ def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_p
     assert not at.exception
     assert any("Cannot load CLIP model" in e.value and "local folder" in e.value for e in at.sidebar.error)
     assert at.sidebar.button(key="use-random-model")
+
+
+def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed_library):
+    app.text_input(key="query").input("Sinbad the sailor").run()
+    names = [f.name for f in indexed_library.films()]
+    app.selectbox(key="cmp-film").select_index(names.index("popeye_p1")).run()
+    assert not app.exception
+    shown = texts(app)
+    for engine in ("**clip**", "**dialogue**", "**clip+dialogue**"):
+        assert engine in shown
+    assert "runs locally, no cost" in shown  # the estimate is shown before any tagging run
+    app.selectbox(key="tag-service").set_value("azure").run()
+    assert any("AZURE_VISION_ENDPOINT" in w.value for w in app.warning)  # no credentials: said, not crashed
+
+
+def test_evaluate_tab_runs_the_example_query_set(app):
+    app.button(key="eval-run").click().run(timeout=300)
+    assert not app.exception
+    result = app.session_state["evaluation"]
+    table = {r["engine"]: r for r in result.table()}
+    assert table["clip"]["status"] == "ok" and table["tags:offline"]["status"] == "skipped"
+    assert any("tags:offline skipped" in c.value for c in app.caption)

@@ -1,0 +1,94 @@
+"""Compare view: one query, one column per engine (CLIP, each tagger that has run, dialogue),
+a timeline row per engine; and the controls that run a tagger with its cost shown first."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from clip_search.errors import FrameSearchError
+from clip_search.library import Film, Library
+from clip_search.timecode import fmt_time
+from comparisons.dialogue import film_dialogue
+from comparisons.engines import FUSION_WEIGHT, Engine, EngineUnavailable
+from comparisons.pricing import estimate, price_table
+from comparisons.tag_store import tagged_services
+from comparisons.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
+from comparisons.taggers.azure import CELEBRITY_NOTE
+from comparisons.tagging import frames_to_tag, tag_film
+from ui.charts import TimelineRow, timeline_figure
+
+TOP = 4
+
+
+def engines_for(lib: Library, films: list[Film], encoder, weight: float) -> list[Engine]:
+    """CLIP, each service that has tagged all these films, and dialogue when there is any."""
+    names = ["clip"]
+    services = set(SERVICES)
+    for f in films:
+        services &= set(tagged_services(lib, f))
+    names += [f"tags:{s}" for s in SERVICES if s in services]
+    if any(film_dialogue(lib, f).cues for f in films):
+        names += ["dialogue", "clip+dialogue"]
+    return [Engine(n, lib, encoder, weight) for n in names]
+
+
+def tagging_panel(lib: Library, film: Film) -> None:
+    """Run a tagger over one film: estimate first, progress while it runs, errors per frame."""
+    c1, c2 = st.columns([2, 3])
+    service = c1.selectbox("Tagging service", SERVICES, index=SERVICES.index(default_service()), key="tag-service")
+    if service == "azure":
+        c2.caption(CELEBRITY_NOTE)
+    try:
+        tagger = make_tagger(service)
+    except FatalTaggerError as e:
+        c2.warning(str(e))
+        return
+    todo = frames_to_tag(lib, film, tagger)
+    c2.markdown(f"**Estimate:** {estimate(service, todo, price_table(lib.root)).sentence()}")
+    if not todo:
+        c2.caption("Every frame of this film is tagged by this service (cached; nothing to pay).")
+        return
+    if st.button(f"Tag {film.name} with {service}", key="run-tagging"):
+        bar = st.progress(0.0, text="tagging…")
+        run = tag_film(lib, film, tagger, progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} frames"))
+        bar.empty()
+        (st.error if run.fatal else st.warning if run.errors else st.success)(run.summary())
+        for t, msg in run.errors[:5]:
+            st.caption(f"{fmt_time(t)}: {msg}")
+
+
+def compare_tab(lib: Library, films: list[Film], encoder, query: str) -> None:
+    """Side-by-side hits of every engine for the search box's query."""
+    c1, c2 = st.columns([3, 2])
+    film = c1.selectbox("Film", films, format_func=lambda f: f.name, key="cmp-film")
+    weight = c2.slider("CLIP's share in clip+dialogue", 0.0, 1.0, FUSION_WEIGHT, 0.05, key="cmp-weight")
+    with st.expander("Tag this film with a service (cached per frame: never paid twice)"):
+        tagging_panel(lib, film)
+    if not query.strip():
+        st.info("Type a query in the Search tab to compare the engines on it.")
+        return
+    engines = engines_for(lib, [film], encoder, weight)
+    cols = st.columns(len(engines))
+    rows = []
+    for col, engine in zip(cols, engines, strict=True):
+        with col:
+            st.markdown(f"**{engine.name}**")
+            try:
+                hits = engine.search([film], query, top_k=TOP)
+                scores = engine.scores(film, query)
+            except (EngineUnavailable, FrameSearchError) as e:
+                st.caption(str(e))
+                continue
+            rows.append(TimelineRow(engine.name, film.times, scores))
+            for h in hits:
+                with st.container(border=True):
+                    thumb = film.thumbnail(h.frame)
+                    if thumb:
+                        st.image(thumb, width="stretch")
+                    st.caption(f"`{fmt_time(h.time)}` · {h.score:.3f}")
+                    if engine.name.startswith("tags:"):
+                        why = engine.tag_index(film).matched(h.frame, query)
+                        st.caption("matched: " + (", ".join(f"{t.kind} “{t.text}”" for t in why) or "—"))
+    if rows:
+        st.markdown("**Timeline, one row per engine** (each row coloured on its own scale)")
+        st.plotly_chart(timeline_figure(rows, "score", film.manifest.duration), key="cmp-timeline", width="stretch")

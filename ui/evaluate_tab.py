@@ -1,0 +1,96 @@
+"""Evaluate view: load or edit a labelled query set, run it, metrics per engine, and per query
+its timeline with the relevant intervals shaded and each engine's scores."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from clip_search import config
+from clip_search.errors import FrameSearchError
+from clip_search.library import Library
+from comparisons.engines import Engine, engine_names
+from comparisons.evaluate import DEFAULT_KS, DEFAULT_TOLERANCE, evaluate, load_query_set, metric_names
+from ui.charts import TimelineRow, metrics_figure, timeline_figure
+
+EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
+
+
+def _query_table() -> pd.DataFrame:
+    upload = st.file_uploader("Query set (CSV: film,query,start,end)", type=["csv"], key="eval-upload")
+    source = io.BytesIO(upload.getvalue()) if upload is not None else EXAMPLE
+    try:
+        df = pd.read_csv(source, dtype={"film": str, "query": str})
+    except (ValueError, OSError) as e:
+        st.error(f"{getattr(upload, 'name', EXAMPLE.name)}: not a readable CSV ({e}).")
+        df = pd.DataFrame(columns=["film", "query", "start", "end"])
+    st.caption("Edit rows below (one row per relevant interval; empty start/end: the answer is not in the film).")
+    return st.data_editor(df, num_rows="dynamic", key="eval-editor", height=220, width="stretch")
+
+
+def evaluate_tab(lib: Library, encoder) -> None:
+    """Query set editor, engine choice, run button, metric bars and per-query timelines."""
+    table = _query_table()
+    c1, c2, c3 = st.columns([4, 2, 1])
+    names = c1.multiselect(
+        "Engines", engine_names(), default=["clip", "tags:offline", "dialogue", "clip+dialogue"], key="eval-engines"
+    )
+    ks = c2.multiselect("k", [1, 3, 5, 10, 20], default=list(DEFAULT_KS), key="eval-ks")
+    tol = c3.number_input("Tolerance (s)", 0.0, 10.0, DEFAULT_TOLERANCE, 0.5, key="eval-tol")
+    if st.button("Run evaluation", key="eval-run", disabled=not names or not ks or table.empty):
+        path = lib.root / "last-query-set.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=False)
+        try:
+            queries = load_query_set(path)
+            bar = st.progress(0.0, text="evaluating…")
+            result = evaluate(
+                lib,
+                queries,
+                [Engine(n, lib, encoder) for n in names],
+                sorted(ks),
+                tol,
+                progress=lambda i, n: bar.progress(i / n, text=f"engine {i}/{n}"),
+            )
+            bar.empty()
+            st.session_state.evaluation = result
+        except (ValueError, FrameSearchError) as e:  # a bad row or an unknown film: say which, keep the page
+            st.error(str(e))
+    result = st.session_state.get("evaluation")
+    if result is None:
+        return
+    cols = metric_names(result.ks)
+    ok = [r for r in result.table() if r["status"] == "ok"]
+    for r in result.table():
+        if r["status"] != "ok":
+            st.caption(f"{r['engine']} skipped: {r['reason']}")
+    if ok:
+        st.plotly_chart(metrics_figure(ok, cols), key="eval-bars", width="stretch")
+        st.dataframe(pd.DataFrame(ok)[["engine", "queries", *cols]].round(3), hide_index=True, width="stretch")
+        _per_query(lib, result, [r["engine"] for r in ok], encoder)
+
+
+def _per_query(lib: Library, result, engines: list[str], encoder) -> None:
+    pairs = list(dict.fromkeys((r["film"], r["query"]) for r in result.rows))
+    film_name, query = st.selectbox("Query", pairs, format_func=lambda p: f"{p[0]} — {p[1]}", key="eval-query")
+    film = lib.find(film_name)[0]
+    row = next(r for r in result.rows if (r["film"], r["query"]) == (film_name, query))
+    timeline_rows = [TimelineRow(name, film.times, Engine(name, lib, encoder).scores(film, query)) for name in engines]
+    st.plotly_chart(
+        timeline_figure(timeline_rows, "score", film.manifest.duration, [tuple(i) for i in row["intervals"]]),
+        key="eval-timeline",
+        width="stretch",
+    )
+    hits = pd.DataFrame(
+        [
+            {"engine": r["engine"], "rank": i + 1, "time": h["time"], "score": round(h["score"], 4)}
+            for r in result.rows
+            if (r["film"], r["query"]) == (film_name, query)
+            for i, h in enumerate(r["hits"][:5])
+        ]
+    )
+    st.dataframe(hits, hide_index=True, width="stretch")
+    st.caption(f"Shaded: relevant intervals ({Path(EXAMPLE).name} or your edits).")
