@@ -8,7 +8,7 @@ import streamlit as st
 
 from clip_search.errors import FrameSearchError
 from ui import library_panel, search_tab, state
-from ui.compare_tab import compare_tab
+from ui.compare_tab import compare_tab, engines_for
 from ui.evaluate_tab import evaluate_tab
 from ui.timeline_tab import timeline_tab
 
@@ -38,7 +38,7 @@ def main() -> None:
         return
     search, time_tab, compare, evaluation = st.tabs(["Search", "Timeline", "Compare engines", "Evaluate"])
     with search:
-        chosen, params = search_tab.query_inputs(films)
+        chosen, params = search_tab.query_inputs(films, [e.name for e in engines_for(lib, films, ms.encoder)])
         query = search_tab.run_query(ms.encoder, params)
         if st.session_state.get("play"):
             left, right = st.columns([3, 2])
@@ -48,7 +48,7 @@ def main() -> None:
             left = st.container()
         with left:
             if query is not None:
-                search_tab.results(chosen, query, params)
+                search_tab.results(chosen, query, params, lib, ms.encoder)
     with time_tab:
         timeline_tab(chosen, ms.encoder, params["text"])
     with compare:

@@ -53,7 +53,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard):
     box.fill("a ship at sea")
     box.press("Enter")
     page.get_by_text(re.compile(r"12 hits")).wait_for(timeout=60_000)
-    grid = page.locator("[data-testid='stImage'] img")
+    grid = page.locator("[role='tabpanel']").first.locator("[data-testid='stImage'] img")
     grid.nth(11).wait_for(timeout=30_000)
     assert grid.count() == 12
 

@@ -32,7 +32,7 @@ def test_query_shows_a_grid_of_hits_and_moments(app):
     app.text_input(key="query").input("a ship at sea").run()
     assert not app.exception
     assert "**12 hits** for *a ship at sea*" in texts(app)
-    assert len(app.get("image")) == 12  # a thumbnail per hit
+    assert len(app.tabs[0].get("image")) == 12  # a thumbnail per hit, in the Search tab
     assert app.dataframe[0].value.shape[0] == 12
     assert list(app.dataframe[0].value.columns[:4]) == ["film", "start", "end", "peak"]
 
@@ -133,3 +133,11 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     table = {r["engine"]: r for r in result.table()}
     assert table["clip"]["status"] == "ok" and table["tags:offline"]["status"] == "skipped"
     assert any("tags:offline skipped" in c.value for c in app.caption)
+
+
+def test_search_with_the_dialogue_engine(app):
+    app.selectbox(key="search-engine").set_value("dialogue").run()
+    app.text_input(key="query").input("help me Popeye").run()
+    assert not app.exception
+    assert "hits** for *help me Popeye*" in texts(app)
+    assert set(app.dataframe[0].value["film"]) <= {"popeye_p1", "popeye_p2", "popeye_p3"}

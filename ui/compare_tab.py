@@ -20,7 +20,7 @@ from ui.charts import TimelineRow, timeline_figure
 TOP = 4
 
 
-def engines_for(lib: Library, films: list[Film], encoder, weight: float) -> list[Engine]:
+def engines_for(lib: Library, films: list[Film], encoder, weight: float = FUSION_WEIGHT) -> list[Engine]:
     """CLIP, each service that has tagged all these films, and dialogue when there is any."""
     names = ["clip"]
     services = set(SERVICES)

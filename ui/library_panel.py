@@ -68,6 +68,8 @@ def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: Index
         st.session_state.setdefault("notices", []).append(
             f"{m.name}: already indexed" if result.reused else f"{m.name}: indexed {m.frames} frames"
         )
+        if m.dialogue and m.dialogue.get("warning"):
+            st.warning(m.dialogue["warning"])
 
 
 def add_films(lib: Library, ms: state.ModelState) -> None:

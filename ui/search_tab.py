@@ -19,13 +19,20 @@ def play(film_id: str, time: float) -> None:
     st.session_state.play = {"film_id": film_id, "time": float(time)}
 
 
-def query_inputs(films: list[Film]) -> tuple[list[Film], dict]:
+def query_inputs(films: list[Film], engine_options: list[str]) -> tuple[list[Film], dict]:
     """The query widgets; returns the chosen films and the query parameters."""
-    c1, c2, c3 = st.columns([5, 3, 1])
+    c1, c2, c3, c4 = st.columns([5, 3, 2, 1])
     text = c1.text_input("What did you see?", key="query", placeholder="a bird on a branch — press Enter")
     names = [f.name for f in films]
     chosen = c2.multiselect("Films", names, key="search-films", placeholder="All films")
-    top_k = int(c3.number_input("Top k", 1, 100, 12, key="top-k"))
+    engine = c3.selectbox(
+        "Engine",
+        engine_options,
+        key="search-engine",
+        help="clip: what is seen; dialogue: what is said (subtitles or on-screen text); "
+        "tags:<service>: a tagging service's tags",
+    )
+    top_k = int(c4.number_input("Top k", 1, 100, 12, key="top-k"))
     with st.expander("Negative query · image query · spacing of hits"):
         n1, n2, n3 = st.columns([4, 2, 2])
         negative = n1.text_input("Push away from", key="negative", placeholder="e.g. black title card")
@@ -33,7 +40,15 @@ def query_inputs(films: list[Film]) -> tuple[list[Film], dict]:
         gap = n3.slider("Min seconds between hits", 0.0, 30.0, DEFAULT_GAP, 0.5, key="gap")
         image = st.file_uploader("Search with an image", type=["png", "jpg", "jpeg", "webp", "bmp"], key="image-query")
     selected = [f for f in films if f.name in chosen] if chosen else films
-    return selected, {"text": text, "negative": negative, "weight": weight, "gap": gap, "top_k": top_k, "image": image}
+    return selected, {
+        "text": text,
+        "negative": negative,
+        "weight": weight,
+        "gap": gap,
+        "top_k": top_k,
+        "image": image,
+        "engine": engine,
+    }
 
 
 def run_query(encoder, params: dict) -> QueryVector | None:
@@ -68,9 +83,16 @@ def _image(upload):
         raise ValueError(f"{upload.name}: not an image that can be read.") from None
 
 
-def results(films: list[Film], query: QueryVector, params: dict) -> None:
+def results(films: list[Film], query: QueryVector, params: dict, lib: Library, encoder) -> None:
     """The grid of hits (thumbnail, film, time, score, play button) and the moments table."""
-    hits = state.searcher(films).search(query, top_k=params["top_k"], gap=params["gap"])
+    if params["engine"] == "clip":
+        hits = state.searcher(films).search(query, top_k=params["top_k"], gap=params["gap"])
+    else:
+        from comparisons.engines import Engine
+
+        if params["negative"].strip() or params["image"] is not None:
+            st.caption(f"ⓘ {params['engine']} searches by text only: the negative and image queries are not used.")
+        hits = Engine(params["engine"], lib, encoder).search(films, params["text"], params["top_k"], params["gap"])
     by_id = {f.id: f for f in films}
     st.markdown(f"**{len(hits)} hits** for *{query.label}*")
     cols = st.columns(GRID_COLUMNS)
