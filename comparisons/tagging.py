@@ -14,7 +14,7 @@ from clip_search.video import SamplingSettings, iter_frames
 from comparisons.tag_store import TagStore
 from comparisons.taggers.base import FatalTaggerError, Tag, Tagger, TaggerError
 
-BATCH = 8  # frames per call of a tagger that works in batches
+BATCH = 16  # frames per call of a tagger that works in batches (amortises starting Tesseract)
 
 
 def _batches(frames, size: int):

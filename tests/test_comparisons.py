@@ -67,9 +67,9 @@ def test_offline_tagger_finds_faces_in_tears_of_steel(indexed_library):
 
     tagger = make_tagger("offline")
     frames = {round(f.time): f.image for f in iter_frames(film.manifest.source, SamplingSettings())}
-    tags = tagger.tag_batch([frames[t] for t in (6, 14, 25, 29)])  # frames where a face is plainly visible
+    tags = tagger.tag_batch([frames[t] for t in (6, 14, 25)])  # frames where a face is plainly visible
     faces = [[t for t in frame if t.kind == "face"] for frame in tags]
-    assert sum(bool(f) for f in faces) >= 3
+    assert all(faces)
     scales = {t.text for frame in tags for t in frame if t.text in ("close-up", "medium shot", "wide shot")}
     assert scales
 
