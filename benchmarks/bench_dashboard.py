@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from PIL import Image
 
-from clip_search import config
 from clip_search.library import Library, Manifest
 from ui.launch import launch_chromium, start_dashboard
 
@@ -57,18 +56,7 @@ def build_library(root: Path, model_dir: str, hours: float) -> None:
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((n, enc.dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    m = Manifest(
-        id="two-hour-film",
-        name="two-hour-film",
-        source=str(config.shared_media_dir() / "none.mp4"),
-        fingerprint="synthetic",
-        model=enc.model_id,
-        sampling={"mode": "fps", "fps": 1.0},
-        patches=None,
-        duration=float(n),
-        dim=enc.dim,
-        logit_scale=enc.logit_scale,
-    )
+    m = Manifest.imported("two-hour-film", enc.model_id, float(n), logit_scale=enc.logit_scale)
     Library(root).add_vectors(m, emb, np.arange(n, dtype=np.float64), thumbnails(n))
 
 

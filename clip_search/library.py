@@ -108,6 +108,23 @@ class Manifest:
     dialogue: dict | None = None  # origin, cue count and any warning of the film's subtitles
     format_version: int = FORMAT_VERSION
 
+    @classmethod
+    def imported(
+        cls, name: str, model: str, duration: float, source: str | None = None, logit_scale: float = 100.0
+    ) -> Manifest:
+        """A manifest for vectors made elsewhere (imports, synthetic benchmark libraries), 1 fps."""
+        return cls(
+            id=slug(name),
+            name=name,
+            source=source or f"/imported/{name}",
+            fingerprint=f"imported:{name}",
+            model=model,
+            sampling={"mode": "fps", "fps": 1.0},
+            patches=None,
+            duration=duration,
+            logit_scale=logit_scale,
+        )
+
     def key(self) -> dict:
         """The inputs that determine the vectors: same key, same index."""
         return {

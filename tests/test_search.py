@@ -96,16 +96,7 @@ def test_hit_carries_its_moment(indexed_library, encoder):
 def _synthetic(lib: Library, name: str, n: int, dim: int, rng) -> None:
     emb = rng.standard_normal((n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    m = Manifest(
-        id=name,
-        name=name,
-        source=f"/films/{name}.mp4",
-        fingerprint=name,
-        model="m",
-        sampling={"mode": "fps", "fps": 1.0},
-        patches=None,
-        duration=float(n),
-    )
+    m = Manifest.imported(name, "m", float(n))
     lib.add_vectors(m, emb, np.arange(n, dtype=float))
 
 
