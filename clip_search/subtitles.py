@@ -71,6 +71,14 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
+def _seconds(stamp: str) -> float:
+    """'01:02:03.450' or '02:03.450' -> seconds."""
+    total = 0.0
+    for part in stamp.replace(",", ".").split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
 def _decode(raw: bytes, name: str) -> tuple[str, str | None]:
     for enc in ("utf-8-sig", "utf-16"):
         try:
@@ -90,9 +98,9 @@ def read_sidecar(path: Path) -> Dialogue:
         if path.suffix.lower() == ".vtt":
             import webvtt
 
-            cues = [
-                Cue(c.start_in_seconds, c.end_in_seconds, clean(c.text)) for c in webvtt.from_buffer(io.StringIO(text))
-            ]
+            # webvtt-py's *_in_seconds drop the milliseconds: parse its timestamps ourselves
+            captions = webvtt.from_buffer(io.StringIO(text))
+            cues = [Cue(_seconds(c.start), _seconds(c.end), clean(c.text)) for c in captions]
         else:
             import srt
 

@@ -173,3 +173,21 @@ def test_latin1_subtitles_are_read_with_a_warning(tmp_path):
     (tmp_path / "film.fr.srt").write_bytes("1\n00:00:01,000 --> 00:00:02,000\nCafé crème\n".encode("latin-1"))
     d = load_dialogue(video)
     assert d.cues[0].text == "Café crème" and "not UTF-8" in d.warning
+
+
+def test_on_screen_text_counts_as_dialogue_without_subtitles(text_library):
+    lib, film = text_library
+    tag_film(lib, film, make_tagger("offline"))  # cached after the OCR test: no work twice
+    hits = Engine("dialogue", lib).search([film], "frame search", top_k=1)
+    assert 5.0 <= hits[0].time <= 6.0
+
+
+def test_webvtt_sidecar_is_read(tmp_path):
+    from clip_search.subtitles import load_dialogue
+
+    video = tmp_path / "talk.webm"
+    video.write_bytes(TEARS.read_bytes())
+    (tmp_path / "talk.en.vtt").write_text("WEBVTT\n\n00:00:03.000 --> 00:00:05.500\n<v Celia>Inconceivable!\n")
+    d = load_dialogue(video)
+    assert d.origin == "subtitle file talk.en.vtt" and d.warning is None
+    assert [(c.start, c.end, c.text) for c in d.cues] == [(3.0, 5.5, "Inconceivable!")]
