@@ -209,8 +209,10 @@ def cached_index(
 ) -> Film | None:
     """The complete index of this file with this model and these settings, if the library has
     one. Needs no model, so a re-run over indexed films returns at once."""
-    path = Path(path)
-    manifest = _new_manifest(path, model_id, options)
+    return _complete_index(library, _new_manifest(Path(path), model_id, options))
+
+
+def _complete_index(library: Library, manifest: Manifest) -> Film | None:
     existing = library.get(manifest.id)
     if existing and existing.manifest.status == "complete" and existing.manifest.key() == manifest.key():
         return existing
@@ -230,10 +232,10 @@ def index_film(
     already encoded stay in the staging folder for the next run."""
     path = Path(path)
     t0 = time.perf_counter()
-    existing = cached_index(path, library, encoder.model_id, options)
+    manifest = _new_manifest(path, encoder.model_id, options)
+    existing = _complete_index(library, manifest)
     if existing:
         return IndexResult(existing, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
-    manifest = _new_manifest(path, encoder.model_id, options)
     manifest.dim, manifest.logit_scale = encoder.dim, encoder.logit_scale
 
     staging = library.staging_for(manifest)

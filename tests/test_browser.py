@@ -61,7 +61,9 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard):
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
 
     page.get_by_role("tab", name="Timeline").click()
-    points = page.locator(".js-plotly-plot .scatterlayer .points path")
+    # only the active tab's panel is in the page; its first chart is the timeline
+    timeline = page.locator("[role='tabpanel'] .js-plotly-plot").first
+    points = timeline.locator(".scatterlayer .points path")
     points.nth(5).wait_for(timeout=30_000)
     assert points.count() > 20
     points.nth(5).click(force=True)
