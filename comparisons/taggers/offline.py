@@ -78,8 +78,9 @@ class OfflineTagger:
         grays = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]
         with tempfile.TemporaryDirectory(prefix="ocr-") as tmp, ThreadPoolExecutor(1) as pool:
             ocr = pool.submit(self.text_batch, grays, Path(tmp))
-            with ThreadPoolExecutor(2) as workers:  # OpenCV releases the GIL: two frames at once
-                visual = list(workers.map(self.visual, images, grays))
+            # one frame at a time: a CascadeClassifier is not safe to share between threads, and
+            # detectMultiScale already spreads its work over the cores
+            visual = [self.visual(im, g) for im, g in zip(images, grays, strict=True)]
             texts = ocr.result()
         return [t + v for t, v in zip(texts, visual, strict=True)]
 
