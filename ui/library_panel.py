@@ -47,8 +47,10 @@ def _sampling_widgets() -> IndexOptions:
     return IndexOptions(sampling=sampling, patches=PatchSettings() if patches else None)
 
 
-def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: IndexOptions) -> None:
-    """Index with a progress bar and time left; a bad file is one error line, the rest go on."""
+def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: IndexOptions) -> int:
+    """Index with a progress bar and time left; a bad file is one error line, the rest go on.
+    Returns how many films are in the library afterwards."""
+    indexed = 0
     for path in paths:
         bar = st.progress(0.0, text=f"{path.name}: starting…")
 
@@ -70,6 +72,8 @@ def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: Index
         )
         if m.dialogue and m.dialogue.get("warning"):
             st.warning(m.dialogue["warning"])
+        indexed += 1
+    return indexed
 
 
 def add_films(lib: Library, ms: state.ModelState) -> None:
@@ -95,7 +99,8 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
             target = lib.root / "uploads" / re.sub(r"[^\w.\-]+", "_", Path(upload.name).name)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(upload.getvalue())
-            _index([target], lib, ms, options)
+            if not _index([target], lib, ms, options):
+                target.unlink(missing_ok=True)  # a rejected upload is not kept on disk
         ref = st.text_input(
             "…or a path on disk or a video URL", key="add-path", placeholder="/films/casablanca.mkv or https://…"
         )
