@@ -336,7 +336,3 @@ class Library:
         manifest.completed_at = time.time()
         atomic_write_json(staging / "manifest.json", manifest.to_dict())
         return self.publish(staging, manifest.id)
-
-    def remove(self, film_id: str) -> None:
-        """Delete a film's index (the source video is untouched)."""
-        shutil.rmtree(self.film_dir(film_id), ignore_errors=True)
