@@ -6,6 +6,7 @@ indexing: it becomes a warning and the film indexes without dialogue."""
 
 from __future__ import annotations
 
+import glob
 import io
 import re
 from dataclasses import asdict, dataclass, field
@@ -52,7 +53,7 @@ def find_sidecar(video: str | Path) -> Path | None:
     video = Path(video)
     candidates = [
         p
-        for p in video.parent.glob(f"{glob_escape(video.stem)}*")
+        for p in video.parent.glob(f"{glob.escape(video.stem)}*")
         if p.suffix.lower() in SIDECAR_SUFFIXES and p.is_file()
     ]
     exact = [p for p in candidates if p.stem == video.stem]
@@ -65,10 +66,6 @@ def find_sidecar(video: str | Path) -> Path | None:
         return (PREFERRED_LANGS.index(lang) if lang in PREFERRED_LANGS else len(PREFERRED_LANGS), p.name)
 
     return sorted(tagged, key=rank)[0] if tagged else None
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def _seconds(stamp: str) -> float:

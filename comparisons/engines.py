@@ -17,6 +17,7 @@ import numpy as np
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
 from clip_search.search import DEFAULT_GAP, Hit, build_query, frame_scores, rank_frames
+from clip_search.subtitles import Dialogue
 from comparisons.dialogue import cue_scores, film_dialogue, frame_scores_from_cues
 from comparisons.tag_search import TagIndex
 from comparisons.tag_store import load_tags
@@ -47,22 +48,19 @@ class Engine:
         if self.name not in engine_names():
             raise ValueError(f"unknown engine {self.name!r} (choose from {', '.join(engine_names())})")
         self._tag_indexes: dict[str, TagIndex] = {}
+        self._dialogues: dict[str, Dialogue] = {}
 
     def usable(self, films: Sequence[Film]) -> list[Film]:
         """The films this engine can score; raises EngineUnavailable (with the fix) when none."""
         if self.name in ("clip", "clip+dialogue") and self.encoder is None:
             raise EngineUnavailable(f"{self.name}: no CLIP model is loaded")
         if self.name.startswith("tags:"):
-            service = self.name.split(":", 1)[1]
-            ok = [f for f in films if load_tags(self.library, f, service)]
+            ok = [f for f in films if self.tag_index(f).tagged_frames]
             if not ok:
-                names = ", ".join(f.name for f in films)
-                raise EngineUnavailable(
-                    f"{self.name}: not tagged yet ({names}); run `python -m comparisons tag FILM --service {service}`"
-                )
+                raise self._not_tagged(films)
             return ok
         if self.name == "dialogue":
-            ok = [f for f in films if film_dialogue(self.library, f).cues]
+            ok = [f for f in films if self.dialogue(f).cues]
             if not ok:
                 names = ", ".join(f.name for f in films)
                 raise EngineUnavailable(f"{self.name}: no subtitles or on-screen text for {names}")
@@ -74,12 +72,16 @@ class Engine:
         needs every film tagged (else its numbers would mislead); dialogue needs some film with
         dialogue (a silent film simply has nothing to find)."""
         ok = {f.id for f in self.usable(films)}
-        missing = [f.name for f in films if f.id not in ok]
+        missing = [f for f in films if f.id not in ok]
         if missing and self.name.startswith("tags:"):
-            raise EngineUnavailable(
-                f"{self.name}: not tagged yet ({', '.join(missing)}); run "
-                f"`python -m comparisons tag FILM --service {self.name.split(':', 1)[1]}`"
-            )
+            raise self._not_tagged(missing)
+
+    def _not_tagged(self, films: Sequence[Film]) -> EngineUnavailable:
+        service = self.name.split(":", 1)[1]
+        return EngineUnavailable(
+            f"{self.name}: not tagged yet ({', '.join(f.name for f in films)}); run "
+            f"`python -m comparisons tag FILM --service {service}`"
+        )
 
     def scores(self, film: Film, query: str) -> np.ndarray:
         """Score of every sampled frame of ``film`` (aligned with ``film.times``)."""
@@ -88,12 +90,20 @@ class Engine:
         if self.name.startswith("tags:"):
             return self.tag_index(film).scores(query)
         if self.name == "dialogue":
-            cues = film_dialogue(self.library, film).cues
-            return frame_scores_from_cues(film.times, cues, cue_scores(cues, query))
+            return self._said(film, query)
         clip = _minmax(frame_scores(film, build_query(self.encoder, query).vector))
-        cues = film_dialogue(self.library, film).cues
-        said = _minmax(frame_scores_from_cues(film.times, cues, cue_scores(cues, query)))
+        said = _minmax(self._said(film, query))
         return (self.fusion_weight * clip + (1 - self.fusion_weight) * said).astype(np.float32)
+
+    def _said(self, film: Film, query: str) -> np.ndarray:
+        cues = self.dialogue(film).cues
+        return frame_scores_from_cues(film.times, cues, cue_scores(cues, query))
+
+    def dialogue(self, film: Film) -> Dialogue:
+        """The film's dialogue, read once per engine (evaluation asks for it on every query)."""
+        if film.id not in self._dialogues:
+            self._dialogues[film.id] = film_dialogue(self.library, film)
+        return self._dialogues[film.id]
 
     def tag_index(self, film: Film) -> TagIndex:
         """The film's tags by this engine's service, indexed once per engine."""

@@ -24,12 +24,12 @@ class TagIndex:
     def __init__(self, times: np.ndarray, tags_by_time: dict[float, list[Tag]]) -> None:
         from rank_bm25 import BM25Okapi
 
+        self.tagged_frames = len(tags_by_time)  # frames the tagger has seen (some may have no tags)
         self.frame_tags: list[list[Tag]] = [tags_by_time.get(round(float(t), 3), []) for t in times]
         docs = [[w for tag in tags for w in tokens(tag.text)] for tags in self.frame_tags]
         self.bm25 = BM25Okapi([d or ["\u2205"] for d in docs])  # an empty frame still needs a document
         self.texts = sorted({tag.text for tags in self.frame_tags for tag in tags})
         self._text_index = {t: i for i, t in enumerate(self.texts)}
-        self.coverage = sum(1 for tags in self.frame_tags if tags) / max(1, len(self.frame_tags))
 
     def scores(self, query: str) -> np.ndarray:
         """Blended BM25 + semantic score of every frame for ``query`` (0 for untagged frames)."""
