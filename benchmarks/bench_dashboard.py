@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from clip_search.library import Library, Manifest
+from clip_search.store import import_vectors
 from ui.launch import launch_chromium, start_dashboard
 
 QUERIES = [
@@ -57,7 +58,7 @@ def build_library(root: Path, model_dir: str, hours: float) -> None:
     emb = rng.standard_normal((n, enc.dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     m = Manifest.imported("two-hour-film", enc.model_id, float(n), logit_scale=enc.logit_scale)
-    Library(root).add_vectors(m, emb, np.arange(n, dtype=np.float64), thumbnails(n))
+    import_vectors(Library(root), m, emb, np.arange(n, dtype=np.float64), thumbnails(n))
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from clip_search.library import Library, Manifest
 from clip_search.search import QueryVector, Searcher
+from clip_search.store import import_vectors
 
 
 def synthetic_library(root: Path, frames: int, films: int, dim: int = 512, seed: int = 0) -> Library:
@@ -33,7 +34,7 @@ def synthetic_library(root: Path, frames: int, films: int, dim: int = 512, seed:
         emb = np.repeat(scenes, 50, axis=0)[:per] + 0.6 * rng.standard_normal((per, dim)).astype(np.float32)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
         m = Manifest.imported(f"synthetic-{i:02d}", "synthetic", float(per))
-        lib.add_vectors(m, emb, np.arange(per, dtype=np.float64))
+        import_vectors(lib, m, emb, np.arange(per, dtype=np.float64))
     return lib
 
 

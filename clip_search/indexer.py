@@ -5,6 +5,10 @@ patch crops); the calling thread encodes batches and writes finished chunks. A b
 between them keeps memory flat and lets decoding run while the model works. Chunks are written
 atomically into a staging folder, so an interrupted run resumes from the last chunk and the
 finished film appears in the library in one rename.
+
+Three parts: ``_Producer`` (decode, sample, prepare), ``_encode_into`` (batches through the model
+into the staged film's chunks) and ``index_film``, the orchestrator, which holds the film's
+cross-process lock from the cache check to the publish (``clip_search.store``).
 """
 
 from __future__ import annotations
@@ -12,10 +16,9 @@ from __future__ import annotations
 import io
 import os
 import queue
-import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,15 +28,9 @@ from PIL import Image
 
 from clip_search import config
 from clip_search.errors import VideoError
-from clip_search.library import (
-    Film,
-    Library,
-    Manifest,
-    atomic_write_json,
-    film_id_for,
-    fingerprint,
-)
+from clip_search.library import Film, Library, Manifest, film_id_for, fingerprint
 from clip_search.patches import PatchSettings, crop_patches
+from clip_search.store import StagedFilm, film_lock
 from clip_search.subtitles import load_dialogue
 from clip_search.video import SamplingSettings, iter_frames, probe
 
@@ -108,82 +105,110 @@ def make_thumbnail(rgb: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
     return buf.getvalue()
 
 
-class _ChunkStore:
-    """Finished chunks of a staging folder: write one atomically, read them all back in order."""
+class _Producer(threading.Thread):
+    """Decodes, samples and prepares frames (resize/crop, thumbnail, patch crops) into a bounded queue."""
 
-    def __init__(self, staging: Path) -> None:
-        self.dir = staging / "parts"
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self, path: Path, options: IndexOptions, encoder: ClipEncoder, start_after: float | None, size: int
+    ) -> None:
+        super().__init__(name=f"decode-{path.name}", daemon=True)
+        self.path, self.options, self.encoder, self.start_after = path, options, encoder, start_after
+        self.queue: queue.Queue = queue.Queue(maxsize=size)
+        self.stop = threading.Event()
+        self.decoded = start_after or 0.0  # film time reached by the decoder, for progress
 
-    def paths(self) -> list[Path]:
-        return sorted(self.dir.glob("part-*.npz"))
+    def _seen(self, t: float) -> None:
+        self.decoded = t
 
-    def write(self, emb: list[np.ndarray], times: list[float], thumbs: list[bytes], patches: list[np.ndarray]) -> None:
-        seq = len(self.paths())
-        target = self.dir / f"part-{seq:06d}.npz"
-        tmp = self.dir / f".part-{seq:06d}.{os.getpid()}.tmp.npz"
-        arrays = {
-            "embeddings": np.concatenate(emb).astype(np.float32),
-            "times": np.asarray(times, np.float64),
-            "thumbs": np.frombuffer(b"".join(thumbs), np.uint8),
-            "thumb_lens": np.asarray([len(t) for t in thumbs], np.int64),
-        }
-        if patches:
-            arrays["patch_embeddings"] = np.concatenate(patches).astype(np.float32)
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+    def run(self) -> None:
+        try:
+            patches = self.options.patches
+            for fr in iter_frames(
+                self.path, self.options.sampling, start_after=self.start_after, on_decoded=self._seen
+            ):
+                crops = [self.encoder.prepare(c) for c in crop_patches(fr.image, patches)]
+                item = _Item(fr.time, self.encoder.prepare(fr.image), make_thumbnail(fr.image), crops)
+                if not self._put(item):
+                    return
+            self.queue.put(_DONE)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised on its thread
+            self.queue.put(e)
 
-    def summary(self) -> tuple[int, float | None]:
-        """(frames stored, time of the last stored frame)."""
-        n, last = 0, None
-        for p in self.paths():
-            with np.load(p) as z:
-                t = z["times"]
-                n += len(t)
-                if len(t):
-                    last = float(t[-1])
-        return n, last
+    def _put(self, item: _Item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-    def merge_into(self, staging: Path, dim: int, patches_per_frame: int) -> int:
-        """Concatenate all chunks into the film's final arrays, streaming (never all in RAM)."""
-        paths = self.paths()
-        sizes = []
-        for p in paths:
-            with np.load(p) as z:
-                sizes.append(len(z["times"]))
-        n = sum(sizes)
-        emb = np.lib.format.open_memmap(staging / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, dim))
-        times = np.empty(n, np.float64)
-        offsets = np.zeros(n + 1, np.int64)
-        pem = None
-        if patches_per_frame:
-            pem = np.lib.format.open_memmap(
-                staging / "patch_embeddings.npy", mode="w+", dtype=np.float32, shape=(n * patches_per_frame, dim)
-            )
-        pos = 0
-        with open(staging / "thumbs.bin", "wb") as thumbs:
-            for p, k in zip(paths, sizes, strict=True):
-                with np.load(p) as z:
-                    emb[pos : pos + k] = z["embeddings"]
-                    times[pos : pos + k] = z["times"]
-                    offsets[pos + 1 : pos + k + 1] = offsets[pos] + np.cumsum(z["thumb_lens"])
-                    thumbs.write(z["thumbs"].tobytes())
-                    if pem is not None:
-                        pem[pos * patches_per_frame : (pos + k) * patches_per_frame] = z["patch_embeddings"]
-                pos += k
-            thumbs.flush()
-            os.fsync(thumbs.fileno())
-        emb.flush()
-        del emb
-        if pem is not None:
-            pem.flush()
-            del pem
-        np.save(staging / "times.npy", times)
-        np.save(staging / "thumb_offsets.npy", offsets)
-        return n
+    def items(self) -> Iterator[_Item]:
+        """The prepared frames in order; re-raises the decoder's error on the caller's thread."""
+        while True:
+            item = self.queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def _encode_into(
+    staged: StagedFilm,
+    items: Iterator[_Item],
+    encoder: ClipEncoder,
+    batch_size: int,
+    chunk_frames: int,
+    after_batch: Callable[[int], None],
+) -> int:
+    """Encode prepared frames in batches and write them as chunks; returns frames encoded.
+
+    A frame whose time does not follow the last one kept (duplicate PTS) is dropped, so stored
+    times strictly increase whatever the container says."""
+    encoded = 0
+    vecs: list[np.ndarray] = []
+    times: list[float] = []
+    thumbs: list[bytes] = []
+    patches: list[np.ndarray] = []
+    last = staged.last_time
+
+    def encode(batch: list[_Item]) -> None:
+        nonlocal encoded
+        pixels = [it.pixels for it in batch]
+        for it in batch:
+            pixels.extend(it.patches)
+        out = encoder.encode_prepared(np.stack(pixels))
+        n = len(batch)
+        vecs.append(out[:n])
+        if n < len(out):  # rows n.. are the patches, already frame-major: (frame, patch)
+            patches.append(out[n:])
+        times.extend(it.time for it in batch)
+        thumbs.extend(it.thumb for it in batch)
+        encoded += n
+
+    def flush() -> None:
+        if times:
+            staged.write_chunk(np.concatenate(vecs), times, thumbs, np.concatenate(patches) if patches else None)
+            for part in (vecs, times, thumbs, patches):
+                part.clear()
+
+    pending: list[_Item] = []
+    for item in items:
+        if last is not None and item.time <= last:
+            continue
+        last = item.time
+        pending.append(item)
+        if len(pending) >= batch_size:
+            encode(pending)
+            pending = []
+            if len(times) >= chunk_frames:
+                flush()
+            after_batch(encoded)
+    if pending:
+        encode(pending)
+    flush()
+    return encoded
 
 
 def _new_manifest(path: Path, model_id: str, options: IndexOptions) -> Manifest:
@@ -225,140 +250,54 @@ def index_film(
     encoder: ClipEncoder,
     options: IndexOptions = IndexOptions(),
     progress: ProgressFn | None = None,
+    wait: float | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> IndexResult:
     """Index one film into ``library``; reuse a complete index with the same key, resume a partial one.
 
-    Raises VideoError (naming the file and the reason) for files that cannot be indexed; chunks
-    already encoded stay in the staging folder for the next run."""
+    Holds the film's cross-process lock throughout: a second process indexing the same film waits
+    (``wait`` seconds, None: until done; ``on_wait`` is told) and then reuses the result, or raises
+    FilmBusy. Raises VideoError (naming the file and the reason) for files that cannot be indexed;
+    chunks already encoded stay in the staging folder for the next run."""
     path = Path(path)
     t0 = time.perf_counter()
     manifest = _new_manifest(path, encoder.model_id, options)
-    existing = _complete_index(library, manifest)
-    if existing:
-        return IndexResult(existing, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
-    manifest.dim, manifest.logit_scale = encoder.dim, encoder.logit_scale
+    with film_lock(library, manifest.id, wait, on_wait):
+        existing = _complete_index(library, manifest)
+        if existing:
+            return IndexResult(existing, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
+        manifest.dim, manifest.logit_scale = encoder.dim, encoder.logit_scale
+        if options.patches:
+            manifest.patches_per_frame = options.patches.count(manifest.width, manifest.height)
+        staged = StagedFilm(library, manifest)
+        resumed = staged.frames
+        batch_size = options.batch_size or (128 if encoder.device.startswith("cuda") else 32)
+        producer = _Producer(path, options, encoder, staged.last_time, batch_size * 2)
 
-    staging = library.staging_for(manifest)
-    _drop_stale_staging(library, manifest, keep=staging)
-    store = _ChunkStore(staging)
-    previous = staging / "manifest.json"
-    if previous.is_file():
-        manifest.started_at = Manifest.load(previous).started_at
-    atomic_write_json(previous, manifest.to_dict())
-    resumed, done_until = store.summary()
-
-    batch_size = options.batch_size or (128 if encoder.device.startswith("cuda") else 32)
-    ppf = options.patches.count(manifest.width, manifest.height) if options.patches else 0
-    state = {"decoded": done_until or 0.0}
-    q: queue.Queue = queue.Queue(maxsize=batch_size * 2)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-
-            def seen(t: float) -> None:
-                state["decoded"] = t
-
-            for fr in iter_frames(path, options.sampling, start_after=done_until, on_decoded=seen):
-                patches = [encoder.prepare(c) for c in crop_patches(fr.image, options.patches)] if ppf else []
-                item = _Item(fr.time, encoder.prepare(fr.image), make_thumbnail(fr.image), patches)
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_DONE)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised on its thread
-            q.put(e)
-
-    producer = threading.Thread(target=produce, name=f"decode-{manifest.id}", daemon=True)
-    producer.start()
-    encoded = 0
-    chunk: tuple[list, list, list, list] = ([], [], [], [])
-    pending: list[_Item] = []
-    failure: BaseException | None = None
-
-    def encode(items: list[_Item]) -> None:
-        nonlocal encoded
-        pixels = [it.pixels for it in items]
-        for it in items:
-            pixels.extend(it.patches)
-        vecs = encoder.encode_prepared(np.stack(pixels))
-        n = len(items)
-        chunk[0].append(vecs[:n])
-        chunk[1].extend(it.time for it in items)
-        chunk[2].extend(it.thumb for it in items)
-        if ppf:  # rows n.. are the patches, already frame-major: (frame, patch)
-            chunk[3].append(vecs[n:])
-        encoded += n
-
-    def flush() -> None:
-        if chunk[1]:
-            store.write(*chunk)
-            for part in chunk:
-                part.clear()
-
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                break
-            if isinstance(item, BaseException):
-                failure = item
-                break
-            pending.append(item)
-            if len(pending) >= batch_size:
-                encode(pending)
-                pending = []
-                if len(chunk[1]) >= options.chunk_frames:
-                    flush()
-                if progress:
-                    progress(
-                        Progress(
-                            manifest.name,
-                            state["decoded"],
-                            manifest.duration,
-                            resumed + encoded,
-                            time.perf_counter() - t0,
-                        )
+        def report(encoded: int) -> None:
+            if progress:
+                progress(
+                    Progress(
+                        manifest.name, producer.decoded, manifest.duration, resumed + encoded, time.perf_counter() - t0
                     )
-        if pending:
-            encode(pending)
-        flush()
-    finally:
-        stop.set()
-        producer.join(timeout=5)
-    if failure is not None:
-        raise failure
-    if resumed + encoded == 0:
-        raise VideoError(f"{path.name}: no frames were sampled")
-    if progress:
-        progress(
-            Progress(manifest.name, manifest.duration, manifest.duration, resumed + encoded, time.perf_counter() - t0)
-        )
-    dialogue = load_dialogue(path)  # never raises: a bad subtitle file is a warning
-    atomic_write_json(staging / "dialogue.json", dialogue.to_dict())
-    manifest.dialogue = {"origin": dialogue.origin, "cues": len(dialogue.cues), "warning": dialogue.warning}
-    manifest.frames = store.merge_into(staging, manifest.dim, ppf)
-    manifest.patches_per_frame = ppf
-    manifest.status = "complete"
-    manifest.completed_at = time.time()
-    manifest.indexing_seconds = round(time.perf_counter() - t0, 3)
-    atomic_write_json(staging / "manifest.json", manifest.to_dict())
-    shutil.rmtree(store.dir, ignore_errors=True)
-    film = library.publish(staging, manifest.id)
+                )
+
+        producer.start()
+        try:
+            encoded = _encode_into(staged, producer.items(), encoder, batch_size, options.chunk_frames, report)
+        finally:
+            producer.stop.set()
+            producer.join(timeout=5)
+        if resumed + encoded == 0:
+            raise VideoError(f"{path.name}: no frames were sampled")
+        if progress:
+            progress(
+                Progress(
+                    manifest.name, manifest.duration, manifest.duration, resumed + encoded, time.perf_counter() - t0
+                )
+            )
+        dialogue = load_dialogue(path)  # never raises: a bad subtitle file is a warning
+        film = staged.publish(dialogue, indexing_seconds=round(time.perf_counter() - t0, 3))
     return IndexResult(
         film, reused=False, resumed_frames=resumed, encoded_frames=encoded, seconds=time.perf_counter() - t0
     )
-
-
-def _drop_stale_staging(library: Library, manifest: Manifest, keep: Path) -> None:
-    """A partial index built with other settings (or of an older file) can never be resumed."""
-    if not library.staging_dir.is_dir():
-        return
-    for d in library.staging_dir.glob(f"{manifest.id}-*"):
-        if d != keep and d.name[len(manifest.id) + 1 :].isalnum():
-            shutil.rmtree(d, ignore_errors=True)

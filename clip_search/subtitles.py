@@ -1,18 +1,18 @@
-"""Dialogue from subtitles: a sidecar .srt/.vtt beside the film (same stem, optional language
-suffix, e.g. ``popeye_p1.eng.srt``) or a text subtitle stream inside the container.
+"""Dialogue from subtitles: a sidecar .srt/.vtt/.ass/.ssa beside the film (same stem, optional
+language suffix, e.g. ``popeye_p1.eng.srt``) or a text subtitle stream inside the container.
 
-Parsed with kept libraries (``srt``, ``webvtt-py``, PyAV). A bad or mis-encoded file never stops
-indexing: it becomes a warning and the film indexes without dialogue."""
+Parsed with kept libraries (``pysubs2`` for files, PyAV for streams). A bad or mis-encoded file
+never stops indexing: it becomes a warning (cues with broken timestamps are counted) and the film
+indexes with the cues that could be read."""
 
 from __future__ import annotations
 
 import glob
-import io
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SIDECAR_SUFFIXES = (".srt", ".vtt")
+SIDECAR_SUFFIXES = (".srt", ".vtt", ".ass", ".ssa")
 PREFERRED_LANGS = ("eng", "en", "en-us", "en-gb")
 _TAGS = re.compile(r"<[^>]+>|\{[^}]*\}")
 
@@ -68,14 +68,6 @@ def find_sidecar(video: str | Path) -> Path | None:
     return sorted(tagged, key=rank)[0] if tagged else None
 
 
-def _seconds(stamp: str) -> float:
-    """'01:02:03.450' or '02:03.450' -> seconds."""
-    total = 0.0
-    for part in stamp.replace(",", ".").split(":"):
-        total = total * 60 + float(part)
-    return total
-
-
 def _decode(raw: bytes, name: str) -> tuple[str, str | None]:
     for enc in ("utf-8-sig", "utf-16"):
         try:
@@ -88,27 +80,30 @@ def _decode(raw: bytes, name: str) -> tuple[str, str | None]:
     return raw.decode("cp1252", errors="replace"), f"{name} is not UTF-8; read it as Windows-1252 (check accents)."
 
 
+_ARROW = re.compile(r"-->")
+
+
 def read_sidecar(path: Path) -> Dialogue:
-    """Parse an .srt or .vtt file; problems become a warning, never an exception."""
+    """Parse a subtitle file; problems become a warning, never an exception."""
+    import pysubs2
+
     try:
         text, warning = _decode(path.read_bytes(), path.name)
-        if path.suffix.lower() == ".vtt":
-            import webvtt
-
-            # webvtt-py's *_in_seconds drop the milliseconds: parse its timestamps ourselves
-            captions = webvtt.from_buffer(io.StringIO(text))
-            cues = [Cue(_seconds(c.start), _seconds(c.end), clean(c.text)) for c in captions]
-        else:
-            import srt
-
-            cues = [Cue(s.start.total_seconds(), s.end.total_seconds(), clean(s.content)) for s in srt.parse(text)]
-    except Exception as e:  # noqa: BLE001 - srt/webvtt raise many types for malformed files
+        fmt = {".srt": "srt", ".vtt": "vtt", ".ass": "ass", ".ssa": "ssa"}[path.suffix.lower()]
+        events = [e for e in pysubs2.SSAFile.from_string(text, format_=fmt) if not e.is_comment]
+        cues = [Cue(e.start / 1000, e.end / 1000, clean(e.plaintext)) for e in events if e.end > e.start]
+    except Exception as e:  # noqa: BLE001 - pysubs2 raises many types for malformed files
         return Dialogue(
             [],
             None,
             f"Subtitles {path.name} could not be read ({type(e).__name__}: {str(e)[:120]}); "
             "the film is indexed without dialogue.",
         )
+    if fmt in ("srt", "vtt"):  # every cue has one timing line: those not parsed were dropped
+        dropped = sum(1 for line in text.splitlines() if _ARROW.search(line)) - len(events)
+        if dropped > 0:
+            note = f"Subtitles {path.name}: {dropped} cue(s) with broken timestamps were dropped."
+            warning = f"{warning} {note}" if warning else note
     cues = [c for c in cues if c.text]
     if not cues:
         return Dialogue([], None, f"Subtitles {path.name} hold no cues; the film is indexed without dialogue.")

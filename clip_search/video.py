@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from clip_search.errors import VideoError
+from clip_search.timecode import parse_time
 
 SAMPLING_MODES = ("fps", "every", "shots")
 
@@ -38,6 +39,14 @@ class SamplingSettings:
             raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}, not {self.mode!r}")
         if self.mode == "fps" and not (self.fps > 0 and math.isfinite(self.fps)):
             raise ValueError(f"--fps must be a positive number, not {self.fps}")
+
+    @classmethod
+    def from_key(cls, key: dict) -> SamplingSettings:
+        """The settings a manifest stored with :meth:`key` (unknown fields are ignored)."""
+        if not isinstance(key, dict):
+            raise ValueError(f"sampling must be a JSON object, not {type(key).__name__}")
+        known = {"mode", "fps", "shot_threshold", "shot_max_gap"}
+        return cls(**{k: v for k, v in key.items() if k in known})
 
     def key(self) -> dict:
         """The settings that change the result (what a cached index is compared on)."""
@@ -175,8 +184,7 @@ def _stream_duration(stream: av.video.stream.VideoStream) -> float | None:
     tag = stream.metadata.get("DURATION")
     if tag:
         try:
-            h, m, sec = tag.split(":")
-            return int(h) * 3600 + int(m) * 60 + float(sec)
+            return parse_time(tag)
         except ValueError:
             return None
     return None

@@ -12,6 +12,7 @@ from clip_search.cli import main
 from clip_search.library import Library, Manifest
 from clip_search.moments import Moment, find_moments, moment_around
 from clip_search.search import QueryVector, Searcher, build_query, frame_scores, softmax_over_frames, timeline
+from clip_search.store import import_vectors
 from clip_search.video import SamplingSettings, iter_frames
 
 
@@ -97,7 +98,7 @@ def _synthetic(lib: Library, name: str, n: int, dim: int, rng) -> None:
     emb = rng.standard_normal((n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     m = Manifest.imported(name, "m", float(n))
-    lib.add_vectors(m, emb, np.arange(n, dtype=float))
+    import_vectors(lib, m, emb, np.arange(n, dtype=float))
 
 
 def test_int8_prefilter_gives_the_exact_hits(tmp_path):
