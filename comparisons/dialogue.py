@@ -12,6 +12,7 @@ import numpy as np
 from clip_search.library import Film, Library
 from clip_search.moments import frame_end
 from clip_search.subtitles import Cue, Dialogue
+from clip_search.timecode import time_key
 from comparisons.tag_store import load_tags
 from comparisons.text_embed import embed, tokens
 
@@ -28,7 +29,7 @@ def film_dialogue(library: Library, film: Film) -> Dialogue:
     times = film.times
     cues = []
     for i, t in enumerate(times):
-        lines = [tag.text for tag in ocr.get(round(float(t), 3), []) if tag.kind == "text"]
+        lines = [tag.text for tag in ocr.get(time_key(t), []) if tag.kind == "text"]
         if lines:
             cues.append(Cue(float(t), frame_end(times, i, film.manifest.duration), " ".join(lines)))
     if cues:

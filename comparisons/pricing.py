@@ -38,11 +38,13 @@ def price_table(library_root: Path | None = None) -> dict:
     return json.loads(DEFAULT_TABLE.read_text())
 
 
-def estimate(service: str, frames: int, table: dict | None = None) -> Estimate:
-    """Calls, billed transactions and dollars for tagging ``frames`` frames with ``service``."""
+def estimate(service: str, frames: int, table: dict | None = None, calls: int | None = None) -> Estimate:
+    """Calls, billed transactions and dollars for tagging ``frames`` frames with ``service``;
+    ``calls`` when only some of each frame's calls are still missing (a partly tagged frame)."""
     row = (table or price_table()).get(service, {})
-    calls = frames * int(row.get("calls_per_frame", 0))
-    transactions = frames * int(row.get("transactions_per_frame", 0))
+    per_frame = int(row.get("calls_per_frame", 0))
+    calls = frames * per_frame if calls is None or not per_frame else calls
+    transactions = calls * int(row.get("transactions_per_frame", 0)) // per_frame if per_frame else 0
     return Estimate(
         service, frames, calls, transactions, transactions * float(row.get("usd_per_1000_transactions", 0)) / 1000
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from clip_search.timecode import time_key
 from comparisons.taggers.base import Tag
 from comparisons.text_embed import embed, tokens
 
@@ -21,11 +22,11 @@ BM25_WEIGHT = 0.5
 class TagIndex:
     """The tags of one film's frames (aligned with the film's frame times), ready to be queried."""
 
-    def __init__(self, times: np.ndarray, tags_by_time: dict[float, list[Tag]]) -> None:
+    def __init__(self, times: np.ndarray, tags_by_time: dict[int, list[Tag]]) -> None:
         from rank_bm25 import BM25Okapi
 
         self.tagged_frames = len(tags_by_time)  # frames the tagger has seen (some may have no tags)
-        self.frame_tags: list[list[Tag]] = [tags_by_time.get(round(float(t), 3), []) for t in times]
+        self.frame_tags: list[list[Tag]] = [tags_by_time.get(time_key(t), []) for t in times]
         docs = [[w for tag in tags for w in tokens(tag.text)] for tags in self.frame_tags]
         self.bm25 = BM25Okapi([d or ["\u2205"] for d in docs])  # an empty frame still needs a document
         self.texts = sorted({tag.text for tags in self.frame_tags for tag in tags})
@@ -53,11 +54,14 @@ class TagIndex:
         return embed(self.texts) @ embed([query])[0]
 
     def matched(self, frame: int, query: str, limit: int = 4) -> list[Tag]:
-        """The frame's tags that made it match: shared words first, then semantic closeness."""
+        """The frame's tags that made it match: shared words first, then semantic closeness.
+
+        Every tag that adds to the score (a shared word or a positive similarity) may be listed, so
+        a frame with a positive score always has its evidence."""
         tags = self.frame_tags[frame]
         if not tags:
             return []
         q = set(tokens(query))
         sims = embed([t.text for t in tags]) @ embed([query])[0]
         ranked = sorted(zip(tags, sims, strict=True), key=lambda ts: (-len(q & set(tokens(ts[0].text))), -float(ts[1])))
-        return [t for t, s in ranked[:limit] if q & set(tokens(t.text)) or s > 0.3]
+        return [t for t, s in ranked if q & set(tokens(t.text)) or s > 0][:limit]

@@ -1,103 +1,205 @@
-"""Never pay twice: every tagger result is kept on disk, per film, frame time, service, features
-and service model version. One JSON line per frame, appended and flushed as soon as it arrives,
-so an interrupted run keeps everything it paid for and the next run resumes. Credentials are
-never part of what is stored."""
+"""Never pay twice: every tagger response is kept in one SQLite database per library
+(``library/tags.sqlite``, WAL mode, safe for several processes at once).
+
+One row per response, keyed by (film content fingerprint, frame time in ms, service, feature,
+requested model version), upserted as soon as the response arrives. A service that makes several
+calls per frame (Rekognition: labels, celebrities, text) stores each call's result on its own, so
+when one call fails the others are kept and a rerun asks only for what is missing. Credentials are
+never part of what is stored. Tag caches of older versions (``tags/<film>/*.jsonl``) are imported
+once, automatically."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
+import sqlite3
 import threading
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from clip_search.library import Film, Library
+from clip_search.timecode import time_key
 from comparisons.taggers.base import Tag
 
-
-def _key(film: Film, service: str, features: tuple[str, ...]) -> str:
-    m = film.manifest
-    raw = json.dumps([m.fingerprint, m.sampling, service, sorted(features)], sort_keys=True)
-    return hashlib.sha1(raw.encode()).hexdigest()[:12]
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    fingerprint TEXT NOT NULL,      -- the film's content (same bytes, same frames, wherever they live)
+    time_ms INTEGER NOT NULL,       -- the sampled frame's presentation time (clip_search.timecode.time_key)
+    service TEXT NOT NULL,          -- offline, azure, rekognition
+    feature TEXT NOT NULL,          -- one paid unit of work (a call), e.g. labels; '*' = all (legacy import)
+    model_version TEXT NOT NULL,    -- the service model asked for
+    served_version TEXT,            -- the model version the service reported, if any
+    film_id TEXT,
+    tags TEXT NOT NULL,             -- JSON list of {kind, text, confidence}
+    created REAL NOT NULL,
+    PRIMARY KEY (fingerprint, time_ms, service, feature, model_version)
+);
+CREATE INDEX IF NOT EXISTS by_service ON responses (fingerprint, service);
+"""
+ALL_FEATURES = "*"
 
 
 class TagStore:
-    """Tags of one film by one service with one feature set: {frame time: tags}."""
+    """The library's tag database. Thread-safe; each process opens its own connection."""
 
-    def __init__(self, library: Library, film: Film, service: str, features: tuple[str, ...]) -> None:
-        self.film = film
-        self.service = service
-        self.dir = library.root / "tags" / film.id
-        self.path = self.dir / f"{service}-{_key(film, service, features)}.jsonl"
+    def __init__(self, library: Library, readonly: bool = False) -> None:
+        self.library = library
+        self.path = library.root / "tags.sqlite"
         self._lock = threading.Lock()
-        self.meta = {
-            "film_id": film.id,
-            "fingerprint": film.manifest.fingerprint,
-            "service": service,
-            "features": list(features),
-            "sampling": film.manifest.sampling,
-        }
+        if readonly and not self.path.is_file():
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+            self._db.executescript(SCHEMA)
+            return
+        library.root.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None)
+        if not readonly:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            _import_legacy(self)
 
-    def load(self) -> dict[float, list[Tag]]:
-        """Frames tagged so far (a torn last line from a crash is ignored)."""
-        return _read(self.path)
+    def close(self) -> None:
+        self._db.close()
 
-    def add(self, time: float, tags: list[Tag], model_version: str) -> None:
-        """Append one frame's tags durably (flushed and fsynced before returning)."""
+    def put(
+        self,
+        film: Film,
+        t: float,
+        service: str,
+        feature: str,
+        model_version: str,
+        tags: list[Tag],
+        served_version: str | None = None,
+    ) -> None:
+        """Store one response durably (an upsert: a retried call replaces its earlier row)."""
+        row = (
+            film.manifest.fingerprint,
+            time_key(t),
+            service,
+            feature,
+            model_version,
+            served_version,
+            film.id,
+            json.dumps([tag.to_dict() for tag in tags]),
+            time.time(),
+        )
         with self._lock:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            new = not self.path.exists()
-            with open(self.path, "a") as f:
-                if new:
-                    f.write(json.dumps({"meta": self.meta}) + "\n")
-                f.write(
-                    json.dumps(
-                        {"time": round(time, 3), "model_version": model_version, "tags": [t.to_dict() for t in tags]}
-                    )
-                    + "\n"
-                )
-                f.flush()
-                os.fsync(f.fileno())
+            self._db.execute(
+                "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT"
+                "(fingerprint, time_ms, service, feature, model_version) DO UPDATE SET "
+                "served_version=excluded.served_version, film_id=excluded.film_id, tags=excluded.tags, "
+                "created=excluded.created",
+                row,
+            )
 
-
-def _read(path: Path) -> dict[float, list[Tag]]:
-    out: dict[float, list[Tag]] = {}
-    if not path.is_file():
+    def done(self, film: Film, service: str, model_version: str) -> dict[int, set[str]]:
+        """Features already stored per frame-time key for this service and model version."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT time_ms, feature FROM responses WHERE fingerprint=? AND service=? "
+                "AND (model_version=? OR feature='*')",
+                (film.manifest.fingerprint, service, model_version),
+            ).fetchall()
+        out: dict[int, set[str]] = {}
+        for t, feature in rows:
+            out.setdefault(t, set()).add(feature)
         return out
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "time" in row:
-            out[round(float(row["time"]), 3)] = [Tag(**t) for t in row["tags"]]
-    return out
+
+    def missing(self, film: Film, service: str, model_version: str, features: Iterable[str]) -> dict[int, list[str]]:
+        """Per frame of the film (by time key): the features not yet stored, for frames that lack any."""
+        done = self.done(film, service, model_version)
+        wanted = list(features)
+        out = {}
+        for t in film.times:
+            have = done.get(time_key(t), set())
+            if ALL_FEATURES not in have:
+                todo = [f for f in wanted if f not in have]
+                if todo:
+                    out[time_key(t)] = todo
+        return out
+
+    def tags(self, film: Film, service: str) -> dict[int, list[Tag]]:
+        """Every stored tag of ``film`` by ``service`` per frame-time key (newest response per feature)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT time_ms, feature, tags FROM responses WHERE fingerprint=? AND service=? ORDER BY created",
+                (film.manifest.fingerprint, service),
+            ).fetchall()
+        latest: dict[tuple[int, str], str] = {}
+        for t, feature, tags in rows:
+            latest[(t, feature)] = tags
+        out: dict[int, list[Tag]] = {}
+        for (t, _), tags in latest.items():
+            try:
+                out.setdefault(t, []).extend(Tag(**d) for d in json.loads(tags))
+            except (ValueError, TypeError):
+                out.setdefault(t, [])
+        return out
+
+    def services(self, film: Film) -> list[str]:
+        """Services that have stored anything for ``film``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT service FROM responses WHERE fingerprint=?", (film.manifest.fingerprint,)
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def version(self, film: Film, service: str) -> tuple[int, float]:
+        """(rows, newest write) for a film and service: changes whenever its tags change (a cache key)."""
+        with self._lock:
+            n, newest = self._db.execute(
+                "SELECT COUNT(*), COALESCE(MAX(created), 0) FROM responses WHERE fingerprint=? AND service=?",
+                (film.manifest.fingerprint, service),
+            ).fetchone()
+        return int(n), float(newest)
 
 
-def _meta(path: Path) -> dict:
+def load_tags(library: Library, film: Film, service: str) -> dict[int, list[Tag]]:
+    """All stored tags of ``film`` by ``service`` per frame-time key (read-only; no database is created)."""
+    store = TagStore(library, readonly=True)
     try:
-        with open(path) as f:
-            return json.loads(f.readline()).get("meta", {})
-    except (json.JSONDecodeError, OSError):
-        return {}
-
-
-def _current(meta: dict, film: Film) -> bool:
-    return meta.get("fingerprint") == film.manifest.fingerprint and meta.get("sampling") == film.manifest.sampling
+        return store.tags(film, service)
+    finally:
+        store.close()
 
 
 def tagged_services(library: Library, film: Film) -> list[str]:
-    """Services that have tags stored for ``film`` (its current index)."""
-    d = library.root / "tags" / film.id
-    metas = [_meta(p) for p in sorted(d.glob("*.jsonl"))] if d.is_dir() else []
-    return sorted({m["service"] for m in metas if _current(m, film)})
+    """Services that have tags stored for ``film``."""
+    store = TagStore(library, readonly=True)
+    try:
+        return store.services(film)
+    finally:
+        store.close()
 
 
-def load_tags(library: Library, film: Film, service: str) -> dict[float, list[Tag]]:
-    """All stored tags of ``film`` by ``service`` (whatever feature set), by frame time."""
-    d = library.root / "tags" / film.id
-    out: dict[float, list[Tag]] = {}
-    for p in sorted(d.glob(f"{service}-*.jsonl")) if d.is_dir() else []:
-        if _current(_meta(p), film):
-            out.update(_read(p))
-    return out
+def _import_legacy(store: TagStore) -> None:
+    """Import ``tags/<film>/<service>-<key>.jsonl`` caches once (each file renamed *.imported)."""
+    root = store.library.root / "tags"
+    if not root.is_dir():
+        return
+    films = {f.id: f for f in store.library.films()}
+    for path in sorted(root.glob("*/*.jsonl")):
+        film = films.get(path.parent.name)
+        if film is None:
+            continue
+        meta, rows = _read_legacy(path)
+        if meta.get("fingerprint") != film.manifest.fingerprint:
+            continue
+        for t, model_version, tags in rows:
+            store.put(film, t, meta.get("service", path.stem.split("-")[0]), ALL_FEATURES, model_version, tags)
+        path.rename(path.with_suffix(".jsonl.imported"))
+
+
+def _read_legacy(path: Path) -> tuple[dict, list[tuple[float, str, list[Tag]]]]:
+    meta, rows = {}, []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+            if "meta" in row:
+                meta = row["meta"]
+            elif "time" in row:
+                rows.append((float(row["time"]), row.get("model_version", ""), [Tag(**t) for t in row["tags"]]))
+        except (ValueError, TypeError, KeyError):
+            continue  # a torn last line from a crash
+    return meta, rows

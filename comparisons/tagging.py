@@ -1,41 +1,29 @@
-"""Run a tagger over an indexed film's sampled frames, resumably, with bounded parallelism."""
+"""Run a tagger over an indexed film's sampled frames, resumably, with bounded parallelism.
+
+Only what the tag store lacks is asked for, down to the single feature (a Rekognition frame whose
+celebrity call failed gets only that call again). Each response is stored the moment it arrives.
+A circuit breaker stops the run after ``BREAKER`` frames in a row that timed out or could not
+connect, so an endpoint that never answers costs seconds, not hours."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
-from clip_search.video import SamplingSettings, iter_frames
+from clip_search.timecode import time_key
+from clip_search.video import iter_frames
 from comparisons.tag_store import TagStore
 from comparisons.taggers.base import FatalTaggerError, Tag, Tagger, TaggerError
 
 BATCH = 16  # frames per call of a tagger that works in batches (amortises starting Tesseract)
-
-
-def _batches(frames, size: int):
-    ts, imgs = [], []
-    for t, img in frames:
-        ts.append(t)
-        imgs.append(img)
-        if len(ts) == size:
-            yield ts, imgs
-            ts, imgs = [], []
-    if ts:
-        yield ts, imgs
-
-
-def _finish_batch(ts: list[float], fut: Future, record: Callable) -> None:
-    try:
-        results = fut.result()
-    except TaggerError as e:  # the whole batch failed (e.g. OCR could not run)
-        results = [e] * len(ts)
-    for t, res in zip(ts, results, strict=True):
-        record(t, res)
+BREAKER = 5  # consecutive unreachable frames that stop a run
 
 
 @dataclass
@@ -50,6 +38,7 @@ class TagRun:
     errors: list[tuple[float, str]] = field(default_factory=list)
     fatal: str | None = None
     seconds: float = 0.0
+    unreachable_streak: int = 0
 
     def summary(self) -> str:
         """One line for the CLI and the dashboard."""
@@ -61,64 +50,98 @@ class TagRun:
         return "; ".join(parts)
 
 
-def frames_to_tag(library: Library, film: Film, tagger: Tagger) -> int:
-    """How many of the film's frames still need this tagger (for the cost estimate)."""
-    done = TagStore(library, film, tagger.service, tagger.features).load()
-    return sum(1 for t in film.times if round(float(t), 3) not in done)
+@dataclass(frozen=True)
+class Work:
+    """What a tagger still has to do on a film: frames and calls (for the cost estimate)."""
+
+    frames: int
+    calls: int
+
+
+def work_left(library: Library, film: Film, tagger: Tagger, store: TagStore | None = None) -> Work:
+    """Frames and calls the store still lacks for this tagger (what a run would pay for)."""
+    store = store or TagStore(library, readonly=True)
+    todo = store.missing(film, tagger.service, tagger.model_version, tagger.features)
+    return Work(len(todo), sum(len(f) for f in todo.values()))
+
+
+def check_writable(library: Library) -> None:
+    """Refuse a run up front when the library cannot store what would be paid for."""
+    root = library.root
+    probe = root if root.exists() else root.parent
+    db = root / "tags.sqlite"
+    if not os.access(probe, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        raise FrameSearchError(f"The library {root} is read-only: tags could not be kept, so nothing is run.")
 
 
 def tag_film(
-    library: Library, film: Film, tagger: Tagger, workers: int = 2, progress: Callable[[int, int], None] | None = None
+    library: Library,
+    film: Film,
+    tagger: Tagger,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    breaker: int = BREAKER,
 ) -> TagRun:
-    """Tag every sampled frame of ``film`` that the store lacks; keep each result as it arrives.
+    """Tag every sampled frame of ``film`` that the store lacks; keep each response as it arrives.
 
     The frames are decoded again with the film's own sampling settings, which give the same
     times as the index. A frame that fails is reported and retried on the next run; a fatal
-    error (credentials) stops the run, keeping what was tagged."""
+    error (credentials) or the circuit breaker stops the run, keeping what was tagged."""
     t0 = time.perf_counter()
-    store = TagStore(library, film, tagger.service, tagger.features)
-    done = store.load()
-    times = np.round(np.asarray(film.times, float), 3)
-    run = TagRun(film.name, tagger.service, total=len(times), reused=sum(1 for t in times if t in done))
-    wanted = {float(t) for t in times if t not in done}
-    if not wanted:
+    check_writable(library)
+    store = TagStore(library)
+    todo = store.missing(film, tagger.service, tagger.model_version, tagger.features)
+    run = TagRun(film.name, tagger.service, total=len(film.times), reused=len(film.times) - len(todo))
+    if not todo:
         run.seconds = time.perf_counter() - t0
         return run
-    sampling = SamplingSettings(**film.manifest.sampling)
 
-    def record(t: float, result: list[Tag] | BaseException) -> None:
-        if isinstance(result, FatalTaggerError):
-            run.fatal = run.fatal or str(result)
-        elif isinstance(result, TaggerError):
-            run.errors.append((t, str(result)))
-        elif isinstance(result, BaseException):
-            raise result
+    def store_response(t: float, feature: str, tags: list[Tag], served: str | None) -> None:
+        store.put(film, t, tagger.service, feature, tagger.model_version, tags, served)
+
+    def tag_one(t: float, image: np.ndarray) -> list[TaggerError]:
+        """Runs on a worker: every missing feature of one frame, each stored as it arrives."""
+        errors = []
+        for r in tagger.responses(image, tuple(todo[time_key(t)])):
+            if r.error is not None:
+                errors.append(r.error)
+            else:
+                store_response(t, r.feature, r.tags or [], r.served_version)
+        return errors
+
+    def record(t: float, errors: list[TaggerError] | BaseException) -> None:
+        if isinstance(errors, FatalTaggerError):
+            run.fatal = run.fatal or str(errors)
+        elif isinstance(errors, BaseException):
+            raise errors
+        elif errors:
+            run.errors.append((t, "; ".join(dict.fromkeys(str(e) for e in errors))))
+            run.unreachable_streak = run.unreachable_streak + 1 if all(e.unreachable for e in errors) else 0
+            if run.unreachable_streak >= breaker and not run.fatal:
+                run.fatal = (
+                    f"{tagger.service} did not answer {run.unreachable_streak} frames in a row (timeouts or "
+                    "connection failures); stopped. Check the endpoint and the network, then run again: "
+                    "frames tagged so far are kept."
+                )
         else:
-            store.add(t, result, tagger.model_version)
             run.tagged += 1
+            run.unreachable_streak = 0
         if progress:
             progress(run.reused + run.tagged + len(run.errors), run.total)
 
-    frames = ((round(f.time, 3), f.image) for f in iter_frames(film.manifest.source, sampling))
-    frames = ((t, img) for t, img in frames if t in wanted)
+    frames = (
+        (f.time, f.image)
+        for f in iter_frames(film.manifest.source, film.manifest.sampling_settings())
+        if time_key(f.time) in todo
+    )
     batch_fn = getattr(tagger, "tag_batch", None)
-    if batch_fn:  # one batch in the tagger (which parallelises inside it) while the next is decoded
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            inflight = None
-            for ts, imgs in _batches(frames, BATCH):
-                submitted = (ts, pool.submit(batch_fn, imgs))
-                if inflight:
-                    _finish_batch(*inflight, record)
-                inflight = submitted
-                if run.fatal:
-                    break
-            if inflight:
-                _finish_batch(*inflight, record)
+    if batch_fn and len(tagger.features) == 1:
+        _run_batches(frames, batch_fn, tagger.features[0], store_response, record, run)
     else:  # per-frame calls in parallel (network-bound cloud services)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending: dict[Future, float] = {}
             for t, img in frames:
-                pending[pool.submit(tagger.tag, img)] = t
+                pending[pool.submit(tag_one, t, img)] = t
                 if len(pending) >= workers * 2:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
@@ -129,3 +152,43 @@ def tag_film(
                 record(pending.pop(fut), fut.exception() or fut.result())
     run.seconds = time.perf_counter() - t0
     return run
+
+
+def _batches(frames: Iterator[tuple[float, np.ndarray]], size: int) -> Iterator[tuple[list, list]]:
+    ts, imgs = [], []
+    for t, img in frames:
+        ts.append(t)
+        imgs.append(img)
+        if len(ts) == size:
+            yield ts, imgs
+            ts, imgs = [], []
+    if ts:
+        yield ts, imgs
+
+
+def _run_batches(frames, batch_fn, feature: str, store_response, record, run: TagRun) -> None:
+    """One batch in the tagger (which parallelises inside it) while the next one is decoded."""
+
+    def finish(ts: list[float], fut: Future) -> None:
+        try:
+            results = fut.result()
+        except TaggerError as e:  # the whole batch failed (e.g. OCR could not run)
+            results = [e] * len(ts)
+        for t, res in zip(ts, results, strict=True):
+            if isinstance(res, TaggerError):
+                record(t, [res])
+            else:
+                store_response(t, feature, res, None)
+                record(t, [])
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        inflight = None
+        for ts, imgs in _batches(frames, BATCH):
+            submitted = (ts, pool.submit(batch_fn, imgs))
+            if inflight:
+                finish(*inflight)
+            inflight = submitted
+            if run.fatal:
+                break
+        if inflight:
+            finish(*inflight)

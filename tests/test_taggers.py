@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comparisons.taggers import FatalTaggerError, Tag, TaggerError
+from comparisons.taggers import FatalTaggerError, Tag, TaggerError, all_tags
 from comparisons.taggers.azure import AzureTagger
 from comparisons.taggers.rekognition import RekognitionTagger
 from tests.fake_cloud import FakeCloud, Scripted
@@ -33,7 +33,7 @@ def azure(cloud, **kw) -> AzureTagger:
 
 
 def test_azure_request_shape_and_parsing(cloud):
-    tags = azure(cloud).tag(FRAME)
+    tags = all_tags(azure(cloud), FRAME)
     (req,) = cloud.requests
     assert req.path.startswith("/computervision/imageanalysis:analyze?")
     for feature in ("tags", "caption", "denseCaptions", "objects", "read"):
@@ -51,7 +51,7 @@ def test_azure_request_shape_and_parsing(cloud):
 
 def test_azure_429_backs_off_honouring_retry_after_then_succeeds(cloud):
     cloud.then(Scripted(429, {"error": {"code": "429", "message": "Rate limit"}}, {"Retry-After": "1"}))
-    tags = azure(cloud).tag(FRAME)
+    tags = all_tags(azure(cloud), FRAME)
     assert len(cloud.requests) == 2 and tags
     assert cloud.requests[1].at - cloud.requests[0].at >= 0.9  # waited as the service asked
 
@@ -59,14 +59,14 @@ def test_azure_429_backs_off_honouring_retry_after_then_succeeds(cloud):
 def test_azure_retries_are_bounded_and_end_in_a_clear_error(cloud):
     cloud.then(*[Scripted(500, {"error": {"code": "InternalServerError", "message": "boom"}})] * 10)
     with pytest.raises(TaggerError, match="HTTP 500"):
-        azure(cloud, retries=2).tag(FRAME)
+        all_tags(azure(cloud, retries=2), FRAME)
     assert len(cloud.requests) == 3  # the first try and two retries, not minutes of them
 
 
 def test_azure_throttling_storm_gives_up(cloud):
     cloud.then(*[Scripted(429, {"error": {"code": "429", "message": "x"}}, {"Retry-After": "0"})] * 10)
     with pytest.raises(TaggerError, match="throttling"):
-        azure(cloud, retries=2).tag(FRAME)
+        all_tags(azure(cloud, retries=2), FRAME)
     assert len(cloud.requests) == 3
 
 
@@ -74,19 +74,19 @@ def test_azure_throttling_storm_gives_up(cloud):
 def test_azure_bad_credentials_stop_the_run(cloud, status):
     cloud.then(Scripted(status, {"error": {"code": str(status), "message": "Access denied"}}))
     with pytest.raises(FatalTaggerError, match="rejected the credentials") as err:
-        azure(cloud).tag(FRAME)
+        all_tags(azure(cloud), FRAME)
     assert KEY not in str(err.value)
 
 
 def test_azure_timeout_is_a_per_frame_error(cloud):
     cloud.then(Scripted(delay=3.0), Scripted(delay=3.0))
     with pytest.raises(TaggerError, match="timed out"):
-        azure(cloud, retries=1, timeout=0.5).tag(FRAME)
+        all_tags(azure(cloud, retries=1, timeout=0.5), FRAME)
 
 
 def test_azure_oversize_frame_is_downscaled_to_fit(cloud):
     huge = (np.random.default_rng(1).random((3000, 5000, 3)) * 255).astype(np.uint8)
-    azure(cloud).tag(huge)
+    all_tags(azure(cloud), huge)
     body = cloud.requests[0].body
     assert len(body) <= 4 * 1024 * 1024
     assert max(Image.open(io.BytesIO(body)).size) <= 2048
@@ -111,7 +111,7 @@ def aws(cloud, monkeypatch):
 
 
 def test_rekognition_request_shapes_and_parsing(aws):
-    tags = RekognitionTagger().tag(FRAME)
+    tags = all_tags(RekognitionTagger(), FRAME)
     assert [r.operation for r in aws.requests] == ["DetectLabels", "RecognizeCelebrities", "DetectText"]
     body = json.loads(aws.requests[0].body)
     assert body["MaxLabels"] == 25 and body["MinConfidence"] == 50
@@ -127,7 +127,7 @@ def test_rekognition_request_shapes_and_parsing(aws):
 
 def test_rekognition_throttling_is_retried_then_succeeds(aws):
     aws.then(Scripted(400, {"__type": "ThrottlingException", "message": "Rate exceeded"}))
-    tags = RekognitionTagger().tag(FRAME)
+    tags = all_tags(RekognitionTagger(), FRAME)
     assert [r.operation for r in aws.requests][:2] == ["DetectLabels", "DetectLabels"]
     assert tags
 
@@ -136,14 +136,14 @@ def test_rekognition_retries_are_bounded(aws):
     aws.then(*[Scripted(500, {"__type": "InternalServerError", "message": "boom"})] * 10)
     t0 = time.time()
     with pytest.raises(TaggerError, match="InternalServerError"):
-        RekognitionTagger(max_attempts=2).tag(FRAME)
+        all_tags(RekognitionTagger(max_attempts=2), FRAME)
     assert len(aws.requests) == 2 and time.time() - t0 < 30
 
 
 def test_rekognition_bad_credentials_stop_the_run(aws):
     aws.then(Scripted(400, {"__type": "UnrecognizedClientException", "message": "The security token is invalid"}))
     with pytest.raises(FatalTaggerError, match="rejected the credentials") as err:
-        RekognitionTagger().tag(FRAME)
+        all_tags(RekognitionTagger(), FRAME)
     assert KEY not in str(err.value)
 
 

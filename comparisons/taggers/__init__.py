@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from comparisons.taggers.base import FatalTaggerError, Tag, Tagger, TaggerError
+from comparisons.taggers.base import FatalTaggerError, Response, Tag, Tagger, TaggerError, all_tags
 
 SERVICES = ("offline", "azure", "rekognition")
 
@@ -36,4 +36,14 @@ def default_service() -> str:
     return "offline"
 
 
-__all__ = ["SERVICES", "FatalTaggerError", "Tag", "Tagger", "TaggerError", "default_service", "make_tagger"]
+__all__ = [
+    "SERVICES",
+    "FatalTaggerError",
+    "Response",
+    "Tag",
+    "Tagger",
+    "TaggerError",
+    "all_tags",
+    "default_service",
+    "make_tagger",
+]

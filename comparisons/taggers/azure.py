@@ -1,31 +1,48 @@
 """Azure AI Vision Image Analysis 4.0 (``azure-ai-vision-imageanalysis``): tags, caption, dense
-captions, objects and read (OCR). Endpoint and key from AZURE_VISION_ENDPOINT / AZURE_VISION_KEY.
+captions, objects and read (OCR), in one ``analyze`` call per frame. Endpoint and key from
+AZURE_VISION_ENDPOINT / AZURE_VISION_KEY.
 
 The SDK's default retry policy can wait for minutes; here retries are bounded (a few tries,
-backoff capped) and a 429's Retry-After header is honoured by azure-core's RetryPolicy.
+backoff capped) and a 429's Retry-After header is honoured up to ``RETRY_AFTER_CAP`` seconds.
 Image Analysis 4.0 has no celebrity recognition (that was 3.2's domain model): no celebrity tags.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
-from comparisons.taggers.base import FatalTaggerError, Tag, TaggerError, jpeg_under
+from comparisons.taggers.base import FatalTaggerError, Response, Tag, TaggerError, jpeg_under
 
 MAX_BYTES = 4 * 1024 * 1024  # well under the service's 20 MB; keeps uploads quick
 MAX_SIDE = 2048  # the service takes 50..16000 px; 2048 keeps OCR legible and requests small
-FEATURES = ("tags", "caption", "denseCaptions", "objects", "read")
+VISUAL_FEATURES = ("tags", "caption", "denseCaptions", "objects", "read")
+RETRY_AFTER_CAP = 20.0  # seconds: a service asking for longer waits per retry would stall a film for hours
 CELEBRITY_NOTE = "Azure Image Analysis 4.0 has no celebrity recognition; use Rekognition for celebrities."
 
 
+def _capped_retry_policy(retries: int, backoff: float, cap: float):
+    from azure.core.pipeline.policies import RetryPolicy
+
+    class CappedRetryPolicy(RetryPolicy):
+        """azure-core's retry policy, with the server's Retry-After honoured only up to ``cap``."""
+
+        def get_retry_after(self, response):
+            after = super().get_retry_after(response)
+            return None if after is None else min(after, cap)
+
+    return CappedRetryPolicy(retry_total=retries, retry_backoff_factor=backoff, retry_backoff_max=cap)
+
+
 class AzureTagger:
-    """One ``analyze`` call per frame with all five visual features."""
+    """One ``analyze`` call per frame with all five visual features: one stored response."""
 
     service = "azure"
-    features = FEATURES
+    features = ("analyze",)
     paid = True
+    model_version = "latest"
 
     def __init__(
         self,
@@ -34,6 +51,7 @@ class AzureTagger:
         retries: int = 3,
         timeout: float = 30.0,
         backoff: float = 0.5,
+        retry_after_cap: float = RETRY_AFTER_CAP,
         **client_kwargs,
     ) -> None:
         from azure.ai.vision.imageanalysis import ImageAnalysisClient
@@ -43,23 +61,37 @@ class AzureTagger:
         key = key or os.environ.get("AZURE_VISION_KEY")
         if not endpoint or not key:
             raise FatalTaggerError("Azure AI Vision needs AZURE_VISION_ENDPOINT and AZURE_VISION_KEY to be set.")
-        self.model_version = "latest"
-        self._client = ImageAnalysisClient(
-            endpoint,
-            AzureKeyCredential(key),
-            retry_total=retries,
-            retry_backoff_factor=backoff,
-            retry_backoff_max=20,
-            connection_timeout=10,
-            read_timeout=timeout,
-            logging_enable=False,
-            **client_kwargs,
-        )
+        try:
+            self._client = ImageAnalysisClient(
+                endpoint,
+                AzureKeyCredential(key),
+                retry_policy=_capped_retry_policy(retries, backoff, retry_after_cap),
+                connection_timeout=10,
+                read_timeout=timeout,
+                logging_enable=False,
+                **client_kwargs,
+            )
+        except ValueError as e:
+            raise FatalTaggerError(f"AZURE_VISION_ENDPOINT is not a usable URL ({e}).") from None
 
-    def tag(self, image: np.ndarray) -> list[Tag]:
-        """Analyse one RGB frame; raises TaggerError (or FatalTaggerError for auth problems)."""
+    def responses(self, image: np.ndarray, features: tuple[str, ...] = features) -> Iterator[Response]:
+        """Analyse one RGB frame; credential problems raise FatalTaggerError."""
+        try:
+            result = self._analyze(image)
+            try:
+                tags = parse_result(result)
+            except (KeyError, TypeError, AttributeError, ValueError) as e:
+                raise TaggerError(f"Azure returned a response that could not be read ({type(e).__name__}).") from None
+            yield Response("analyze", tags, served_version=result.model_version)
+        except FatalTaggerError:
+            raise
+        except TaggerError as e:
+            yield Response("analyze", error=e)
+
+    def _analyze(self, image: np.ndarray):
         from azure.ai.vision.imageanalysis.models import VisualFeatures
         from azure.core.exceptions import (
+            DecodeError,
             HttpResponseError,
             ServiceRequestError,
             ServiceResponseError,
@@ -67,12 +99,14 @@ class AzureTagger:
 
         data = jpeg_under(image, MAX_BYTES, MAX_SIDE)
         try:
-            result = self._client.analyze(
+            return self._client.analyze(
                 image_data=data,
-                visual_features=[VisualFeatures(f) for f in FEATURES],
+                visual_features=[VisualFeatures(f) for f in VISUAL_FEATURES],
                 language="en",
                 gender_neutral_caption=True,
             )
+        except DecodeError:
+            raise TaggerError("Azure returned a response that is not valid JSON (bad response).") from None
         except HttpResponseError as e:
             if e.status_code in (401, 403):
                 raise FatalTaggerError(
@@ -84,9 +118,11 @@ class AzureTagger:
             code = getattr(e.error, "code", None) or e.reason
             raise TaggerError(f"Azure answered HTTP {e.status_code} ({code}).") from None
         except (ServiceRequestError, ServiceResponseError) as e:
-            raise TaggerError(f"Azure could not be reached or timed out ({type(e).__name__}).") from None
-        self.model_version = result.model_version or self.model_version
-        return parse_result(result)
+            raise TaggerError(
+                f"Azure could not be reached or timed out ({type(e).__name__}).", unreachable=True
+            ) from None
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise TaggerError(f"Azure returned a response that could not be read ({type(e).__name__}).") from None
 
 
 def parse_result(result) -> list[Tag]:

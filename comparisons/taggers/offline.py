@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from comparisons.taggers.base import FatalTaggerError, Tag, TaggerError
+from comparisons.taggers.base import FatalTaggerError, Response, Tag, TaggerError
 
 # Named colours (sRGB) for dominant-colour tags.
 COLOURS = {
@@ -48,7 +49,7 @@ class OfflineTagger:
     """OCR, faces, shot scale, colours and brightness for one frame, on the CPU."""
 
     service = "offline"
-    features = ("text", "faces", "shot_scale", "colours", "brightness")
+    features = ("local",)  # OCR, faces, shot scale, colours and brightness come from one local pass
     paid = False
 
     def __init__(self, ocr_min_confidence: float = 60.0, languages: str = "eng") -> None:
@@ -68,9 +69,12 @@ class OfflineTagger:
                 f"OpenCV's Haar face cascades are missing from {cascades} (opencv-python 4.x ships them)."
             )
 
-    def tag(self, image: np.ndarray) -> list[Tag]:
-        """All offline tags of one RGB frame."""
-        return self.tag_batch([image])[0]
+    def responses(self, image: np.ndarray, features: tuple[str, ...] = features) -> Iterator[Response]:
+        """All offline tags of one RGB frame, as the one ``local`` response."""
+        try:
+            yield Response("local", self.tag_batch([image])[0])
+        except TaggerError as e:
+            yield Response("local", error=e)
 
     def tag_batch(self, images: list[np.ndarray]) -> list[list[Tag]]:
         """Tag several frames at once: one Tesseract process reads them all (starting Tesseract

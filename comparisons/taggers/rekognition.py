@@ -2,16 +2,18 @@
 
 Region and credentials come the standard boto3 way (environment, profile, instance role), and
 AWS_ENDPOINT_URL is honoured as boto3 does. Images are JPEG under Rekognition's 5 MB limit;
-throttling is retried with botocore's bounded "standard" retry mode."""
+throttling is retried with botocore's bounded "standard" retry mode. Each of the three calls is
+its own response, so a failed call never throws away the two that were paid for."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 
-from comparisons.taggers.base import FatalTaggerError, Tag, TaggerError, jpeg_under
+from comparisons.taggers.base import FatalTaggerError, Response, Tag, TaggerError, jpeg_under
 
 MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024  # Rekognition's limit for image bytes, with a margin
-FEATURES = ("labels", "celebrities", "text")
 AUTH_CODES = {
     "UnrecognizedClientException",
     "InvalidSignatureException",
@@ -23,55 +25,77 @@ AUTH_CODES = {
 THROTTLE_CODES = {"ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException"}
 
 
+def parse_labels(r: dict) -> list[Tag]:
+    """DetectLabels -> labels (objects when boxed), confidences scaled from percent."""
+    return [Tag("object" if x.get("Instances") else "label", x["Name"], x["Confidence"] / 100) for x in r["Labels"]]
+
+
+def parse_celebrities(r: dict) -> list[Tag]:
+    """RecognizeCelebrities -> celebrity names and a face count."""
+    tags = [Tag("celebrity", f["Name"], f.get("MatchConfidence", 0.0) / 100) for f in r["CelebrityFaces"]]
+    n = len(r["CelebrityFaces"]) + len(r.get("UnrecognizedFaces", []))
+    if n:
+        tags.append(Tag("face", "1 face" if n == 1 else f"{n} faces", 1.0))
+    return tags
+
+
+def parse_text(r: dict) -> list[Tag]:
+    """DetectText -> whole lines (not words)."""
+    return [
+        Tag("text", d["DetectedText"], d.get("Confidence", 0.0) / 100)
+        for d in r["TextDetections"]
+        if d.get("Type") == "LINE"
+    ]
+
+
+# feature -> (operation, extra request fields, parser)
+CALLS: dict[str, tuple[str, dict, Callable[[dict], list[Tag]]]] = {
+    "labels": ("detect_labels", {"MaxLabels": 25, "MinConfidence": 50}, parse_labels),
+    "celebrities": ("recognize_celebrities", {}, parse_celebrities),
+    "text": ("detect_text", {}, parse_text),
+}
+
+
 class RekognitionTagger:
-    """Three calls per frame (labels, celebrities, text)."""
+    """Three calls per frame (labels, celebrities, text), each stored as it arrives."""
 
     service = "rekognition"
-    features = FEATURES
+    features = tuple(CALLS)
     paid = True
     model_version = "rekognition-2016-06-27"
 
     def __init__(self, client=None, max_attempts: int = 4, timeout: float = 30.0) -> None:
-        import boto3
-        from botocore.config import Config
-        from botocore.exceptions import NoRegionError
-
         if client is None:
-            session = boto3.Session()
-            if session.get_credentials() is None:
-                raise FatalTaggerError(
-                    "AWS credentials not found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                    "or AWS_PROFILE, as for any boto3 program."
-                )
-            config = Config(
-                retries={"total_max_attempts": max_attempts, "mode": "standard"},
-                connect_timeout=10,
-                read_timeout=timeout,
-            )
-            try:
-                client = session.client("rekognition", config=config)
-            except NoRegionError:
-                raise FatalTaggerError(
-                    "AWS region not set: set AWS_DEFAULT_REGION (or a region in your profile)."
-                ) from None
+            client = _client(max_attempts, timeout)
         self._client = client
 
-    def tag(self, image: np.ndarray) -> list[Tag]:
-        """Tag one RGB frame; raises TaggerError (FatalTaggerError for credential problems)."""
+    def responses(self, image: np.ndarray, features: tuple[str, ...] = features) -> Iterator[Response]:
+        """Each asked-for call's tags (or its error) as soon as it returns; credentials problems raise."""
         img = {"Bytes": jpeg_under(image, MAX_BYTES, max_side=4096, min_side=80)}
-        labels = self._call("detect_labels", Image=img, MaxLabels=25, MinConfidence=50)
-        celebs = self._call("recognize_celebrities", Image=img)
-        text = self._call("detect_text", Image=img)
-        return parse(labels, celebs, text)
+        for feature in features:
+            op, extra, parse = CALLS[feature]
+            try:
+                reply = self._call(op, Image=img, **extra)
+                try:
+                    tags = parse(reply)
+                except (KeyError, TypeError, AttributeError):
+                    raise TaggerError(f"Rekognition {op} returned a response without the expected fields.") from None
+                yield Response(feature, tags, served_version=reply.get("LabelModelVersion"))
+            except FatalTaggerError:
+                raise
+            except TaggerError as e:
+                yield Response(feature, error=e)
 
     def _call(self, op: str, **kwargs) -> dict:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
+            ConnectionError,
             ConnectTimeoutError,
             EndpointConnectionError,
             ReadTimeoutError,
         )
+        from botocore.parsers import ResponseParserError
 
         try:
             return getattr(self._client, op)(**kwargs)
@@ -84,27 +108,44 @@ class RekognitionTagger:
                 ) from None
             if code in THROTTLE_CODES:
                 raise TaggerError(f"Rekognition kept throttling ({code}) after retries; try again later.") from None
+            message = e.response.get("Error", {}).get("Message", "")
+            raise TaggerError(f"Rekognition {op} failed: {code or status} {message}".strip()) from None
+        except (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionError) as e:
             raise TaggerError(
-                f"Rekognition {op} failed: {code or status} {e.response['Error'].get('Message', '')}".strip()
+                f"Rekognition could not be reached or timed out ({type(e).__name__}).", unreachable=True
             ) from None
-        except (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError) as e:
-            raise TaggerError(f"Rekognition could not be reached or timed out ({type(e).__name__}).") from None
+        except ResponseParserError:
+            raise TaggerError(f"Rekognition {op} returned a response that is not valid JSON (bad response).") from None
         except BotoCoreError as e:
             raise TaggerError(f"Rekognition {op} failed ({type(e).__name__}).") from None
 
 
-def parse(labels: dict, celebs: dict, text: dict) -> list[Tag]:
-    """The three responses -> tags (confidences scaled from percent)."""
-    tags: list[Tag] = []
-    for label in labels.get("Labels", []):
-        kind = "object" if label.get("Instances") else "label"
-        tags.append(Tag(kind, label["Name"], label["Confidence"] / 100))
-    for face in celebs.get("CelebrityFaces", []):
-        tags.append(Tag("celebrity", face["Name"], face.get("MatchConfidence", 0.0) / 100))
-    n_faces = len(celebs.get("CelebrityFaces", [])) + len(celebs.get("UnrecognizedFaces", []))
-    if n_faces:
-        tags.append(Tag("face", "1 face" if n_faces == 1 else f"{n_faces} faces", 1.0))
-    for det in text.get("TextDetections", []):
-        if det.get("Type") == "LINE":
-            tags.append(Tag("text", det["DetectedText"], det.get("Confidence", 0.0) / 100))
-    return tags
+def _client(max_attempts: int, timeout: float):
+    """A boto3 Rekognition client; every configuration problem becomes one FatalTaggerError sentence."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
+
+    try:
+        session = boto3.Session()
+        if session.get_credentials() is None:
+            raise FatalTaggerError(
+                "AWS credentials not found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or AWS_PROFILE, as for any boto3 program."
+            )
+        config = Config(
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=timeout,
+        )
+        return session.client("rekognition", config=config)
+    except ProfileNotFound as e:
+        raise FatalTaggerError(f"AWS profile not found ({e.kwargs.get('profile')}): check AWS_PROFILE.") from None
+    except NoRegionError:
+        raise FatalTaggerError("AWS region not set: set AWS_DEFAULT_REGION (or a region in your profile).") from None
+    except ValueError as e:  # botocore: invalid region string or endpoint URL
+        raise FatalTaggerError(
+            f"AWS configuration is invalid: {e}. Check AWS_DEFAULT_REGION and AWS_ENDPOINT_URL."
+        ) from None
+    except BotoCoreError as e:
+        raise FatalTaggerError(f"AWS configuration problem: {e}") from None
