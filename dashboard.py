@@ -1,6 +1,7 @@
 """Frame Search Lab dashboard: ``streamlit run dashboard.py`` (or the README's demo command).
 
-Thin on purpose: it wires the page helpers in ui/ to the clip_search engine."""
+Thin on purpose: it wires the page helpers in ui/ to the clip_search engine. Tabs are lazy: only
+the open tab runs (``st.tabs(on_change="rerun")``), so a query in Search costs no Compare work."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import streamlit as st
 
 from clip_search.errors import FrameSearchError
 from ui import library_panel, search_tab, state
-from ui.compare_tab import compare_tab, engines_for
+from ui.compare_tab import compare_tab, engine_names_for
 from ui.evaluate_tab import evaluate_tab
 from ui.timeline_tab import timeline_tab
 
 st.set_page_config(page_title="Frame Search Lab", layout="wide")
+TABS = ["Search", "Timeline", "Compare engines", "Evaluate"]
 
 
 def main() -> None:
@@ -36,25 +38,39 @@ def main() -> None:
     if not films:
         st.info("Add a film in the sidebar (a sample film, an upload, a path or a URL) to start searching.")
         return
-    search, time_tab, compare, evaluation = st.tabs(["Search", "Timeline", "Compare engines", "Evaluate"])
-    with search:
-        chosen, params = search_tab.query_inputs(films, [e.name for e in engines_for(lib, films, ms.encoder)])
-        query = search_tab.run_query(ms.encoder, params)
-        if st.session_state.get("play"):
-            left, right = st.columns([3, 2])
-            with right:
-                search_tab.player(lib)
-        else:
-            left = st.container()
-        with left:
-            if query is not None:
-                search_tab.results(chosen, query, params, lib, ms.encoder)
-    with time_tab:
-        timeline_tab(chosen, ms.encoder, params["text"])
-    with compare:
-        compare_tab(lib, chosen, ms.encoder, params["text"])
-    with evaluation:
-        evaluate_tab(lib, ms.encoder)
+    chosen, params = search_tab.query_inputs(films, engine_names_for(lib, films))
+    search, time_tab, compare, evaluation = st.tabs(TABS, key="tab", on_change="rerun")
+    if search.open:
+        with search:
+            _search(lib, ms, chosen, params)
+    if time_tab.open:
+        with time_tab:
+            timeline_tab(chosen, state.engine("clip", lib, ms), params["text"])
+    if compare.open:
+        with compare:
+            compare_tab(lib, chosen, ms, params["text"])
+    if evaluation.open:
+        with evaluation:
+            evaluate_tab(lib, ms)
+    if not search.open and st.session_state.get("play"):
+        with st.sidebar:  # ▶ from another tab plays here, in view, not in the hidden Search tab
+            search_tab.player(lib)
+
+
+def _search(lib, ms, chosen, params) -> None:
+    query = search_tab.run_query(ms.encoder, params)
+    if st.session_state.get("play"):
+        left, right = st.columns([3, 2])
+        with right:
+            search_tab.player(lib)
+    else:
+        left = st.container()
+    with left:
+        if query is not None:
+            try:
+                search_tab.results(chosen, query, params, lib, ms)
+            except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
+                st.error(str(e))
 
 
 try:

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from clip_search import config
-from clip_search.errors import FrameSearchError
+from clip_search.arguments import Parser, fraction, non_negative_float, output_file, positive_float, positive_int
+from clip_search.errors import FrameSearchError, ModelLoadError
 from clip_search.fetch import download, is_url
 from clip_search.indexer import IndexOptions, Progress, cached_index, index_film
-from clip_search.library import Film, Library
+from clip_search.library import Damaged, Film, Library, check_film
 from clip_search.patches import PatchSettings
 from clip_search.search import (
     DEFAULT_GAP,
@@ -35,8 +36,8 @@ def _library_arg(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help in the README)."""
-    parser = argparse.ArgumentParser(prog="python -m clip_search", description="Search films by what you saw.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="python -m clip_search", description="Search films by what you saw.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("index", help="index films (paths or video URLs) into the library")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -44,12 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=f"hub id or local folder (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL})")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--fps", type=float, default=None, help="frames per second to sample (default 1)")
+    mode.add_argument("--fps", type=positive_float, default=None, help="frames per second to sample (default 1)")
     mode.add_argument("--every-frame", action="store_true", help="sample every frame")
     mode.add_argument("--shots", action="store_true", help="shot-aware: a frame from each detected shot")
     p.add_argument("--patches", action="store_true", help="also encode overlapping crops (small details)")
-    p.add_argument("--batch-size", type=int, default=0, help="frames per model batch (default 32 CPU, 128 GPU)")
-    p.add_argument("--chunk-frames", type=int, default=256, help="frames per saved chunk (resume granularity)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=0, help="frames per model batch (default 32 CPU, 128 GPU)"
+    )
+    p.add_argument("--chunk-frames", type=positive_int, default=256, help="frames per saved chunk (resume granularity)")
 
     p = sub.add_parser("search", help="search indexed films by text and/or image")
     p.add_argument("query", nargs="?", default="", metavar="QUERY")
@@ -57,26 +60,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="defaults to the model the films were indexed with")
     p.add_argument("--device", default="auto")
     p.add_argument("--film", action="append", default=[], help="restrict to this film (repeatable)")
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--gap", type=float, default=DEFAULT_GAP, help="min seconds between hits of one film")
+    p.add_argument("--top-k", type=positive_int, default=10)
+    p.add_argument("--gap", type=non_negative_float, default=DEFAULT_GAP, help="min seconds between hits of one film")
     p.add_argument("--negative", help="push results away from this description")
-    p.add_argument("--negative-weight", type=float, default=DEFAULT_NEGATIVE_WEIGHT)
+    p.add_argument("--negative-weight", type=fraction, default=DEFAULT_NEGATIVE_WEIGHT)
     p.add_argument("--image", help="an image file to search with (alone or with QUERY)")
     p.add_argument("--json", action="store_true", help="print hits as a JSON array")
 
-    p = sub.add_parser("films", help="list indexed films")
+    p = sub.add_parser("films", help="list indexed films (and damaged ones)")
     _library_arg(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--check", action="store_true", help="verify every film's files in full (exit 1 if any is damaged)")
 
     p = sub.add_parser("export", help="write a film's vectors and times to .npz")
     p.add_argument("film", metavar="FILM")
     _library_arg(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    p.add_argument("-o", "--output", required=True, type=output_file, metavar="OUT.npz")
     return parser
 
 
 def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
+
+
+def _warn_damaged(library: Library) -> None:
+    for d in library.damaged():
+        print(f"warning: {d.describe()}", file=sys.stderr)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -92,7 +101,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         sampling=sampling,
         patches=PatchSettings() if args.patches else None,
         batch_size=args.batch_size,
-        chunk_frames=max(1, args.chunk_frames),
+        chunk_frames=args.chunk_frames,
     )
     library = Library(config.library_dir(args.library))
     encoder = None
@@ -127,48 +136,52 @@ def cmd_index(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(f"{p.frames} frames", refresh=False)
                 bar.refresh()
 
+            def waiting(name: str = Path(path).name) -> None:
+                print(f"{name} is being indexed by another process; waiting for it to finish", file=sys.stderr)
+
             try:
-                result = index_film(path, library, encoder, options, progress=show)
+                result = index_film(path, library, encoder, options, progress=show, on_wait=waiting)
             finally:
                 bar.close()
             m = result.film.manifest
-            if result.resumed_frames:
+            if result.reused:
+                how = "indexed meanwhile by another process, reused"
+            elif result.resumed_frames:
                 how = f"resumed after {result.resumed_frames} frames, encoded {result.encoded_frames}"
             else:
                 how = f"encoded {result.encoded_frames} frames"
             print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} ({how}, {result.seconds:.1f} s) -> {m.id}")
             if m.dialogue and m.dialogue.get("warning"):
                 print(f"warning: {m.dialogue['warning']}", file=sys.stderr)
+        except ModelLoadError:
+            raise  # no film can be indexed without the model: fatal
         except FrameSearchError as e:
             failures += 1
             _err(str(e))
+        except OSError as e:  # unreadable file, permission denied, disk full: this file fails, the batch goes on
+            failures += 1
+            _err(f"{Path(ref).name}: {e.strerror or e}")
     return 1 if failures else 0
 
 
-def _search_model(args: argparse.Namespace, films: list[Film]) -> str:
-    if args.model:
-        return args.model
-    models = sorted({f.manifest.model for f in films})
-    if len(models) > 1:
+def _search_films(library: Library, refs: list[str]) -> list[Film]:
+    _warn_damaged(library)
+    films = library.select(refs)
+    if not films:
         raise FrameSearchError(
-            f"These films were indexed with different models ({', '.join(models)}); "
-            "choose films of one model with --film, or pass --model."
+            f"The library {library.root} has no indexed films; run `python -m clip_search index` first."
         )
-    return models[0] if models else config.model_id()
+    return films
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from clip_search.model import load_encoder
 
     library = Library(config.library_dir(args.library))
-    films = library.select(args.film)
-    if not films:
-        raise FrameSearchError(
-            f"The library {library.root} has no indexed films; run `python -m clip_search index` first."
-        )
+    films = _search_films(library, args.film)
     if not args.query.strip() and not args.image:
         raise FrameSearchError("Give a QUERY text or --image to search with.")
-    model = _search_model(args, films)
+    model = library.model_for(films, args.model)
     films = [f for f in films if f.manifest.model == model] or films
     encoder = load_encoder(model, args.device)
     try:
@@ -191,28 +204,42 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_films(args: argparse.Namespace) -> int:
     library = Library(config.library_dir(args.library))
-    rows = [dict(f.manifest.to_dict(), path=str(f.dir)) for f in library.films()]
+    films, damaged = library.scan()
+    if args.check:  # the full check: every vector read
+        healthy = []
+        for f in films:
+            try:
+                check_film(f.dir, deep=True)
+                healthy.append(f)
+            except FrameSearchError as e:
+                damaged.append(Damaged(f.id, f.dir, str(e)))
+        films = healthy
     if args.json:
+        rows = [dict(f.manifest.to_dict(), path=str(f.dir), status="complete") for f in films]
+        rows += [{"id": d.id, "path": str(d.dir), "status": "damaged", "problem": d.problem} for d in damaged]
         print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print(f"no films indexed in {library.root}")
-    for r in rows:
-        sampling = SamplingSettings(**{k: v for k, v in r["sampling"].items()}).describe()
-        print(
-            f"{r['name']:40.40s} {r['frames']:7d} frames  {fmt_time(r['duration']):>10s}  {sampling:12s} "
-            f"{r['model']}  id={r['id']}"
-        )
-    return 0
+    else:
+        if not films and not damaged:
+            print(f"no films indexed in {library.root}")
+        for f in films:
+            m = f.manifest
+            print(
+                f"{m.name:40.40s} {m.frames:7d} frames  {fmt_time(m.duration):>10s}  "
+                f"{m.sampling_settings().describe():12s} {m.model}  id={m.id}"
+            )
+        for d in damaged:
+            print(f"warning: {d.describe()}", file=sys.stderr)
+        if args.check:
+            print(
+                f"checked {len(films) + len(damaged)} films: {len(films)} ok, {len(damaged)} damaged", file=sys.stderr
+            )
+    return 1 if args.check and damaged else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     library = Library(config.library_dir(args.library))
-    matches = library.find(args.film)
-    if len(matches) > 1:
-        raise FrameSearchError(f"'{args.film}' matches several films ({', '.join(f.id for f in matches)}); use an id.")
-    film = matches[0]
-    out = Path(args.output)
+    film = library.find_one(args.film)
+    out = args.output
     np.savez(out, embeddings=np.asarray(film.embeddings, np.float32), times=np.asarray(film.times, np.float64))
     print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} -> {out}")
     return 0
@@ -223,9 +250,11 @@ COMMANDS = {"index": cmd_index, "search": cmd_search, "films": cmd_films, "expor
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 some films failed, 2 usage or fatal error)."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
+    except SystemExit as e:
+        return int(e.code or 0)
     except FrameSearchError as e:
         _err(str(e))
         return 2

@@ -10,24 +10,47 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from clip_search import config
+from clip_search.arguments import (
+    Parser,
+    choice_of,
+    fraction,
+    non_negative_float,
+    output_file,
+    positive_int,
+    positive_ints,
+)
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
 from clip_search.search import DEFAULT_GAP
 from clip_search.timecode import fmt_time
-from comparisons.engines import FUSION_WEIGHT, Engine, EngineUnavailable, engine_names
-from comparisons.evaluate import DEFAULT_KS, DEFAULT_TOLERANCE, evaluate, load_query_set, metric_names, write_csv
+from comparisons.engines import CLIP_ENGINES, FUSION_WEIGHT, EngineUnavailable, engine_names, make_engine
+from comparisons.evaluate import (
+    DEFAULT_KS,
+    DEFAULT_TOLERANCE,
+    evaluate,
+    load_query_set,
+    metric_names,
+    resolve_films,
+    write_csv,
+)
 from comparisons.pricing import estimate, price_table
 from comparisons.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
-from comparisons.tagging import frames_to_tag, tag_film
+from comparisons.tagging import check_writable, tag_film, work_left
+
+
+def _engines(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("needs at least one engine")
+    return [choice_of(engine_names())(n) for n in names]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m comparisons", description="CLIP versus tagging services.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="python -m comparisons", description="CLIP versus tagging services.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     lib_help = "library folder (default $FRAMESEARCH_LIBRARY or ./library)"
 
     p = sub.add_parser("tag", help="tag an indexed film's sampled frames with a service")
@@ -40,29 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--library", help=lib_help)
     p.add_argument("--yes", action="store_true", help="run a paid service without asking")
-    p.add_argument("--workers", type=int, default=2, help="frames in flight at once")
+    p.add_argument("--workers", type=positive_int, default=2, help="frames in flight at once")
 
     p = sub.add_parser("search", help="search with one engine")
     p.add_argument("query", metavar="QUERY")
-    p.add_argument("--engine", default="clip", help=", ".join(engine_names()))
+    p.add_argument("--engine", default="clip", type=choice_of(engine_names()), help=", ".join(engine_names()))
     p.add_argument("--library", help=lib_help)
     p.add_argument("--film", action="append", default=[])
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--gap", type=float, default=DEFAULT_GAP)
-    p.add_argument("--fusion-weight", type=float, default=FUSION_WEIGHT, help="CLIP's share in clip+dialogue")
+    p.add_argument("--top-k", type=positive_int, default=10)
+    p.add_argument("--gap", type=non_negative_float, default=DEFAULT_GAP)
+    p.add_argument("--fusion-weight", type=fraction, default=FUSION_WEIGHT, help="CLIP's share in clip+dialogue")
     p.add_argument("--model", help="CLIP model (default: the one the films were indexed with)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--explain", action="store_true", help="add the evidence for each hit (tags, cues, CLIP measures)")
 
     p = sub.add_parser("evaluate", help="metrics per engine on a labelled query set (CSV film,query,start,end)")
     p.add_argument("queries", metavar="QUERIES.csv")
     p.add_argument("--library", help=lib_help)
-    p.add_argument("--engines", default="clip,tags:offline,dialogue,clip+dialogue")
-    p.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="cut-offs, e.g. 1,5,10")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="seconds around an interval")
-    p.add_argument("--fusion-weight", type=float, default=FUSION_WEIGHT)
+    p.add_argument("--engines", type=_engines, default=_engines("clip,tags:offline,dialogue,clip+dialogue"))
+    p.add_argument("--k", type=positive_ints, default=DEFAULT_KS, help="cut-offs, e.g. 1,5,10")
+    p.add_argument("--tolerance", type=non_negative_float, default=DEFAULT_TOLERANCE, help="seconds around an interval")
+    p.add_argument("--fusion-weight", type=fraction, default=FUSION_WEIGHT)
     p.add_argument("--model", help="CLIP model (default: the one the films were indexed with)")
-    p.add_argument("--json", dest="json_out", metavar="OUT", help="write everything (incl. ranked hits) as JSON")
-    p.add_argument("--csv", dest="csv_out", metavar="OUT", help="write the per-engine table as CSV")
+    p.add_argument("--json", dest="json_out", type=output_file, metavar="OUT", help="write everything as JSON")
+    p.add_argument("--csv", dest="csv_out", type=output_file, metavar="OUT", help="write the per-engine table as CSV")
     return parser
 
 
@@ -70,16 +94,15 @@ def _library(args: argparse.Namespace) -> Library:
     return Library(config.library_dir(args.library))
 
 
-def _encoder_for(names: list[str], films: list[Film], model: str | None):
+def _encoder_for(library: Library, names: list[str], films: list[Film], model: str | None):
     """Load CLIP only if an engine needs it; a load failure makes those engines unavailable."""
-    if not any(n in ("clip", "clip+dialogue") for n in names):
+    if not any(n in CLIP_ENGINES for n in names):
         return None
     from clip_search.errors import ModelLoadError
     from clip_search.model import load_encoder
 
-    models = sorted({f.manifest.model for f in films})
     try:
-        return load_encoder(model or (models[0] if models else None))
+        return load_encoder(library.model_for(films, model))
     except ModelLoadError as e:
         print(f"warning: {e}", file=sys.stderr)
         return None
@@ -89,16 +112,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     library = _library(args)
-    matches = library.find(args.film)
-    if len(matches) > 1:
-        raise FrameSearchError(f"'{args.film}' matches several films ({', '.join(f.id for f in matches)}); use an id.")
-    film = matches[0]
+    film = library.find_one(args.film)
+    check_writable(library)
     service = args.service or default_service()
     tagger = make_tagger(service)
-    todo = frames_to_tag(library, film, tagger)
-    cost = estimate(service, todo, price_table(library.root))
+    todo = work_left(library, film, tagger)
+    cost = estimate(service, todo.frames, price_table(library.root), calls=todo.calls)
     print(cost.sentence(), file=sys.stderr)
-    if tagger.paid and todo and not args.yes:
+    if tagger.paid and todo.frames and not args.yes:
         if not sys.stdin.isatty():
             raise FrameSearchError("This is a paid service: add --yes to confirm the estimate above.")
         if input("Proceed? [y/N] ").strip().lower() not in ("y", "yes"):
@@ -128,15 +149,20 @@ def cmd_search(args: argparse.Namespace) -> int:
     films = library.select(args.film)
     if not films:
         raise FrameSearchError(f"The library {library.root} has no indexed films.")
-    engine = Engine(args.engine, library, _encoder_for([args.engine], films, args.model), args.fusion_weight)
+    encoder = _encoder_for(library, [args.engine], films, args.model)
+    engine = make_engine(args.engine, library, encoder, args.fusion_weight)
     hits = engine.search(films, args.query, top_k=args.top_k, gap=args.gap)
+    by_id = {f.id: f for f in films}
     rows = []
     for h in hits:
         row = h.to_dict()
         row["engine"] = engine.name
-        if engine.name.startswith("tags:"):
-            film = next(f for f in films if f.id == h.film_id)
-            row["matched"] = [t.to_dict() for t in engine.tag_index(film).matched(h.frame, args.query)]
+        if args.explain or engine.name.startswith("tags:"):
+            why = engine.explain(by_id[h.film_id], h.frame, args.query)
+            if engine.name.startswith("tags:"):
+                row["matched"] = [{"kind": e.kind, "text": e.text, "confidence": e.confidence} for e in why.evidence]
+            if args.explain:
+                row["explanation"] = why.to_dict()
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -151,34 +177,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     library = _library(args)
     try:
         queries = load_query_set(args.queries)
-        ks = tuple(sorted({int(k) for k in args.k.split(",") if k.strip()}))
     except (ValueError, OSError) as e:
         raise FrameSearchError(str(e)) from None
-    names = [n.strip() for n in args.engines.split(",") if n.strip()]
-    films = [library.find(q.film)[0] for q in queries]
-    encoder = _encoder_for(names, films, args.model)
-    try:
-        engines = [Engine(n, library, encoder, args.fusion_weight) for n in names]
-    except ValueError as e:
-        raise FrameSearchError(str(e)) from None
+    films, _ = resolve_films(library, queries)
+    encoder = _encoder_for(library, args.engines, list({f.id: f for f in films.values()}.values()), args.model)
+    engines = [make_engine(n, library, encoder, args.fusion_weight) for n in args.engines]
     result = evaluate(
         library,
         queries,
         engines,
-        ks,
+        args.k,
         args.tolerance,
         progress=lambda i, n: print(f"engine {i}/{n} done", file=sys.stderr),
     )
-    cols = metric_names(ks)
-    print(f"{len(queries)} queries, tolerance {args.tolerance:g} s")
-    print(f"{'engine':16s} " + " ".join(f"{c:>9s}" for c in cols))
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    cols = metric_names(args.k)
+    print(f"tolerance {args.tolerance:g} s; queries = those with an answer, used in each mean")
+    print(f"{'engine':16s} {'queries':>7s} " + " ".join(f"{c:>9s}" for c in cols))
     for row in result.table():
         if row["status"] != "ok":
             print(f"{row['engine']:16s} skipped: {row['reason']}")
             continue
-        print(f"{row['engine']:16s} " + " ".join(f"{row[c]:9.3f}" for c in cols))
+        print(f"{row['engine']:16s} {row['queries']:7d} " + " ".join(f"{row[c]:9.3f}" for c in cols))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result.to_dict(), indent=2))
+        args.json_out.write_text(json.dumps(result.to_dict(), indent=2))
     if args.csv_out:
         write_csv(result, args.csv_out)
     return 0
@@ -189,9 +212,11 @@ COMMANDS = {"tag": cmd_tag, "search": cmd_search, "evaluate": cmd_evaluate}
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 partial failure, 2 fatal error)."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
+    except SystemExit as e:
+        return int(e.code or 0)
     except (FrameSearchError, FatalTaggerError, EngineUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,33 +1,92 @@
-"""Search engines over the same frames, behind one interface, so comparison and evaluation treat
-CLIP, tag search, dialogue and their fusion alike.
+"""Search engines over the same frames, one class each behind one small protocol, so the Search
+tab, comparison and evaluation treat CLIP, tag search, dialogue and their fusion alike.
 
-  clip            CLIP cosine of the query text and each frame
+  clip            CLIP cosine of the query (text, image, negative) and each frame, via ``Searcher``
   tags:<service>  BM25 + semantic search over a tagger's stored tags (offline, azure, rekognition)
   dialogue        subtitles (or on-screen text) matched to the query
-  clip+dialogue   min-max normalised CLIP and dialogue scores, FUSION_WEIGHT x CLIP + (1 - w) x dialogue
+  clip+dialogue   min-max normalised CLIP and dialogue scores, w x CLIP + (1 - w) x dialogue
+
+Every engine gives ``scores(film, query)`` (one score per sampled frame), ``explain(film, frame,
+query)`` (the evidence for one frame) and ``search`` (the same top-k, de-dup and moments as CLIP).
+``make_engine`` is the only place that turns an engine's name into an engine.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
-from clip_search.search import DEFAULT_GAP, Hit, build_query, frame_scores, rank_frames
+from clip_search.search import (
+    DEFAULT_GAP,
+    DEFAULT_NEGATIVE_WEIGHT,
+    Hit,
+    QueryVector,
+    Searcher,
+    build_query,
+    frame_scores,
+    rank_frames,
+)
 from clip_search.subtitles import Dialogue
 from comparisons.dialogue import cue_scores, film_dialogue, frame_scores_from_cues
 from comparisons.tag_search import TagIndex
-from comparisons.tag_store import load_tags
+from comparisons.tag_store import TagStore
 from comparisons.taggers import SERVICES
 
 FUSION_WEIGHT = 0.5  # share of CLIP in clip+dialogue (the dashboard and CLI let users change it)
+CLIP_ENGINES = ("clip", "clip+dialogue")
 
 
 class EngineUnavailable(FrameSearchError):
     """An engine that cannot run on these films (no tags, no dialogue, no model)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """What the user asked: text, and for CLIP also an image and a description to push away from."""
+
+    text: str = ""
+    negative: str = ""
+    negative_weight: float = DEFAULT_NEGATIVE_WEIGHT
+    image: np.ndarray | None = None
+
+    def label(self) -> str:
+        return self.text or "[image]"
+
+
+def as_query(query: str | Query) -> Query:
+    return query if isinstance(query, Query) else Query(text=query)
+
+
+@dataclass
+class Evidence:
+    """One reason a frame matched: a tag, caption, OCR line or subtitle cue, or a CLIP measure."""
+
+    kind: str
+    text: str
+    confidence: float | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass
+class Explanation:
+    """Why ``frame`` of ``film`` scored ``score`` for a query, by one engine."""
+
+    engine: str
+    film: str
+    frame: int
+    time: float
+    score: float
+    evidence: list[Evidence] = field(default_factory=list)
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def engine_names() -> list[str]:
@@ -35,91 +94,235 @@ def engine_names() -> list[str]:
     return ["clip", *[f"tags:{s}" for s in SERVICES], "dialogue", "clip+dialogue"]
 
 
-@dataclass
 class Engine:
-    """Per-frame scores of a film for a text query, by one method."""
+    """The protocol: ``usable``, ``scores``, ``explain``; ``search`` ranks like CLIP search does."""
 
-    name: str
-    library: Library
-    encoder: object | None = None
-    fusion_weight: float = FUSION_WEIGHT
-
-    def __post_init__(self) -> None:
-        if self.name not in engine_names():
-            raise ValueError(f"unknown engine {self.name!r} (choose from {', '.join(engine_names())})")
-        self._tag_indexes: dict[str, TagIndex] = {}
-        self._dialogues: dict[str, Dialogue] = {}
+    name: str = ""
+    logit_scale: float | None = 100.0  # for the softmax column; None: each film's CLIP scale
+    text_only = True  # image and negative queries are CLIP's alone
 
     def usable(self, films: Sequence[Film]) -> list[Film]:
         """The films this engine can score; raises EngineUnavailable (with the fix) when none."""
-        if self.name in ("clip", "clip+dialogue") and self.encoder is None:
-            raise EngineUnavailable(f"{self.name}: no CLIP model is loaded")
-        if self.name.startswith("tags:"):
-            ok = [f for f in films if self.tag_index(f).tagged_frames]
-            if not ok:
-                raise self._not_tagged(films)
-            return ok
-        if self.name == "dialogue":
-            ok = [f for f in films if self.dialogue(f).cues]
-            if not ok:
-                names = ", ".join(f.name for f in films)
-                raise EngineUnavailable(f"{self.name}: no subtitles or on-screen text for {names}")
-            return ok
         return list(films)
 
     def check(self, films: Sequence[Film]) -> None:
-        """Raise EngineUnavailable unless this engine can run on ``films`` as a set: a tag engine
-        needs every film tagged (else its numbers would mislead); dialogue needs some film with
-        dialogue (a silent film simply has nothing to find)."""
+        """Raise EngineUnavailable unless this engine can run on ``films`` as a set."""
+        self.usable(films)
+
+    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+        """Score of every sampled frame of ``film`` (aligned with ``film.times``)."""
+        raise NotImplementedError
+
+    def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
+        """The evidence that made ``frame`` score as it did."""
+        raise NotImplementedError
+
+    def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
+        """Top hits with the same ranking, de-duplication and moments as CLIP search."""
+        query = as_query(query)
+        if not query.text.strip() and (self.text_only or query.image is None):
+            raise FrameSearchError("The query is empty.")
+        films = self.usable(films)
+        return rank_frames(films, [self.scores(f, query) for f in films], top_k, gap, logit_scale=self.logit_scale)
+
+    def _explanation(self, film: Film, frame: int, query: Query, evidence: list[Evidence], note=None) -> Explanation:
+        score = float(self.scores(film, query)[frame])
+        return Explanation(self.name, film.name, frame, float(film.times[frame]), score, evidence, note)
+
+
+class ClipEngine(Engine):
+    """CLIP: the query vector against every frame, through the same ``Searcher`` as the Search tab."""
+
+    name = "clip"
+    logit_scale = None
+    text_only = False
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self._vectors: OrderedDict[tuple, QueryVector] = OrderedDict()
+        self._searchers: OrderedDict[tuple, Searcher] = OrderedDict()
+
+    def usable(self, films: Sequence[Film]) -> list[Film]:
+        if self.encoder is None:
+            raise EngineUnavailable(f"{self.name}: no CLIP model is loaded")
+        return list(films)
+
+    def vector(self, query: str | Query) -> QueryVector:
+        """The query's CLIP vector (the last 64 text queries are remembered)."""
+        query = as_query(query)
+        key = (query.text, query.negative, query.negative_weight)
+        if query.image is None and key in self._vectors:
+            self._vectors.move_to_end(key)
+            return self._vectors[key]
+        qv = build_query(self.encoder, query.text, query.negative, query.image, query.negative_weight)
+        if query.image is None:
+            self._vectors[key] = qv
+            if len(self._vectors) > 64:
+                self._vectors.popitem(last=False)
+        return qv
+
+    def searcher(self, films: Sequence[Film]) -> Searcher:
+        """A Searcher kept for this exact set of film versions (the last 4 sets)."""
+        key = tuple(f.version for f in films)
+        if key not in self._searchers:
+            self._searchers[key] = Searcher(films)
+            if len(self._searchers) > 4:
+                self._searchers.popitem(last=False)
+        return self._searchers[key]
+
+    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+        return frame_scores(film, self.vector(query).vector)
+
+    def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
+        films = self.usable(films)
+        return self.searcher(films).search(self.vector(query), top_k=top_k, gap=gap)
+
+    def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
+        query = as_query(query)
+        scores = self.scores(film, query)
+        rank = int(np.sum(scores > scores[frame])) + 1
+        evidence = [Evidence("cosine", f"cosine {scores[frame]:.4f} between the query and this frame")]
+        evidence.append(Evidence("rank", f"rank {rank} of {len(scores)} frames of {film.name}"))
+        return self._explanation(film, frame, query, evidence)
+
+
+class TagEngine(Engine):
+    """A tagging service's stored tags as a search engine (BM25 + semantic, see ``TagIndex``)."""
+
+    def __init__(self, library: Library, service: str) -> None:
+        if service not in SERVICES:
+            raise ValueError(f"unknown tagging service {service!r} (choose from {', '.join(SERVICES)})")
+        self.library, self.service, self.name = library, service, f"tags:{service}"
+        self._indexes: dict[str, tuple[tuple, TagIndex]] = {}
+
+    def index(self, film: Film) -> TagIndex:
+        """The film's tags by this service, indexed once per film version and tag-store state."""
+        store = TagStore(self.library, readonly=True)
+        try:
+            key = (film.version, store.version(film, self.service))
+            cached = self._indexes.get(film.id)
+            if cached is None or cached[0] != key:
+                cached = (key, TagIndex(film.times, store.tags(film, self.service)))
+                self._indexes[film.id] = cached
+        finally:
+            store.close()
+        return cached[1]
+
+    def usable(self, films: Sequence[Film]) -> list[Film]:
+        ok = [f for f in films if self.index(f).tagged_frames]
+        if not ok:
+            raise self._not_tagged(films)
+        return ok
+
+    def check(self, films: Sequence[Film]) -> None:
+        """A tag engine needs every film tagged, else its numbers would mislead."""
         ok = {f.id for f in self.usable(films)}
         missing = [f for f in films if f.id not in ok]
-        if missing and self.name.startswith("tags:"):
+        if missing:
             raise self._not_tagged(missing)
 
     def _not_tagged(self, films: Sequence[Film]) -> EngineUnavailable:
-        service = self.name.split(":", 1)[1]
         return EngineUnavailable(
             f"{self.name}: not tagged yet ({', '.join(f.name for f in films)}); run "
-            f"`python -m comparisons tag FILM --service {service}`"
+            f"`python -m comparisons tag FILM --service {self.service}`"
         )
 
-    def scores(self, film: Film, query: str) -> np.ndarray:
-        """Score of every sampled frame of ``film`` (aligned with ``film.times``)."""
-        if self.name == "clip":
-            return frame_scores(film, build_query(self.encoder, query).vector)
-        if self.name.startswith("tags:"):
-            return self.tag_index(film).scores(query)
-        if self.name == "dialogue":
-            return self._said(film, query)
-        clip = _minmax(frame_scores(film, build_query(self.encoder, query).vector))
-        said = _minmax(self._said(film, query))
-        return (self.fusion_weight * clip + (1 - self.fusion_weight) * said).astype(np.float32)
+    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+        return self.index(film).scores(as_query(query).text)
 
-    def _said(self, film: Film, query: str) -> np.ndarray:
-        cues = self.dialogue(film).cues
-        return frame_scores_from_cues(film.times, cues, cue_scores(cues, query))
+    def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
+        query = as_query(query)
+        tags = self.index(film).matched(frame, query.text)
+        evidence = [Evidence(t.kind, t.text, round(t.confidence, 3)) for t in tags]
+        note = None if evidence else "no tag of this frame matches the query"
+        return self._explanation(film, frame, query, evidence, note)
+
+
+class DialogueEngine(Engine):
+    """What is said (subtitles) or written on screen (OCR when there are no subtitles)."""
+
+    name = "dialogue"
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+        self._dialogues: dict[str, tuple[tuple, Dialogue]] = {}
 
     def dialogue(self, film: Film) -> Dialogue:
-        """The film's dialogue, read once per engine (evaluation asks for it on every query)."""
-        if film.id not in self._dialogues:
-            self._dialogues[film.id] = film_dialogue(self.library, film)
-        return self._dialogues[film.id]
+        """The film's dialogue, read once per film version and OCR state."""
+        store = TagStore(self.library, readonly=True)
+        try:
+            key = (film.version, store.version(film, "offline"))
+        finally:
+            store.close()
+        cached = self._dialogues.get(film.id)
+        if cached is None or cached[0] != key:
+            cached = (key, film_dialogue(self.library, film))
+            self._dialogues[film.id] = cached
+        return cached[1]
 
-    def tag_index(self, film: Film) -> TagIndex:
-        """The film's tags by this engine's service, indexed once per engine."""
-        if film.id not in self._tag_indexes:
-            tags = load_tags(self.library, film, self.name.split(":", 1)[1])
-            self._tag_indexes[film.id] = TagIndex(film.times, tags)
-        return self._tag_indexes[film.id]
+    def usable(self, films: Sequence[Film]) -> list[Film]:
+        ok = [f for f in films if self.dialogue(f).cues]
+        if not ok:
+            names = ", ".join(f.name for f in films)
+            raise EngineUnavailable(f"{self.name}: no subtitles or on-screen text for {names}")
+        return ok
 
-    def search(self, films: Sequence[Film], query: str, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
-        """Top hits with the same ranking, de-duplication and moments as CLIP search."""
-        if not query.strip():
-            raise FrameSearchError("The query is empty.")
-        films = self.usable(films)
-        per_film = [self.scores(f, query) for f in films]
-        scale = None if self.name == "clip" else 100.0
-        return rank_frames(films, per_film, top_k, gap, logit_scale=scale)
+    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+        cues = self.dialogue(film).cues
+        return frame_scores_from_cues(film.times, cues, cue_scores(cues, as_query(query).text))
+
+    def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
+        query = as_query(query)
+        d = self.dialogue(film)
+        scores = cue_scores(d.cues, query.text)
+        t = float(film.times[frame])
+        on_screen = [(c, s) for c, s in zip(d.cues, scores, strict=True) if c.start - 0.5 <= t <= c.end + 0.5]
+        evidence = [
+            Evidence("cue", c.text, round(float(s), 3), c.start, c.end)
+            for c, s in sorted(on_screen, key=lambda x: -x[1])
+        ]
+        return self._explanation(film, frame, query, evidence[:3], None if evidence else "nothing is said here")
+
+
+class FusedEngine(Engine):
+    """CLIP and dialogue, each min-max normalised per film, mixed ``weight`` : ``1 - weight``."""
+
+    name = "clip+dialogue"
+
+    def __init__(self, clip: ClipEngine, dialogue: DialogueEngine, weight: float = FUSION_WEIGHT) -> None:
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"the fusion weight must be between 0 and 1, not {weight}")
+        self.clip, self.dialogue, self.weight = clip, dialogue, weight
+
+    def usable(self, films: Sequence[Film]) -> list[Film]:
+        return self.clip.usable(films)
+
+    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+        query = Query(as_query(query).text)
+        said = _minmax(self.dialogue.scores(film, query))
+        return (self.weight * _minmax(self.clip.scores(film, query)) + (1 - self.weight) * said).astype(np.float32)
+
+    def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
+        query = Query(as_query(query).text)
+        parts = [self.clip.explain(film, frame, query), self.dialogue.explain(film, frame, query)]
+        evidence = [e for p in parts for e in p.evidence]
+        note = f"{self.weight:.2f} x CLIP + {1 - self.weight:.2f} x dialogue, each scaled to 0..1 over the film"
+        return self._explanation(film, frame, query, evidence, note)
+
+
+def make_engine(
+    name: str, library: Library, encoder=None, fusion_weight: float = FUSION_WEIGHT, clip: ClipEngine | None = None
+) -> Engine:
+    """The engine called ``name`` (see :func:`engine_names`); ValueError for an unknown name."""
+    if name == "clip":
+        return clip or ClipEngine(encoder)
+    if name.startswith("tags:"):
+        return TagEngine(library, name.split(":", 1)[1])
+    if name == "dialogue":
+        return DialogueEngine(library)
+    if name == "clip+dialogue":
+        return FusedEngine(clip or ClipEngine(encoder), DialogueEngine(library), fusion_weight)
+    raise ValueError(f"unknown engine {name!r} (choose from {', '.join(engine_names())})")
 
 
 def _minmax(s: np.ndarray) -> np.ndarray:

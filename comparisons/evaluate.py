@@ -20,6 +20,7 @@ Engines that cannot run (no credentials, not tagged, no dialogue) are reported a
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,27 +52,40 @@ class RankedHit:
 
 
 def load_query_set(path: str | Path) -> list[LabelledQuery]:
-    """Read the CSV; rows of the same (film, query) are merged. Raises ValueError naming the bad row."""
+    """Read the CSV; rows of the same (film, query) are merged. Raises ValueError naming the file,
+    the line and what is wrong (not UTF-8, missing columns, bad times, no usable query)."""
+    name = Path(path).name
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"{name} line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save it as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = {"film", "query", "start", "end"} - set(reader.fieldnames or [])
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {', '.join(sorted(missing))}")
     queries: dict[tuple[str, str], LabelledQuery] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = {"film", "query", "start", "end"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{Path(path).name}: missing column(s) {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            film, query = (row["film"] or "").strip(), (row["query"] or "").strip()
-            if not film or not query:
-                raise ValueError(f"{Path(path).name} line {line}: film and query are required")
-            q = queries.setdefault((film, query), LabelledQuery(film, query))
-            start, end = (row["start"] or "").strip(), (row["end"] or "").strip()
-            if start or end:
-                try:
-                    a, b = float(start), float(end)
-                except ValueError:
-                    raise ValueError(f"{Path(path).name} line {line}: start/end must be seconds") from None
-                if b < a:
-                    raise ValueError(f"{Path(path).name} line {line}: end {b} is before start {a}")
-                q.intervals.append((a, b))
+    for line, row in enumerate(reader, start=2):
+        film, query = (row["film"] or "").strip(), (row["query"] or "").strip()
+        if not film or not query:
+            raise ValueError(f"{name} line {line}: film and query are required")
+        q = queries.setdefault((film, query), LabelledQuery(film, query))
+        start, end = (row["start"] or "").strip(), (row["end"] or "").strip()
+        if start or end:
+            try:
+                a, b = float(start), float(end)
+            except ValueError:
+                raise ValueError(f"{name} line {line}: start/end must be seconds") from None
+            if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b < 0:
+                raise ValueError(f"{name} line {line}: start/end must be finite seconds >= 0, not {start}, {end}")
+            if b < a:
+                raise ValueError(f"{name} line {line}: end {b} is before start {a}")
+            q.intervals.append((a, b))
+    if not queries:
+        raise ValueError(f"{name}: holds no queries (a header and no rows)")
+    if not any(q.intervals for q in queries.values()):
+        raise ValueError(f"{name}: every query is marked as having no answer; metrics need at least one answer")
     return list(queries.values())
 
 
@@ -139,8 +153,8 @@ class EngineResult:
     status: str  # "ok" or "skipped"
     reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    queries: int = 0
-    no_answer: int = 0
+    queries: int = 0  # queries in the means (those with an answer)
+    no_answer: int = 0  # queries without an answer, left out of the means
 
 
 @dataclass
@@ -151,6 +165,7 @@ class Evaluation:
     tolerance: float
     engines: list[EngineResult]
     rows: list[dict]  # film, query, intervals, engine, hits [{time, score, start, end}], metrics
+    warnings: list[str] = field(default_factory=list)  # queries skipped, and why
 
     def table(self) -> list[dict]:
         """One row per engine: engine, status, and each metric (None when skipped)."""
@@ -161,13 +176,35 @@ class Evaluation:
                 "status": e.status,
                 "reason": e.reason,
                 "queries": e.queries,
+                "no_answer": e.no_answer,
                 **{n: e.metrics.get(n) for n in names},
             }
             for e in self.engines
         ]
 
     def to_dict(self) -> dict:
-        return {"ks": list(self.ks), "tolerance": self.tolerance, "engines": self.table(), "queries": self.rows}
+        return {
+            "ks": list(self.ks),
+            "tolerance": self.tolerance,
+            "engines": self.table(),
+            "warnings": self.warnings,
+            "queries": self.rows,
+        }
+
+
+def resolve_films(library, queries: Sequence[LabelledQuery]) -> tuple[dict, list[str]]:
+    """Each query-set film reference -> its library film; references that match no healthy film
+    are left out with a warning naming them (the run goes on without their queries)."""
+    from clip_search.errors import FrameSearchError
+
+    films, warnings = {}, []
+    for ref in dict.fromkeys(q.film for q in queries):
+        try:
+            films[ref] = library.find(ref)[0]
+        except FrameSearchError as e:
+            n = sum(1 for q in queries if q.film == ref)
+            warnings.append(f"{n} quer{'y' if n == 1 else 'ies'} on '{ref}' skipped: {e}")
+    return films, warnings
 
 
 def evaluate(
@@ -178,17 +215,26 @@ def evaluate(
     tol: float = DEFAULT_TOLERANCE,
     progress=None,
 ) -> Evaluation:
-    """Run every engine on every labelled query (searching that query's film) and score it."""
+    """Run every engine on every labelled query (searching that query's film) and score it.
+
+    Queries on films that are not in the library are skipped with a warning; an engine that cannot
+    run on the films is reported as skipped. Raises FrameSearchError when no query is left."""
+    from clip_search.errors import FrameSearchError
     from comparisons.engines import EngineUnavailable
 
     depth = max(max(ks), 10)
-    films = {q.film: library.find(q.film)[0] for q in queries}
+    films, warnings = resolve_films(library, queries)
+    queries = [q for q in queries if q.film in films]
+    if not any(q.intervals for q in queries):
+        raise FrameSearchError("No query of the set can be run: " + " ".join(warnings or ["no query has an answer."]))
     results, rows = [], []
     for n, engine in enumerate(engines):
         try:
             engine.check(list({f.id: f for f in films.values()}.values()))
         except EngineUnavailable as e:
             results.append(EngineResult(engine.name, "skipped", str(e)))
+            if progress:
+                progress(n + 1, len(engines))
             continue
         per_query = []
         for q in queries:
@@ -212,12 +258,11 @@ def evaluate(
             )
         if progress:
             progress(n + 1, len(engines))
+        answered = sum(1 for m in per_query if m is not None)
         results.append(
-            EngineResult(
-                engine.name, "ok", None, mean_metrics(per_query), len(queries), sum(1 for m in per_query if m is None)
-            )
+            EngineResult(engine.name, "ok", None, mean_metrics(per_query), answered, len(per_query) - answered)
         )
-    return Evaluation(tuple(ks), tol, results, rows)
+    return Evaluation(tuple(ks), tol, results, rows, warnings)
 
 
 def recompute(evaluation: Evaluation) -> dict[str, dict[str, float]]:

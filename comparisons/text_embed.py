@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
 
 _lock = threading.Lock()
-_cache: dict[str, np.ndarray] = {}
+_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # least recently used first
+CACHE_SIZE = 50_000  # texts (about 77 MB of vectors): tags, cues and queries of a large library
 STOPWORDS = frozenset(
     "a an and are as at be by for from has he her his in is it its of on or she that the their them they this "
     "to was were with who what where when which while says say said".split()
@@ -29,15 +31,23 @@ def sentence_model():
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    """(N, 384) unit vectors; each distinct text is embedded once per process."""
-    missing = [t for t in dict.fromkeys(texts) if t not in _cache]
-    if missing:
-        vecs = sentence_model().encode(missing, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-        with _lock:
-            _cache.update(zip(missing, np.asarray(vecs, np.float32), strict=True))
+    """(N, 384) unit vectors; recently used texts are remembered (at most CACHE_SIZE of them)."""
     if not texts:
         return np.zeros((0, 384), np.float32)
-    return np.stack([_cache[t] for t in texts])
+    with _lock:
+        found = {t: _cache[t] for t in dict.fromkeys(texts) if t in _cache}
+        for t in found:
+            _cache.move_to_end(t)
+    missing = [t for t in dict.fromkeys(texts) if t not in found]
+    if missing:
+        vecs = sentence_model().encode(missing, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        new = dict(zip(missing, np.asarray(vecs, np.float32), strict=True))
+        found.update(new)
+        with _lock:
+            _cache.update(new)
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return np.stack([found[t] for t in texts])
 
 
 def tokens(text: str) -> list[str]:

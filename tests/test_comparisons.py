@@ -8,13 +8,13 @@ import pytest
 from clip_search.indexer import index_film
 from clip_search.library import Library
 from comparisons.cli import main
-from comparisons.engines import Engine, EngineUnavailable
+from comparisons.engines import EngineUnavailable, make_engine
 from comparisons.pricing import estimate
 from comparisons.tag_search import TagIndex
-from comparisons.tag_store import TagStore, load_tags, tagged_services
+from comparisons.tag_store import load_tags, tagged_services
 from comparisons.taggers import Tag, make_tagger
 from comparisons.taggers.azure import AzureTagger
-from comparisons.tagging import frames_to_tag, tag_film
+from comparisons.tagging import tag_film, work_left
 from tests.conftest import POPEYE1, TEARS, write_video
 from tests.fake_cloud import FakeCloud, Scripted
 
@@ -48,17 +48,17 @@ def test_offline_ocr_finds_burned_in_text_at_the_right_times(text_library):
     assert run.tagged == 8 and not run.errors
     tags = load_tags(lib, film, "offline")
     text_at = {t: " ".join(tag.text for tag in tags[t] if tag.kind == "text") for t in sorted(tags)}
-    assert text_at == {
-        0.0: "",
-        1.0: "",
-        2.0: "HELLO WORLD",
-        3.0: "HELLO WORLD",
-        4.0: "",
-        5.0: "FRAME SEARCH",
-        6.0: "FRAME SEARCH",
-        7.0: "",
+    assert text_at == {  # keys: frame times in ms
+        0: "",
+        1000: "",
+        2000: "HELLO WORLD",
+        3000: "HELLO WORLD",
+        4000: "",
+        5000: "FRAME SEARCH",
+        6000: "FRAME SEARCH",
+        7000: "",
     }
-    assert any(tag.text in ("dark", "night") for tag in tags[0.0])  # a near-black frame
+    assert any(tag.text in ("dark", "night") for tag in tags[0])  # a near-black frame
 
 
 def test_offline_tagger_finds_faces_in_tears_of_steel(indexed_library):
@@ -82,7 +82,7 @@ def test_cloud_results_are_cached_never_paid_twice_and_resumed(text_library, tmp
         tagger = AzureTagger(endpoint=cloud.url, key="k-123", backoff=0.01)
         first = tag_film(lib, film, tagger, workers=1)
         assert first.fatal and "rejected the credentials" in first.fatal
-        assert first.tagged == 3 and frames_to_tag(lib, film, tagger) == 5
+        assert first.tagged == 3 and work_left(lib, film, tagger).frames == 5
         cloud.script.clear()
         seen = len(cloud.requests)
         second = tag_film(lib, film, tagger, workers=2)
@@ -91,8 +91,10 @@ def test_cloud_results_are_cached_never_paid_twice_and_resumed(text_library, tmp
         third = tag_film(lib, film, tagger)
         assert third.tagged == 0 and third.reused == 8 and len(cloud.requests) - seen == 5
     assert "azure" in tagged_services(lib, film)
-    stored = TagStore(lib, film, "azure", tagger.features).path.read_text()
-    assert "k-123" not in stored and "2023-10-01" in stored  # no credentials; the model version is kept
+    stored = (lib.root / "tags.sqlite").read_bytes()
+    wal = lib.root / "tags.sqlite-wal"
+    stored += wal.read_bytes() if wal.exists() else b""
+    assert b"k-123" not in stored and b"2023-10-01" in stored  # no credentials; the served model version is kept
 
 
 def test_cost_estimate_before_paid_runs():
@@ -112,11 +114,11 @@ def test_cli_refuses_a_paid_run_without_confirmation(indexed_library, monkeypatc
 
 def test_tag_search_blends_bm25_and_meaning():
     times = np.arange(4, dtype=float)
-    tags = {
-        0.0: [Tag("label", "tree", 0.9), Tag("label", "grass", 0.8)],
-        1.0: [Tag("caption", "a ship sailing on the ocean", 0.8), Tag("label", "water", 0.9)],
-        2.0: [Tag("text", "SINBAD THE SAILOR", 0.95)],
-        3.0: [],
+    tags = {  # keyed by frame time in ms, as the tag store gives them
+        0: [Tag("label", "tree", 0.9), Tag("label", "grass", 0.8)],
+        1000: [Tag("caption", "a ship sailing on the ocean", 0.8), Tag("label", "water", 0.9)],
+        2000: [Tag("text", "SINBAD THE SAILOR", 0.95)],
+        3000: [],
     }
     index = TagIndex(times, tags)
     boat = index.scores("a boat at sea")
@@ -129,7 +131,7 @@ def test_tag_search_blends_bm25_and_meaning():
 def test_dialogue_paraphrase_finds_the_cue(indexed_library):
     film = indexed_library.find("popeye_p1")[0]
     assert film.manifest.dialogue["origin"] == "subtitle file popeye_p1.eng.srt"
-    hits = Engine("dialogue", indexed_library).search([film], "he lives on an island on a whale's back", top_k=1)
+    hits = make_engine("dialogue", indexed_library).search([film], "he lives on an island on a whale's back", top_k=1)
     assert 16.6 - 0.5 <= hits[0].time <= 21.6 + 0.5  # the cues about the whale island
 
 
@@ -140,18 +142,18 @@ def test_fused_engine_is_the_documented_blend(indexed_library, encoder):
     def mm(s):
         return (s - s.min()) / (s.max() - s.min())
 
-    clip = Engine("clip", indexed_library, encoder).scores(film, q)
-    said = Engine("dialogue", indexed_library).scores(film, q)
-    fused = Engine("clip+dialogue", indexed_library, encoder, fusion_weight=0.3).scores(film, q)
+    clip = make_engine("clip", indexed_library, encoder).scores(film, q)
+    said = make_engine("dialogue", indexed_library).scores(film, q)
+    fused = make_engine("clip+dialogue", indexed_library, encoder, fusion_weight=0.3).scores(film, q)
     assert np.allclose(fused, 0.3 * mm(clip) + 0.7 * mm(said), atol=1e-5)
 
 
 def test_engines_that_cannot_run_say_why(indexed_library):
     film = indexed_library.find("big-buck-bunny-30s")[0]
     with pytest.raises(EngineUnavailable, match="not tagged yet"):
-        Engine("tags:rekognition", indexed_library).search([film], "a bird")
+        make_engine("tags:rekognition", indexed_library).search([film], "a bird")
     with pytest.raises(EngineUnavailable, match="no subtitles or on-screen text"):
-        Engine("dialogue", indexed_library).search([film], "hello")
+        make_engine("dialogue", indexed_library).search([film], "hello")
 
 
 def test_bad_subtitle_file_is_a_warning_and_the_film_still_indexes(tmp_path, encoder):
@@ -178,7 +180,7 @@ def test_latin1_subtitles_are_read_with_a_warning(tmp_path):
 def test_on_screen_text_counts_as_dialogue_without_subtitles(text_library):
     lib, film = text_library
     tag_film(lib, film, make_tagger("offline"))  # cached after the OCR test: no work twice
-    hits = Engine("dialogue", lib).search([film], "frame search", top_k=1)
+    hits = make_engine("dialogue", lib).search([film], "frame search", top_k=1)
     assert 5.0 <= hits[0].time <= 6.0
 
 

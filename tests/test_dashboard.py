@@ -22,6 +22,13 @@ def app(monkeypatch, tiny_clip_dir, indexed_library):
     return at
 
 
+def open_tab(at, name: str) -> None:
+    """Select a tab as a click would (tabs are lazy: only the open one runs)."""
+    at.session_state["tab"] = name
+    at.run()
+    assert not at.exception
+
+
 def texts(at) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [e.value for e in at.error] + [w.value for w in at.warning] + [i.value for i in at.info]
@@ -64,6 +71,7 @@ def test_top_k_and_film_choice_narrow_the_results(app):
 
 def test_timeline_has_a_row_per_query(app):
     app.text_input(key="query").input("a ship").run()
+    open_tab(app, "Timeline")
     app.text_area(key="tl-queries").input("a giant bird\nSinbad").run()
     assert not app.exception
     chart = app.get("plotly_chart")[0]
@@ -115,6 +123,7 @@ def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_p
 
 def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed_library):
     app.text_input(key="query").input("Sinbad the sailor").run()
+    open_tab(app, "Compare engines")
     names = [f.name for f in indexed_library.films()]
     app.selectbox(key="cmp-film").select_index(names.index("popeye_p1")).run()
     assert not app.exception
@@ -127,6 +136,7 @@ def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed
 
 
 def test_evaluate_tab_runs_the_example_query_set(app):
+    open_tab(app, "Evaluate")
     app.button(key="eval-run").click().run(timeout=300)
     assert not app.exception
     result = app.session_state["evaluation"]

@@ -94,4 +94,4 @@ def test_evaluate_cli_end_to_end(indexed_library, tmp_path, capsys):
     for name in ("clip", "dialogue", "clip+dialogue"):
         for metric, value in again[name].items():
             assert by_engine[name][metric] == pytest.approx(value)
-    assert table.read_text().splitlines()[0].startswith("engine,status,reason,queries,hit@1")
+    assert table.read_text().splitlines()[0].startswith("engine,status,reason,queries,no_answer,hit@1")

@@ -8,28 +8,29 @@ import streamlit as st
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
 from clip_search.timecode import fmt_time
-from comparisons.dialogue import film_dialogue
-from comparisons.engines import FUSION_WEIGHT, Engine, EngineUnavailable
+from comparisons.engines import FUSION_WEIGHT, EngineUnavailable
 from comparisons.pricing import estimate, price_table
 from comparisons.tag_store import tagged_services
 from comparisons.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
 from comparisons.taggers.azure import CELEBRITY_NOTE
-from comparisons.tagging import frames_to_tag, tag_film
+from comparisons.tagging import tag_film, work_left
+from ui import state
 from ui.charts import TimelineRow, timeline_figure
+from ui.search_tab import play
 
 TOP = 4
 
 
-def engines_for(lib: Library, films: list[Film], encoder, weight: float = FUSION_WEIGHT) -> list[Engine]:
+def engine_names_for(lib: Library, films: list[Film]) -> list[str]:
     """CLIP, each service that has tagged all these films, and dialogue when there is any."""
     names = ["clip"]
     services = set(SERVICES)
     for f in films:
         services &= set(tagged_services(lib, f))
     names += [f"tags:{s}" for s in SERVICES if s in services]
-    if any(film_dialogue(lib, f).cues for f in films):
+    if any(f.dialogue().cues for f in films) or "offline" in services:
         names += ["dialogue", "clip+dialogue"]
-    return [Engine(n, lib, encoder, weight) for n in names]
+    return names
 
 
 def tagging_panel(lib: Library, film: Film) -> None:
@@ -43,21 +44,26 @@ def tagging_panel(lib: Library, film: Film) -> None:
     except FatalTaggerError as e:
         c2.warning(str(e))
         return
-    todo = frames_to_tag(lib, film, tagger)
-    c2.markdown(f"**Estimate:** {estimate(service, todo, price_table(lib.root)).sentence()}")
-    if not todo:
+    todo = work_left(lib, film, tagger)
+    c2.markdown(f"**Estimate:** {estimate(service, todo.frames, price_table(lib.root), calls=todo.calls).sentence()}")
+    if not todo.frames:
         c2.caption("Every frame of this film is tagged by this service (cached; nothing to pay).")
         return
     if st.button(f"Tag {film.name} with {service}", key="run-tagging"):
         bar = st.progress(0.0, text="tagging…")
-        run = tag_film(lib, film, tagger, progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} frames"))
+        try:
+            run = tag_film(lib, film, tagger, progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} frames"))
+        except FrameSearchError as e:  # read-only library, missing source
+            bar.empty()
+            st.error(str(e))
+            return
         bar.empty()
         (st.error if run.fatal else st.warning if run.errors else st.success)(run.summary())
         for t, msg in run.errors[:5]:
             st.caption(f"{fmt_time(t)}: {msg}")
 
 
-def compare_tab(lib: Library, films: list[Film], encoder, query: str) -> None:
+def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: str) -> None:
     """Side-by-side hits of every engine for the search box's query."""
     c1, c2 = st.columns([3, 2])
     film = c1.selectbox("Film", films, format_func=lambda f: f.name, key="cmp-film")
@@ -65,9 +71,9 @@ def compare_tab(lib: Library, films: list[Film], encoder, query: str) -> None:
     with st.expander("Tag this film with a service (cached per frame: never paid twice)"):
         tagging_panel(lib, film)
     if not query.strip():
-        st.info("Type a query in the Search tab to compare the engines on it.")
+        st.info("Type a query above to compare the engines on it.")
         return
-    engines = engines_for(lib, [film], encoder, weight)
+    engines = [state.engine(n, lib, ms, weight) for n in engine_names_for(lib, [film])]
     cols = st.columns(len(engines))
     rows = []
     for col, engine in zip(cols, engines, strict=True):
@@ -80,15 +86,23 @@ def compare_tab(lib: Library, films: list[Film], encoder, query: str) -> None:
                 st.caption(str(e))
                 continue
             rows.append(TimelineRow(engine.name, film.times, scores))
-            for h in hits:
+            for i, h in enumerate(hits):
                 with st.container(border=True):
                     thumb = film.thumbnail(h.frame)
                     if thumb:
                         st.image(thumb, width="stretch")
                     st.caption(f"`{fmt_time(h.time)}` · {h.score:.3f}")
-                    if engine.name.startswith("tags:"):
-                        why = engine.tag_index(film).matched(h.frame, query)
-                        st.caption("matched: " + (", ".join(f"{t.kind} “{t.text}”" for t in why) or "—"))
+                    why = engine.explain(film, h.frame, query)
+                    if why.evidence:
+                        st.caption("; ".join(f"{e.kind} “{e.text}”" for e in why.evidence[:3]))
+                    elif why.note:
+                        st.caption(why.note)
+                    st.button(
+                        f"▶ {fmt_time(h.time)}",
+                        key=f"cmp-play-{engine.name}-{i}",
+                        on_click=play,
+                        args=(h.film_id, h.time),
+                    )
     if rows:
         st.markdown("**Timeline, one row per engine** (each row coloured on its own scale)")
         st.plotly_chart(timeline_figure(rows, "score", film.manifest.duration), key="cmp-timeline", width="stretch")

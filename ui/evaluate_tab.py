@@ -12,8 +12,9 @@ import streamlit as st
 from clip_search import config
 from clip_search.errors import FrameSearchError
 from clip_search.library import Library
-from comparisons.engines import Engine, engine_names
+from comparisons.engines import engine_names
 from comparisons.evaluate import DEFAULT_KS, DEFAULT_TOLERANCE, evaluate, load_query_set, metric_names
+from ui import state
 from ui.charts import TimelineRow, metrics_figure, timeline_figure
 
 EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
@@ -31,7 +32,7 @@ def _query_table() -> pd.DataFrame:
     return st.data_editor(df, num_rows="dynamic", key="eval-editor", height=220, width="stretch")
 
 
-def evaluate_tab(lib: Library, encoder) -> None:
+def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
     """Query set editor, engine choice, run button, metric bars and per-query timelines."""
     table = _query_table()
     c1, c2, c3 = st.columns([4, 2, 1])
@@ -50,14 +51,16 @@ def evaluate_tab(lib: Library, encoder) -> None:
             result = evaluate(
                 lib,
                 queries,
-                [Engine(n, lib, encoder) for n in names],
+                [state.engine(n, lib, ms) for n in names],
                 sorted(ks),
                 tol,
                 progress=lambda i, n: bar.progress(i / n, text=f"engine {i}/{n}"),
             )
             bar.empty()
             st.session_state.evaluation = result
-        except (ValueError, FrameSearchError) as e:  # a bad row or an unknown film: say which, keep the page
+            for w in result.warnings:
+                st.warning(w)
+        except (ValueError, OSError, FrameSearchError) as e:  # a bad row, no usable query: say which, keep the page
             st.error(str(e))
     result = st.session_state.get("evaluation")
     if result is None:
@@ -70,15 +73,15 @@ def evaluate_tab(lib: Library, encoder) -> None:
     if ok:
         st.plotly_chart(metrics_figure(ok, cols), key="eval-bars", width="stretch")
         st.dataframe(pd.DataFrame(ok)[["engine", "queries", *cols]].round(3), hide_index=True, width="stretch")
-        _per_query(lib, result, [r["engine"] for r in ok], encoder)
+        _per_query(lib, result, [r["engine"] for r in ok], ms)
 
 
-def _per_query(lib: Library, result, engines: list[str], encoder) -> None:
+def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -> None:
     pairs = list(dict.fromkeys((r["film"], r["query"]) for r in result.rows))
     film_name, query = st.selectbox("Query", pairs, format_func=lambda p: f"{p[0]} — {p[1]}", key="eval-query")
     film = lib.find(film_name)[0]
     row = next(r for r in result.rows if (r["film"], r["query"]) == (film_name, query))
-    timeline_rows = [TimelineRow(name, film.times, Engine(name, lib, encoder).scores(film, query)) for name in engines]
+    timeline_rows = [TimelineRow(n, film.times, state.engine(n, lib, ms).scores(film, query)) for n in engines]
     st.plotly_chart(
         timeline_figure(timeline_rows, "score", film.manifest.duration, [tuple(i) for i in row["intervals"]]),
         key="eval-timeline",

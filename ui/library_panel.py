@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
@@ -60,10 +59,14 @@ def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: Index
             bar.progress(p.fraction, text=f"{name}: {p.frames} frames, {p.fraction:.0%}{left}")
 
         try:
-            result = index_film(path, lib, ms.encoder, options, progress=show)
-        except FrameSearchError as e:
+            result = index_film(path, lib, ms.encoder, options, progress=show, wait=0)
+        except FrameSearchError as e:  # a bad file, or the film is being indexed by another process
             bar.empty()
             st.error(str(e))
+            continue
+        except OSError as e:
+            bar.empty()
+            st.error(f"{path.name}: {e.strerror or e}")
             continue
         bar.empty()
         m = result.film.manifest
@@ -96,11 +99,9 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
                 _index([names[n] for n in chosen], lib, ms, options)
         upload = st.file_uploader("Upload a film", type=[s[1:] for s in sorted(VIDEO_SUFFIXES)], key="upload")
         if upload is not None and st.button("Index upload", key="index-upload"):
-            target = lib.root / "uploads" / re.sub(r"[^\w.\-]+", "_", Path(upload.name).name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(upload.getvalue())
-            if not _index([target], lib, ms, options):
-                target.unlink(missing_ok=True)  # a rejected upload is not kept on disk
+            target, new = lib.store_upload(upload.name, upload.getvalue())
+            if not _index([target], lib, ms, options) and new:
+                lib.discard_upload(target)  # a rejected upload removes only its own bytes
         ref = st.text_input(
             "…or a path on disk or a video URL", key="add-path", placeholder="/films/casablanca.mkv or https://…"
         )
@@ -122,16 +123,18 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
 
 
 def film_list(lib: Library) -> None:
-    """What is in the library, with credits for CC BY films."""
-    films = lib.films()
+    """What is in the library, with credits for CC BY films; damaged films by name, with the fix."""
+    films, damaged = lib.scan()
     st.subheader(f"Library ({len(films)} films)")
     if not films:
         st.caption(f"No films in {lib.root} yet.")
+    for d in damaged:
+        st.warning(d.describe())
     for f in films:
         m = f.manifest
         st.markdown(
             f"**{m.name}** · {m.frames} frames · {fmt_time(m.duration)[:-2]} · "
-            f"{SamplingSettings(**m.sampling).describe()}" + (" · patches" if m.patches else "")
+            f"{m.sampling_settings().describe()}" + (" · patches" if m.patches else "")
         )
         credit = credit_for(m.source)
         if credit:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -83,19 +85,20 @@ def _image(upload):
         raise ValueError(f"{upload.name}: not an image that can be read.") from None
 
 
-def results(films: list[Film], query: QueryVector, params: dict, lib: Library, encoder) -> None:
+def results(films: list[Film], query: QueryVector, params: dict, lib: Library, ms: state.ModelState) -> None:
     """The grid of hits (thumbnail, film, time, score, play button) and the moments table."""
-    if params["engine"] == "clip":
-        hits = state.searcher(films).search(query, top_k=params["top_k"], gap=params["gap"])
+    name = params["engine"]
+    engine = state.engine(name, lib, ms)
+    if name == "clip":
+        hits = engine.searcher(films).search(query, top_k=params["top_k"], gap=params["gap"])
     else:
-        from comparisons.engines import Engine
-
         if params["negative"].strip() or params["image"] is not None:
-            st.caption(f"ⓘ {params['engine']} searches by text only: the negative and image queries are not used.")
-        hits = Engine(params["engine"], lib, encoder).search(films, params["text"], params["top_k"], params["gap"])
+            st.caption(f"ⓘ {name} searches by text only: the negative and image queries are not used.")
+        hits = engine.search(films, params["text"], params["top_k"], params["gap"])
     by_id = {f.id: f for f in films}
     st.markdown(f"**{len(hits)} hits** for *{query.label}*")
     cols = st.columns(GRID_COLUMNS)
+    playing = st.session_state.get("play") or {}
     for i, h in enumerate(hits):
         with cols[i % GRID_COLUMNS], st.container(border=True):
             thumb = by_id[h.film_id].thumbnail(h.frame)
@@ -111,6 +114,8 @@ def results(films: list[Film], query: QueryVector, params: dict, lib: Library, e
                 help=f"Play {h.film} from {fmt_time(h.time)}",
                 width="stretch",
             )
+            if playing.get("film_id") == h.film_id and playing.get("time") == h.time and not _source_exists(h.source):
+                st.caption(f"⚠ The source file is gone ({h.source}); the frames stay searchable.")
     if hits:
         table = pd.DataFrame(
             [
@@ -129,18 +134,28 @@ def results(films: list[Film], query: QueryVector, params: dict, lib: Library, e
         st.dataframe(table, hide_index=True, width="stretch")
 
 
+def _source_exists(source: str) -> bool:
+    return Path(source).is_file()
+
+
 def player(lib: Library) -> None:
-    """The film playing from the chosen time (a hit or a timeline click)."""
+    """The film playing from the chosen time (a hit or a timeline click); a vanished source file is
+    said in one line instead of an error that would break the page."""
     choice = st.session_state.get("play")
     if not choice:
         return
     film = lib.get(choice["film_id"])
     if film is None:
+        st.caption("The film to play is no longer in the library.")
+        return
+    source = film.manifest.source
+    if not _source_exists(source):
+        st.warning(f"Cannot play {film.name}: its source file is gone ({source}). Search results are not affected.")
         return
     st.markdown(f"**Playing {film.name} from {fmt_time(choice['time'])}**")
-    st.video(film.manifest.source, start_time=int(choice["time"]))
-    if film.manifest.source.endswith(".mkv"):
+    st.video(source, start_time=int(choice["time"]))
+    if source.endswith(".mkv"):
         st.caption("Browsers play MKV/HEVC only in part; if the player stays black, open the file in a desktop player.")
-    credit = credit_for(film.manifest.source)
+    credit = credit_for(source)
     if credit:
         st.caption(credit)

@@ -1,15 +1,17 @@
-"""Process-wide resources (the model, searchers) and per-session state of the dashboard."""
+"""Process-wide resources (the model, engines) and per-session state of the dashboard."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import streamlit as st
 
 from clip_search import config
-from clip_search.errors import ModelLoadError
-from clip_search.library import Film, Library
+from clip_search.errors import FrameSearchError, ModelLoadError
+from clip_search.library import Library
 from clip_search.model import ClipEncoder
+from comparisons.engines import ClipEngine, Engine, make_engine
 
 
 @dataclass
@@ -42,9 +44,19 @@ def random_demo_model() -> str:
     return str(target)
 
 
+def _default_model(lib: Library) -> str:
+    """$FRAMESEARCH_MODEL, else the model the library's films were indexed with, else the hub default."""
+    if os.environ.get("FRAMESEARCH_MODEL"):
+        return config.model_id()
+    try:
+        return lib.model_for(lib.films())
+    except FrameSearchError:  # films of several models: the configured default
+        return config.model_id()
+
+
 def model() -> ModelState:
-    """The model chosen for this session (default: $FRAMESEARCH_MODEL or the hub id)."""
-    model_id = st.session_state.setdefault("model_id", config.model_id())
+    """The model chosen for this session (see :func:`_default_model`)."""
+    model_id = st.session_state.setdefault("model_id", _default_model(library()))
     return _load(model_id)
 
 
@@ -53,14 +65,18 @@ def library() -> Library:
     return Library(config.library_dir())
 
 
+@st.cache_resource(max_entries=16)
+def _engine(root: str, model_id: str, name: str, weight: float, _encoder) -> Engine:
+    lib = Library(root)
+    return make_engine(name, lib, _encoder, weight, clip=_clip(root, model_id, _encoder) if "clip" in name else None)
+
+
 @st.cache_resource(max_entries=4)
-def _searcher(key: tuple) -> object:
-    from clip_search.search import Searcher
-
-    return Searcher([Film(path) for path in key[0]])
+def _clip(root: str, model_id: str, _encoder) -> ClipEngine:
+    return ClipEngine(_encoder)
 
 
-def searcher(films: list[Film]):
-    """A Searcher kept between reruns for this exact set of film versions."""
-    key = (tuple(f.dir for f in films), tuple(f.manifest.completed_at for f in films))
-    return _searcher(key)
+def engine(name: str, lib: Library, ms: ModelState, weight: float = 0.5) -> Engine:
+    """An engine kept across reruns (its query vectors, searchers and tag indexes are caches keyed
+    by film versions inside it, so a re-indexed or newly tagged film is never served stale)."""
+    return _engine(str(lib.root), ms.model_id, name, weight, ms.encoder)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from clip_search.library import Film
-from clip_search.search import build_query, timeline
+from clip_search.search import timeline
 from clip_search.timecode import fmt_time
+from comparisons.engines import ClipEngine
 from ui.charts import TimelineRow, timeline_figure
 from ui.search_tab import play
 
 MAX_ROWS = 8
 
 
-def timeline_tab(films: list[Film], encoder, main_query: str) -> None:
+def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
     """Film chooser, extra query lines, cosine/softmax toggle, the clickable timeline and the picked frame."""
     if not films:
         return
@@ -32,7 +33,7 @@ def timeline_tab(films: list[Film], encoder, main_query: str) -> None:
         return
     rows, scores = [], {}
     for line in dict.fromkeys(lines[:MAX_ROWS]):
-        tl = timeline(film, build_query(encoder, line))
+        tl = timeline(film, clip.vector(line))
         scores[line] = tl
         rows.append(TimelineRow(line, tl.times, tl.softmax if softmax else tl.scores))
     picks = st.session_state.setdefault("tl-pick", {})

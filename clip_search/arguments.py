@@ -1,0 +1,72 @@
+"""Command-line argument checking shared by ``python -m clip_search`` and ``python -m comparisons``:
+every bad value is refused before any work with one line naming the argument, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as one line on stderr (exit code 2) instead of usage plus message."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _number(kind: Callable[[str], float], test: Callable[[float], bool], what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
+        if not math.isfinite(value) or not test(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+positive_float = _number(float, lambda v: v > 0, "a positive number")
+non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+fraction = _number(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    """'1,5,10' -> (1, 5, 10); each a whole number >= 1."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("needs at least one whole number, e.g. 1,5,10")
+    return tuple(sorted({int(positive_int(p)) for p in parts}))
+
+
+def output_file(text: str) -> Path:
+    """A file to write later: its folder must exist and be writable now, before any work is done."""
+    path = Path(text).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text} cannot be written (permission denied)")
+    return path
+
+
+def choice_of(names: list[str]) -> Callable[[str], str]:
+    """One of ``names`` (listed in the error)."""
+
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"unknown {text!r} (choose from {', '.join(names)})")
+        return text
+
+    return parse
