@@ -191,6 +191,9 @@ class StagedFilm:
             atomic_write_json(self.dir / "dialogue.json", dialogue.to_dict())
             m.dialogue = {"origin": dialogue.origin, "cues": len(dialogue.cues), "warning": dialogue.warning}
         m.frames = self._merge(m.dim, m.patches_per_frame)
+        if not m.duration and m.frames:  # a raw stream's header has no duration: the last frame's end
+            times = np.load(self.dir / "times.npy")
+            m.duration = float(times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1.0))
         m.status = "complete"
         m.completed_at = time.time()
         m.indexing_seconds = indexing_seconds
@@ -221,7 +224,7 @@ def import_vectors(
     wait: float | None = None,
 ) -> Film:
     """Store vectors made elsewhere (``import``, benchmarks, tests) as a complete film, through the
-    same lock, verification and publish as indexing. Vectors are L2-normalised on the way in."""
+    same lock, verification and publish as indexing. Vectors not of unit length are L2-normalised."""
     emb = np.asarray(embeddings, np.float32)
     times = np.asarray(times, np.float64)
     if emb.ndim != 2 or emb.shape[0] != len(times) or not len(times):
@@ -230,10 +233,13 @@ def import_vectors(
         raise FrameSearchError(f"{manifest.name}: embeddings and times must be finite numbers")
     if np.any(np.diff(times) <= 0):
         raise FrameSearchError(f"{manifest.name}: times must strictly increase")
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    norms = np.linalg.norm(emb, axis=1)
     if np.any(norms == 0):
         raise FrameSearchError(f"{manifest.name}: some embeddings are all zeros")
-    emb = emb / norms
+    off = np.abs(norms - 1) > 1e-5  # unit vectors stay bit-identical: export -> import round-trips exactly
+    if np.any(off):
+        emb = emb.copy()
+        emb[off] /= norms[off, None]
     thumbs = list(thumbnails) if thumbnails is not None else [b""] * len(emb)
     manifest.dim = int(emb.shape[1])
     manifest.duration = manifest.duration or float(times[-1] + 1.0)

@@ -306,8 +306,12 @@ def iter_frames(
         tb = stream.time_base
         start_pts = stream.start_time or 0
         duration = _duration(container, stream)
-        sampler = make_sampler(settings, float(stream.guessed_rate or 24))
-        if start_after is not None and settings.mode != "shots" and start_after > 1.0:
+        rate = float(stream.guessed_rate or stream.average_rate or 0)
+        sampler = make_sampler(settings, rate or 24.0)
+        # A raw elementary stream (.h264, .hevc) has no timestamps: frames are timed by their
+        # decode order and the stream's rate, and seeking (which needs timestamps) is not used.
+        untimed = stream.start_time is None
+        if start_after is not None and settings.mode != "shots" and start_after > 1.0 and not untimed:
             container.seek(int((start_after - 1.0) / tb) + start_pts, stream=stream, backward=True)
             if isinstance(sampler, FpsSampler):
                 sampler.next_time = (math.floor(start_after * settings.fps + 1e-6) + 1) / settings.fps
@@ -316,9 +320,12 @@ def iter_frames(
         rotation = None
         try:
             for frame in container.decode(stream):
-                if frame.pts is None:
+                if frame.pts is not None and not untimed:
+                    t = max(0.0, float((frame.pts - start_pts) * tb))
+                elif rate:
+                    t = index / rate
+                else:
                     continue
-                t = max(0.0, float((frame.pts - start_pts) * tb))
                 if rotation is None:
                     rotation = int(frame.rotation or 0) % 360
                 if on_decoded:

@@ -77,6 +77,7 @@ class Scripted:
     body: dict | None = None
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    raw: bytes | None = None  # a non-JSON body as sent (a proxy's HTML page, junk), with text/html
 
 
 @dataclass
@@ -121,10 +122,11 @@ class FakeCloud:
                     if reply.body is not None
                     else (REKOGNITION_OK[op] if service == "rekognition" else AZURE_OK)
                 )
-                data = json.dumps(payload).encode()
+                data = reply.raw if reply.raw is not None else json.dumps(payload).encode()
                 try:
                     self.send_response(reply.status)
                     ctype = "application/x-amz-json-1.1" if service == "rekognition" else "application/json"
+                    ctype = "text/html" if reply.raw is not None else ctype
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(data)))
                     for k, v in reply.headers.items():

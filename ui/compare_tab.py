@@ -17,6 +17,7 @@ from comparisons.tagging import tag_film, work_left
 from ui import state
 from ui.charts import TimelineRow, timeline_figure
 from ui.search_tab import play
+from ui.thumbs import show_thumbnail
 
 TOP = 4
 
@@ -88,9 +89,7 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
             rows.append(TimelineRow(engine.name, film.times, scores))
             for i, h in enumerate(hits):
                 with st.container(border=True):
-                    thumb = film.thumbnail(h.frame)
-                    if thumb:
-                        st.image(thumb, width="stretch")
+                    show_thumbnail(film.thumbnail(h.frame))
                     st.caption(f"`{fmt_time(h.time)}` · {h.score:.3f}")
                     why = engine.explain(film, h.frame, query)
                     if why.evidence:

@@ -12,6 +12,7 @@ from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, QueryVector
 from clip_search.timecode import fmt_time
 from ui import state
 from ui.samples import credit_for
+from ui.thumbs import show_thumbnail
 
 GRID_COLUMNS = 4
 
@@ -101,9 +102,7 @@ def results(films: list[Film], query: QueryVector, params: dict, lib: Library, m
     playing = st.session_state.get("play") or {}
     for i, h in enumerate(hits):
         with cols[i % GRID_COLUMNS], st.container(border=True):
-            thumb = by_id[h.film_id].thumbnail(h.frame)
-            if thumb:
-                st.image(thumb, width="stretch")
+            show_thumbnail(by_id[h.film_id].thumbnail(h.frame))
             st.markdown(f"`{fmt_time(h.time)}` · score **{h.score:.3f}**")
             st.caption(h.film)
             st.button(

@@ -10,6 +10,7 @@ from clip_search.timecode import fmt_time
 from comparisons.engines import ClipEngine
 from ui.charts import TimelineRow, timeline_figure
 from ui.search_tab import play
+from ui.thumbs import show_thumbnail
 
 MAX_ROWS = 8
 
@@ -61,9 +62,7 @@ def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
         return
     i = film.nearest_frame(t)
     c1, c2 = st.columns([2, 3])
-    thumb = film.thumbnail(i)
-    if thumb:
-        c1.image(thumb, width="stretch")
+    show_thumbnail(film.thumbnail(i), c1)
     c2.markdown(f"### Frame at `{fmt_time(film.times[i])}`")
     c2.markdown(
         "\n".join(f"- *{q}*: cosine {tl.scores[i]:.4f}, softmax {tl.softmax[i]:.4f}" for q, tl in scores.items())

@@ -78,6 +78,9 @@ class AzureTagger:
         """Analyse one RGB frame; credential problems raise FatalTaggerError."""
         try:
             result = self._analyze(image)
+            if getattr(result, "model_version", None) is None and getattr(result, "metadata", None) is None:
+                # every real answer has both; the SDK hands back other JSON (a list, {}) unchecked
+                raise TaggerError("Azure returned a response without the Image Analysis fields (bad response).")
             try:
                 tags = parse_result(result)
             except (KeyError, TypeError, AttributeError, ValueError) as e:

@@ -114,7 +114,7 @@ class RekognitionTagger:
             raise TaggerError(
                 f"Rekognition could not be reached or timed out ({type(e).__name__}).", unreachable=True
             ) from None
-        except ResponseParserError:
+        except (ResponseParserError, AttributeError, TypeError, ValueError):  # botocore choking on a junk body
             raise TaggerError(f"Rekognition {op} returned a response that is not valid JSON (bad response).") from None
         except BotoCoreError as e:
             raise TaggerError(f"Rekognition {op} failed ({type(e).__name__}).") from None
