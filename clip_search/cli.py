@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative-weight", type=fraction, default=DEFAULT_NEGATIVE_WEIGHT)
     p.add_argument("--image", help="an image file to search with (alone or with QUERY)")
     p.add_argument("--json", action="store_true", help="print hits as a JSON array")
+    p.add_argument("--exact", action="store_true", help="score every frame (bypass the archive index)")
 
     p = sub.add_parser("films", help="list indexed films (and damaged ones)")
     _library_arg(p)
@@ -76,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("film", metavar="FILM")
     _library_arg(p)
     p.add_argument("-o", "--output", required=True, type=output_file, metavar="OUT.npz")
+
+    p = sub.add_parser("import", help="add vectors computed elsewhere (.npz with embeddings, times) as a film")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--npz", required=True, help="file with 'embeddings' (N x D) and 'times' (N, seconds), as export writes"
+    )
+    _library_arg(p)
+    p.add_argument("--model", help="the CLIP model the vectors came from (default $FRAMESEARCH_MODEL or the hub id)")
+    p.add_argument("--source", help="the film file the vectors describe (for the player and tagging)")
+
+    p = sub.add_parser("ann", help="the archive index (FAISS) for libraries of 200 000 frames or more")
+    p.add_argument("action", choices=["build", "status"])
+    _library_arg(p)
+    p.add_argument("--rebuild", action="store_true", help="retrain from scratch instead of updating")
     return parser
 
 
@@ -161,7 +176,19 @@ def cmd_index(args: argparse.Namespace) -> int:
         except OSError as e:  # unreadable file, permission denied, disk full: this file fails, the batch goes on
             failures += 1
             _err(f"{Path(ref).name}: {e.strerror or e}")
+    _keep_archive_index(library)
     return 1 if failures else 0
+
+
+def _keep_archive_index(library: Library) -> None:
+    """After films were added: update the archive index if there is one or the library needs one."""
+    from clip_search.ann import ANN_MIN_FRAMES, AnnIndex
+
+    status = AnnIndex.status(library)
+    if status.fresh or (not status.exists and sum(f.manifest.frames for f in library.films()) < ANN_MIN_FRAMES):
+        return
+    print("updating the archive index…", file=sys.stderr)
+    print(AnnIndex.update(library).describe(), file=sys.stderr)
 
 
 def _search_films(library: Library, refs: list[str]) -> list[Film]:
@@ -190,7 +217,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise FrameSearchError(str(e)) from None
     for note in query.notices:
         print(f"note: {note}", file=sys.stderr)
-    hits = Searcher(films).search(query, top_k=args.top_k, gap=args.gap)
+    searcher = Searcher(films, library, exact=args.exact)
+    if searcher.notice:
+        print(f"note: {searcher.notice}", file=sys.stderr)
+    hits = searcher.search(query, top_k=args.top_k, gap=args.gap)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2))
         return 0
@@ -245,7 +275,61 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "films": cmd_films, "export": cmd_export}
+def cmd_import(args: argparse.Namespace) -> int:
+    from clip_search.library import Manifest
+    from clip_search.store import import_vectors
+
+    library = Library(config.library_dir(args.library))
+    try:
+        with np.load(args.npz) as z:
+            emb, times = np.asarray(z["embeddings"]), np.asarray(z["times"], np.float64)
+    except (OSError, ValueError, KeyError) as e:
+        raise FrameSearchError(f"{Path(args.npz).name}: not an .npz with 'embeddings' and 'times' ({e})") from None
+    m = Manifest.imported(args.name, config.model_id(args.model), 0.0, source=args.source)
+    if args.source and Path(args.source).is_file():
+        from clip_search.library import fingerprint
+
+        m.source, m.fingerprint = str(Path(args.source).resolve()), fingerprint(args.source)
+    film = import_vectors(library, m, emb, times)
+    print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} imported -> {film.id}")
+    _keep_archive_index(library)
+    return 0
+
+
+def cmd_ann(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from clip_search.ann import AnnIndex
+
+    library = Library(config.library_dir(args.library))
+    if args.action == "status":
+        print(AnnIndex.status(library).describe())
+        return 0
+    if not library.films():
+        raise FrameSearchError(f"The library {library.root} has no films to index.")
+    bar = tqdm(desc="adding films", unit="film", file=sys.stderr)
+
+    def show(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        status = AnnIndex.update(library, progress=show, rebuild=args.rebuild)
+    finally:
+        bar.close()
+    print(status.describe())
+    return 0
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "films": cmd_films,
+    "export": cmd_export,
+    "import": cmd_import,
+    "ann": cmd_ann,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,28 +1,26 @@
 """Search: score every frame of the chosen films against a query, pick de-duplicated top hits.
 
 A frame's score is the cosine of unit vectors (in patch mode, the best of the frame and its
-patches). Large libraries (a million frames) are first scored with an int8 copy of the vectors
-through PyTorch's quantised linear kernel, then the best candidates are re-scored exactly, so
-hits carry exact cosines and a query stays well under 100 ms on two CPU cores.
+patches). Archive-sized libraries (``ANN_MIN_FRAMES``) take candidates from the FAISS index in
+``clip_search.ann`` and re-score them exactly from the float32 vectors on disk, so hits carry exact
+cosines; smaller libraries, small film filters and ``exact=True`` score every frame.
 """
 
 from __future__ import annotations
 
-import threading
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clip_search.library import Film
+from clip_search.library import Film, Library
 from clip_search.moments import Moment, find_moments, moment_around
 
 DEFAULT_GAP = 2.0
 DEFAULT_NEGATIVE_WEIGHT = 0.5
-QUANTIZE_MIN_FRAMES = 200_000
+ANN_WINDOW = 256  # in archive mode a hit's moment and softmax use the frames this close to it
 
 if TYPE_CHECKING:  # torch is imported only when a model is really needed
     from clip_search.model import ClipEncoder
@@ -122,79 +120,91 @@ class Hit:
         return asdict(self)
 
 
-class _Quantized:
-    """An int8 copy of many films' vectors behind PyTorch's quantised linear kernel (fbgemm)."""
-
-    def __init__(self, films: Sequence[Film]) -> None:
-        import torch
-
-        blocks, scales = [], []
-        for film in films:
-            e = film.embeddings
-            for lo in range(0, len(e), 65536):
-                block = np.asarray(e[lo : lo + 65536], np.float32)
-                sc = np.maximum(np.abs(block).max(axis=1), 1e-12) / 127.0
-                blocks.append(np.round(block / sc[:, None]).astype(np.int8))
-                scales.append(sc)
-        w = torch.from_numpy(np.concatenate(blocks))
-        sc = torch.from_numpy(np.concatenate(scales).astype(np.float64))
-        qw = torch._make_per_channel_quantized_tensor(w, sc, torch.zeros(len(sc), dtype=torch.long), 0)
-        self.packed = torch.ops.quantized.linear_prepack(qw, None)
-
-    def scores(self, q: np.ndarray) -> np.ndarray:
-        import torch
-
-        return torch.ops.quantized.linear_dynamic(torch.from_numpy(q)[None], self.packed)[0].numpy()
-
-
 class Searcher:
-    """Searches a set of films; keeps per-film state (and the int8 copy) between queries."""
+    """Searches a set of films; keeps per-film state (and the archive index) between queries.
 
-    def __init__(self, films: Sequence[Film], quantize: bool | None = None) -> None:
+    ``mode`` is ``exact`` (every frame scored) or ``ann`` (FAISS candidates, exact re-scoring);
+    ``notice`` says why an archive-sized library is scored exactly (no index yet, or a stale one)."""
+
+    def __init__(
+        self,
+        films: Sequence[Film],
+        library: Library | None = None,
+        exact: bool = False,
+        nprobe: int | None = None,
+    ) -> None:
+        from clip_search.ann import ANN_MIN_FRAMES, DEFAULT_NPROBE, AnnIndex
+
         self.films = list(films)
-        sizes = [f.manifest.frames for f in self.films]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.total = int(self.offsets[-1])
+        self.total = sum(f.manifest.frames for f in self.films)
+        self.nprobe = nprobe or DEFAULT_NPROBE
+        self.ann: AnnIndex | None = None
+        self.notice: str | None = None
         has_patches = any(f.manifest.patches_per_frame for f in self.films)
-        self.quantize = (self.total >= QUANTIZE_MIN_FRAMES and not has_patches) if quantize is None else quantize
-        self._quantized: _Quantized | None = None
-        self._lock = threading.Lock()
-
-    def prepare(self) -> None:
-        """Build the int8 copy now (it is otherwise built on the first query)."""
-        if self.quantize and self._quantized is None:
-            with self._lock:
-                if self._quantized is None:
-                    try:
-                        with warnings.catch_warnings():  # quantised tensors are deprecated upstream
-                            warnings.simplefilter("ignore", UserWarning)
-                            self._quantized = _Quantized(self.films)
-                    except (RuntimeError, AttributeError):  # a torch without the kernel: exact scoring
-                        self.quantize = False
-
-    def all_scores(self, q: np.ndarray) -> list[np.ndarray]:
-        """Per-film score arrays: exact, or int8-approximate (error about 0.002) for huge libraries."""
-        self.prepare()
-        if self.quantize:
-            s = self._quantized.scores(q)
-            return [s[self.offsets[i] : self.offsets[i + 1]] for i in range(len(self.films))]
-        return [frame_scores(f, q) for f in self.films]
+        if not exact and not has_patches and self.films:
+            lib = library or Library(self.films[0].dir.parent.parent)
+            if sum(f.manifest.frames for f in lib.films()) >= ANN_MIN_FRAMES:
+                self.ann = AnnIndex.load(lib)
+                if self.ann is None:
+                    self.notice = (
+                        f"{AnnIndex.status(lib).describe()}; scoring every frame exactly "
+                        "(slower). `python -m clip_search ann build` makes searches fast."
+                    )
+        self.mode = "ann" if self.ann is not None else "exact"
 
     def search(self, query: QueryVector, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
         """Top ``top_k`` frames, best first, no two from one film closer than ``gap`` seconds."""
+        from clip_search.ann import EXACT_MAX_FRAMES
+
         if self.total == 0 or top_k <= 0:
             return []
         q = query.vector
-        rescore = None
-        if self.quantize:
+        if self.ann is None or self.total <= EXACT_MAX_FRAMES:
+            return rank_frames(self.films, [frame_scores(f, q) for f in self.films], top_k, gap)
+        k = min(self.total, max(top_k * 64, 2048))
+        while True:
+            cands = self.ann.candidates(q, self.films, k, self.nprobe)
+            film_idx = np.concatenate([np.full(len(rows), fi) for fi, rows in cands]) if cands else np.zeros(0, int)
+            local = np.concatenate([rows for _, rows in cands]) if cands else np.zeros(0, int)
+            score = (
+                np.concatenate([np.asarray(self.films[fi].embeddings[rows]) @ q for fi, rows in cands])
+                if cands
+                else np.zeros(0, np.float32)
+            )
+            chosen = _distinct_top(self.films, film_idx, local, score, top_k, gap)
+            if len(chosen) == top_k or k >= self.total:
+                break
+            k = min(self.total, k * 4)
+        return [_windowed_hit(self.films[f], i, sc, q) for f, i, sc in chosen]
 
-            def rescore(f: int, rows: np.ndarray) -> np.ndarray:
-                order = np.argsort(rows)  # memmap reads in file order
-                out = np.empty(len(rows), np.float32)
-                out[order] = np.asarray(self.films[f].embeddings[rows[order]]) @ q
-                return out
 
-        return rank_frames(self.films, self.all_scores(q), top_k, gap, rescore)
+def _distinct_top(
+    films: Sequence[Film], film_idx: np.ndarray, local: np.ndarray, score: np.ndarray, top_k: int, gap: float
+) -> list[tuple[int, int, float]]:
+    """The best candidates, best first, skipping any within ``gap`` seconds of a better one of its film."""
+    chosen: list[tuple[int, int, float]] = []
+    taken: dict[int, list[float]] = {}
+    for j in np.argsort(-score, kind="stable"):
+        f, i = int(film_idx[j]), int(local[j])
+        t = float(films[f].times[i])
+        if any(abs(t - u) < gap for u in taken.get(f, ())):
+            continue
+        taken.setdefault(f, []).append(t)
+        chosen.append((f, i, float(score[j])))
+        if len(chosen) == top_k:
+            break
+    return chosen
+
+
+def _windowed_hit(film: Film, i: int, score: float, q: np.ndarray) -> Hit:
+    """A hit of archive search: its moment and softmax from the exact scores of nearby frames."""
+    lo, hi = max(0, i - ANN_WINDOW), min(film.manifest.frames, i + ANN_WINDOW + 1)
+    near = np.asarray(film.embeddings[lo:hi] @ q, np.float32)
+    soft = np.zeros(film.manifest.frames, np.float32)
+    soft[lo:hi] = softmax_over_frames(near, film.manifest.logit_scale)
+    scores = np.full(film.manifest.frames, -np.inf, np.float32)
+    scores[lo:hi] = near
+    return _hit(film, i, score, scores, soft, float(np.median(near)))
 
 
 def rank_frames(
@@ -202,13 +212,11 @@ def rank_frames(
     per_film: list[np.ndarray],
     top_k: int = 10,
     gap: float = DEFAULT_GAP,
-    rescore: Callable[[int, np.ndarray], np.ndarray] | None = None,
     logit_scale: float | None = None,
 ) -> list[Hit]:
     """Top ``top_k`` frames over films from per-film score arrays (any engine), best first, no two
     from one film closer than ``gap`` seconds, each with its moment.
 
-    ``rescore(film_index, frame_rows)`` replaces approximate scores of candidates with exact ones;
     ``logit_scale`` for the softmax column (default: each film's CLIP logit scale)."""
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in per_film])]).astype(np.int64)
     total = int(offsets[-1])
@@ -221,21 +229,7 @@ def rank_frames(
         film_idx = np.searchsorted(offsets, cand, side="right") - 1
         local = cand - offsets[film_idx]
         score = flat[cand].astype(np.float32)
-        if rescore is not None:
-            for f in np.unique(film_idx):
-                sel = film_idx == f
-                score[sel] = rescore(int(f), local[sel])
-        chosen: list[tuple[int, int, float]] = []
-        taken: dict[int, list[float]] = {}
-        for j in np.argsort(-score, kind="stable"):
-            f, i = int(film_idx[j]), int(local[j])
-            t = float(films[f].times[i])
-            if any(abs(t - u) < gap for u in taken.get(f, ())):
-                continue
-            taken.setdefault(f, []).append(t)
-            chosen.append((f, i, float(score[j])))
-            if len(chosen) == top_k:
-                break
+        chosen = _distinct_top(films, film_idx, local, score, top_k, gap)
         if len(chosen) == top_k or m >= total:
             break
         m = min(total, m * 4)

@@ -9,10 +9,8 @@ import pytest
 from PIL import Image
 
 from clip_search.cli import main
-from clip_search.library import Library, Manifest
 from clip_search.moments import Moment, find_moments, moment_around
-from clip_search.search import QueryVector, Searcher, build_query, frame_scores, softmax_over_frames, timeline
-from clip_search.store import import_vectors
+from clip_search.search import Searcher, build_query, frame_scores, softmax_over_frames, timeline
 from clip_search.video import SamplingSettings, iter_frames
 
 
@@ -92,28 +90,6 @@ def test_hit_carries_its_moment(indexed_library, encoder):
     for h in Searcher(indexed_library.films()).search(q, top_k=5):
         assert h.start <= h.time < h.end
         assert h.moment_peak == pytest.approx(h.score, abs=1e-5)
-
-
-def _synthetic(lib: Library, name: str, n: int, dim: int, rng) -> None:
-    emb = rng.standard_normal((n, dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    m = Manifest.imported(name, "m", float(n))
-    import_vectors(lib, m, emb, np.arange(n, dtype=float))
-
-
-def test_int8_prefilter_gives_the_exact_hits(tmp_path):
-    rng = np.random.default_rng(1)
-    lib = Library(tmp_path)
-    for i, n in enumerate((30_000, 5_000, 20_000)):
-        _synthetic(lib, f"film{i}", n, 128, rng)
-    films = lib.films()
-    for _ in range(5):
-        v = rng.standard_normal(128).astype(np.float32)
-        q = QueryVector(v / np.linalg.norm(v), "q")
-        exact = Searcher(films, quantize=False).search(q, top_k=10, gap=3.0)
-        fast = Searcher(films, quantize=True).search(q, top_k=10, gap=3.0)
-        assert [(h.film_id, h.frame) for h in fast] == [(h.film_id, h.frame) for h in exact]
-        assert [h.score for h in fast] == pytest.approx([h.score for h in exact], abs=1e-5)
 
 
 def test_timeline_scores_every_frame(indexed_library, encoder):

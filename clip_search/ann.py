@@ -1,0 +1,261 @@
+"""Archive search: one FAISS index (IVF with PQ codes) over every film of a large library.
+
+Each film owns one range of global ids (``offset .. offset + frames``), so a film filter is an id
+selector and a hit's id says its film and frame. The index only proposes candidates: they are
+re-scored exactly from the float32 vectors on disk (memory-mapped) before de-duplication and
+moments, so hits carry exact cosines. Per-film timelines never use it (they score every frame).
+
+The index lives in ``library/ann/`` (``index.faiss`` + ``meta.json``, written atomically under a
+lock). It records which film versions it holds; one added, removed or re-indexed since makes it
+stale, and a stale index is never read. ``update`` adds new films' vectors without retraining,
+removes gone ones, and retrains from scratch once the library has outgrown what the coarse
+quantiser was trained for (``RETRAIN_GROWTH``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clip_search.library import Film, Library, atomic_write_json
+
+ANN_MIN_FRAMES = 200_000  # libraries at least this large are searched through the index
+EXACT_MAX_FRAMES = 20_000  # a film filter choosing at most this many frames is scored exactly
+RETRAIN_GROWTH = 4.0  # retrain once the library holds this many times the frames it was trained on
+POINTS_PER_CENTROID = 64  # training sample per coarse centroid (FAISS warns below 39)
+PQ_BYTES = 64  # at most this many bytes per vector (8-bit PQ codes): 1 M 512-d frames = 64 MB of codes
+DEFAULT_NPROBE = 48
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def nlist_for(frames: int) -> int:
+    """Coarse centroids for a library of this size: about 1 per 1 000 frames, a power of two."""
+    return int(2 ** round(math.log2(max(64, min(65536, frames / 1000)))))
+
+
+@dataclass(frozen=True)
+class AnnStatus:
+    """What ``ann status`` prints: whether an index exists and can be used, and why not."""
+
+    exists: bool
+    fresh: bool
+    frames: int
+    films: int
+    nlist: int
+    trained_on: int
+    reason: str
+
+    def describe(self) -> str:
+        if not self.exists:
+            return f"no archive index ({self.reason})"
+        state = "fresh" if self.fresh else f"STALE: {self.reason} (run `python -m clip_search ann build`)"
+        return (
+            f"archive index: {self.frames} frames of {self.films} films, IVF{self.nlist} with PQ codes, "
+            f"trained on {self.trained_on} frames; {state}"
+        )
+
+
+def _film_key(f: Film) -> list:
+    return [f.id, f.manifest.completed_at, f.manifest.frames, f.manifest.model]
+
+
+class AnnIndex:
+    """A loaded archive index and the film id ranges it holds."""
+
+    def __init__(self, library: Library, index, meta: dict) -> None:
+        self.library, self.index, self.meta = library, index, meta
+        self.ranges = {f["id"]: (f["offset"], f["frames"]) for f in meta["films"]}
+
+    @staticmethod
+    def folder(library: Library) -> Path:
+        return library.root / "ann"
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @classmethod
+    def _read_meta(cls, library: Library) -> dict | None:
+        try:
+            return json.loads((cls.folder(library) / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    @classmethod
+    def status(cls, library: Library, films: list[Film] | None = None) -> AnnStatus:
+        films = library.films() if films is None else films
+        meta = cls._read_meta(library)
+        if meta is None or not (cls.folder(library) / meta.get("file", "index.faiss")).is_file():
+            total = sum(f.manifest.frames for f in films)
+            why = "library under the threshold" if total < ANN_MIN_FRAMES else "not built yet"
+            return AnnStatus(False, False, 0, 0, 0, 0, why)
+        held = {f["id"]: f["key"] for f in meta["films"]}
+        now = {f.id: _film_key(f) for f in films}
+        added = [i for i in now if i not in held]
+        removed = [i for i in held if i not in now]
+        changed = [i for i in now if i in held and held[i] != now[i]]
+        parts = []
+        for what, ids in (("added", added), ("removed", removed), ("re-indexed", changed)):
+            if ids:
+                parts.append(f"{len(ids)} film(s) {what} since it was built ({', '.join(ids[:3])})")
+        fresh = not parts
+        frames = sum(f["frames"] for f in meta["films"])
+        return AnnStatus(True, fresh, frames, len(held), meta["nlist"], meta["trained_on"], "; ".join(parts))
+
+    @classmethod
+    def load(cls, library: Library, films: list[Film] | None = None) -> AnnIndex | None:
+        """The index, if it exists and is fresh for the library's films; None otherwise (never stale)."""
+        if not cls.status(library, films).fresh:
+            return None
+        meta = cls._read_meta(library)
+        faiss = _faiss()
+        try:
+            index = faiss.read_index(str(cls.folder(library) / meta["file"]))
+        except RuntimeError:
+            return None
+        return cls(library, index, meta)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    @classmethod
+    def update(cls, library: Library, progress=None, rebuild: bool = False) -> AnnStatus:
+        """Bring the index up to date with the library: add new films without retraining, remove
+        gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``)."""
+        from clip_search.store import film_lock
+
+        with film_lock(library, "_ann-index"):
+            films = library.films()
+            total = sum(f.manifest.frames for f in films)
+            meta = cls._read_meta(library)
+            index = None
+            if meta is not None and not rebuild and total <= RETRAIN_GROWTH * meta["trained_on"]:
+                try:
+                    index = _faiss().read_index(str(cls.folder(library) / meta["file"]))
+                except RuntimeError:
+                    index = None
+            if index is None or meta is None or meta.get("dim") != _dim(films):
+                index, meta = cls._train(films, total)
+            faiss = _faiss()
+            held = {f["id"]: f for f in meta["films"]}
+            now = {f.id: f for f in films}
+            for fid, entry in list(held.items()):  # gone or re-indexed: drop its id range
+                if fid not in now or entry["key"] != _film_key(now[fid]):
+                    index.remove_ids(faiss.IDSelectorRange(entry["offset"], entry["offset"] + entry["frames"]))
+                    del held[fid]
+            next_id = max((e["offset"] + e["frames"] for e in held.values()), default=0)
+            todo = [f for f in films if f.id not in held]
+            for n, film in enumerate(todo):
+                _add(index, film, next_id)
+                held[film.id] = {
+                    "id": film.id,
+                    "key": _film_key(film),
+                    "offset": next_id,
+                    "frames": film.manifest.frames,
+                }
+                next_id += film.manifest.frames
+                if progress:
+                    progress(n + 1, len(todo))
+            meta["films"] = sorted(held.values(), key=lambda e: e["offset"])
+            meta["updated_at"] = time.time()
+            cls._write(library, index, meta)
+        return cls.status(library)
+
+    @staticmethod
+    def _train(films: list[Film], total: int):
+        faiss = _faiss()
+        dim = _dim(films)
+        nlist = nlist_for(total)
+        m = max(1, min(PQ_BYTES, dim // 8))  # 8 dimensions per sub-quantiser: 512-d CLIP -> 64 bytes
+        while dim % m:
+            m -= 1
+        index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+        faiss.downcast_index(index).do_polysemous_training = False  # unused by our searches; most of the cost
+        sample = _sample(films, min(total, max(nlist * POINTS_PER_CENTROID, 256 * 39)))
+        index.train(sample)
+        meta = {"file": "index.faiss", "dim": dim, "nlist": nlist, "pq": m, "trained_on": total, "films": []}
+        return index, meta
+
+    @classmethod
+    def _write(cls, library: Library, index, meta: dict) -> None:
+        folder = cls.folder(library)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"index-{int(time.time() * 1000)}.faiss"
+        tmp = folder / f".{name}.tmp"
+        _faiss().write_index(index, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+        old = meta.get("file")
+        meta["file"] = name
+        atomic_write_json(folder / "meta.json", meta)  # the switch: readers see old or new, never half
+        if old and old != name:
+            (folder / old).unlink(missing_ok=True)
+
+    # -- searching -------------------------------------------------------------------------------
+
+    def candidates(
+        self, q: np.ndarray, films: list[Film], k: int, nprobe: int = DEFAULT_NPROBE
+    ) -> list[tuple[int, np.ndarray]]:
+        """Up to ``k`` candidate frames for ``q`` among ``films``: [(film index, local frame rows)]."""
+        faiss = _faiss()
+        chosen = {f.id for f in films}
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        if chosen != set(self.ranges):
+            params.sel = self._selector(films)
+        _, ids = self.index.search(np.ascontiguousarray(q[None], np.float32), k, params=params)
+        ids = ids[0][ids[0] >= 0]
+        starts = np.array([self.ranges[f.id][0] for f in films], np.int64)
+        order = np.argsort(starts)
+        out = []
+        pos = np.searchsorted(starts[order], ids, side="right") - 1
+        for j in np.unique(pos):
+            fi = int(order[j])
+            rows = ids[pos == j] - starts[fi]
+            rows = rows[(rows >= 0) & (rows < films[fi].manifest.frames)]
+            if len(rows):
+                out.append((fi, np.sort(rows)))
+        return out
+
+    def _selector(self, films: list[Film]):
+        faiss = _faiss()
+        end = max(o + n for o, n in self.ranges.values())
+        bitmap = np.zeros((end + 7) // 8, np.uint8)
+        bits = np.zeros(end, bool)
+        for f in films:
+            o, n = self.ranges[f.id]
+            bits[o : o + n] = True
+        bitmap[:] = np.packbits(bits, bitorder="little")
+        self._bitmap = bitmap  # FAISS keeps a pointer: keep the array alive while searching
+        return faiss.IDSelectorBitmap(bitmap)
+
+
+def _dim(films: list[Film]) -> int:
+    return films[0].manifest.dim if films else 0
+
+
+def _sample(films: list[Film], n: int, seed: int = 0) -> np.ndarray:
+    """``n`` vectors spread over all films in proportion to their length (streamed from disk)."""
+    rng = np.random.default_rng(seed)
+    total = sum(f.manifest.frames for f in films)
+    parts = []
+    for f in films:
+        take = max(1, round(n * f.manifest.frames / total))
+        rows = np.sort(rng.choice(f.manifest.frames, size=min(take, f.manifest.frames), replace=False))
+        parts.append(np.asarray(f.embeddings[rows], np.float32))
+    return np.ascontiguousarray(np.concatenate(parts))
+
+
+def _add(index, film: Film, offset: int, block: int = 65536) -> None:
+    emb = film.embeddings
+    for lo in range(0, film.manifest.frames, block):
+        x = np.ascontiguousarray(emb[lo : lo + block], np.float32)
+        index.add_with_ids(x, np.arange(offset + lo, offset + lo + len(x), dtype=np.int64))

@@ -1,0 +1,113 @@
+"""Archive search: a FAISS index over a library past the threshold, built with `import` from
+synthetic video-like vectors; candidates re-scored exactly, film filters, staleness, updates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from clip_search.ann import ANN_MIN_FRAMES, EXACT_MAX_FRAMES, AnnIndex
+from clip_search.cli import main
+from clip_search.library import Library
+from clip_search.search import QueryVector, Searcher
+from clip_search.synthetic import VideoLikeVectors
+
+DIM = 128
+FILMS = 4
+PER_FILM = ANN_MIN_FRAMES // FILMS + 2_000  # together just past the threshold
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """A library of 4 films (208 000 frames) imported from .npz files, as a lab would bring them."""
+    tmp = tmp_path_factory.mktemp("archive")
+    gen = VideoLikeVectors(dim=DIM, clusters=100, seed=3)
+    lib = tmp / "lib"
+    for i in range(FILMS):
+        npz = tmp / f"reel{i}.npz"
+        np.savez(npz, embeddings=gen.film(PER_FILM), times=np.arange(PER_FILM, dtype=np.float64))
+        assert main(["import", f"reel{i}", "--npz", str(npz), "--library", str(lib), "--model", "synthetic"]) == 0
+    return Library(lib), gen
+
+
+def _keys(hits):
+    return [(h.film_id, h.frame) for h in hits]
+
+
+def test_import_past_the_threshold_builds_the_index_and_search_uses_it(archive, capsys):
+    lib, gen = archive
+    status = AnnIndex.status(lib)
+    assert status.exists and status.fresh and status.frames == FILMS * PER_FILM
+    films = lib.films()
+    searcher = Searcher(films, lib)
+    assert searcher.mode == "ann" and searcher.notice is None
+    exact = Searcher(films, lib, exact=True)
+    assert exact.mode == "exact"
+    found = []
+    for v in gen.queries(20):
+        q = QueryVector(v, "q")
+        fast, slow = searcher.search(q, top_k=10, gap=3.0), exact.search(q, top_k=10, gap=3.0)
+        found.append(len(set(_keys(fast)) & set(_keys(slow))) / 10)
+        assert all(
+            h.score == pytest.approx(float(np.asarray(lib.get(h.film_id).embeddings[h.frame]) @ v), abs=1e-5)
+            for h in fast
+        )
+        assert all(h.start <= h.time < h.end for h in fast)
+    assert np.mean(found) >= 0.98  # recall@10 after de-dup against exact search
+
+
+def test_film_filters_use_an_id_selector_or_exact_scoring(archive):
+    lib, gen = archive
+    films = lib.films()
+    q = QueryVector(gen.queries(1)[0], "q")
+    one = Searcher(films[2:3], lib)
+    assert one.total > EXACT_MAX_FRAMES and one.mode == "ann"
+    hits = one.search(q, top_k=10, gap=3.0)
+    assert {h.film_id for h in hits} == {films[2].id}
+    assert _keys(hits) == _keys(Searcher(films[2:3], lib, exact=True).search(q, top_k=10, gap=3.0))
+    two = Searcher([films[0], films[3]], lib).search(q, top_k=10, gap=3.0)
+    assert {h.film_id for h in two} <= {films[0].id, films[3].id}
+
+
+def test_a_stale_index_is_never_read_and_an_update_adds_without_retraining(archive, tmp_path, capsys):
+    lib, gen = archive
+    before = json.loads((lib.root / "ann" / "meta.json").read_text())
+    npz = tmp_path / "late.npz"
+    np.savez(npz, embeddings=gen.film(3000), times=np.arange(3000, dtype=np.float64))
+    # another process adds a film behind the index's back (the import CLI would update it)
+    from clip_search.library import Manifest
+    from clip_search.store import import_vectors
+
+    with np.load(npz) as z:
+        import_vectors(lib, Manifest.imported("late", "synthetic", 0.0), z["embeddings"], z["times"])
+    status = AnnIndex.status(lib)
+    assert status.exists and not status.fresh and "1 film(s) added" in status.reason
+    searcher = Searcher(lib.films(), lib)
+    assert searcher.mode == "exact" and "STALE" in searcher.notice
+    assert (
+        main(["search", "--library", str(lib.root), "--image", "/nonexistent.png"]) == 2
+    )  # a stale index breaks nothing
+    capsys.readouterr()
+    assert main(["ann", "build", "--library", str(lib.root)]) == 0
+    after = json.loads((lib.root / "ann" / "meta.json").read_text())
+    assert after["trained_on"] == before["trained_on"] and after["nlist"] == before["nlist"]  # no retraining
+    assert [f["id"] for f in after["films"]][-1] == "late"
+    assert not (lib.root / "ann" / before["file"]).exists() and (lib.root / "ann" / after["file"]).is_file()
+    assert "fresh" in capsys.readouterr().out
+    assert Searcher(lib.films(), lib).mode == "ann"
+
+
+def test_a_library_that_outgrew_its_training_is_retrained(tmp_path):
+    gen = VideoLikeVectors(dim=32, clusters=20, seed=1)
+    lib = Library(tmp_path)
+    from clip_search.library import Manifest
+    from clip_search.store import import_vectors
+
+    import_vectors(lib, Manifest.imported("a", "m", 0.0), gen.film(20_000), np.arange(20_000.0))
+    first = AnnIndex.update(lib)
+    assert first.fresh and first.trained_on == 20_000
+    import_vectors(lib, Manifest.imported("b", "m", 0.0), gen.film(70_000), np.arange(70_000.0))
+    second = AnnIndex.update(lib)
+    assert second.fresh and second.trained_on == 90_000 and second.frames == 90_000
