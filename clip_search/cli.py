@@ -15,6 +15,7 @@ import numpy as np
 
 from clip_search import config
 from clip_search.arguments import Parser, fraction, non_negative_float, output_file, positive_float, positive_int
+from clip_search.distributed import expand_sources
 from clip_search.errors import FrameSearchError, ModelLoadError
 from clip_search.fetch import download, is_url
 from clip_search.indexer import IndexOptions, Progress, cached_index, index_film
@@ -39,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m clip_search", description="Search films by what you saw.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = sub.add_parser("index", help="index films (paths or video URLs) into the library")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p = sub.add_parser("index", help="index films (paths, folders, .txt lists of paths, video URLs)")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="a film, a folder (searched recursively), a .txt list, a URL"
+    )
     _library_arg(p)
     p.add_argument("--model", help=f"hub id or local folder (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL})")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
@@ -53,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=positive_int, default=0, help="frames per model batch (default 32 CPU, 128 GPU)"
     )
     p.add_argument("--chunk-frames", type=positive_int, default=256, help="frames per saved chunk (resume granularity)")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="index on Ray with this many encode workers (local Ray, or the cluster at $RAY_ADDRESS)",
+    )
 
     p = sub.add_parser("search", help="search indexed films by text and/or image")
     p.add_argument("query", nargs="?", default="", metavar="QUERY")
@@ -119,9 +128,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         chunk_frames=args.chunk_frames,
     )
     library = Library(config.library_dir(args.library))
+    if args.workers:
+        return _index_on_ray(args, library, options)
     encoder = None
     failures = 0
-    for ref in args.paths:
+    for ref in expand_sources(args.paths):
         try:
             path = download(ref, library.downloads_dir) if is_url(ref) else Path(ref)
             cached = cached_index(path, library, args.model, options)
@@ -178,6 +189,44 @@ def cmd_index(args: argparse.Namespace) -> int:
             _err(f"{Path(ref).name}: {e.strerror or e}")
     _keep_archive_index(library)
     return 1 if failures else 0
+
+
+def _index_on_ray(args: argparse.Namespace, library: Library, options: IndexOptions) -> int:
+    """``index --workers N``: the archive pipeline on Ray Data, with progress for the whole archive."""
+    from tqdm import tqdm
+
+    from clip_search.distributed import ArchiveProgress, index_archive
+
+    bar = tqdm(total=1, desc="archive", unit="film", file=sys.stderr)
+
+    def show(p: ArchiveProgress) -> None:
+        bar.total, bar.n = p.films_total, p.films_done
+        eta = p.eta_seconds
+        left = f", {fmt_time(eta)[:-2]} left" if eta is not None else ""
+        bar.set_postfix_str(f"{p.frames} frames, {p.rate:.1f} frames/s{left}", refresh=False)
+        bar.refresh()
+
+    try:
+        result = index_archive(
+            args.paths, library, args.model, options, args.workers, args.device, progress=show, warn=lambda m: _err(m)
+        )
+    finally:
+        bar.close()
+    for film in result.reused:
+        print(f"{film.name}: already indexed, reused -> {film.id}")
+    for film in result.indexed:
+        m = film.manifest
+        print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} (indexed on Ray) -> {m.id}")
+    for line in result.failed:
+        _err(line)
+    rate = result.frames / result.seconds if result.seconds else 0.0
+    print(
+        f"{len(result.indexed)} indexed, {len(result.reused)} reused, {len(result.failed)} failed; "
+        f"{result.frames} frames in {result.seconds:.1f} s ({rate:.1f} frames/s) with {args.workers} workers",
+        file=sys.stderr,
+    )
+    _keep_archive_index(library)
+    return 1 if result.failed else 0
 
 
 def _keep_archive_index(library: Library) -> None:

@@ -154,6 +154,20 @@ def _read_preprocessor_config(model_id: str) -> dict:
         return {}
 
 
+def preprocessing_for(model_id: str) -> Preprocessing:
+    """The model's image preprocessing, read from its config files without loading its weights
+    (decode workers prepare frames for a model they never load)."""
+    local = Path(model_id) / "config.json"
+    if local.is_file():
+        cfg = json.loads(local.read_text())
+    else:
+        from transformers import CLIPConfig
+
+        cfg = CLIPConfig.from_pretrained(model_id).to_dict()
+    image_size = int(cfg.get("vision_config", {}).get("image_size", 224))
+    return Preprocessing.from_config(_read_preprocessor_config(model_id), image_size)
+
+
 LOAD_HELP = (
     "Point --model (or FRAMESEARCH_MODEL) at a local folder holding a saved CLIP model "
     "(config.json, the weights and the tokenizer files, as written by save_pretrained), "

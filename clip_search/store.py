@@ -67,13 +67,16 @@ class StagedFilm:
     Create it inside ``film_lock``. A staging folder left by an interrupted run with the same key is
     resumed; one with another key (other settings, older file) can never be resumed and is removed."""
 
-    def __init__(self, library: Library, manifest: Manifest) -> None:
+    def __init__(self, library: Library, manifest: Manifest, segmented: bool = False) -> None:
         self.library = library
         self.manifest = manifest
         self.dir = library.staging_for(manifest)
         self.parts = self.dir / "parts"
+        self.segmented = segmented  # whole segments written in any order (the Ray indexer), not a sequence
         self._drop_stale()
         self.parts.mkdir(parents=True, exist_ok=True)
+        for other in self.parts.glob("part-*.npz" if segmented else "seg-*.npz"):  # the other layout's leftovers
+            other.unlink()
         previous = self.dir / "manifest.json"
         if previous.is_file():
             try:
@@ -92,7 +95,22 @@ class StagedFilm:
                 shutil.rmtree(d, ignore_errors=True)
 
     def _paths(self) -> list[Path]:
-        return sorted(self.parts.glob("part-*.npz"))
+        return sorted(self.parts.glob("seg-*.npz" if self.segmented else "part-*.npz"))
+
+    def segments_done(self) -> set[int]:
+        """Segments already written (an interrupted archive run resumes with the others)."""
+        return {int(p.stem.split("-")[1]) for p in self.parts.glob("seg-*.npz")}
+
+    def write_segment(self, k: int, embeddings: np.ndarray, times: Sequence[float], thumbs: Sequence[bytes]) -> None:
+        """Write segment ``k`` whole and atomically (frames in time order); publish checks the joins."""
+        order = np.argsort(np.asarray(times, np.float64), kind="stable")
+        self._write(
+            self.parts / f"seg-{k:06d}.npz",
+            np.asarray(embeddings, np.float32)[order],
+            np.asarray(times, np.float64)[order],
+            [thumbs[i] for i in order],
+            None,
+        )
 
     def _summary(self) -> tuple[int, float | None]:
         """(frames stored, time of the last stored frame); a damaged chunk and all after it are dropped."""
@@ -125,9 +143,14 @@ class StagedFilm:
             raise ValueError("chunk times must strictly increase after the frames already stored")
         if not len(embeddings) == len(times) == len(thumbs):
             raise ValueError("a chunk needs one vector, time and thumbnail per frame")
-        seq = len(self._paths())
-        target = self.parts / f"part-{seq:06d}.npz"
-        tmp = self.parts / f".part-{seq:06d}.{os.getpid()}.tmp.npz"
+        self._write(self.parts / f"part-{len(self._paths()):06d}.npz", embeddings, times, thumbs, patches)
+        self.frames += len(times)
+        self.last_time = float(times[-1])
+
+    def _write(self, target: Path, embeddings, times: np.ndarray, thumbs, patches) -> None:
+        if len(times) > 1 and np.any(np.diff(times) <= 0):
+            raise ValueError("chunk times must strictly increase")
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
         arrays = {
             "embeddings": np.asarray(embeddings, np.float32),
             "times": times,
@@ -141,8 +164,6 @@ class StagedFilm:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-        self.frames += len(times)
-        self.last_time = float(times[-1])
 
     def _merge(self, dim: int, patches_per_frame: int) -> int:
         """Concatenate all chunks into the film's final arrays, streaming (never all in RAM)."""
