@@ -58,19 +58,20 @@ def main() -> None:
 
 
 def _search(lib, ms, chosen, params) -> None:
+    """Results, the score strip of each film and the player, on one screen."""
     query = search_tab.run_query(ms.encoder, params)
-    if st.session_state.get("play"):
-        left, right = st.columns([3, 2])
+    left, right = st.columns([3, 2])
+    with right:
+        search_tab.player(lib)
+    if query is None:
+        return
+    try:
+        with left:
+            hits = search_tab.results(chosen, query, params, lib, ms)
         with right:
-            search_tab.player(lib)
-    else:
-        left = st.container()
-    with left:
-        if query is not None:
-            try:
-                search_tab.results(chosen, query, params, lib, ms)
-            except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
-                st.error(str(e))
+            search_tab.strips(chosen, hits, params, query, lib, ms)
+    except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
+        st.error(str(e))
 
 
 try:

@@ -127,6 +127,15 @@ class AnnIndex:
     # -- writing ---------------------------------------------------------------------------------
 
     @classmethod
+    def keep_current(cls, library: Library) -> AnnStatus | None:
+        """After films were added: update the index if there is one or the library now needs one.
+        Returns the new status, or None when nothing had to be done."""
+        status = cls.status(library)
+        if status.fresh or (not status.exists and status.reason == "library under the threshold"):
+            return None
+        return cls.update(library)
+
+    @classmethod
     def update(cls, library: Library, progress=None, rebuild: bool = False) -> AnnStatus:
         """Bring the index up to date with the library: add new films without retraining, remove
         gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``)."""

@@ -230,14 +230,12 @@ def _index_on_ray(args: argparse.Namespace, library: Library, options: IndexOpti
 
 
 def _keep_archive_index(library: Library) -> None:
-    """After films were added: update the archive index if there is one or the library needs one."""
-    from clip_search.ann import ANN_MIN_FRAMES, AnnIndex
+    """After films were added: bring the archive index up to date (when the library has or needs one)."""
+    from clip_search.ann import AnnIndex
 
-    status = AnnIndex.status(library)
-    if status.fresh or (not status.exists and sum(f.manifest.frames for f in library.films()) < ANN_MIN_FRAMES):
-        return
-    print("updating the archive index…", file=sys.stderr)
-    print(AnnIndex.update(library).describe(), file=sys.stderr)
+    status = AnnIndex.keep_current(library)
+    if status:
+        print(status.describe(), file=sys.stderr)
 
 
 def _search_films(library: Library, refs: list[str]) -> list[Film]:

@@ -37,6 +37,7 @@ from clip_search.subtitles import load_dialogue
 from clip_search.video import iter_frames
 
 SEGMENT_SECONDS = float(os.environ.get("FRAMESEARCH_SEGMENT_SECONDS", 600))  # the unit of work
+ACTOR_MEMORY = 1 << 30  # bytes reserved per encode actor (ViT-B/32 in fp32 with activations: < 1 GiB)
 DECODE_BATCH = 32  # frames per block leaving a decode task (about 5 MB at 224 px)
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".hevc"}
 
@@ -296,6 +297,9 @@ def index_archive(
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=0 if device == "cuda" else 1,
             num_gpus=1 if device == "cuda" else 0,
+            # the model's memory, reserved per actor; it also keeps Ray Data from fusing the decode
+            # tasks into the actors (fused, decoding and encoding would take turns instead of overlapping)
+            memory=ACTOR_MEMORY,
         )  # Ray Data restarts a dead actor and resubmits its blocks (max_restarts=-1 by default)
         frames = 0
         try:

@@ -349,3 +349,10 @@ def iter_frames(
             raise VideoError(f"{name}: file is truncated: video stops at {last_time:.1f} s of {duration:.1f} s")
     finally:
         container.close()
+
+
+def frame_at(path: str | os.PathLike, t: float) -> np.ndarray:
+    """The RGB frame shown at time ``t`` (seconds), decoded on demand (one seek, a few frames)."""
+    for fr in iter_frames(path, SamplingSettings(mode="every"), start_after=max(0.0, t - 0.002) if t > 0 else None):
+        return fr.image
+    raise VideoError(f"{Path(path).name}: no frame at {t:.2f} s")

@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=positive_ints, default=DEFAULT_KS, help="cut-offs, e.g. 1,5,10")
     p.add_argument("--tolerance", type=non_negative_float, default=DEFAULT_TOLERANCE, help="seconds around an interval")
     p.add_argument("--fusion-weight", type=fraction, default=FUSION_WEIGHT)
+    p.add_argument("--metric", default="mrr", help="headline metric for the paired tests (mrr, map, hit@K, ...)")
     p.add_argument("--model", help="CLIP model (default: the one the films were indexed with)")
     p.add_argument("--json", dest="json_out", type=output_file, metavar="OUT", help="write everything as JSON")
     p.add_argument("--csv", dest="csv_out", type=output_file, metavar="OUT", help="write the per-engine table as CSV")
@@ -158,7 +159,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         row = h.to_dict()
         row["engine"] = engine.name
         if args.explain or engine.name.startswith("tags:"):
-            why = engine.explain(by_id[h.film_id], h.frame, args.query)
+            film = by_id[h.film_id]
+            if args.explain and engine.name == "clip":
+                why = engine.explain(film, h.frame, args.query, crops=True)
+            else:
+                why = engine.explain(film, h.frame, args.query)
             if engine.name.startswith("tags:"):
                 row["matched"] = [{"kind": e.kind, "text": e.text, "confidence": e.confidence} for e in why.evidence]
             if args.explain:
@@ -182,6 +187,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     films, _ = resolve_films(library, queries)
     encoder = _encoder_for(library, args.engines, list({f.id: f for f in films.values()}.values()), args.model)
     engines = [make_engine(n, library, encoder, args.fusion_weight) for n in args.engines]
+    cols = metric_names(args.k)
+    if args.metric not in cols:
+        raise FrameSearchError(f"--metric must be one of {', '.join(cols)}, not {args.metric!r}")
     result = evaluate(
         library,
         queries,
@@ -189,17 +197,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.k,
         args.tolerance,
         progress=lambda i, n: print(f"engine {i}/{n} done", file=sys.stderr),
+        headline=args.metric,
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    cols = metric_names(args.k)
-    print(f"tolerance {args.tolerance:g} s; queries = those with an answer, used in each mean")
-    print(f"{'engine':16s} {'queries':>7s} " + " ".join(f"{c:>9s}" for c in cols))
+    print(f"tolerance {args.tolerance:g} s; queries = those with an answer, used in each mean; [95 % CI]")
+    print(f"{'engine':16s} {'queries':>7s} " + " ".join(f"{c:>17s}" for c in cols))
     for row in result.table():
         if row["status"] != "ok":
             print(f"{row['engine']:16s} skipped: {row['reason']}")
             continue
-        print(f"{row['engine']:16s} {row['queries']:7d} " + " ".join(f"{row[c]:9.3f}" for c in cols))
+        cells = [f"{row[c]:.3f} [{row[c + '_ci_low']:.2f},{row[c + '_ci_high']:.2f}]" for c in cols]
+        print(f"{row['engine']:16s} {row['queries']:7d} " + " ".join(f"{c:>17s}" for c in cells))
+        if row["notes"]:
+            print(f"{'':16s} note: {row['notes']}")
+    print(f"random = chance: each metric's expected value under random ranking, same {DEFAULT_GAP:g} s spacing of hits")
+    for c in result.comparisons:
+        print(c["sentence"])
     if args.json_out:
         args.json_out.write_text(json.dumps(result.to_dict(), indent=2))
     if args.csv_out:

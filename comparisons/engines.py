@@ -21,6 +21,7 @@ import numpy as np
 
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
+from clip_search.patches import PatchSettings
 from clip_search.search import (
     DEFAULT_GAP,
     DEFAULT_NEGATIVE_WEIGHT,
@@ -38,6 +39,7 @@ from comparisons.tag_store import TagStore
 from comparisons.taggers import SERVICES
 
 FUSION_WEIGHT = 0.5  # share of CLIP in clip+dialogue (the dashboard and CLI let users change it)
+EXPLAIN_CROPS = PatchSettings(size=0.5, overlap=0.5)  # crops for CLIP's "where in the frame" map
 CLIP_ENGINES = ("clip", "clip+dialogue")
 
 
@@ -84,6 +86,8 @@ class Explanation:
     score: float
     evidence: list[Evidence] = field(default_factory=list)
     note: str | None = None
+    grid: list[dict] = field(default_factory=list)  # CLIP: crops of the frame, {"box": [l, t, r, b], "score"}
+    frame_size: tuple[int, int] | None = None  # (width, height) the boxes refer to
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -177,13 +181,38 @@ class ClipEngine(Engine):
         films = self.usable(films)
         return self.searcher(films).search(self.vector(query), top_k=top_k, gap=gap)
 
-    def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
+    def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
+        """Cosine and rank; with ``crops``, where in the frame the query matches: the cosine of each
+        overlapping crop (the film's patch vectors in patch mode, else crops encoded now)."""
         query = as_query(query)
         scores = self.scores(film, query)
         rank = int(np.sum(scores > scores[frame])) + 1
         evidence = [Evidence("cosine", f"cosine {scores[frame]:.4f} between the query and this frame")]
         evidence.append(Evidence("rank", f"rank {rank} of {len(scores)} frames of {film.name}"))
-        return self._explanation(film, frame, query, evidence)
+        out = self._explanation(film, frame, query, evidence)
+        if crops:
+            try:
+                out.grid, out.frame_size = self.crop_scores(film, frame, query)
+            except FrameSearchError as e:  # the source file is gone or unreadable: the rest still explains
+                out.note = f"no crop map: {e}"
+        return out
+
+    def crop_scores(self, film: Film, frame: int, query: str | Query) -> tuple[list[dict], tuple[int, int]]:
+        """Cosine of the query with overlapping crops of one frame, and the frame size they refer to."""
+        q = self.vector(query).vector
+        m = film.manifest
+        if m.patches_per_frame and m.patches:
+            boxes = PatchSettings(**m.patches).boxes(m.width, m.height)
+            vecs = np.asarray(film.patch_embeddings[frame * m.patches_per_frame : (frame + 1) * m.patches_per_frame])
+            size = (m.width, m.height)
+        else:
+            from clip_search.video import frame_at
+
+            image = frame_at(m.source, float(film.times[frame]))
+            size = (image.shape[1], image.shape[0])
+            boxes = EXPLAIN_CROPS.boxes(*size)
+            vecs = self.encoder.encode_images([image[t:b, left:r] for left, t, r, b in boxes])
+        return [{"box": list(map(int, box)), "score": float(v @ q)} for box, v in zip(boxes, vecs, strict=True)], size
 
 
 class TagEngine(Engine):

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from clip_search.search import DEFAULT_GAP
+from comparisons.statistics import DRAWS, bootstrap_ci, chance_metrics, compare_all
+
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_TOLERANCE = 1.0
 
@@ -155,6 +158,8 @@ class EngineResult:
     metrics: dict[str, float] = field(default_factory=dict)
     queries: int = 0  # queries in the means (those with an answer)
     no_answer: int = 0  # queries without an answer, left out of the means
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95 % bootstrap interval per metric
+    notes: list[str] = field(default_factory=list)  # e.g. dialogue falling back to on-screen text, per film
 
 
 @dataclass
@@ -166,6 +171,8 @@ class Evaluation:
     engines: list[EngineResult]
     rows: list[dict]  # film, query, intervals, engine, hits [{time, score, start, end}], metrics
     warnings: list[str] = field(default_factory=list)  # queries skipped, and why
+    comparisons: list[dict] = field(default_factory=list)  # paired tests between engines (headline metric)
+    headline: str = "mrr"
 
     def table(self) -> list[dict]:
         """One row per engine: engine, status, and each metric (None when skipped)."""
@@ -178,6 +185,9 @@ class Evaluation:
                 "queries": e.queries,
                 "no_answer": e.no_answer,
                 **{n: e.metrics.get(n) for n in names},
+                **{f"{n}_ci_low": e.ci[n][0] for n in names if n in e.ci},
+                **{f"{n}_ci_high": e.ci[n][1] for n in names if n in e.ci},
+                "notes": "; ".join(e.notes),
             }
             for e in self.engines
         ]
@@ -187,7 +197,10 @@ class Evaluation:
             "ks": list(self.ks),
             "tolerance": self.tolerance,
             "engines": self.table(),
+            "headline": self.headline,
+            "comparisons": self.comparisons,
             "warnings": self.warnings,
+            "chance": f"engine 'random': expected metrics under random ranking, {DRAWS} seeded draws per query",
             "queries": self.rows,
         }
 
@@ -214,8 +227,11 @@ def evaluate(
     ks: Sequence[int] = DEFAULT_KS,
     tol: float = DEFAULT_TOLERANCE,
     progress=None,
+    headline: str = "mrr",
+    gap: float = DEFAULT_GAP,
 ) -> Evaluation:
-    """Run every engine on every labelled query (searching that query's film) and score it.
+    """Run every engine on every labelled query (searching that query's film) and score it; add the
+    chance baseline (engine ``random``), 95 % confidence intervals and paired tests on ``headline``.
 
     Queries on films that are not in the library are skipped with a warning; an engine that cannot
     run on the films is reported as skipped. Raises FrameSearchError when no query is left."""
@@ -223,6 +239,7 @@ def evaluate(
     from comparisons.engines import EngineUnavailable
 
     depth = max(max(ks), 10)
+    by_engine: dict[str, list] = {}
     films, warnings = resolve_films(library, queries)
     queries = [q for q in queries if q.film in films]
     if not any(q.intervals for q in queries):
@@ -240,7 +257,7 @@ def evaluate(
         for q in queries:
             film = films[q.film]
             try:
-                hits = engine.search([film], q.query, top_k=depth)
+                hits = engine.search([film], q.query, top_k=depth, gap=gap)
             except EngineUnavailable:
                 hits = []
             ranked = [RankedHit(h.time, h.score, h.start, h.end) for h in hits]
@@ -258,17 +275,62 @@ def evaluate(
             )
         if progress:
             progress(n + 1, len(engines))
-        answered = sum(1 for m in per_query if m is not None)
-        results.append(
-            EngineResult(engine.name, "ok", None, mean_metrics(per_query), answered, len(per_query) - answered)
+        results.append(_result(engine.name, per_query, _fallback_notes(engine, films)))
+        by_engine[engine.name] = per_query
+    rng = np.random.default_rng(0)
+    chance = []
+    for q in queries:
+        film = films[q.film]
+        m = chance_metrics(film.times, film.manifest.duration, q.intervals, ks, tol, gap, depth, rng)
+        chance.append(m)
+        rows.append(
+            {
+                "film": film.name,
+                "query": q.query,
+                "intervals": q.intervals,
+                "engine": "random",
+                "hits": [],
+                "metrics": m,
+            }
         )
-    return Evaluation(tuple(ks), tol, results, rows, warnings)
+    results.append(_result("random", chance, [f"expected values under random ranking ({DRAWS} draws per query)"]))
+    by_engine["random"] = chance
+    comparisons = [c.to_dict() for c in compare_all(by_engine, headline)]
+    return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline)
+
+
+def _result(name: str, per_query: list[dict | None], notes: list[str]) -> EngineResult:
+    answered = [m for m in per_query if m is not None]
+    ci = {}
+    for key in answered[0] if answered else []:
+        ci["map" if key == "ap" else key] = bootstrap_ci([m[key] for m in answered])
+    return EngineResult(
+        name, "ok", None, mean_metrics(per_query), len(answered), len(per_query) - len(answered), ci, notes
+    )
+
+
+def _fallback_notes(engine, films: dict) -> list[str]:
+    """Say per film when an engine used a fallback (dialogue from on-screen text, no dialogue)."""
+    dialogue = getattr(engine, "dialogue", None)
+    dialogue = getattr(dialogue, "dialogue", dialogue)  # the fused engine holds a dialogue engine
+    if not callable(dialogue):
+        return []
+    notes = []
+    for film in {f.id: f for f in films.values()}.values():
+        d = dialogue(film)
+        if not d.cues:
+            notes.append(f"{film.name}: no subtitles or on-screen text (dialogue scores 0)")
+        elif d.origin and "OCR" in d.origin:
+            notes.append(f"{film.name}: no subtitles, used on-screen text (OCR) instead")
+    return notes
 
 
 def recompute(evaluation: Evaluation) -> dict[str, dict[str, float]]:
     """Means recomputed from the per-query ranked hits alone (anyone can check the numbers)."""
     by_engine: dict[str, list] = {}
     for row in evaluation.rows:
+        if row["engine"] == "random":  # expectations over draws, not one ranking
+            continue
         hits = [RankedHit(**h) for h in row["hits"]]
         by_engine.setdefault(row["engine"], []).append(
             query_metrics(hits, [tuple(iv) for iv in row["intervals"]], evaluation.ks, evaluation.tolerance)

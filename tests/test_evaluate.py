@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from comparisons.cli import main
@@ -78,7 +79,7 @@ def test_evaluate_cli_end_to_end(indexed_library, tmp_path, capsys):
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     by_engine = {e["engine"]: e for e in result["engines"]}
-    assert set(by_engine) == {"clip", "tags:offline", "dialogue", "clip+dialogue"}
+    assert set(by_engine) == {"clip", "tags:offline", "dialogue", "clip+dialogue", "random"}  # random: chance
     assert by_engine["tags:offline"]["status"] == "skipped" and "not tagged" in by_engine["tags:offline"]["reason"]
     assert "tags:offline" in printed and "skipped" in printed
     for name in ("clip", "dialogue", "clip+dialogue"):
@@ -95,3 +96,48 @@ def test_evaluate_cli_end_to_end(indexed_library, tmp_path, capsys):
         for metric, value in again[name].items():
             assert by_engine[name][metric] == pytest.approx(value)
     assert table.read_text().splitlines()[0].startswith("engine,status,reason,queries,no_answer,hit@1")
+
+
+def test_chance_is_the_expected_value_under_random_ranking():
+    from comparisons.statistics import chance_metrics
+
+    times = np.arange(100, dtype=float)
+    rng = np.random.default_rng(0)
+    half = chance_metrics(times, 100.0, [(0.0, 49.0)], (1, 5), 0.0, 2.0, 10, rng, draws=400)
+    assert half["hit@1"] == pytest.approx(0.5, abs=0.08)  # half of the frames are relevant
+    assert half["hit@5"] == pytest.approx(1 - 0.5**5, abs=0.06)  # de-dup barely changes independent picks
+    one = chance_metrics(times, 100.0, [(10.0, 10.0)], (1,), 0.0, 2.0, 10, rng, draws=400)
+    assert one["hit@1"] == pytest.approx(0.01, abs=0.02)
+    assert chance_metrics(times, 100.0, [], (1,), 0.0, 2.0, 10, rng) is None
+
+
+def test_intervals_and_paired_tests_say_what_the_data_supports():
+    from comparisons.statistics import bootstrap_ci, compare_all
+
+    rng = np.random.default_rng(1)
+    good = [{"mrr": float(v)} for v in rng.uniform(0.6, 1.0, 40)]
+    bad = [{"mrr": float(v)} for v in rng.uniform(0.0, 0.4, 40)]
+    lo, hi = bootstrap_ci([m["mrr"] for m in good])
+    assert lo < np.mean([m["mrr"] for m in good]) < hi and hi - lo < 0.1
+    (c,) = compare_all({"clip+dialogue": good, "clip": bad}, "mrr")
+    assert c.significant and c.sentence().startswith("clip+dialogue beats clip on MRR")
+    noisy = [{"mrr": m["mrr"] + float(e)} for m, e in zip(good, rng.normal(0, 0.01, 40), strict=True)]
+    (same,) = compare_all({"a": good, "b": noisy}, "mrr")
+    assert not same.significant and "no significant difference" in same.sentence()
+
+
+def test_every_evaluation_carries_chance_intervals_and_comparisons(indexed_library, tmp_path, capsys):
+    out, table = tmp_path / "eval.json", tmp_path / "eval.csv"
+    args = ["evaluate", str(QUERY_SET), "--library", str(indexed_library.root), "--engines", "dialogue,clip+dialogue"]
+    code = main([*args, "--json", str(out), "--csv", str(table)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    result = json.loads(out.read_text())
+    engines = {e["engine"]: e for e in result["engines"]}
+    assert set(engines) == {"dialogue", "clip+dialogue", "random"}
+    for e in engines.values():
+        assert e["mrr_ci_low"] <= e["mrr"] <= e["mrr_ci_high"]
+    assert 0.05 < engines["random"]["hit@1"] < 0.5  # short films, 1 s tolerance: chance is far from 0
+    assert {(c["a"], c["b"]) for c in result["comparisons"]} >= {("dialogue", "random")}
+    assert "random = chance" in printed and ("beats" in printed or "no significant difference" in printed)
+    assert "mrr_ci_low" in table.read_text().splitlines()[0]

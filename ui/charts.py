@@ -6,6 +6,7 @@ picture and a click on one reports its time."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,23 +31,40 @@ def timeline_figure(
     value_name: str = "cosine",
     duration: float | None = None,
     intervals: list[tuple[float, float]] | None = None,
+    shared_scale: bool = False,
+    compact: bool = False,
 ) -> go.Figure:
-    """x = film time, one row per query/engine, colour = score; ``intervals`` shades
-    ground-truth stretches (evaluation view)."""
+    """x = film time, one row per query/engine/film, colour = score, with a colour bar.
+
+    ``shared_scale``: one colour scale for all rows (raw values); otherwise each row is coloured
+    from its own minimum to its own maximum (rows of different engines or queries have different
+    score ranges). ``intervals`` shades ground-truth stretches (evaluation view); ``compact`` is the
+    strip beside the Search tab's grid."""
     fig = go.Figure()
     n_points = sum(len(r.times) for r in rows)
     trace = go.Scattergl if n_points > GL_POINTS else go.Scatter
     longest = max((len(r.times) for r in rows), default=1)
-    size = float(np.clip(1400 / max(longest, 1), 4, 22))
-    for r in rows:
+    size = float(np.clip((700 if compact else 1400) / max(longest, 1), 3, 22))
+    every = [float(v) for r in rows for v in np.asarray(r.values, float)]
+    g_lo, g_hi = (min(every), max(every)) if every else (0.0, 1.0)
+    for n, r in enumerate(rows):
         vals = np.asarray(r.values, float)
-        # per-row colour scale: each query has its own score range, so normalise within the row
-        lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
+        if shared_scale:
+            lo, hi = g_lo, g_hi
+        else:
+            lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
         norm = (vals - lo) / (hi - lo) if hi > lo else np.zeros_like(vals)
+        bar = None
+        if n == 0:
+            if shared_scale:
+                ticks = {"tickvals": [0, 1], "ticktext": [f"{g_lo:.3f}", f"{g_hi:.3f}"]}
+            else:
+                ticks = {"tickvals": [0, 1], "ticktext": ["row min", "row max"]}
+            bar = {"title": {"text": value_name, "side": "right"}, "thickness": 10, "len": 0.9, **ticks}
         fig.add_trace(
             trace(
                 x=np.asarray(r.times, float),
-                y=[r.label] * len(vals),
+                y=[short_label(r.label)] * len(vals),
                 mode="markers",
                 name=r.label,
                 marker={
@@ -57,34 +75,44 @@ def timeline_figure(
                     "cmin": 0,
                     "cmax": 1,
                     "line": {"width": 0},
+                    "showscale": bar is not None,
+                    **({"colorbar": bar} if bar else {}),
                 },
                 customdata=np.stack([[fmt_time(t) for t in r.times], [f"{v:.4f}" for v in vals]], axis=1)
                 if len(vals)
                 else None,
-                hovertemplate="%{y}<br>%{customdata[0]}<br>" + value_name + " %{customdata[1]}<extra></extra>",
+                hovertemplate=html.escape(r.label)
+                + "<br>%{customdata[0]}<br>"
+                + value_name
+                + " %{customdata[1]}<extra></extra>",
             )
         )
     span = duration or max((float(r.times[-1]) for r in rows if len(r.times)), default=1.0)
     ticks = _time_ticks(span)
     fig.update_layout(
-        height=120 + 46 * len(rows),
-        margin={"l": 10, "r": 10, "t": 30, "b": 30},
+        height=(70 + 30 * len(rows)) if compact else (120 + 46 * len(rows)),
+        margin={"l": 10, "r": 10, "t": 10 if compact else 30, "b": 30},
         showlegend=False,
         clickmode="event+select",
         dragmode="zoom",
         hovermode="closest",
         xaxis={
-            "title": "film time",
+            "title": None if compact else "film time",
             "tickvals": ticks,
             "ticktext": [fmt_time(t)[:-2] for t in ticks],
             "range": [-0.5, span + 0.5],
-            "rangeslider": {"visible": span > 600, "thickness": 0.08},
+            "rangeslider": {"visible": span > 600 and not compact, "thickness": 0.08},
         },
         yaxis={"fixedrange": True, "autorange": "reversed", "automargin": True},
     )
     for start, end in intervals or []:
         fig.add_vrect(x0=start, x1=end, fillcolor="orange", opacity=0.25, line_width=0)
     return fig
+
+
+def short_label(text: str, limit: int = 28) -> str:
+    """A row label that fits beside the chart (long queries are shortened, the full one is hovered)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _time_ticks(span: float) -> list[float]:
@@ -94,10 +122,42 @@ def _time_ticks(span: float) -> list[float]:
     return [float(t) for t in np.arange(0, span + 1e-9, 3600)]
 
 
-def metrics_figure(table: list[dict], metrics: list[str]) -> go.Figure:
-    """Grouped bars: one group per metric, one bar per engine (evaluation view)."""
+def metrics_figure(table: list[dict], metrics: list[str], chance: dict | None = None) -> go.Figure:
+    """Grouped bars with 95 % confidence intervals: one group per metric, one bar per engine; the
+    chance level (the ``random`` engine) as a dashed line over each group (evaluation view)."""
     fig = go.Figure()
     for row in table:
-        fig.add_trace(go.Bar(name=row["engine"], x=metrics, y=[row.get(m) for m in metrics]))
-    fig.update_layout(barmode="group", height=360, yaxis={"range": [0, 1]}, margin={"t": 30, "b": 30})
+        values = [row.get(m) for m in metrics]
+        fig.add_trace(
+            go.Bar(
+                name=row["engine"],
+                x=metrics,
+                y=values,
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [(row.get(f"{m}_ci_high") or v) - v for m, v in zip(metrics, values, strict=True)],
+                    "arrayminus": [v - (row.get(f"{m}_ci_low") or v) for m, v in zip(metrics, values, strict=True)],
+                },
+            )
+        )
+    for i, m in enumerate(metrics):
+        if chance and chance.get(m) is not None:
+            fig.add_shape(
+                type="line",
+                x0=i - 0.45,
+                x1=i + 0.45,
+                y0=chance[m],
+                y1=chance[m],
+                line={"color": "black", "dash": "dash", "width": 2},
+            )
+    fig.add_annotation(
+        text="dashed: chance (random ranking); bars: 95 % CI",
+        xref="paper",
+        yref="paper",
+        x=1,
+        y=1.08,
+        showarrow=False,
+    )
+    fig.update_layout(barmode="group", height=380, yaxis={"range": [0, 1.05]}, margin={"t": 40, "b": 30})
     return fig

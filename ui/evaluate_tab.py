@@ -71,9 +71,22 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         if r["status"] != "ok":
             st.caption(f"{r['engine']} skipped: {r['reason']}")
     if ok:
-        st.plotly_chart(metrics_figure(ok, cols), key="eval-bars", width="stretch")
-        st.dataframe(pd.DataFrame(ok)[["engine", "queries", *cols]].round(3), hide_index=True, width="stretch")
-        _per_query(lib, result, [r["engine"] for r in ok], ms)
+        chance = next((r for r in ok if r["engine"] == "random"), None)
+        engines = [r for r in ok if r["engine"] != "random"]
+        st.plotly_chart(metrics_figure(engines, cols, chance), key="eval-bars", width="stretch")
+        for c in result.comparisons:
+            if "random" not in (c["a"], c["b"]):
+                (st.success if c["significant"] else st.caption)(c["sentence"])
+        table = pd.DataFrame(ok)[["engine", "queries", *cols]].round(3)
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.caption(
+            "queries: those with an answer, used in each mean · random: chance, the expected value under "
+            "random ranking with the same spacing of hits · intervals: 95 % bootstrap over queries"
+        )
+        for r in ok:
+            if r["notes"] and r["engine"] != "random":
+                st.caption(f"{r['engine']}: {r['notes']}")
+        _per_query(lib, result, [r["engine"] for r in engines], ms)
 
 
 def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -> None:

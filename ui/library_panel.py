@@ -76,6 +76,11 @@ def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: Index
         if m.dialogue and m.dialogue.get("warning"):
             st.warning(m.dialogue["warning"])
         indexed += 1
+    if indexed:
+        from clip_search.ann import AnnIndex
+
+        with st.spinner("Updating the archive index…"):
+            AnnIndex.keep_current(lib)
     return indexed
 
 

@@ -8,11 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from clip_search.library import Film, Library
-from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, QueryVector, build_query
+from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, QueryVector, build_query, timeline
 from clip_search.timecode import fmt_time
 from ui import state
+from ui.charts import TimelineRow, timeline_figure
 from ui.samples import credit_for
-from ui.thumbs import show_thumbnail
+from ui.thumbs import crop_heat, show_thumbnail
 
 GRID_COLUMNS = 4
 
@@ -86,8 +87,8 @@ def _image(upload):
         raise ValueError(f"{upload.name}: not an image that can be read.") from None
 
 
-def results(films: list[Film], query: QueryVector, params: dict, lib: Library, ms: state.ModelState) -> None:
-    """The grid of hits (thumbnail, film, time, score, play button) and the moments table."""
+def results(films: list[Film], query: QueryVector, params: dict, lib: Library, ms: state.ModelState) -> list:
+    """The grid of hits (thumbnail, film, time, score, play button) and the moments table; returns the hits."""
     name = params["engine"]
     engine = state.engine(name, lib, ms)
     if name == "clip":
@@ -113,8 +114,13 @@ def results(films: list[Film], query: QueryVector, params: dict, lib: Library, m
                 help=f"Play {h.film} from {fmt_time(h.time)}",
                 width="stretch",
             )
+            st.button("Why?", key=f"why-{i}", on_click=_explain_hit, args=(h.film_id, h.frame), width="stretch")
             if playing.get("film_id") == h.film_id and playing.get("time") == h.time and not _source_exists(h.source):
                 st.caption(f"⚠ The source file is gone ({h.source}); the frames stay searchable.")
+    why = st.session_state.get("why")
+    hit = next((h for h in hits if why and (h.film_id, h.frame) == why), None)
+    if hit is not None:
+        explain_panel(by_id[hit.film_id], hit.frame, params, lib, ms)
     if hits:
         table = pd.DataFrame(
             [
@@ -131,6 +137,93 @@ def results(films: list[Film], query: QueryVector, params: dict, lib: Library, m
         )
         st.markdown("**Moments** (adjacent frames that score high around each hit)")
         st.dataframe(table, hide_index=True, width="stretch")
+    return hits
+
+
+MAX_STRIPS = 6
+
+
+def _explain_hit(film_id: str, frame: int) -> None:
+    st.session_state.why = (film_id, frame)
+
+
+def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.ModelState) -> None:
+    """Why this frame matched, by the engine that found it: CLIP's crop map over the frame, or the
+    tags, captions, OCR lines or subtitle cue that made it match."""
+    name = params["engine"]
+    engine = state.engine(name, lib, ms)
+    query = params["text"] if name != "clip" else _clip_query(params)
+    with st.container(border=True):
+        st.markdown(f"**Why {film.name} at `{fmt_time(film.times[frame])}` matched** ({name})")
+        c1, c2 = st.columns([2, 3])
+        with st.spinner("Scoring crops of the frame…"):
+            why = (
+                engine.explain(film, frame, query, crops=True) if name == "clip" else engine.explain(film, frame, query)
+            )
+        thumb = film.thumbnail(frame)
+        if why.grid and thumb:
+            c1.image(crop_heat(thumb, why.grid, why.frame_size), width="stretch")
+            c1.caption("red: where in the frame the query matches best (crops scored by CLIP)")
+        else:
+            show_thumbnail(thumb, c1)
+        lines = [
+            f"- {e.kind}: “{e.text}”"
+            + (f" (confidence {e.confidence:.2f})" if e.confidence is not None else "")
+            + (f" at {fmt_time(e.start)}–{fmt_time(e.end)}" if e.start is not None else "")
+            for e in why.evidence
+        ]
+        c2.markdown("\n".join(lines) or "_no evidence_")
+        if why.note:
+            c2.caption(why.note)
+
+
+def _clip_query(params: dict):
+    from comparisons.engines import Query
+
+    return Query(params["text"], params["negative"], params["weight"], _image(params["image"]))
+
+
+def strips(films: list[Film], hits: list, params: dict, query: QueryVector, lib: Library, ms: state.ModelState) -> None:
+    """A compact timeline per chosen film (films with hits first): the query's score over the whole
+    film; click a square to see that frame and play from it, as in the Timeline tab."""
+    with_hits = list(dict.fromkeys(h.film_id for h in hits))
+    order = sorted(films, key=lambda f: (with_hits.index(f.id) if f.id in with_hits else len(films), f.name))
+    shown = order[:MAX_STRIPS]
+    name = params["engine"]
+    if name == "clip":
+        rows = [TimelineRow(f.name, f.times, timeline(f, query).scores) for f in shown]
+    else:
+        engine = state.engine(name, lib, ms)
+        rows = [TimelineRow(f.name, f.times, engine.scores(f, params["text"])) for f in shown]
+    duration = max(f.manifest.duration for f in shown)
+    event = st.plotly_chart(
+        timeline_figure(rows, "cosine" if name == "clip" else "score", duration, compact=True),
+        on_select="rerun",
+        selection_mode="points",
+        key="search-strip",
+        width="stretch",
+        config={"scrollZoom": True, "displaylogo": False},
+    )
+    caption = "Score over each film (each row on its own colour scale) · click a square to see that frame"
+    if len(films) > len(shown):
+        caption += f" · {len(shown)} of {len(films)} films shown (those with hits first)"
+    st.caption(caption)
+    points = selected_points(event)
+    if not points:
+        return
+    film = shown[min(int(points[0].get("curve_number", 0)), len(shown) - 1)]
+    i = film.nearest_frame(float(points[0]["x"]))
+    c1, c2 = st.columns([2, 3])
+    show_thumbnail(film.thumbnail(i), c1)
+    c2.markdown(f"**{film.name}** at `{fmt_time(film.times[i])}`")
+    c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="strip-play", on_click=play, args=(film.id, film.times[i]))
+
+
+def selected_points(event) -> list[dict]:
+    """The clicked points of a Plotly chart's selection event (dict or attribute form)."""
+    if isinstance(event, dict):
+        return event.get("selection", {}).get("points", [])
+    return getattr(getattr(event, "selection", None), "points", []) or []
 
 
 def _source_exists(source: str) -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import streamlit as st
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 
 def show_thumbnail(data: bytes, where=st) -> None:
@@ -15,3 +18,25 @@ def show_thumbnail(data: bytes, where=st) -> None:
         where.image(data, width="stretch")
     except (UnidentifiedImageError, OSError, ValueError):
         where.caption("(thumbnail damaged; re-index the film to restore it)")
+
+
+def crop_heat(jpeg: bytes, grid: list[dict], frame_size: tuple[int, int]) -> bytes:
+    """The thumbnail with CLIP's crop scores laid over it: each pixel tinted by the best crop that
+    covers it, from clear (the frame's lowest crop score) to red (its highest). PNG bytes."""
+    img = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    w, h = img.size
+    sx, sy = w / frame_size[0], h / frame_size[1]
+    heat = np.full((h, w), -np.inf, np.float32)
+    for cell in grid:
+        left, top, right, bottom = cell["box"]
+        sl = np.s_[int(top * sy) : max(int(bottom * sy), int(top * sy) + 1), int(left * sx) : max(int(right * sx), 1)]
+        heat[sl] = np.maximum(heat[sl], cell["score"])
+    finite = heat[np.isfinite(heat)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    norm = np.where(np.isfinite(heat), (heat - lo) / (hi - lo) if hi > lo else 0.0, 0.0)[..., None]
+    base = np.asarray(img, np.float32)
+    red = np.array([230, 30, 30], np.float32)
+    out = base * (1 - 0.6 * norm) + red * 0.6 * norm
+    buf = io.BytesIO()
+    Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -9,7 +9,7 @@ from clip_search.search import timeline
 from clip_search.timecode import fmt_time
 from comparisons.engines import ClipEngine
 from ui.charts import TimelineRow, timeline_figure
-from ui.search_tab import play
+from ui.search_tab import play, selected_points
 from ui.thumbs import show_thumbnail
 
 MAX_ROWS = 8
@@ -49,11 +49,7 @@ def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
         width="stretch",
         config={"scrollZoom": True, "displaylogo": False},
     )
-    points = (
-        (event or {}).get("selection", {}).get("points", [])
-        if isinstance(event, dict)
-        else getattr(getattr(event, "selection", None), "points", [])
-    )
+    points = selected_points(event)
     if points:
         picks[film.id] = float(points[0]["x"])
     st.caption("Click a square to see that frame · drag to zoom · double-click to zoom out")
