@@ -8,13 +8,12 @@ from __future__ import annotations
 import streamlit as st
 
 from clip_search.errors import FrameSearchError
-from ui import library_panel, search_tab, state
+from ui import library_panel, search_tab, state, url_state
 from ui.compare_tab import compare_tab, engine_names_for
 from ui.evaluate_tab import evaluate_tab
 from ui.timeline_tab import timeline_tab
 
 st.set_page_config(page_title="Frame Search Lab", layout="wide")
-TABS = ["Search", "Timeline", "Compare engines", "Evaluate"]
 
 
 def main() -> None:
@@ -38,8 +37,10 @@ def main() -> None:
     if not films:
         st.info("Add a film in the sidebar (a sample film, an upload, a path or a URL) to start searching.")
         return
-    chosen, params = search_tab.query_inputs(films, engine_names_for(lib, films))
-    search, time_tab, compare, evaluation = st.tabs(TABS, key="tab", on_change="rerun")
+    engines = engine_names_for(lib, films)
+    url_state.restore([f.name for f in films], engines)
+    chosen, params = search_tab.query_inputs(films, engines)
+    search, time_tab, compare, evaluation = st.tabs(url_state.TABS, key="tab", on_change="rerun")
     if search.open:
         with search:
             _search(lib, ms, chosen, params)
@@ -55,6 +56,7 @@ def main() -> None:
     if not search.open and st.session_state.get("play"):
         with st.sidebar:  # ▶ from another tab plays here, in view, not in the hidden Search tab
             search_tab.player(lib)
+    url_state.publish()
 
 
 def _search(lib, ms, chosen, params) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -151,3 +153,24 @@ def test_search_with_the_dialogue_engine(app):
     assert not app.exception
     assert "hits** for *help me Popeye*" in texts(app)
     assert set(app.dataframe[0].value["film"]) <= {"popeye_p1", "popeye_p2", "popeye_p3"}
+
+
+def test_the_view_lives_in_the_url_and_a_link_restores_it(monkeypatch, tiny_clip_dir, indexed_library):
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(indexed_library.root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.text_input(key="query").input("a giant bird").run()
+    at.multiselect(key="search-films").select("popeye_p2").run()
+    at.number_input(key="top-k").set_value(5).run()
+    assert at.query_params["q"] == "a giant bird" and at.query_params["k"] == "5"
+    assert at.query_params["film"] in ("popeye_p2", ["popeye_p2"])
+
+    link = AppTest.from_file(APP, default_timeout=120)  # someone opens the link
+    link.query_params.update({"q": "a giant bird", "film": "popeye_p2", "tab": "Timeline", "play": "nope@3.5"})
+    link.run()
+    assert not link.exception
+    assert link.session_state["query"] == "a giant bird" and link.session_state["tab"] == "Timeline"
+    fig = json.loads(link.get("plotly_chart")[0].proto.spec)  # the Timeline tab is the one open
+    assert fig["data"][0]["y"][0] == "a giant bird"
+    assert link.session_state["play"] == {"film_id": "nope", "time": 3.5}
+    assert "no longer in the library" in texts(link)  # a stale link says so, nothing breaks
