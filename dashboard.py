@@ -5,12 +5,15 @@ the open tab runs (``st.tabs(on_change="rerun")``), so a query in Search costs n
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from clip_search.errors import FrameSearchError
 from ui import library_panel, search_tab, state, url_state
 from ui.compare_tab import compare_tab, engine_names_for
 from ui.evaluate_tab import evaluate_tab
+from ui.samples import DEMO_QUERY
 from ui.timeline_tab import timeline_tab
 
 st.set_page_config(page_title="Frame Search Lab", layout="wide")
@@ -34,9 +37,14 @@ def main() -> None:
             f"{len(all_films) - len(films)} film(s) were indexed with another model and are hidden; "
             "re-index them with this one to search them."
         )
+    demo = os.environ.get("FRAMESEARCH_DEMO") == "1"
+    if not films and demo and not all_films:
+        library_panel.index_demo_films(lib, ms)
     if not films:
         st.info("Add a film in the sidebar (a sample film, an upload, a path or a URL) to start searching.")
         return
+    if demo:
+        st.session_state.setdefault("query", DEMO_QUERY)
     engines = engine_names_for(lib, films)
     url_state.restore([f.name for f in films], engines)
     chosen, params = search_tab.query_inputs(films, engines)

@@ -154,6 +154,26 @@ def _read_preprocessor_config(model_id: str) -> dict:
         return {}
 
 
+def _hub_resolvable(timeout: float = 2.0) -> bool:
+    """Whether the hub's name resolves (a DNS lookup only; nothing is sent to the hub)."""
+    import socket
+    import threading
+
+    found: list[bool] = []
+
+    def look() -> None:
+        try:
+            socket.getaddrinfo("huggingface.co", 443)
+            found.append(True)
+        except OSError:
+            found.append(False)
+
+    worker = threading.Thread(target=look, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(found and found[0])
+
+
 def preprocessing_for(model_id: str) -> Preprocessing:
     """The model's image preprocessing, read from its config files without loading its weights
     (decode workers prepare frames for a model they never load)."""
@@ -191,9 +211,12 @@ def load_encoder(model_id: str | None = None, device: str | None = None) -> Clip
     local = Path(model_id).expanduser()
     if (local.is_absolute() or model_id.startswith(".")) and not local.exists():
         raise ModelLoadError(f"Cannot load CLIP model: the folder {model_id} does not exist. {LOAD_HELP}")
+    # no network: use only what the local Hugging Face cache holds, and fail at once if it is not
+    # there (otherwise the hub client retries for half a minute before giving up)
+    offline = not local.exists() and not os.environ.get("HF_HUB_OFFLINE") and not _hub_resolvable()
     try:
-        model = CLIPModel.from_pretrained(model_id, dtype=dtype)
-        tokenizer = CLIPTokenizerFast.from_pretrained(model_id)
+        model = CLIPModel.from_pretrained(model_id, dtype=dtype, local_files_only=offline)
+        tokenizer = CLIPTokenizerFast.from_pretrained(model_id, local_files_only=offline)
     except Exception as e:  # noqa: BLE001 - OSError offline/missing files, ValueError wrong type, ...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"Cannot load CLIP model '{model_id}' ({reason[:200]}). {LOAD_HELP}") from None

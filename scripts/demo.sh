@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/streamlit run dashboard.py "$@"
+# demo mode: sample films indexed on first start, a random-weights CLIP when the hub model cannot be had
+FRAMESEARCH_DEMO=1 exec .venv/bin/streamlit run dashboard.py "$@"

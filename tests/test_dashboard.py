@@ -174,3 +174,24 @@ def test_the_view_lives_in_the_url_and_a_link_restores_it(monkeypatch, tiny_clip
     assert fig["data"][0]["y"][0] == "a giant bird"
     assert link.session_state["play"] == {"film_id": "nope", "time": 3.5}
     assert "no longer in the library" in texts(link)  # a stale link says so, nothing breaks
+
+
+@pytest.mark.slow
+def test_the_demo_lands_on_a_working_search_without_any_set_up(monkeypatch, tmp_path):
+    """scripts/demo.sh on a fresh machine without network: one banner, the random-weights CLIP by
+    itself, sample films indexed on first start, a query already answered."""
+    monkeypatch.delenv("FRAMESEARCH_MODEL", raising=False)
+    monkeypatch.setenv("FRAMESEARCH_DEMO", "1")
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path / "lib"))
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    assert not at.exception and not at.error
+    banner = " ".join(w.value for w in at.sidebar.warning)
+    assert "The hub model could not be loaded" in banner and "random-weights CLIP" in banner
+    assert sorted(f.name for f in Library(tmp_path / "lib").films()) == [
+        "big-buck-bunny-30s",
+        "popeye_p1",
+        "tears-of-steel-battle-clip-medium",
+    ]
+    assert "hits** for *a ship at sea*" in texts(at)
+    again = AppTest.from_file(APP, default_timeout=120).run()  # a reload reuses the films and the model
+    assert not again.exception and "hits** for *a ship at sea*" in texts(again)

@@ -14,7 +14,7 @@ from clip_search.patches import PatchSettings
 from clip_search.timecode import fmt_time
 from clip_search.video import SamplingSettings
 from ui import state
-from ui.samples import VIDEO_SUFFIXES, credit_for, sample_films
+from ui.samples import DEMO_SAMPLES, VIDEO_SUFFIXES, credit_for, sample_films
 
 
 def model_status(ms: state.ModelState) -> None:
@@ -22,7 +22,11 @@ def model_status(ms: state.ModelState) -> None:
     if ms.encoder:
         st.caption(f"Model: `{ms.model_id}` on {ms.encoder.device}")
         if ".cache/clip-random-demo" in ms.model_id:
-            st.warning("Random-weights CLIP: the interface works, but rankings are meaningless.")
+            note = st.session_state.get("model_note", "")
+            st.warning(
+                f"{note} Using a random-weights CLIP: the interface works, but rankings are meaningless. "
+                "Set FRAMESEARCH_MODEL to a saved CLIP folder (or connect to the internet) for real results."
+            )
         return
     st.error(ms.error)
     st.caption("Without network the hub model cannot be fetched. To try the interface anyway:")
@@ -125,6 +129,19 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
                 st.error(str(e))
         for note in st.session_state.pop("notices", []):
             st.success(note)
+
+
+def index_demo_films(lib: Library, ms: state.ModelState) -> None:
+    """Demo mode (``FRAMESEARCH_DEMO=1``, set by scripts/demo.sh), first start: index a few sample
+    films with progress, so a first-time user lands on results without any set-up (then reused)."""
+    names = set(DEMO_SAMPLES)
+    paths = [p for p in sample_films() if p.name in names]
+    if not paths or st.session_state.get("demo-indexed"):
+        return
+    st.session_state["demo-indexed"] = True
+    st.info("First start: indexing a few sample films (once; they are reused afterwards)…")
+    if _index(paths, lib, ms, IndexOptions()):
+        st.rerun()
 
 
 def film_list(lib: Library) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 from clip_search import config
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"}
+DEMO_SAMPLES = ("big-buck-bunny-30s.mp4", "popeye_p1.mkv", "tears-of-steel-battle-clip-medium.webm")
+DEMO_QUERY = "a ship at sea"  # the query a first-time demo opens on
 
 CREDITS = {
     "big-buck-bunny": "Big Buck Bunny, CC BY 3.0, (c) 2008 Blender Foundation, www.bigbuckbunny.org",

@@ -55,9 +55,18 @@ def _default_model(lib: Library) -> str:
 
 
 def model() -> ModelState:
-    """The model chosen for this session (see :func:`_default_model`)."""
+    """The model chosen for this session (see :func:`_default_model`). When the default hub model
+    cannot be had (no network) and the user chose none, the random-weights demo CLIP stands in by
+    itself, and ``st.session_state["model_note"]`` says why (the sidebar shows it in one banner)."""
     model_id = st.session_state.setdefault("model_id", _default_model(library()))
-    return _load(model_id)
+    ms = _load(model_id)
+    if ms.encoder is None and model_id == config.DEFAULT_MODEL and not os.environ.get("FRAMESEARCH_MODEL"):
+        fallback = _load(random_demo_model())
+        if fallback.encoder is not None:
+            st.session_state["model_id"] = fallback.model_id
+            st.session_state["model_note"] = f"The hub model could not be loaded ({ms.error.split(' (')[0]})."
+            return fallback
+    return ms
 
 
 def library() -> Library:
