@@ -58,6 +58,11 @@ def settled(page, timeout: float = 60_000) -> None:
     )
 
 
+def images_loaded(page) -> None:
+    """Wait until every image in the page has loaded (before a screenshot)."""
+    page.wait_for_function("[...document.images].every(im => im.complete && im.naturalWidth > 0)", timeout=30_000)
+
+
 def click_point(page, point) -> None:
     """Click where a chart point is drawn, as a user does: the pointer lands on Plotly's drag layer
     (which lies over the points) and Plotly picks the point under it."""
@@ -78,11 +83,34 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     box.press("Enter")
     settled(page)
     expect(page.get_by_text(re.compile(r"12 hits"))).to_be_visible(timeout=60_000)
-    grid = page.locator("[role='tabpanel']").first.locator("[data-testid='stImage'] img")
+    panel = page.locator("[role='tabpanel']").first
+    grid = panel.locator("[data-testid='stImage'] img")
     expect(grid).to_have_count(12, timeout=30_000)
-
+    # the grid and the score strip of each film on one screen
+    strip = panel.locator(".js-plotly-plot").first
+    expect(strip).to_be_visible()
+    assert strip.bounding_box()["y"] < 900 and grid.first.bounding_box()["y"] < 900
     # no horizontal scrolling of the page at 1280 px
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    images_loaded(page)
+    page.screenshot(path=str(shots / "dashboard.png"), full_page=False)
+
+    # a hit explains itself: CLIP's crop map over the frame
+    page.get_by_role("button", name="Why?").first.click()
+    settled(page)
+    expect(page.get_by_text("where in the frame the query matches")).to_be_visible(timeout=60_000)
+    page.get_by_text("where in the frame the query matches").scroll_into_view_if_needed()
+    images_loaded(page)
+    page.screenshot(path=str(shots / "explain.png"), full_page=False)
+
+    # the URL holds the view: a reload of the link restores it
+    expect(page).to_have_url(re.compile(r"q=a\+ship\+at\+sea"), timeout=30_000)
+    again = browser.new_page(viewport={"width": 1280, "height": 900})
+    again.goto(page.url)
+    settled(again, timeout=90_000)
+    expect(again.get_by_label("What did you see?")).to_have_value("a ship at sea", timeout=60_000)
+    expect(again.get_by_text(re.compile(r"12 hits"))).to_be_visible(timeout=60_000)
+    again.close()
 
     page.get_by_role("tab", name="Timeline").click()
     settled(page)
@@ -100,12 +128,21 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     settled(page)
     expect(heading).not_to_have_text(first, timeout=30_000)
     assert heading.inner_text().startswith("Frame at ")
+    expect(timeline.locator(".shapelayer path")).to_have_count(1)  # the cursor at the picked time
+    images_loaded(page)
     page.screenshot(path=str(shots / "timeline.png"), full_page=False)
 
-    page.get_by_role("tab", name="Search").click()
+    # ▶ from the Timeline tab plays in view (in the sidebar), not in the hidden Search tab
+    page.get_by_role("button", name=re.compile(r"^▶ Play from")).click()
     settled(page)
-    expect(grid).to_have_count(12, timeout=30_000)
-    expect(grid.nth(11)).to_be_visible()
-    page.screenshot(path=str(shots / "dashboard.png"), full_page=False)
-    assert (shots / "dashboard.png").stat().st_size > 10_000
+    video = page.locator("[data-testid='stSidebar'] video")
+    expect(video).to_be_attached(timeout=30_000)
+    video.scroll_into_view_if_needed()
+    expect(video).to_be_in_viewport()
+
+    page.get_by_role("tab", name="Compare engines").click()
+    settled(page)
+    expect(page.get_by_text("Timeline, one row per engine")).to_be_visible(timeout=60_000)
+    images_loaded(page)
+    page.screenshot(path=str(shots / "compare.png"), full_page=False)
     page.close()

@@ -33,13 +33,17 @@ def timeline_figure(
     intervals: list[tuple[float, float]] | None = None,
     shared_scale: bool = False,
     compact: bool = False,
+    cursor: float | None = None,
 ) -> go.Figure:
     """x = film time, one row per query/engine/film, colour = score, with a colour bar.
 
     ``shared_scale``: one colour scale for all rows (raw values); otherwise each row is coloured
     from its own minimum to its own maximum (rows of different engines or queries have different
     score ranges). ``intervals`` shades ground-truth stretches (evaluation view); ``compact`` is the
-    strip beside the Search tab's grid."""
+    strip beside the Search tab's grid; ``cursor`` draws a line at a picked time.
+
+    Film time is a date axis from midnight, so Plotly picks time labels that suit the zoom (hours,
+    minutes, seconds); :func:`seconds_of` turns a clicked point's x back into seconds."""
     fig = go.Figure()
     n_points = sum(len(r.times) for r in rows)
     trace = go.Scattergl if n_points > GL_POINTS else go.Scatter
@@ -63,7 +67,7 @@ def timeline_figure(
             bar = {"title": {"text": value_name, "side": "right"}, "thickness": 10, "len": 0.9, **ticks}
         fig.add_trace(
             trace(
-                x=np.asarray(r.times, float),
+                x=_clock(np.asarray(r.times, float)),
                 y=[short_label(r.label)] * len(vals),
                 mode="markers",
                 name=r.label,
@@ -78,6 +82,7 @@ def timeline_figure(
                     "showscale": bar is not None,
                     **({"colorbar": bar} if bar else {}),
                 },
+                unselected={"marker": {"opacity": 1}},  # a click picks; it never fades the rest
                 customdata=np.stack([[fmt_time(t) for t in r.times], [f"{v:.4f}" for v in vals]], axis=1)
                 if len(vals)
                 else None,
@@ -88,7 +93,6 @@ def timeline_figure(
             )
         )
     span = duration or max((float(r.times[-1]) for r in rows if len(r.times)), default=1.0)
-    ticks = _time_ticks(span)
     fig.update_layout(
         height=(70 + 30 * len(rows)) if compact else (120 + 46 * len(rows)),
         margin={"l": 10, "r": 10, "t": 10 if compact else 30, "b": 30},
@@ -98,28 +102,45 @@ def timeline_figure(
         hovermode="closest",
         xaxis={
             "title": None if compact else "film time",
-            "tickvals": ticks,
-            "ticktext": [fmt_time(t)[:-2] for t in ticks],
-            "range": [-0.5, span + 0.5],
+            "type": "date",
+            "tickformat": "%H:%M:%S" if span >= 3600 else "%M:%S",
+            "nticks": 4 if compact else 12,
+            "tickangle": 0,
+            "hoverformat": "%H:%M:%S.%L",
+            "range": list(_clock(np.array([-0.5, span + 0.5]))),
             "rangeslider": {"visible": span > 600 and not compact, "thickness": 0.08},
         },
         yaxis={"fixedrange": True, "autorange": "reversed", "automargin": True},
     )
     for start, end in intervals or []:
-        fig.add_vrect(x0=start, x1=end, fillcolor="orange", opacity=0.25, line_width=0)
+        x0, x1 = _clock(np.array([start, end]))
+        fig.add_vrect(x0=x0, x1=x1, fillcolor="orange", opacity=0.25, line_width=0)
+    if cursor is not None:
+        at = _clock(np.array([cursor]))[0]
+        fig.add_shape(type="line", x0=at, x1=at, y0=0, y1=1, yref="paper", line={"color": "red", "width": 2})
     return fig
+
+
+_MIDNIGHT = np.datetime64("2000-01-01T00:00:00", "ms")
+
+
+def _clock(seconds: np.ndarray) -> list[str]:
+    """Film seconds as clock times from midnight (ISO strings, millisecond precision) for a date axis."""
+    stamps = _MIDNIGHT + np.round(np.asarray(seconds, float) * 1000).astype("timedelta64[ms]")
+    return [str(x).replace("T", " ") for x in stamps]
+
+
+def seconds_of(x: float | str) -> float:
+    """A clicked point's x (a clock string on the date axis, or seconds) as film seconds."""
+    if isinstance(x, (int, float)):
+        return float(x)
+    stamp = np.datetime64(str(x).strip().replace(" ", "T")[:23], "ms")
+    return float((stamp - _MIDNIGHT) / np.timedelta64(1, "ms")) / 1000
 
 
 def short_label(text: str, limit: int = 28) -> str:
     """A row label that fits beside the chart (long queries are shortened, the full one is hovered)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _time_ticks(span: float) -> list[float]:
-    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800):
-        if span / step <= 12:
-            return [float(t) for t in np.arange(0, span + 1e-9, step)]
-    return [float(t) for t in np.arange(0, span + 1e-9, 3600)]
 
 
 def metrics_figure(table: list[dict], metrics: list[str], chance: dict | None = None) -> go.Figure:

@@ -17,7 +17,7 @@ from comparisons.tagging import tag_film, work_left
 from ui import state
 from ui.charts import TimelineRow, timeline_figure
 from ui.search_tab import play
-from ui.thumbs import show_thumbnail
+from ui.thumbs import evidence_line, show_thumbnail
 
 TOP = 4
 
@@ -93,7 +93,7 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
                     st.caption(f"`{fmt_time(h.time)}` · {h.score:.3f}")
                     why = engine.explain(film, h.frame, query)
                     if why.evidence:
-                        st.caption("; ".join(f"{e.kind} “{e.text}”" for e in why.evidence[:3]))
+                        st.caption("; ".join(evidence_line(e) for e in why.evidence[:3]))
                     elif why.note:
                         st.caption(why.note)
                     st.button(

@@ -11,9 +11,9 @@ from clip_search.library import Film, Library
 from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, QueryVector, build_query, timeline
 from clip_search.timecode import fmt_time
 from ui import state
-from ui.charts import TimelineRow, timeline_figure
+from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.samples import credit_for
-from ui.thumbs import crop_heat, show_thumbnail
+from ui.thumbs import crop_heat, evidence_line, show_thumbnail
 
 GRID_COLUMNS = 4
 
@@ -131,16 +131,30 @@ def results(films: list[Film], query: QueryVector, params: dict, lib: Library, m
                     "peak": fmt_time(h.time),
                     "score": round(h.score, 4),
                     "softmax": round(h.softmax, 4),
+                    "hits": n,
                 }
-                for h in hits
+                for h, n in distinct_moments(hits)
             ]
         )
-        st.markdown("**Moments** (adjacent frames that score high around each hit)")
+        st.markdown("**Moments** (adjacent frames that score high around the hits; each moment once)")
         st.dataframe(table, hide_index=True, width="stretch")
     return hits
 
 
 MAX_STRIPS = 6
+
+
+def distinct_moments(hits: list) -> list[tuple]:
+    """Each moment once, best hit first: a hit whose moment overlaps a better hit's moment of the
+    same film joins it (the count says how many hits fell in it)."""
+    kept: list[list] = []
+    for h in hits:
+        same = next((k for k in kept if k[0].film_id == h.film_id and h.start < k[0].end and k[0].start < h.end), None)
+        if same:
+            same[1] += 1
+        else:
+            kept.append([h, 1])
+    return [(h, n) for h, n in kept]
 
 
 def _explain_hit(film_id: str, frame: int) -> None:
@@ -166,13 +180,7 @@ def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.
             c1.caption("red: where in the frame the query matches best (crops scored by CLIP)")
         else:
             show_thumbnail(thumb, c1)
-        lines = [
-            f"- {e.kind}: “{e.text}”"
-            + (f" (confidence {e.confidence:.2f})" if e.confidence is not None else "")
-            + (f" at {fmt_time(e.start)}–{fmt_time(e.end)}" if e.start is not None else "")
-            for e in why.evidence
-        ]
-        c2.markdown("\n".join(lines) or "_no evidence_")
+        c2.markdown("\n".join(f"- {evidence_line(e)}" for e in why.evidence) or "_no evidence_")
         if why.note:
             c2.caption(why.note)
 
@@ -212,7 +220,7 @@ def strips(films: list[Film], hits: list, params: dict, query: QueryVector, lib:
     if not points:
         return
     film = shown[min(int(points[0].get("curve_number", 0)), len(shown) - 1)]
-    i = film.nearest_frame(float(points[0]["x"]))
+    i = film.nearest_frame(seconds_of(points[0]["x"]))
     c1, c2 = st.columns([2, 3])
     show_thumbnail(film.thumbnail(i), c1)
     c2.markdown(f"**{film.name}** at `{fmt_time(film.times[i])}`")

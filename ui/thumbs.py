@@ -40,3 +40,18 @@ def crop_heat(jpeg: bytes, grid: list[dict], frame_size: tuple[int, int]) -> byt
     buf = io.BytesIO()
     Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def evidence_line(e) -> str:
+    """One piece of an engine's evidence as a line: CLIP's measures as they are, a tag or caption
+    with its confidence, a subtitle cue with its times."""
+    from clip_search.timecode import fmt_time
+
+    if e.kind in ("cosine", "rank"):
+        return e.text
+    line = f"{e.kind} “{e.text}”"
+    if e.confidence is not None:
+        line += f" ({e.confidence:.2f})"
+    if e.start is not None and e.end is not None:
+        line += f" at {fmt_time(e.start)}–{fmt_time(e.end)}"
+    return line

@@ -8,7 +8,7 @@ from clip_search.library import Film
 from clip_search.search import timeline
 from clip_search.timecode import fmt_time
 from comparisons.engines import ClipEngine
-from ui.charts import TimelineRow, timeline_figure
+from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.search_tab import play, selected_points
 from ui.thumbs import show_thumbnail
 
@@ -16,12 +16,14 @@ MAX_ROWS = 8
 
 
 def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
-    """Film chooser, extra query lines, cosine/softmax toggle, the clickable timeline and the picked frame."""
+    """Film chooser, extra query lines, cosine/softmax and colour-scale choices, the clickable
+    timeline with a cursor at the picked time, and the picked frame."""
     if not films:
         return
-    c1, c2 = st.columns([3, 2])
+    c1, c2, c3 = st.columns([3, 2, 2])
     film = c1.selectbox("Film", films, format_func=lambda f: f.name, key="tl-film")
     softmax = c2.toggle("Softmax over frames (CLIP's logit scale) instead of raw cosine", key="tl-softmax")
+    shared = c3.toggle("One colour scale for all rows", key="tl-shared", help="Off: each row from its own min to max")
     extra = st.text_area(
         "More queries for the timeline, one per line",
         key="tl-queries",
@@ -38,10 +40,13 @@ def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
         scores[line] = tl
         rows.append(TimelineRow(line, tl.times, tl.softmax if softmax else tl.scores))
     picks = st.session_state.setdefault("tl-pick", {})
-    # No cursor is drawn for the pick: a changed figure resets Streamlit's selection and swallows
-    # the next click; Plotly's own selected-point highlight marks it instead.
-    fig = timeline_figure(rows, "softmax" if softmax else "cosine", film.manifest.duration)
-    event = st.plotly_chart(
+    points = selected_points(st.session_state.get("timeline-chart"))  # the click that started this run
+    if points:
+        picks[film.id] = seconds_of(points[0]["x"])
+    t = picks.get(film.id)
+    value = "softmax" if softmax else "cosine"
+    fig = timeline_figure(rows, value, film.manifest.duration, shared_scale=shared, cursor=t)
+    st.plotly_chart(
         fig,
         on_select="rerun",
         selection_mode="points",
@@ -49,11 +54,8 @@ def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
         width="stretch",
         config={"scrollZoom": True, "displaylogo": False},
     )
-    points = selected_points(event)
-    if points:
-        picks[film.id] = float(points[0]["x"])
-    st.caption("Click a square to see that frame · drag to zoom · double-click to zoom out")
-    t = picks.get(film.id)
+    scale = "one colour scale for all rows" if shared else "each row coloured from its own minimum to its maximum"
+    st.caption(f"{value}, {scale} · click a square to see that frame · drag to zoom · double-click to zoom out")
     if t is None:
         return
     i = film.nearest_frame(t)
