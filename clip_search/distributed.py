@@ -259,7 +259,7 @@ def index_archive(
             continue
         if probe_encoder is None:
             probe_encoder = load_encoder(model_id, "cpu")
-        manifest.dim, manifest.logit_scale = probe_encoder.dim, probe_encoder.logit_scale
+        manifest.dim, manifest.logit_scale, manifest.device = probe_encoder.dim, probe_encoder.logit_scale, device
         staged = StagedFilm(library, manifest, segmented=True)
         segs = segments_of(manifest.id, str(path), manifest.duration, options.sampling.mode == "shots")
         job = _FilmJob(staged, path, segs, lock)

@@ -266,7 +266,7 @@ def index_film(
         existing = _complete_index(library, manifest)
         if existing:
             return IndexResult(existing, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
-        manifest.dim, manifest.logit_scale = encoder.dim, encoder.logit_scale
+        manifest.dim, manifest.logit_scale, manifest.device = encoder.dim, encoder.logit_scale, encoder.device
         if options.patches:
             manifest.patches_per_frame = options.patches.count(manifest.width, manifest.height)
         staged = StagedFilm(library, manifest)

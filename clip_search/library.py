@@ -109,7 +109,8 @@ class Manifest:
     status: str = "indexing"
     started_at: float = field(default_factory=time.time)
     completed_at: float | None = None
-    indexing_seconds: float | None = None
+    indexing_seconds: float | None = None  # wall time of the run that encoded the frames (cost per film-hour)
+    device: str | None = None  # where the model ran (cpu, cuda): which machine price applies
     dialogue: dict | None = None  # origin, cue count and any warning of the film's subtitles
     format_version: int = FORMAT_VERSION
 

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=non_negative_float, default=DEFAULT_TOLERANCE, help="seconds around an interval")
     p.add_argument("--fusion-weight", type=fraction, default=FUSION_WEIGHT)
     p.add_argument("--metric", default="mrr", help="headline metric for the paired tests (mrr, map, hit@K, ...)")
+    p.add_argument(
+        "--machine-usd-per-hour",
+        type=non_negative_float,
+        default=None,
+        help="price of the machine CLIP and the offline tagger ran on (default: the price table's)",
+    )
     p.add_argument("--model", help="CLIP model (default: the one the films were indexed with)")
     p.add_argument("--json", dest="json_out", type=output_file, metavar="OUT", help="write everything as JSON")
     p.add_argument("--csv", dest="csv_out", type=output_file, metavar="OUT", help="write the per-engine table as CSV")
@@ -198,6 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.tolerance,
         progress=lambda i, n: print(f"engine {i}/{n} done", file=sys.stderr),
         headline=args.metric,
+        machine_usd=args.machine_usd_per_hour,
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -214,6 +221,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"random = chance: each metric's expected value under random ranking, same {DEFAULT_GAP:g} s spacing of hits")
     for c in result.comparisons:
         print(c["sentence"])
+    print(f"quality per dollar ({args.metric} against cost per film-hour at the films' sampling):")
+    metric_of = {r["engine"]: r.get(args.metric) for r in result.table()}
+    for name, cost in result.costs.items():
+        usd = "not measured" if cost["usd_per_film_hour"] is None else f"${cost['usd_per_film_hour']:.4f}"
+        value = metric_of.get(name)
+        shown = "skipped" if value is None else f"{value:.3f}"
+        print(f"  {name:16s} {args.metric} {shown:>7s}  {usd:>13s} per film-hour  ({cost['basis']})")
     if args.json_out:
         args.json_out.write_text(json.dumps(result.to_dict(), indent=2))
     if args.csv_out:

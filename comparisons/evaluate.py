@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from clip_search.search import DEFAULT_GAP
+from comparisons.costs import engine_costs
 from comparisons.statistics import DRAWS, bootstrap_ci, chance_metrics, compare_all
 
 DEFAULT_KS = (1, 5, 10)
@@ -173,6 +174,7 @@ class Evaluation:
     warnings: list[str] = field(default_factory=list)  # queries skipped, and why
     comparisons: list[dict] = field(default_factory=list)  # paired tests between engines (headline metric)
     headline: str = "mrr"
+    costs: dict[str, dict] = field(default_factory=dict)  # engine -> usd_per_film_hour, basis
 
     def table(self) -> list[dict]:
         """One row per engine: engine, status, and each metric (None when skipped)."""
@@ -199,6 +201,7 @@ class Evaluation:
             "engines": self.table(),
             "headline": self.headline,
             "comparisons": self.comparisons,
+            "costs": self.costs,
             "warnings": self.warnings,
             "chance": f"engine 'random': expected metrics under random ranking, {DRAWS} seeded draws per query",
             "queries": self.rows,
@@ -229,6 +232,7 @@ def evaluate(
     progress=None,
     headline: str = "mrr",
     gap: float = DEFAULT_GAP,
+    machine_usd: float | None = None,
 ) -> Evaluation:
     """Run every engine on every labelled query (searching that query's film) and score it; add the
     chance baseline (engine ``random``), 95 % confidence intervals and paired tests on ``headline``.
@@ -296,7 +300,11 @@ def evaluate(
     results.append(_result("random", chance, [f"expected values under random ranking ({DRAWS} draws per query)"]))
     by_engine["random"] = chance
     comparisons = [c.to_dict() for c in compare_all(by_engine, headline)]
-    return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline)
+    names = [r.engine for r in results]
+    names += [n for n in ("tags:azure", "tags:rekognition") if n not in names]  # estimates need no credentials
+    film_list = list({f.id: f for f in films.values()}.values())
+    costs = {k: v.to_dict() for k, v in engine_costs(library, film_list, names, machine_usd).items()}
+    return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline, costs)
 
 
 def _result(name: str, per_query: list[dict | None], notes: list[str]) -> EngineResult:

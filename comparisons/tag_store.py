@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS responses (
     PRIMARY KEY (fingerprint, time_ms, service, feature, model_version)
 );
 CREATE INDEX IF NOT EXISTS by_service ON responses (fingerprint, service);
+CREATE TABLE IF NOT EXISTS runs (   -- how long tagging took, for the cost per film-hour of local taggers
+    fingerprint TEXT NOT NULL,
+    service TEXT NOT NULL,
+    frames INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    created REAL NOT NULL
+);
 """
 ALL_FEATURES = "*"
 
@@ -136,6 +143,23 @@ class TagStore:
             except (ValueError, TypeError):
                 out.setdefault(t, [])
         return out
+
+    def record_run(self, film: Film, service: str, frames: int, seconds: float) -> None:
+        """Remember how long tagging ``frames`` frames took (measured, for the cost per film-hour)."""
+        if frames:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO runs VALUES (?,?,?,?,?)",
+                    (film.manifest.fingerprint, service, frames, seconds, time.time()),
+                )
+
+    def seconds_per_frame(self, service: str) -> float | None:
+        """Measured tagging time per frame of ``service`` over every run in this library, or None."""
+        with self._lock:
+            frames, seconds = self._db.execute(
+                "SELECT COALESCE(SUM(frames), 0), COALESCE(SUM(seconds), 0) FROM runs WHERE service=?", (service,)
+            ).fetchone()
+        return seconds / frames if frames else None
 
     def services(self, film: Film) -> list[str]:
         """Services that have stored anything for ``film``."""

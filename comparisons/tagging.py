@@ -151,6 +151,7 @@ def tag_film(
             for fut in list(pending):
                 record(pending.pop(fut), fut.exception() or fut.result())
     run.seconds = time.perf_counter() - t0
+    store.record_run(film, tagger.service, run.tagged, run.seconds)
     return run
 
 

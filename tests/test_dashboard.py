@@ -147,6 +147,14 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     table = {r["engine"]: r for r in result.table()}
     assert table["clip"]["status"] == "ok" and table["tags:offline"]["status"] == "skipped"
     assert any("tags:offline skipped" in c.value for c in app.caption)
+    assert table["random"]["status"] == "ok" and table["random"]["hit@5"] > 0.2  # chance, always shown
+    bars = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert any(shape.get("line", {}).get("dash") == "dash" for shape in bars["layout"]["shapes"])  # chance line
+    assert "random" not in {t["name"] for t in bars["data"]}  # a line, not a bar
+    assert any(m.value.startswith("**Quality per dollar**") for m in app.markdown)
+    (costs,) = [d.value for d in app.dataframe if "USD per film-hour" in d.value.columns]
+    by_engine = dict(zip(costs["engine"], costs["USD per film-hour"], strict=True))
+    assert by_engine["tags:azure"] > 0 and by_engine["tags:rekognition"] > 0  # estimated without credentials
 
 
 def test_search_with_the_dialogue_engine(app):

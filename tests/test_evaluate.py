@@ -141,3 +141,8 @@ def test_every_evaluation_carries_chance_intervals_and_comparisons(indexed_libra
     assert {(c["a"], c["b"]) for c in result["comparisons"]} >= {("dialogue", "random")}
     assert "random = chance" in printed and ("beats" in printed or "no significant difference" in printed)
     assert "mrr_ci_low" in table.read_text().splitlines()[0]
+    costs = result["costs"]  # quality per dollar: cloud estimates even without credentials
+    assert costs["tags:azure"]["usd_per_film_hour"] == pytest.approx(3600 * 5 / 1000, rel=0.05)  # 1 fps, 5 tx
+    assert costs["tags:rekognition"]["usd_per_film_hour"] == pytest.approx(3600 * 3 / 1000, rel=0.05)
+    assert costs["clip+dialogue"]["usd_per_film_hour"] > 0 and "indexing" in costs["clip+dialogue"]["basis"]
+    assert costs["dialogue"]["usd_per_film_hour"] == 0 and "quality per dollar" in printed

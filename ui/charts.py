@@ -143,6 +143,43 @@ def short_label(text: str, limit: int = 28) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def cost_figure(points: list[dict], metric: str, chance: float | None = None) -> go.Figure:
+    """Quality per dollar: each engine's ``metric`` (with its 95 % interval) against its cost per
+    film-hour (log scale; free engines sit at the left edge); chance as a dashed line."""
+    fig = go.Figure()
+    floor = 1e-4
+    for p in points:
+        x = max(p["usd"], floor)
+        fig.add_trace(
+            go.Scatter(
+                x=[x],
+                y=[p["value"]],
+                mode="markers+text",
+                text=[p["engine"]],
+                textposition="top center",
+                marker={"size": 12},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [p["high"] - p["value"]],
+                    "arrayminus": [p["value"] - p["low"]],
+                },
+                hovertemplate=f"{p['engine']}<br>${p['usd']:.4f} per film-hour<br>{metric} {p['value']:.3f}"
+                + "<extra></extra>",
+            )
+        )
+    if chance is not None:
+        fig.add_hline(y=chance, line={"dash": "dash", "color": "black"}, annotation_text="chance")
+    fig.update_layout(
+        height=360,
+        showlegend=False,
+        xaxis={"type": "log", "title": "USD per film-hour (log; free engines at the left edge)"},
+        yaxis={"title": metric, "range": [0, 1.05]},
+        margin={"t": 30, "b": 40},
+    )
+    return fig
+
+
 def metrics_figure(table: list[dict], metrics: list[str], chance: dict | None = None) -> go.Figure:
     """Grouped bars with 95 % confidence intervals: one group per metric, one bar per engine; the
     chance level (the ``random`` engine) as a dashed line over each group (evaluation view)."""

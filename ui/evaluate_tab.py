@@ -15,7 +15,7 @@ from clip_search.library import Library
 from comparisons.engines import engine_names
 from comparisons.evaluate import DEFAULT_KS, DEFAULT_TOLERANCE, evaluate, load_query_set, metric_names
 from ui import state
-from ui.charts import TimelineRow, metrics_figure, timeline_figure
+from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
 
 EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
 
@@ -86,7 +86,33 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         for r in ok:
             if r["notes"] and r["engine"] != "random":
                 st.caption(f"{r['engine']}: {r['notes']}")
+        _quality_per_dollar(result, engines, chance)
         _per_query(lib, result, [r["engine"] for r in engines], ms)
+
+
+def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> None:
+    """The headline metric against cost per film-hour; every engine's cost and how it was worked out."""
+    metric = result.headline
+    points = []
+    for r in engines:
+        cost = result.costs.get(r["engine"], {}).get("usd_per_film_hour")
+        if cost is not None and r.get(metric) is not None:
+            low, high = r.get(f"{metric}_ci_low", r[metric]), r.get(f"{metric}_ci_high", r[metric])
+            points.append({"engine": r["engine"], "usd": cost, "value": r[metric], "low": low, "high": high})
+    st.markdown(f"**Quality per dollar** ({metric} against cost per film-hour at the films' sampling)")
+    if points:
+        st.plotly_chart(cost_figure(points, metric, chance.get(metric) if chance else None), key="eval-cost")
+    rows = [
+        {
+            "engine": name,
+            "USD per film-hour": None if c["usd_per_film_hour"] is None else round(c["usd_per_film_hour"], 4),
+            "how": c["basis"],
+        }
+        for name, c in result.costs.items()
+        if name != "random"
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption("Machine prices and service prices: comparisons/prices.json (or <library>/prices.json); edit to yours.")
 
 
 def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -> None:
