@@ -155,6 +155,12 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     (costs,) = [d.value for d in app.dataframe if "USD per film-hour" in d.value.columns]
     by_engine = dict(zip(costs["engine"], costs["USD per film-hour"], strict=True))
     assert by_engine["tags:azure"] > 0 and by_engine["tags:rekognition"] > 0  # estimated without credentials
+    (drill,) = [d.value for d in app.dataframe if "query" in d.value.columns and "clip" in d.value.columns]
+    assert set(drill["clip"]) <= {"✓", "✗", ""} and len(drill) >= 40  # a row per query, ✓/✗ per engine
+    assert drill["relevant"].str.match(r"^\d\d:\d\d–\d\d:\d\d|\(no answer\)").all()  # mm:ss
+    marks = [c.value for c in app.caption if c.value[:1] in "✓✗"]
+    assert marks  # the chosen query's top hits, marked right or wrong
+    assert app.get("download_button")  # the whole evaluation can be exported
 
 
 def test_search_with_the_dialogue_engine(app):

@@ -4,7 +4,7 @@ its timeline with the relevant intervals shaded and each engine's scores."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
+import json
 
 import pandas as pd
 import streamlit as st
@@ -12,10 +12,12 @@ import streamlit as st
 from clip_search import config
 from clip_search.errors import FrameSearchError
 from clip_search.library import Library
+from clip_search.timecode import fmt_time
 from comparisons.engines import engine_names
 from comparisons.evaluate import DEFAULT_KS, DEFAULT_TOLERANCE, evaluate, load_query_set, metric_names
 from ui import state
 from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
+from ui.thumbs import show_thumbnail
 
 EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
 
@@ -86,6 +88,7 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         for r in ok:
             if r["notes"] and r["engine"] != "random":
                 st.caption(f"{r['engine']}: {r['notes']}")
+        _export(result)
         _quality_per_dollar(result, engines, chance)
         _per_query(lib, result, [r["engine"] for r in engines], ms)
 
@@ -116,23 +119,72 @@ def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> Non
 
 
 def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -> None:
-    pairs = list(dict.fromkeys((r["film"], r["query"]) for r in result.rows))
+    """Every query with ✓/✗ per engine (sortable), then one query in detail: its timeline with the
+    relevant intervals shaded, and each engine's top hits marked right or wrong."""
+    k = st.selectbox("Per query, at k", list(result.ks), index=len(result.ks) - 1, key="eval-drill-k")
+    rows = {}
+    for r in result.rows:
+        if r["engine"] not in engines:
+            continue
+        key = (r["film"], r["query"])
+        entry = rows.setdefault(
+            key,
+            {"film": r["film"], "query": r["query"], "relevant": intervals_text(r["intervals"]) or "(no answer)"},
+        )
+        m = r["metrics"]
+        entry[r["engine"]] = "" if m is None else ("✓" if m[f"hit@{k}"] else "✗")
+        entry[f"{r['engine']} rank"] = first_relevant_rank(r, result.tolerance)
+    st.markdown(f"**Per query** (✓: a relevant frame among the top {k}; rank: the first relevant hit)")
+    st.dataframe(pd.DataFrame(list(rows.values())), hide_index=True, width="stretch", key="eval-drill")
+
+    pairs = list(rows)
     film_name, query = st.selectbox("Query", pairs, format_func=lambda p: f"{p[0]} — {p[1]}", key="eval-query")
     film = lib.find(film_name)[0]
-    row = next(r for r in result.rows if (r["film"], r["query"]) == (film_name, query))
+    mine = [r for r in result.rows if (r["film"], r["query"]) == (film_name, query) and r["engine"] in engines]
+    intervals = [tuple(i) for i in mine[0]["intervals"]] if mine else []
     timeline_rows = [TimelineRow(n, film.times, state.engine(n, lib, ms).scores(film, query)) for n in engines]
     st.plotly_chart(
-        timeline_figure(timeline_rows, "score", film.manifest.duration, [tuple(i) for i in row["intervals"]]),
+        timeline_figure(timeline_rows, "score", film.manifest.duration, intervals),
         key="eval-timeline",
         width="stretch",
     )
-    hits = pd.DataFrame(
-        [
-            {"engine": r["engine"], "rank": i + 1, "time": h["time"], "score": round(h["score"], 4)}
-            for r in result.rows
-            if (r["film"], r["query"]) == (film_name, query)
-            for i, h in enumerate(r["hits"][:5])
-        ]
+    st.caption(f"Shaded: relevant intervals ({intervals_text(intervals) or 'none'}).")
+    for r in mine:
+        st.markdown(f"**{r['engine']}** — top hits")
+        cols = st.columns(5)
+        for col, h in zip(cols, r["hits"][:5], strict=False):
+            right = any(a - result.tolerance <= h["time"] <= b + result.tolerance for a, b in intervals)
+            show_thumbnail(film.thumbnail(film.nearest_frame(h["time"])), col)
+            col.caption(f"{'✓' if right else '✗'} {fmt_time(h['time'])} · {h['score']:.3f}")
+
+
+def intervals_text(intervals) -> str:
+    """Relevant intervals as mm:ss–mm:ss, comma-separated."""
+    return ", ".join(f"{fmt_time(a)[:-2]}–{fmt_time(b)[:-2]}" for a, b in intervals)
+
+
+def first_relevant_rank(row: dict, tolerance: float) -> int | None:
+    """Rank of the first hit inside a relevant interval (widened by the tolerance), or None."""
+    for i, h in enumerate(row["hits"], start=1):
+        if any(a - tolerance <= h["time"] <= b + tolerance for a, b in row["intervals"]):
+            return i
+    return None
+
+
+def _export(result) -> None:
+    """The whole evaluation as JSON (every ranked hit, intervals, chance, tests, costs) and the table as CSV."""
+    c1, c2 = st.columns(2)
+    c1.download_button(
+        "Download the whole evaluation (JSON)",
+        json.dumps(result.to_dict(), indent=2),
+        file_name="evaluation.json",
+        mime="application/json",
+        key="eval-json",
     )
-    st.dataframe(hits, hide_index=True, width="stretch")
-    st.caption(f"Shaded: relevant intervals ({Path(EXAMPLE).name} or your edits).")
+    c2.download_button(
+        "Download the table (CSV)",
+        pd.DataFrame(result.table()).to_csv(index=False),
+        file_name="evaluation.csv",
+        mime="text/csv",
+        key="eval-csv",
+    )
