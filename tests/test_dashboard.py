@@ -135,6 +135,8 @@ def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed
     for engine in ("**clip**", "**dialogue**", "**clip+dialogue**"):
         assert engine in shown
     assert "runs locally, no cost" in shown  # the estimate is shown before any tagging run
+    assert "Scores are not comparable across engines" in shown
+    assert "★ also dialogue" in shown  # clip+dialogue and dialogue agree on the cue frames: marked
     app.selectbox(key="tag-service").set_value("azure").run()
     assert any("AZURE_VISION_ENDPOINT" in w.value for w in app.warning)  # no credentials: said, not crashed
 

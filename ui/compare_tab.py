@@ -75,22 +75,39 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
         st.info("Type a query above to compare the engines on it.")
         return
     engines = [state.engine(n, lib, ms, weight) for n in engine_names_for(lib, [film])]
+    found: dict[str, list] = {}
+    for engine in engines:
+        try:
+            found[engine.name] = engine.search([film], query, top_k=TOP)
+        except (EngineUnavailable, FrameSearchError) as e:
+            found[engine.name] = e
+    by_moment: dict[float, set[str]] = {}  # frames several engines found: within 2 s of each other
+    for name, hits in found.items():
+        for h in hits if isinstance(hits, list) else []:
+            near = next((t for t in by_moment if abs(t - h.time) <= 2.0), h.time)
+            by_moment.setdefault(near, set()).add(name)
+    st.caption(
+        "ⓘ Scores are not comparable across engines: CLIP gives cosines (about −0.1 to 0.4), tag and "
+        "dialogue engines give 0–1 match scores, clip+dialogue a 0–1 blend. Compare ranks and frames, not numbers."
+    )
     cols = st.columns(len(engines))
     rows = []
     for col, engine in zip(cols, engines, strict=True):
         with col:
             st.markdown(f"**{engine.name}**")
-            try:
-                hits = engine.search([film], query, top_k=TOP)
-                scores = engine.scores(film, query)
-            except (EngineUnavailable, FrameSearchError) as e:
-                st.caption(str(e))
+            hits = found[engine.name]
+            if not isinstance(hits, list):
+                st.caption(str(hits))
                 continue
-            rows.append(TimelineRow(engine.name, film.times, scores))
+            rows.append(TimelineRow(engine.name, film.times, engine.scores(film, query)))
             for i, h in enumerate(hits):
                 with st.container(border=True):
                     show_thumbnail(film.thumbnail(h.frame))
-                    st.caption(f"`{fmt_time(h.time)}` · {h.score:.3f}")
+                    also = next((names for t, names in by_moment.items() if abs(t - h.time) <= 2.0), set()) - {
+                        engine.name
+                    }
+                    mark = f" · ★ also {', '.join(sorted(also))}" if also else ""
+                    st.caption(f"`{fmt_time(h.time)}` · {h.score:.3f}{mark}")
                     why = engine.explain(film, h.frame, query)
                     if why.evidence:
                         st.caption("; ".join(evidence_line(e) for e in why.evidence[:3]))

@@ -253,7 +253,7 @@ def player(lib: Library) -> None:
         st.warning(f"Cannot play {film.name}: its source file is gone ({source}). Search results are not affected.")
         return
     st.markdown(f"**Playing {film.name} from {fmt_time(choice['time'])}**")
-    st.video(source, start_time=int(choice["time"]))
+    st.video(source, start_time=int(choice["time"]), autoplay=True, muted=True)  # muted: browsers allow autoplay
     if source.endswith(".mkv"):
         st.caption("Browsers play MKV/HEVC only in part; if the player stays black, open the file in a desktop player.")
     credit = credit_for(source)
