@@ -114,11 +114,12 @@ class Comparison:
     def sentence(self) -> str:
         """'clip+dialogue beats clip on mrr (0.52 vs 0.31, p = 0.003)' or 'no significant difference'."""
         label = self.metric.upper() if self.metric in ("mrr", "map") else self.metric
-        nums = f"{self.mean_a:.2f} vs {self.mean_b:.2f}, p = {self.p_holm:.3g} (Holm), {self.queries} queries"
+        tail = f"p = {self.p_holm:.3g} (Holm), {self.queries} queries"
         if not self.significant:
-            return f"{self.a} vs {self.b} on {label}: no significant difference ({nums})"
-        winner, loser = (self.a, self.b) if self.mean_a > self.mean_b else (self.b, self.a)
-        return f"{winner} beats {loser} on {label} ({nums})"
+            nums = f"{self.mean_a:.2f} vs {self.mean_b:.2f}"
+            return f"{self.a} vs {self.b} on {label}: no significant difference ({nums}, {tail})"
+        (winner, w), (loser, lo) = sorted([(self.a, self.mean_a), (self.b, self.mean_b)], key=lambda x: -x[1])
+        return f"{winner} beats {loser} on {label} ({w:.2f} vs {lo:.2f}, {tail})"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "significant": self.significant, "sentence": self.sentence()}

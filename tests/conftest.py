@@ -32,6 +32,7 @@ EXAMPLE_FILMS = [
     POPEYE1,
     MEDIA / "popeye" / "popeye_p2.mkv",
     MEDIA / "popeye" / "popeye_p3.mkv",
+    MEDIA / "popeye" / "popeye_p4.mkv",
     MEDIA / "intel" / "one-by-one-person-detection.mp4",
     MEDIA / "intel" / "bottle-detection.mp4",
 ]

@@ -170,7 +170,7 @@ def test_search_with_the_dialogue_engine(app):
     app.text_input(key="query").input("help me Popeye").run()
     assert not app.exception
     assert "hits** for *help me Popeye*" in texts(app)
-    assert set(app.dataframe[0].value["film"]) <= {"popeye_p1", "popeye_p2", "popeye_p3"}
+    assert set(app.dataframe[0].value["film"]) <= {"popeye_p1", "popeye_p2", "popeye_p3", "popeye_p4"}
 
 
 def test_the_view_lives_in_the_url_and_a_link_restores_it(monkeypatch, tiny_clip_dir, indexed_library):
