@@ -145,4 +145,12 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(page.get_by_text("Timeline, one row per engine")).to_be_visible(timeout=60_000)
     images_loaded(page)
     page.screenshot(path=str(shots / "compare.png"), full_page=False)
+
+    page.get_by_role("tab", name="Evaluate").click()
+    settled(page)
+    page.get_by_role("button", name="Run evaluation").click()
+    settled(page, timeout=300_000)
+    expect(page.get_by_text("Quality per dollar")).to_be_visible(timeout=60_000)
+    page.locator("[role='tabpanel'] .js-plotly-plot").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "evaluate.png"), full_page=False)
     page.close()

@@ -213,3 +213,18 @@ def test_the_demo_lands_on_a_working_search_without_any_set_up(monkeypatch, tmp_
     assert "hits** for *a ship at sea*" in texts(at)
     again = AppTest.from_file(APP, default_timeout=120).run()  # a reload reuses the films and the model
     assert not again.exception and "hits** for *a ship at sea*" in texts(again)
+
+
+def test_evaluate_tab_skips_a_query_whose_film_is_missing_and_goes_on(app, tmp_path, monkeypatch):
+    import ui.evaluate_tab
+
+    queries = tmp_path / "queries.csv"
+    queries.write_text("film,query,start,end\nno-such-film,a ship,1,2\npopeye_p1,help me Popeye,0,20\n")
+    monkeypatch.setattr(ui.evaluate_tab, "EXAMPLE", queries)  # the query set the tab loads by default
+    open_tab(app, "Evaluate")
+    app.multiselect(key="eval-engines").set_value(["dialogue"]).run()
+    app.button(key="eval-run").click().run(timeout=300)
+    assert not app.exception
+    assert any("1 query on 'no-such-film' skipped" in w.value for w in app.warning)
+    table = {r["engine"]: r for r in app.session_state["evaluation"].table()}
+    assert table["dialogue"]["status"] == "ok" and table["dialogue"]["queries"] == 1

@@ -169,7 +169,7 @@ def cost_figure(points: list[dict], metric: str, chance: float | None = None) ->
             )
         )
     if chance is not None:
-        fig.add_hline(y=chance, line={"dash": "dash", "color": "black"}, annotation_text="chance")
+        fig.add_hline(y=chance, line={"dash": "dash", "color": "orange"}, annotation_text="chance")
     fig.update_layout(
         height=360,
         showlegend=False,
@@ -207,10 +207,10 @@ def metrics_figure(table: list[dict], metrics: list[str], chance: dict | None = 
                 x1=i + 0.45,
                 y0=chance[m],
                 y1=chance[m],
-                line={"color": "black", "dash": "dash", "width": 2},
+                line={"color": "orange", "dash": "dash", "width": 3},
             )
     fig.add_annotation(
-        text="dashed: chance (random ranking); bars: 95 % CI",
+        text="orange dashes: chance (random ranking); whiskers: 95 % CI",
         xref="paper",
         yref="paper",
         x=1,

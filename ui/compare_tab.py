@@ -16,7 +16,7 @@ from comparisons.taggers.azure import CELEBRITY_NOTE
 from comparisons.tagging import tag_film, work_left
 from ui import state
 from ui.charts import TimelineRow, timeline_figure
-from ui.search_tab import play
+from ui.search_tab import play_button
 from ui.thumbs import evidence_line, show_thumbnail
 
 TOP = 4
@@ -113,12 +113,7 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
                         st.caption("; ".join(evidence_line(e) for e in why.evidence[:3]))
                     elif why.note:
                         st.caption(why.note)
-                    st.button(
-                        f"▶ {fmt_time(h.time)}",
-                        key=f"cmp-play-{engine.name}-{i}",
-                        on_click=play,
-                        args=(h.film_id, h.time),
-                    )
+                    play_button(h, f"cmp-play-{engine.name}-{i}")
     if rows:
         st.markdown("**Timeline, one row per engine** (each row coloured on its own scale)")
         st.plotly_chart(timeline_figure(rows, "score", film.manifest.duration), key="cmp-timeline", width="stretch")

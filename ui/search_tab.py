@@ -23,6 +23,18 @@ def play(film_id: str, time: float) -> None:
     st.session_state.play = {"film_id": film_id, "time": float(time)}
 
 
+def play_button(hit, key: str) -> None:
+    """▶ on a hit's card: plays its film from the hit's time, in view whichever tab is open."""
+    st.button(
+        f"▶ {fmt_time(hit.time)}",
+        key=key,
+        on_click=play,
+        args=(hit.film_id, hit.time),
+        help=f"Play {hit.film} from {fmt_time(hit.time)}",
+        width="stretch",
+    )
+
+
 def query_inputs(films: list[Film], engine_options: list[str]) -> tuple[list[Film], dict]:
     """The query widgets; returns the chosen films and the query parameters."""
     c1, c2, c3, c4 = st.columns([5, 3, 2, 1])
@@ -106,14 +118,7 @@ def results(films: list[Film], query: QueryVector, params: dict, lib: Library, m
             show_thumbnail(by_id[h.film_id].thumbnail(h.frame))
             st.markdown(f"`{fmt_time(h.time)}` · score **{h.score:.3f}**")
             st.caption(h.film)
-            st.button(
-                f"▶ {fmt_time(h.time)}",
-                key=f"play-{i}",
-                on_click=play,
-                args=(h.film_id, h.time),
-                help=f"Play {h.film} from {fmt_time(h.time)}",
-                width="stretch",
-            )
+            play_button(h, f"play-{i}")
             st.button("Why?", key=f"why-{i}", on_click=_explain_hit, args=(h.film_id, h.frame), width="stretch")
             if playing.get("film_id") == h.film_id and playing.get("time") == h.time and not _source_exists(h.source):
                 st.caption(f"⚠ The source file is gone ({h.source}); the frames stay searchable.")
