@@ -17,9 +17,16 @@ from ui.samples import DEMO_QUERY
 from ui.timeline_tab import timeline_tab
 
 st.set_page_config(page_title="Frame Search Lab", layout="wide")
+# The player and score strips beside the results stay in view while the grid scrolls: Streamlit
+# gives a keyed container the class st-key-<key>, inside a wrapper whose parent is the column,
+# which the row stretches to the grid's height, so the wrapper can stick.
+STICKY_PLAYER = """<style>
+div[data-testid="stLayoutWrapper"]:has(> .st-key-player-box) { position: sticky; top: 3.5rem; z-index: 5; }
+</style>"""
 
 
 def main() -> None:
+    st.markdown(STICKY_PLAYER, unsafe_allow_html=True)
     ms = state.model()
     lib = state.library()
     with st.sidebar:
@@ -71,14 +78,15 @@ def _search(lib, ms, chosen, params) -> None:
     """Results, the score strip of each film and the player, on one screen."""
     query = search_tab.run_query(ms.encoder, params)
     left, right = st.columns([3, 2])
-    with right:
+    beside = right.container(key="player-box")  # sticky (see STICKY_PLAYER): player and strips stay in view
+    with beside:
         search_tab.player(lib)
     if query is None:
         return
     try:
         with left:
             hits = search_tab.results(chosen, query, params, lib, ms)
-        with right:
+        with beside:
             search_tab.strips(chosen, hits, params, query, lib, ms)
     except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
         st.error(str(e))

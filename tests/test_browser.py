@@ -95,6 +95,17 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     images_loaded(page)
     page.screenshot(path=str(shots / "dashboard.png"), full_page=False)
 
+    # ▶ on a hit plays beside the results, and the player stays in view while the grid scrolls
+    panel.get_by_role("button", name=re.compile(r"^▶ ")).first.click()
+    settled(page)
+    video = panel.locator("video")
+    expect(video).to_be_attached(timeout=30_000)
+    page.mouse.move(600, 600)
+    page.mouse.wheel(0, 1500)
+    expect(grid.first).not_to_be_in_viewport()
+    expect(video).to_be_in_viewport()
+    page.mouse.wheel(0, -3000)
+
     # a hit explains itself: CLIP's crop map over the frame
     page.get_by_role("button", name="Why?").first.click()
     settled(page)
