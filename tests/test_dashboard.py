@@ -184,7 +184,10 @@ def test_the_view_lives_in_the_url_and_a_link_restores_it(monkeypatch, tiny_clip
     assert at.query_params["film"] in ("popeye_p2", ["popeye_p2"])
 
     link = AppTest.from_file(APP, default_timeout=120)  # someone opens the link
-    link.query_params.update({"q": "a giant bird", "film": "popeye_p2", "tab": "Timeline", "play": "nope@3.5"})
+    p2 = indexed_library.find("popeye_p2")[0].id
+    link.query_params.update(
+        {"q": "a giant bird", "film": "popeye_p2", "tab": "Timeline", "play": "nope@3.5", "pick": f"{p2}@12"}
+    )
     link.run()
     assert not link.exception
     assert link.session_state["query"] == "a giant bird" and link.session_state["tab"] == "Timeline"
@@ -192,6 +195,8 @@ def test_the_view_lives_in_the_url_and_a_link_restores_it(monkeypatch, tiny_clip
     assert fig["data"][0]["y"][0] == "a giant bird"
     assert link.session_state["play"] == {"film_id": "nope", "time": 3.5}
     assert "no longer in the library" in texts(link)  # a stale link says so, nothing breaks
+    assert "### Frame at `00:12.0`" in texts(link)  # the picked frame of the Timeline tab (film popeye_p2)
+    assert fig["layout"]["shapes"]  # drawn as the cursor
 
 
 @pytest.mark.slow

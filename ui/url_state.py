@@ -1,4 +1,4 @@
-"""The view in the URL: query, films, engine, top-k, tab and the playing time live in
+"""The view in the URL: query, films, engine, top-k, tab, the playing and the picked time live in
 ``st.query_params``, so a link reproduces what the sender saw (a lab demo sent as a link).
 
 ``restore`` runs once per browser session, before the widgets exist, and only takes values that
@@ -29,12 +29,21 @@ def restore(film_names: list[str], engines: list[str]) -> None:
         st.session_state["top-k"] = int(params["k"])
     if params.get("tab") in TABS:
         st.session_state["tab"] = params["tab"]
-    film_id, _, t = params.get("play", "").rpartition("@")
+    play = _film_time(params.get("play", ""))
+    if play:
+        st.session_state["play"] = {"film_id": play[0], "time": play[1]}
+    pick = _film_time(params.get("pick", ""))
+    if pick:
+        st.session_state["tl-pick"] = {pick[0]: pick[1]}
+
+
+def _film_time(text: str) -> tuple[str, float] | None:
+    """'film-id@12.5' -> ('film-id', 12.5); None for anything else."""
+    film_id, _, t = text.rpartition("@")
     try:
-        if film_id:
-            st.session_state["play"] = {"film_id": film_id, "time": max(0.0, float(t))}
+        return (film_id, max(0.0, float(t))) if film_id else None
     except ValueError:
-        pass
+        return None
 
 
 def publish() -> None:
@@ -53,6 +62,10 @@ def publish() -> None:
         wanted["tab"] = state["tab"]
     if state.get("play"):
         wanted["play"] = f"{state['play']['film_id']}@{state['play']['time']:.3f}"
+    picks = state.get("tl-pick") or {}
+    film = state.get("tl-film")
+    if film is not None and film.id in picks:  # the frame picked on the Timeline tab
+        wanted["pick"] = f"{film.id}@{picks[film.id]:.3f}"
     current = {k: (st.query_params.get_all(k) if k == "film" else st.query_params.get(k)) for k in st.query_params}
     if current != wanted:
         st.query_params.from_dict(wanted)
