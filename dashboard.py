@@ -11,7 +11,7 @@ import streamlit as st
 
 from clip_search.errors import FrameSearchError
 from ui import library_panel, search_tab, state, url_state
-from ui.compare_tab import compare_tab, engine_names_for
+from ui.compare_tab import compare_tab
 from ui.evaluate_tab import evaluate_tab
 from ui.samples import DEMO_QUERY
 from ui.timeline_tab import timeline_tab
@@ -52,7 +52,7 @@ def main() -> None:
         return
     if demo:
         st.session_state.setdefault("query", DEMO_QUERY)
-    engines = engine_names_for(lib, films)
+    engines = state.engine_names(lib, films)
     url_state.restore([f.name for f in films], engines)
     chosen, params = search_tab.query_inputs(films, engines)
     search, time_tab, compare, evaluation = st.tabs(url_state.TABS, key="tab", on_change="rerun")

@@ -85,6 +85,24 @@ def _clip(root: str, model_id: str, _encoder) -> ClipEngine:
     return ClipEngine(_encoder)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _engine_names(root: str, films: tuple, tags_stamp: tuple) -> list[str]:
+    from ui.compare_tab import engine_names_for
+
+    lib = Library(root)
+    return engine_names_for(lib, [f for f in (lib.get(film_id) for film_id, _ in films) if f])
+
+
+def engine_names(lib: Library, films: list) -> list[str]:
+    """The engines these films can be searched with, worked out once per film versions and tag
+    store state (not on every rerun: it reads every film's subtitles and the tag database)."""
+    db = lib.root / "tags.sqlite"
+    stamps = tuple(
+        (p.stat().st_size, p.stat().st_mtime_ns) for p in (db, db.with_name("tags.sqlite-wal")) if p.exists()
+    )
+    return _engine_names(str(lib.root), tuple((f.id, f.version) for f in films), stamps)
+
+
 def engine(name: str, lib: Library, ms: ModelState, weight: float = 0.5) -> Engine:
     """An engine kept across reruns (its query vectors, searchers and tag indexes are caches keyed
     by film versions inside it, so a re-indexed or newly tagged film is never served stale)."""
