@@ -143,11 +143,12 @@ class Searcher:
         has_patches = any(f.manifest.patches_per_frame for f in self.films)
         if not exact and not has_patches and self.films:
             lib = library or Library(self.films[0].dir.parent.parent)
-            if sum(f.manifest.frames for f in lib.films()) >= ANN_MIN_FRAMES:
-                self.ann = AnnIndex.load(lib)
+            library_films = lib.films()  # checked once, for the size and the index's freshness
+            if sum(f.manifest.frames for f in library_films) >= ANN_MIN_FRAMES:
+                self.ann = AnnIndex.load(lib, library_films)
                 if self.ann is None:
                     self.notice = (
-                        f"{AnnIndex.status(lib).describe()}; scoring every frame exactly "
+                        f"{AnnIndex.status(lib, library_films).describe()}; scoring every frame exactly "
                         "(slower). `python -m clip_search ann build` makes searches fast."
                     )
         self.mode = "ann" if self.ann is not None else "exact"

@@ -129,8 +129,11 @@ class Engine:
         films = self.usable(films)
         return rank_frames(films, [self.scores(f, query) for f in films], top_k, gap, logit_scale=self.logit_scale)
 
-    def _explanation(self, film: Film, frame: int, query: Query, evidence: list[Evidence], note=None) -> Explanation:
-        score = float(self.scores(film, query)[frame])
+    def _explanation(
+        self, film: Film, frame: int, query: Query, evidence: list[Evidence], note=None, score: float | None = None
+    ) -> Explanation:
+        """The explanation of one frame; ``score`` when the caller already scored the film."""
+        score = float(self.scores(film, query)[frame]) if score is None else score
         return Explanation(self.name, film.name, frame, float(film.times[frame]), score, evidence, note)
 
 
@@ -189,7 +192,7 @@ class ClipEngine(Engine):
         rank = int(np.sum(scores > scores[frame])) + 1
         evidence = [Evidence("cosine", f"cosine {scores[frame]:.4f} between the query and this frame")]
         evidence.append(Evidence("rank", f"rank {rank} of {len(scores)} frames of {film.name}"))
-        out = self._explanation(film, frame, query, evidence)
+        out = self._explanation(film, frame, query, evidence, score=float(scores[frame]))
         if crops:
             try:
                 out.grid, out.frame_size = self.crop_scores(film, frame, query)

@@ -97,6 +97,11 @@ def _covers(t: float, interval: tuple[float, float], tol: float) -> bool:
     return interval[0] - tol <= t <= interval[1] + tol
 
 
+def is_relevant(t: float, intervals: Sequence[tuple[float, float]], tol: float = DEFAULT_TOLERANCE) -> bool:
+    """Whether a hit at time ``t`` lies in one of the relevant intervals, widened by ``tol``."""
+    return any(_covers(t, iv, tol) for iv in intervals)
+
+
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Temporal intersection over union of two [start, end] intervals."""
     inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
@@ -113,7 +118,7 @@ def query_metrics(
     """All metrics of one query from its ranked hits; None when it has no relevant interval."""
     if not intervals:
         return None
-    relevant = [any(_covers(h.time, iv, tol) for iv in intervals) for h in hits]
+    relevant = [is_relevant(h.time, intervals, tol) for h in hits]
     out: dict[str, float] = {}
     for k in ks:
         top = hits[:k]

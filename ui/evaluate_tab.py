@@ -14,7 +14,7 @@ from clip_search.errors import FrameSearchError
 from clip_search.library import Library
 from clip_search.timecode import fmt_time
 from comparisons.engines import engine_names
-from comparisons.evaluate import DEFAULT_KS, DEFAULT_TOLERANCE, evaluate, load_query_set, metric_names
+from comparisons.evaluate import DEFAULT_KS, DEFAULT_TOLERANCE, evaluate, is_relevant, load_query_set, metric_names
 from ui import state
 from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
 from ui.thumbs import show_thumbnail
@@ -153,7 +153,7 @@ def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -
         st.markdown(f"**{r['engine']}** — top hits")
         cols = st.columns(5)
         for col, h in zip(cols, r["hits"][:5], strict=False):
-            right = any(a - result.tolerance <= h["time"] <= b + result.tolerance for a, b in intervals)
+            right = is_relevant(h["time"], intervals, result.tolerance)
             show_thumbnail(film.thumbnail(film.nearest_frame(h["time"])), col)
             col.caption(f"{'✓' if right else '✗'} {fmt_time(h['time'])} · {h['score']:.3f}")
 
@@ -166,7 +166,7 @@ def intervals_text(intervals) -> str:
 def first_relevant_rank(row: dict, tolerance: float) -> int | None:
     """Rank of the first hit inside a relevant interval (widened by the tolerance), or None."""
     for i, h in enumerate(row["hits"], start=1):
-        if any(a - tolerance <= h["time"] <= b + tolerance for a, b in row["intervals"]):
+        if is_relevant(h["time"], row["intervals"], tolerance):
             return i
     return None
 
