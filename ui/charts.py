@@ -51,6 +51,7 @@ def timeline_figure(
     size = float(np.clip((700 if compact else 1400) / max(longest, 1), 3, 22))
     every = [float(v) for r in rows for v in np.asarray(r.values, float)]
     g_lo, g_hi = (min(every), max(every)) if every else (0.0, 1.0)
+    labels = row_labels([r.label for r in rows], 14 if compact else 28)
     for n, r in enumerate(rows):
         vals = np.asarray(r.values, float)
         if shared_scale:
@@ -65,10 +66,13 @@ def timeline_figure(
             else:
                 ticks = {"tickvals": [0, 1], "ticktext": ["row min", "row max"]}
             bar = {"title": {"text": value_name, "side": "right"}, "thickness": 10, "len": 0.9, **ticks}
+            if compact:  # a thin bar above the rows: the strip beside the grid keeps its width for the film
+                bar |= {"orientation": "h", "x": 0.5, "xanchor": "center", "y": 1.02, "yanchor": "bottom"}
+                bar |= {"len": 0.6, "thickness": 8, "title": {"text": value_name, "side": "top"}}
         fig.add_trace(
             trace(
                 x=_clock(np.asarray(r.times, float)),
-                y=[short_label(r.label)] * len(vals),
+                y=[labels[n]] * len(vals),
                 mode="markers",
                 name=r.label,
                 marker={
@@ -94,8 +98,8 @@ def timeline_figure(
         )
     span = duration or max((float(r.times[-1]) for r in rows if len(r.times)), default=1.0)
     fig.update_layout(
-        height=(70 + 30 * len(rows)) if compact else (120 + 46 * len(rows)),
-        margin={"l": 10, "r": 10, "t": 10 if compact else 30, "b": 30},
+        height=(130 + 30 * len(rows)) if compact else (120 + 46 * len(rows)),
+        margin={"l": 10, "r": 10, "t": 70 if compact else 30, "b": 30},
         showlegend=False,
         clickmode="event+select",
         dragmode="zoom",
@@ -141,6 +145,18 @@ def seconds_of(x: float | str) -> float:
 def short_label(text: str, limit: int = 28) -> str:
     """A row label that fits beside the chart (long queries are shortened, the full one is hovered)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def row_labels(labels: list[str], limit: int) -> list[str]:
+    """Shortened row labels, numbered where two would read the same: rows sit on a categorical
+    axis, so equal labels would draw two films or queries on one row."""
+    short = [short_label(t, limit) for t in labels]
+    seen: dict[str, int] = {}
+    out = []
+    for s in short:
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if short.count(s) == 1 else f"{s} ({seen[s]})")
+    return out
 
 
 def cost_figure(points: list[dict], metric: str, chance: float | None = None) -> go.Figure:
