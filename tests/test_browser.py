@@ -95,6 +95,19 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     images_loaded(page)
     page.screenshot(path=str(shots / "dashboard.png"), full_page=False)
 
+    # hovering a square of the strip shows that frame's thumbnail beside Plotly's time and score
+    square = strip.locator(".scatterlayer .trace").nth(1).locator(".points path").nth(20)
+    box = square.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    preview = page.locator("#fsl-hover-preview")
+    expect(preview).to_be_visible(timeout=10_000)
+    label = strip.locator(".hoverlayer .hovertext").text_content()
+    assert preview.get_attribute("data-film") in label and preview.get_attribute("data-time") in label
+    assert preview.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
+    page.wait_for_function("document.querySelector('#fsl-hover-preview img').naturalWidth > 0")
+    page.mouse.move(600, 600)
+    expect(preview).to_be_hidden()
+
     # ▶ on a hit plays beside the results, and the player stays in view while the grid scrolls
     panel.get_by_role("button", name=re.compile(r"^▶ ")).first.click()
     settled(page)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -48,6 +49,43 @@ def test_query_shows_a_grid_of_hits_and_moments(app):
     assert not moments.duplicated(["film", "start"]).any()
 
 
+def test_hovering_the_score_strip_has_a_thumbnail_for_each_row(app, indexed_library):
+    """The page sends the strip's hover thumbnails in the chart's row order (the browser picks one by
+    row and point index, see test_browser), a bounded number, each small and of the frame it names."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from clip_search.timecode import fmt_time
+    from ui.hover_preview import PREVIEW_WIDTH, PREVIEWS
+
+    app.text_input(key="query").input("a ship at sea").run()
+    strip = json.loads(app.get("plotly_chart")[0].proto.spec)
+    (preview,) = [e for e in app.get("bidi_component") if e.proto.component_name == "frame_hover_preview"]
+    data = json.loads(preview.proto.json)
+    assert data["chart"] == "search-strip"
+    rows = data["rows"]
+    assert [r["film"] for r in rows] == [t["name"] for t in strip["data"]]
+    assert sum(len(r["picks"]) for r in rows) <= PREVIEWS
+    for row in rows:
+        film = indexed_library.find_one(row["film"])
+        assert len(row["picks"]) == len(row["images"]) == len(row["times"])
+        if len(film.times) <= 60:  # a short film: every frame has its own thumbnail
+            assert row["picks"] == list(range(len(film.times)))
+        assert row["picks"][0] == 0 and row["picks"][-1] == len(film.times) - 1
+        assert row["times"] == [fmt_time(film.times[i]) for i in row["picks"]]
+    k = len(rows[0]["picks"]) // 2
+    head, b64 = rows[0]["images"][k].split(",", 1)
+    assert head == "data:image/jpeg;base64"
+    shown = Image.open(io.BytesIO(base64.b64decode(b64)))
+    film = indexed_library.find_one(rows[0]["film"])
+    stored = Image.open(io.BytesIO(film.thumbnail(rows[0]["picks"][k])))
+    assert shown.width <= PREVIEW_WIDTH
+    small = np.asarray(stored.convert("L").resize(shown.size), float)
+    assert np.abs(np.asarray(shown.convert("L"), float) - small).mean() < 12  # the same frame, made small
+
+
 def test_play_button_plays_the_film_from_the_hit(app):
     app.text_input(key="query").input("a soldier").run()
     app.button(key="play-0").click().run()
@@ -79,8 +117,6 @@ def test_timeline_has_a_row_per_query(app):
     app.text_area(key="tl-queries").input("a giant bird\nSinbad").run()
     assert not app.exception
     chart = app.get("plotly_chart")[0]
-    import json
-
     fig = json.loads(chart.proto.spec)
     assert [t["y"][0] for t in fig["data"]] == ["a ship", "a giant bird", "Sinbad"]
     app.toggle(key="tl-softmax").set_value(True).run()
@@ -233,3 +269,23 @@ def test_evaluate_tab_skips_a_query_whose_film_is_missing_and_goes_on(app, tmp_p
     assert any("1 query on 'no-such-film' skipped" in w.value for w in app.warning)
     table = {r["engine"]: r for r in app.session_state["evaluation"].table()}
     assert table["dialogue"]["status"] == "ok" and table["dialogue"]["queries"] == 1
+
+
+def test_hover_thumbnails_are_shared_fairly_and_cover_each_film_end_to_end():
+    from ui.hover_preview import preview_picks, share, small_jpeg
+
+    assert share(360, [60, 60, 30, 7200]) == [60, 60, 30, 210]  # short films take what they need
+    assert sum(share(360, [7200] * 6)) <= 360
+    picks = preview_picks(7200, 100)
+    assert picks[0] == 0 and picks[-1] == 7199 and len(picks) <= 100
+    assert np.diff(picks).max() - np.diff(picks).min() <= 1  # an even spread over the film
+    assert list(preview_picks(30, 100)) == list(range(30))
+    assert small_jpeg(b"not a jpeg") == b""  # a damaged thumbnail is left out, not a crash
+
+
+def test_rows_whose_shortened_labels_collide_stay_apart():
+    from ui.charts import TimelineRow, timeline_figure
+
+    rows = [TimelineRow(n, np.arange(3.0), np.arange(3.0)) for n in ("one-by-one-person-a", "one-by-one-person-b")]
+    fig = timeline_figure(rows, compact=True)
+    assert len({t.y[0] for t in fig.data}) == 2

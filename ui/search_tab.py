@@ -12,6 +12,7 @@ from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, QueryVector
 from clip_search.timecode import fmt_time
 from ui import state
 from ui.charts import TimelineRow, seconds_of, timeline_figure
+from ui.hover_preview import hover_previews
 from ui.samples import credit_for
 from ui.thumbs import crop_heat, evidence_line, show_thumbnail
 
@@ -215,9 +216,14 @@ def strips(films: list[Film], hits: list, params: dict, query: QueryVector, lib:
         selection_mode="points",
         key="search-strip",
         width="stretch",
-        config={"scrollZoom": True, "displaylogo": False},
+        # no mode bar: on a strip this short it would lie over the first row and take its hover
+        config={"scrollZoom": True, "displayModeBar": False},
     )
-    caption = "Score over each film (each row on its own colour scale) · click a square to see that frame"
+    hover_previews("search-strip", shown)
+    caption = (
+        "Score over each film (each row on its own colour scale) · hover a square for its frame, click it "
+        "to play from there · scroll to zoom, double-click to zoom out"
+    )
     if len(films) > len(shown):
         caption += f" · {len(shown)} of {len(films)} films shown (those with hits first)"
     st.caption(caption)

@@ -1,0 +1,77 @@
+"""Thumbnails on hover over a score strip. Plotly's hover label can only hold text (plotly.js
+#1323), so a small Streamlit component (``hover_preview.js``) listens to the chart's hover events
+and shows the frame under the pointer. The thumbnails travel with the page as data: URIs, so their
+number is bounded: every frame of a short film, an even spread of a long one."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image, UnidentifiedImageError
+
+from clip_search.library import Film
+from clip_search.timecode import fmt_time
+
+PREVIEWS = 360  # thumbnails sent with the page for all strips together (about 4 KB each)
+PREVIEW_WIDTH = 160
+
+_component = st.components.v2.component(
+    "frame_hover_preview", js=(Path(__file__).with_name("hover_preview.js")).read_text(encoding="utf-8")
+)
+
+
+def preview_picks(n_frames: int, budget: int) -> np.ndarray:
+    """Frame indices that get a hover thumbnail: all of them when they fit the budget, else an even
+    spread that includes the first and the last frame."""
+    if n_frames <= budget:
+        return np.arange(n_frames)
+    return np.unique(np.round(np.linspace(0, n_frames - 1, max(budget, 2))).astype(int))
+
+
+def share(total: int, needs: list[int]) -> list[int]:
+    """Split ``total`` previews between rows fairly: a short film takes only what it needs and
+    leaves the rest to the longer ones (every row gets at least 2)."""
+    out = [0] * len(needs)
+    left = total
+    for n, i in enumerate(sorted(range(len(needs)), key=lambda i: needs[i])):
+        out[i] = max(min(needs[i], left // (len(needs) - n)), 2)
+        left -= out[i]
+    return out
+
+
+def small_jpeg(jpeg: bytes, width: int = PREVIEW_WIDTH) -> bytes:
+    """A thumbnail at most ``width`` pixels wide (JPEG); empty for missing or undecodable bytes."""
+    try:
+        img = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError):
+        return b""
+    if img.width > width:
+        img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=60)
+    return buf.getvalue()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _film_previews(_film: Film, version: tuple, budget: int) -> dict:
+    """One strip row's previews (cached per film version: thumbnails change only on re-indexing)."""
+    picks, images, times = [], [], []
+    for i in preview_picks(len(_film.times), budget):
+        small = small_jpeg(_film.thumbnail(int(i)))
+        if small:  # a damaged thumbnail is left out; the nearest good one is shown instead
+            picks.append(int(i))
+            images.append("data:image/jpeg;base64," + base64.b64encode(small).decode("ascii"))
+            times.append(fmt_time(float(_film.times[i])))
+    return {"film": _film.name, "picks": picks, "images": images, "times": times}
+
+
+def hover_previews(chart_key: str, films: list[Film]) -> None:
+    """Show the frame under the pointer while it hovers the chart drawn with ``key=chart_key``, whose
+    rows (curves) are ``films`` in order with one point per sampled frame."""
+    budgets = share(PREVIEWS, [len(f.times) for f in films])
+    rows = [_film_previews(f, f.version, b) for f, b in zip(films, budgets, strict=True)]
+    _component(key=f"{chart_key}-previews", data={"chart": chart_key, "rows": rows})
