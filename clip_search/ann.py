@@ -92,8 +92,11 @@ class AnnIndex:
 
     @classmethod
     def status(cls, library: Library, films: list[Film] | None = None) -> AnnStatus:
-        films = library.films() if films is None else films
-        meta = cls._read_meta(library)
+        """Whether the index exists and holds exactly the library's films as they are now."""
+        return cls._status(library, cls._read_meta(library), library.films() if films is None else films)
+
+    @classmethod
+    def _status(cls, library: Library, meta: dict | None, films: list[Film]) -> AnnStatus:
         if meta is None or not (cls.folder(library) / meta.get("file", "index.faiss")).is_file():
             total = sum(f.manifest.frames for f in films)
             why = "library under the threshold" if total < ANN_MIN_FRAMES else "not built yet"
@@ -114,9 +117,9 @@ class AnnIndex:
     @classmethod
     def load(cls, library: Library, films: list[Film] | None = None) -> AnnIndex | None:
         """The index, if it exists and is fresh for the library's films; None otherwise (never stale)."""
-        if not cls.status(library, films).fresh:
+        meta = cls._read_meta(library)  # read once: the freshness check and the load see one version
+        if not cls._status(library, meta, library.films() if films is None else films).fresh:
             return None
-        meta = cls._read_meta(library)
         faiss = _faiss()
         try:
             index = faiss.read_index(str(cls.folder(library) / meta["file"]))
