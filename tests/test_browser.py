@@ -4,8 +4,9 @@ Starts ``streamlit run dashboard.py`` on a free localhost port against a library
 ../shared/media with a small random CLIP, types a query, waits for the result grid and the
 timeline, clicks timeline points and checks the shown frame follows.
 
-Every step waits for Streamlit's own run state (``stApp`` with ``data-test-script-state`` =
-``notRunning``) and asserts with Playwright's auto-waiting ``expect``: no fixed sleeps. Screenshots
+Every interaction waits for the script run it started to finish, read from Streamlit's own run
+state (``stApp``'s ``data-test-script-state``, see :func:`act`), and asserts with Playwright's
+auto-waiting ``expect``: no fixed sleeps. Screenshots
 go to a temporary folder; ``FRAMESEARCH_SCREENSHOTS=docs`` (``scripts/screenshots.sh``) writes the
 README's images on purpose, so running the tests never modifies tracked files."""
 
@@ -50,12 +51,36 @@ def shots(tmp_path) -> Path:
 
 
 def settled(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the script run that the last interaction started."""
+    """Wait until Streamlit is not running the script (after the page has loaded)."""
     from playwright.sync_api import expect
 
     expect(page.locator("[data-testid='stApp']")).to_have_attribute(
         "data-test-script-state", "notRunning", timeout=timeout
     )
+
+
+WATCH_RUNS = """() => {
+  const app = document.querySelector("[data-testid='stApp']");
+  if (window.__runWatch) window.__runWatch.disconnect();
+  window.__runs = 0;
+  window.__runWatch = new MutationObserver(() => {
+    if (app.dataset.testScriptState === "running") window.__runs += 1;
+  });
+  window.__runWatch.observe(app, { attributes: true, attributeFilter: ["data-test-script-state"] });
+}"""
+RUN_DONE = """() => window.__runs > 0
+  && document.querySelector("[data-testid='stApp']").dataset.testScriptState === "notRunning" """
+
+
+def act(page, action, timeout: float = 60_000) -> None:
+    """Do ``action`` (a click, Enter) and wait until the script run it started has finished.
+
+    The state reads "notRunning" for a moment after a click, before the server has started the
+    run; a watcher set up before the action counts the run's start, so that moment is never taken
+    for the end of the run."""
+    page.evaluate(WATCH_RUNS)
+    action()
+    page.wait_for_function(RUN_DONE, timeout=timeout, polling=50)
 
 
 def images_loaded(page) -> None:
@@ -80,8 +105,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(box).to_be_visible(timeout=90_000)
     settled(page)
     box.fill("a ship at sea")
-    box.press("Enter")
-    settled(page)
+    act(page, lambda: box.press("Enter"))
     expect(page.get_by_text(re.compile(r"12 hits"))).to_be_visible(timeout=60_000)
     panel = page.locator("[role='tabpanel']").first
     grid = panel.locator("[data-testid='stImage'] img")
@@ -109,8 +133,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(preview).to_be_hidden()
 
     # ▶ on a hit plays beside the results, and the player stays in view while the grid scrolls
-    panel.get_by_role("button", name=re.compile(r"^▶ ")).first.click()
-    settled(page)
+    act(page, lambda: panel.get_by_role("button", name=re.compile(r"^▶ ")).first.click())
     video = panel.locator("video")
     expect(video).to_be_attached(timeout=30_000)
     page.mouse.move(600, 600)
@@ -120,8 +143,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     page.mouse.wheel(0, -3000)
 
     # a hit explains itself: CLIP's crop map over the frame
-    page.get_by_role("button", name="Why?").first.click()
-    settled(page)
+    act(page, lambda: page.get_by_role("button", name="Why?").first.click())
     expect(page.get_by_text("where in the frame the query matches")).to_be_visible(timeout=60_000)
     page.get_by_text("where in the frame the query matches").scroll_into_view_if_needed()
     images_loaded(page)
@@ -136,20 +158,17 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(again.get_by_text(re.compile(r"12 hits"))).to_be_visible(timeout=60_000)
     again.close()
 
-    page.get_by_role("tab", name="Timeline").click()
-    settled(page)
+    act(page, lambda: page.get_by_role("tab", name="Timeline").click())
     # only the open tab runs and is in the page; its first chart is the timeline
     timeline = page.locator("[role='tabpanel'] .js-plotly-plot").first
     points = timeline.locator(".scatterlayer .points path")
     expect(points.nth(5)).to_be_visible(timeout=30_000)
     assert points.count() > 20
     heading = page.get_by_role("heading", name=re.compile(r"^Frame at "))
-    click_point(page, points.nth(5))
-    settled(page)
+    act(page, lambda: click_point(page, points.nth(5)))
     expect(heading).to_be_visible(timeout=30_000)
     first = heading.inner_text()
-    click_point(page, points.nth(points.count() - 3))
-    settled(page)
+    act(page, lambda: click_point(page, points.nth(points.count() - 3)))
     expect(heading).not_to_have_text(first, timeout=30_000)
     assert heading.inner_text().startswith("Frame at ")
     expect(timeline.locator(".shapelayer path")).to_have_count(1)  # the cursor at the picked time
@@ -157,23 +176,19 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     page.screenshot(path=str(shots / "timeline.png"), full_page=False)
 
     # ▶ from the Timeline tab plays in view (in the sidebar), not in the hidden Search tab
-    page.get_by_role("button", name=re.compile(r"^▶ Play from")).click()
-    settled(page)
+    act(page, lambda: page.get_by_role("button", name=re.compile(r"^▶ Play from")).click())
     video = page.locator("[data-testid='stSidebar'] video")
     expect(video).to_be_attached(timeout=30_000)
     video.scroll_into_view_if_needed()
     expect(video).to_be_in_viewport()
 
-    page.get_by_role("tab", name="Compare engines").click()
-    settled(page)
+    act(page, lambda: page.get_by_role("tab", name="Compare engines").click())
     expect(page.get_by_text("Timeline, one row per engine")).to_be_visible(timeout=60_000)
     images_loaded(page)
     page.screenshot(path=str(shots / "compare.png"), full_page=False)
 
-    page.get_by_role("tab", name="Evaluate").click()
-    settled(page)
-    page.get_by_role("button", name="Run evaluation").click()
-    settled(page, timeout=300_000)
+    act(page, lambda: page.get_by_role("tab", name="Evaluate").click())
+    act(page, lambda: page.get_by_role("button", name="Run evaluation").click(), timeout=300_000)
     expect(page.get_by_text("Quality per dollar")).to_be_visible(timeout=60_000)
     page.locator("[role='tabpanel'] .js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "evaluate.png"), full_page=False)
