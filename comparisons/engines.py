@@ -121,13 +121,18 @@ class Engine:
         """The evidence that made ``frame`` score as it did."""
         raise NotImplementedError
 
+    def scores_of(self, films: Sequence[Film], query: str | Query) -> list[np.ndarray]:
+        """Every film's frame scores for one search over ``films`` (an engine that scales its scores
+        over the films searched overrides this)."""
+        return [self.scores(f, query) for f in films]
+
     def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
         """Top hits with the same ranking, de-duplication and moments as CLIP search."""
         query = as_query(query)
         if not query.text.strip() and (self.text_only or query.image is None):
             raise FrameSearchError("The query is empty.")
         films = self.usable(films)
-        return rank_frames(films, [self.scores(f, query) for f in films], top_k, gap, logit_scale=self.logit_scale)
+        return rank_frames(films, self.scores_of(films, query), top_k, gap, logit_scale=self.logit_scale)
 
     def _explanation(
         self, film: Film, frame: int, query: Query, evidence: list[Evidence], note=None, score: float | None = None
@@ -317,7 +322,7 @@ class DialogueEngine(Engine):
 
 
 class FusedEngine(Engine):
-    """CLIP and dialogue, each min-max normalised per film, mixed ``weight`` : ``1 - weight``."""
+    """CLIP and dialogue, each min-max scaled over the films searched, mixed ``weight`` : ``1 - weight``."""
 
     name = "clip+dialogue"
 
@@ -329,16 +334,25 @@ class FusedEngine(Engine):
     def usable(self, films: Sequence[Film]) -> list[Film]:
         return self.clip.usable(films)
 
-    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+    def scores_of(self, films: Sequence[Film], query: str | Query) -> list[np.ndarray]:
+        """Fused scores of each film, each engine scaled to 0..1 over all of ``films`` together: frames of
+        different films then compare (scaled film by film, every film's best frame would tie at the top)."""
         query = Query(as_query(query).text)
-        said = _minmax(self.dialogue.scores(film, query))
-        return (self.weight * _minmax(self.clip.scores(film, query)) + (1 - self.weight) * said).astype(np.float32)
+        seen = _minmax([self.clip.scores(f, query) for f in films])
+        said = _minmax([self.dialogue.scores(f, query) for f in films])
+        return [(self.weight * a + (1 - self.weight) * b).astype(np.float32) for a, b in zip(seen, said, strict=True)]
+
+    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+        return self.scores_of([film], query)[0]
 
     def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
         query = Query(as_query(query).text)
         parts = [self.clip.explain(film, frame, query), self.dialogue.explain(film, frame, query)]
         evidence = [e for p in parts for e in p.evidence]
-        note = f"{self.weight:.2f} x CLIP + {1 - self.weight:.2f} x dialogue, each scaled to 0..1 over the film"
+        note = (
+            f"{self.weight:.2f} x CLIP + {1 - self.weight:.2f} x dialogue, each scaled to 0..1 over the films "
+            "searched (here: this film)"
+        )
         return self._explanation(film, frame, query, evidence, note)
 
 
@@ -357,6 +371,9 @@ def make_engine(
     raise ValueError(f"unknown engine {name!r} (choose from {', '.join(engine_names())})")
 
 
-def _minmax(s: np.ndarray) -> np.ndarray:
-    lo, hi = (float(s.min()), float(s.max())) if len(s) else (0.0, 0.0)
-    return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+def _minmax(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The arrays scaled to 0..1 by their joint minimum and maximum (all zeros when flat)."""
+    every = [a for a in arrays if len(a)]
+    lo = min((float(a.min()) for a in every), default=0.0)
+    hi = max((float(a.max()) for a in every), default=0.0)
+    return [(a - lo) / (hi - lo) if hi > lo else np.zeros_like(a) for a in arrays]

@@ -148,6 +148,19 @@ def test_fused_engine_is_the_documented_blend(indexed_library, encoder):
     assert np.allclose(fused, 0.3 * mm(clip) + 0.7 * mm(said), atol=1e-5)
 
 
+def test_fused_search_over_several_films_scales_them_together(indexed_library, encoder):
+    """Across films the blend is scaled over all films searched: the film whose subtitles say the line
+    comes first. (Scaled film by film, each film's best frame would score 1 and tie at the top.)"""
+    films = [indexed_library.find(n)[0] for n in ("popeye_p1", "popeye_p2", "popeye_p4", "big-buck-bunny-30s")]
+    q = "that's not a bad joke"  # a line of popeye_p1 at 21.6-23.6 s
+    fused = make_engine("clip+dialogue", indexed_library, encoder, fusion_weight=0.3)
+    hits = fused.search(films, q, top_k=3)
+    assert hits[0].film == "popeye_p1" and 21.6 - 1 <= hits[0].time <= 23.6 + 1
+    said_only = make_engine("clip+dialogue", indexed_library, encoder, fusion_weight=0.0).scores_of(films, q)
+    assert float(said_only[0].max()) == pytest.approx(1.0)
+    assert max(float(s.max()) for s in said_only[1:]) < 0.9  # other films' best cues stay below the line itself
+
+
 def test_engines_that_cannot_run_say_why(indexed_library):
     film = indexed_library.find("big-buck-bunny-30s")[0]
     with pytest.raises(EngineUnavailable, match="not tagged yet"):
