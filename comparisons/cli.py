@@ -28,7 +28,9 @@ from clip_search.timecode import fmt_time
 from comparisons.engines import CLIP_ENGINES, FUSION_WEIGHT, EngineUnavailable, engine_names, make_engine
 from comparisons.evaluate import (
     DEFAULT_KS,
+    DEFAULT_SCOPE,
     DEFAULT_TOLERANCE,
+    SCOPES,
     evaluate,
     load_query_set,
     metric_names,
@@ -84,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=positive_ints, default=DEFAULT_KS, help="cut-offs, e.g. 1,5,10")
     p.add_argument("--tolerance", type=non_negative_float, default=DEFAULT_TOLERANCE, help="seconds around an interval")
     p.add_argument("--fusion-weight", type=fraction, default=FUSION_WEIGHT)
+    p.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default=DEFAULT_SCOPE,
+        help="library: each query searches all films of the set (a hit in another film is wrong); "
+        "film: each query searches its own film",
+    )
     p.add_argument("--metric", default="mrr", help="headline metric for the paired tests (mrr, map, hit@K, ...)")
     p.add_argument(
         "--machine-usd-per-hour",
@@ -205,10 +214,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=lambda i, n: print(f"engine {i}/{n} done", file=sys.stderr),
         headline=args.metric,
         machine_usd=args.machine_usd_per_hour,
+        scope=args.scope,
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"tolerance {args.tolerance:g} s; queries = those with an answer, used in each mean; [95 % CI]")
+    searched = "all films of the set" if args.scope == "library" else "its own film"
+    print(f"each query searched {searched}; tolerance {args.tolerance:g} s")
+    print("queries = those with an answer, used in each mean; [95 % CI]")
     print(f"{'engine':16s} {'queries':>7s} " + " ".join(f"{c:>17s}" for c in cols))
     for row in result.table():
         if row["status"] != "ok":

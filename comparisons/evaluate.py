@@ -4,8 +4,12 @@ Query set: CSV with columns ``film,query,start,end`` (seconds), one row per rele
 several rows per query are allowed, and a row with empty start/end declares a query whose answer
 is not in the film. ``film`` matches a film's name, id or path in the library.
 
+Scope: ``film`` searches each query's own film; ``library`` searches all films of the set at once
+(as the Search tab does by default), so a query's rows on several films are one query whose answer
+lies in any of them, and a hit in another film is wrong. Chance is far lower in ``library`` scope.
+
 Definitions (a hit is a returned frame time; tolerance TOL, default 1 s, absorbs the sampling step):
-- a hit is *relevant* if it lies within [start - TOL, end + TOL] of a relevant interval;
+- a hit is *relevant* if it lies within [start - TOL, end + TOL] of a relevant interval of its film;
 - Hit@k = 1 if any of the top k hits is relevant;
 - Recall@k = share of the query's intervals that hold at least one of the top k hits;
 - MRR = 1 / rank of the first relevant hit (0 if none in the ranked list);
@@ -45,14 +49,23 @@ class LabelledQuery:
     intervals: list[tuple[float, float]] = field(default_factory=list)
 
 
+SCOPES = ("library", "film")
+DEFAULT_SCOPE = "library"
+
+# A relevant interval: (start, end) in the film searched, or (film id, start, end) when a search
+# spans several films.
+Interval = tuple[float, float] | tuple[str, float, float]
+
+
 @dataclass(frozen=True)
 class RankedHit:
-    """What metrics need of a hit: its time, score and moment."""
+    """What metrics need of a hit: its time, score, moment and film (its id; "" for the one film searched)."""
 
     time: float
     score: float
     start: float
     end: float
+    film: str = ""
 
 
 def load_query_set(path: str | Path) -> list[LabelledQuery]:
@@ -93,13 +106,22 @@ def load_query_set(path: str | Path) -> list[LabelledQuery]:
     return list(queries.values())
 
 
-def _covers(t: float, interval: tuple[float, float], tol: float) -> bool:
-    return interval[0] - tol <= t <= interval[1] + tol
+def _span(interval: Interval) -> tuple[float, float]:
+    return (interval[-2], interval[-1])
 
 
-def is_relevant(t: float, intervals: Sequence[tuple[float, float]], tol: float = DEFAULT_TOLERANCE) -> bool:
-    """Whether a hit at time ``t`` lies in one of the relevant intervals, widened by ``tol``."""
-    return any(_covers(t, iv, tol) for iv in intervals)
+def _of_film(film: str, interval: Interval) -> bool:
+    return len(interval) == 2 or interval[0] == film
+
+
+def _covers(t: float, film: str, interval: Interval, tol: float) -> bool:
+    start, end = _span(interval)
+    return _of_film(film, interval) and start - tol <= t <= end + tol
+
+
+def is_relevant(t: float, intervals: Sequence[Interval], tol: float = DEFAULT_TOLERANCE, film: str = "") -> bool:
+    """Whether a hit at time ``t`` of ``film`` lies in one of the relevant intervals, widened by ``tol``."""
+    return any(_covers(t, film, iv, tol) for iv in intervals)
 
 
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -118,23 +140,29 @@ def query_metrics(
     """All metrics of one query from its ranked hits; None when it has no relevant interval."""
     if not intervals:
         return None
-    relevant = [is_relevant(h.time, intervals, tol) for h in hits]
+    relevant = [is_relevant(h.time, intervals, tol, h.film) for h in hits]
     out: dict[str, float] = {}
     for k in ks:
         top = hits[:k]
         out[f"hit@{k}"] = float(any(relevant[:k]))
-        out[f"recall@{k}"] = sum(any(_covers(h.time, iv, tol) for h in top) for iv in intervals) / len(intervals)
+        out[f"recall@{k}"] = sum(any(_covers(h.time, h.film, iv, tol) for h in top) for iv in intervals) / len(
+            intervals
+        )
     first = next((i for i, r in enumerate(relevant) if r), None)
     out["mrr"] = 1.0 / (first + 1) if first is not None else 0.0
     covered: set[int] = set()
     ap = 0.0
     for i, h in enumerate(hits, start=1):
-        new = {j for j, iv in enumerate(intervals) if j not in covered and _covers(h.time, iv, tol)}
+        new = {j for j, iv in enumerate(intervals) if j not in covered and _covers(h.time, h.film, iv, tol)}
         if new:
             covered |= new
             ap += len(new) * len(covered) / i  # each newly covered interval counts once
     out["ap"] = ap / len(intervals)
-    out["r1@iou0.5"] = float(bool(hits) and any(iou((hits[0].start, hits[0].end), iv) >= 0.5 for iv in intervals))
+    top_moment = (hits[0].start, hits[0].end) if hits else None
+    out["r1@iou0.5"] = float(
+        top_moment is not None
+        and any(_of_film(hits[0].film, iv) and iou(top_moment, _span(iv)) >= 0.5 for iv in intervals)
+    )
     return out
 
 
@@ -180,6 +208,7 @@ class Evaluation:
     comparisons: list[dict] = field(default_factory=list)  # paired tests between engines (headline metric)
     headline: str = "mrr"
     costs: dict[str, dict] = field(default_factory=dict)  # engine -> usd_per_film_hour, basis
+    scope: str = DEFAULT_SCOPE  # "library": each query searched all films of the set; "film": its own
 
     def table(self) -> list[dict]:
         """One row per engine: engine, status, and each metric (None when skipped)."""
@@ -203,6 +232,7 @@ class Evaluation:
         return {
             "ks": list(self.ks),
             "tolerance": self.tolerance,
+            "scope": self.scope,
             "engines": self.table(),
             "headline": self.headline,
             "comparisons": self.comparisons,
@@ -228,6 +258,33 @@ def resolve_films(library, queries: Sequence[LabelledQuery]) -> tuple[dict, list
     return films, warnings
 
 
+@dataclass
+class _Task:
+    """One query as it is run: the text, the films searched, where its answer lies, and its label."""
+
+    label: str  # the film(s) the query is labelled on, for tables
+    query: str
+    search: list  # films searched
+    intervals: list[Interval]
+
+
+def _tasks(queries: Sequence[LabelledQuery], films: dict, scope: str) -> list[_Task]:
+    """Film scope: each (film, query) searches its film. Library scope: each query text searches every
+    film of the set, its answer being the union of its rows on all films."""
+    if scope == "film":
+        return [_Task(films[q.film].name, q.query, [films[q.film]], list(q.intervals)) for q in queries]
+    every = list({f.id: f for f in films.values()}.values())
+    grouped: dict[str, list[LabelledQuery]] = {}
+    for q in queries:
+        grouped.setdefault(q.query, []).append(q)
+    tasks = []
+    for text, rows in grouped.items():
+        intervals: list[Interval] = [(films[q.film].id, a, b) for q in rows for a, b in q.intervals]
+        names = dict.fromkeys(films[q.film].name for q in rows if q.intervals or not intervals)
+        tasks.append(_Task(" + ".join(names), text, every, intervals))
+    return tasks
+
+
 def evaluate(
     library,
     queries: Sequence[LabelledQuery],
@@ -238,78 +295,76 @@ def evaluate(
     headline: str = "mrr",
     gap: float = DEFAULT_GAP,
     machine_usd: float | None = None,
+    scope: str = DEFAULT_SCOPE,
 ) -> Evaluation:
-    """Run every engine on every labelled query (searching that query's film) and score it; add the
-    chance baseline (engine ``random``), 95 % confidence intervals and paired tests on ``headline``.
+    """Run every engine on every labelled query (searching the query's film, or in ``library`` scope
+    all films of the set) and score it; add the chance baseline (engine ``random``), 95 % confidence
+    intervals and paired tests on ``headline``.
 
     Queries on films that are not in the library are skipped with a warning; an engine that cannot
     run on the films is reported as skipped. Raises FrameSearchError when no query is left."""
     from clip_search.errors import FrameSearchError
     from comparisons.engines import EngineUnavailable
 
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     depth = max(max(ks), 10)
     by_engine: dict[str, list] = {}
     films, warnings = resolve_films(library, queries)
     queries = [q for q in queries if q.film in films]
     if not any(q.intervals for q in queries):
         raise FrameSearchError("No query of the set can be run: " + " ".join(warnings or ["no query has an answer."]))
+    film_list = list({f.id: f for f in films.values()}.values())
+    tasks = _tasks(queries, films, scope)
     results, rows = [], []
+
+    def row(task: _Task, engine: str, ranked: list[RankedHit], m: dict | None) -> dict:
+        hits = [r.__dict__ for r in ranked]
+        return {
+            "film": task.label,
+            "query": task.query,
+            "intervals": task.intervals,
+            "engine": engine,
+            "hits": hits,
+            "metrics": m,
+        }
+
     for n, engine in enumerate(engines):
         try:
-            engine.check(list({f.id: f for f in films.values()}.values()))
+            engine.check(film_list)
         except EngineUnavailable as e:
             results.append(EngineResult(engine.name, "skipped", str(e)))
             if progress:
                 progress(n + 1, len(engines))
             continue
         per_query = []
-        for q in queries:
-            film = films[q.film]
+        for task in tasks:
             try:
-                hits = engine.search([film], q.query, top_k=depth, gap=gap)
+                hits = engine.search(task.search, task.query, top_k=depth, gap=gap)
             except EngineUnavailable:
                 hits = []
-            ranked = [RankedHit(h.time, h.score, h.start, h.end) for h in hits]
-            m = query_metrics(ranked, q.intervals, ks, tol)
+            ranked = [RankedHit(h.time, h.score, h.start, h.end, h.film_id) for h in hits]
+            m = query_metrics(ranked, task.intervals, ks, tol)
             per_query.append(m)
-            rows.append(
-                {
-                    "film": film.name,
-                    "query": q.query,
-                    "intervals": q.intervals,
-                    "engine": engine.name,
-                    "hits": [r.__dict__ for r in ranked],
-                    "metrics": m,
-                }
-            )
+            rows.append(row(task, engine.name, ranked, m))
         if progress:
             progress(n + 1, len(engines))
         results.append(_result(engine.name, per_query, _fallback_notes(engine, films)))
         by_engine[engine.name] = per_query
     rng = np.random.default_rng(0)
     chance = []
-    for q in queries:
-        film = films[q.film]
-        m = chance_metrics(film.times, film.manifest.duration, q.intervals, ks, tol, gap, depth, rng)
+    for task in tasks:
+        searched = [(f.id, f.times, f.manifest.duration) for f in task.search]
+        m = chance_metrics(searched, task.intervals, ks, tol, gap, depth, rng)
         chance.append(m)
-        rows.append(
-            {
-                "film": film.name,
-                "query": q.query,
-                "intervals": q.intervals,
-                "engine": "random",
-                "hits": [],
-                "metrics": m,
-            }
-        )
+        rows.append(row(task, "random", [], m))
     results.append(_result("random", chance, [f"expected values under random ranking ({DRAWS} draws per query)"]))
     by_engine["random"] = chance
     comparisons = [c.to_dict() for c in compare_all(by_engine, headline)]
     names = [r.engine for r in results]
     names += [n for n in ("tags:azure", "tags:rekognition") if n not in names]  # estimates need no credentials
-    film_list = list({f.id: f for f in films.values()}.values())
     costs = {k: v.to_dict() for k, v in engine_costs(library, film_list, names, machine_usd).items()}
-    return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline, costs)
+    return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline, costs, scope)
 
 
 def _result(name: str, per_query: list[dict | None], notes: list[str]) -> EngineResult:

@@ -102,13 +102,26 @@ def test_chance_is_the_expected_value_under_random_ranking():
     from comparisons.statistics import chance_metrics
 
     times = np.arange(100, dtype=float)
+    film = [("", times, 100.0)]
     rng = np.random.default_rng(0)
-    half = chance_metrics(times, 100.0, [(0.0, 49.0)], (1, 5), 0.0, 2.0, 10, rng, draws=400)
+    half = chance_metrics(film, [(0.0, 49.0)], (1, 5), 0.0, 2.0, 10, rng, draws=400)
     assert half["hit@1"] == pytest.approx(0.5, abs=0.08)  # half of the frames are relevant
     assert half["hit@5"] == pytest.approx(1 - 0.5**5, abs=0.06)  # de-dup barely changes independent picks
-    one = chance_metrics(times, 100.0, [(10.0, 10.0)], (1,), 0.0, 2.0, 10, rng, draws=400)
+    one = chance_metrics(film, [(10.0, 10.0)], (1,), 0.0, 2.0, 10, rng, draws=400)
     assert one["hit@1"] == pytest.approx(0.01, abs=0.02)
-    assert chance_metrics(times, 100.0, [], (1,), 0.0, 2.0, 10, rng) is None
+    assert chance_metrics(film, [], (1,), 0.0, 2.0, 10, rng) is None
+    # searching three films, the answer in one: a quarter of the frames of one film of three is relevant
+    films = [("a", times, 100.0), ("b", times, 100.0), ("c", times, 100.0)]
+    wide = chance_metrics(films, [("b", 0.0, 24.0)], (1,), 0.0, 2.0, 10, rng, draws=600)
+    assert wide["hit@1"] == pytest.approx(25 / 300, abs=0.03)
+
+
+def test_a_hit_in_another_film_is_wrong_when_the_search_spans_films():
+    answer = [("film-b", 10.0, 12.0)]
+    elsewhere = [RankedHit(11, 0.9, 10, 12, "film-a"), RankedHit(11, 0.8, 10, 12, "film-b")]
+    m = query_metrics(elsewhere, answer, ks=(1, 2), tol=0.0)
+    assert m["hit@1"] == 0 and m["hit@2"] == 1 and m["mrr"] == 0.5 and m["r1@iou0.5"] == 0
+    assert query_metrics(elsewhere[1:], answer, ks=(1,))["r1@iou0.5"] == 1
 
 
 def test_intervals_and_paired_tests_say_what_the_data_supports():
@@ -137,7 +150,8 @@ def test_every_evaluation_carries_chance_intervals_and_comparisons(indexed_libra
     assert set(engines) == {"dialogue", "clip+dialogue", "random"}
     for e in engines.values():
         assert e["mrr_ci_low"] <= e["mrr"] <= e["mrr_ci_high"]
-    assert 0.05 < engines["random"]["hit@1"] < 0.5  # short films, 1 s tolerance: chance is far from 0
+    assert result["scope"] == "library" and "each query searched all films of the set" in printed
+    assert engines["random"]["hit@1"] < 0.05  # 8 films searched at once: chance is low
     assert {(c["a"], c["b"]) for c in result["comparisons"]} >= {("dialogue", "random")}
     assert "random = chance" in printed and ("beats" in printed or "no significant difference" in printed)
     assert "mrr_ci_low" in table.read_text().splitlines()[0]
@@ -146,3 +160,34 @@ def test_every_evaluation_carries_chance_intervals_and_comparisons(indexed_libra
     assert costs["tags:rekognition"]["usd_per_film_hour"] == pytest.approx(3600 * 3 / 1000, rel=0.05)
     assert costs["clip+dialogue"]["usd_per_film_hour"] > 0 and "indexing" in costs["clip+dialogue"]["basis"]
     assert costs["dialogue"]["usd_per_film_hour"] == 0 and "quality per dollar" in printed
+
+
+def test_scope_film_searches_each_querys_own_film_where_chance_is_high(indexed_library, tmp_path):
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(QUERY_SET), "--library", str(indexed_library.root), "--engines", "dialogue"]
+    assert main([*args, "--scope", "film", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    chance = next(e for e in result["engines"] if e["engine"] == "random")
+    assert result["scope"] == "film" and 0.1 < chance["hit@1"] < 0.5  # short films, 1 s tolerance
+    rows = [r for r in result["queries"] if r["engine"] == "dialogue" and r["hits"]]
+    assert all({h["film"] for h in r["hits"]} == {indexed_library.find_one(r["film"]).id} for r in rows)
+
+
+def test_in_library_scope_one_query_text_is_one_query_answered_in_any_of_its_films(indexed_library, tmp_path):
+    from comparisons.engines import make_engine
+    from comparisons.evaluate import evaluate
+
+    rows = tmp_path / "q.csv"
+    rows.write_text(
+        "film,query,start,end\n"
+        "popeye_p1,that's not a bad joke,21.6,23.6\n"
+        "popeye_p2,that's not a bad joke,50,52\n"
+        "popeye_p4,a car driving on a highway,,\n"
+    )
+    result = evaluate(indexed_library, load_query_set(rows), [make_engine("dialogue", indexed_library)], ks=(1,))
+    (row,) = [r for r in result.rows if r["engine"] == "dialogue" and r["metrics"] is not None]
+    ids = {indexed_library.find_one(n).id for n in ("popeye_p1", "popeye_p2")}
+    assert row["film"] == "popeye_p1 + popeye_p2" and {iv[0] for iv in row["intervals"]} == ids
+    assert row["metrics"]["hit@1"] == 1 and row["hits"][0]["film"] == indexed_library.find_one("popeye_p1").id
+    dialogue = next(e for e in result.engines if e.engine == "dialogue")
+    assert dialogue.queries == 1 and dialogue.no_answer == 1

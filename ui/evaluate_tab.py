@@ -14,12 +14,20 @@ from clip_search.errors import FrameSearchError
 from clip_search.library import Library
 from clip_search.timecode import fmt_time
 from comparisons.engines import engine_names
-from comparisons.evaluate import DEFAULT_KS, DEFAULT_TOLERANCE, evaluate, is_relevant, load_query_set, metric_names
+from comparisons.evaluate import (
+    DEFAULT_KS,
+    DEFAULT_TOLERANCE,
+    evaluate,
+    is_relevant,
+    load_query_set,
+    metric_names,
+)
 from ui import state
 from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
 from ui.thumbs import show_thumbnail
 
 EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
+SCOPE_LABELS = {"library": "all films of the set", "film": "its own film"}
 
 
 def _query_table() -> pd.DataFrame:
@@ -43,6 +51,15 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
     )
     ks = c2.multiselect("k", [1, 3, 5, 10, 20], default=list(DEFAULT_KS), key="eval-ks")
     tol = c3.number_input("Tolerance (s)", 0.0, 10.0, DEFAULT_TOLERANCE, 0.5, key="eval-tol")
+    scope = st.radio(
+        "Each query searches",
+        list(SCOPE_LABELS),
+        format_func=SCOPE_LABELS.get,
+        horizontal=True,
+        key="eval-scope",
+        help="All films: as the Search tab does by default; a hit in another film is wrong and chance is low. "
+        "Its own film: finds the moment within a known film; chance is high on short films.",
+    )
     if st.button("Run evaluation", key="eval-run", disabled=not names or not ks or table.empty):
         path = lib.root / "last-query-set.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +74,7 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
                 sorted(ks),
                 tol,
                 progress=lambda i, n: bar.progress(i / n, text=f"engine {i}/{n}"),
+                scope=scope,
             )
             bar.empty()
             st.session_state.evaluation = result
@@ -82,8 +100,9 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         table = pd.DataFrame(ok)[["engine", "queries", *cols]].round(3)
         st.dataframe(table, hide_index=True, width="stretch")
         st.caption(
-            "queries: those with an answer, used in each mean · random: chance, the expected value under "
-            "random ranking with the same spacing of hits · intervals: 95 % bootstrap over queries"
+            f"Each query searched {SCOPE_LABELS[result.scope]} · queries: those with an answer, used in each mean · "
+            "random: chance, the expected value under random ranking with the same spacing of hits · "
+            "intervals: 95 % bootstrap over queries"
         )
         for r in ok:
             if r["notes"] and r["engine"] != "random":
@@ -121,16 +140,15 @@ def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> Non
 def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -> None:
     """Every query with ✓/✗ per engine (sortable), then one query in detail: its timeline with the
     relevant intervals shaded, and each engine's top hits marked right or wrong."""
+    names = {f.id: f.name for f in lib.films()}
     k = st.selectbox("Per query, at k", list(result.ks), index=len(result.ks) - 1, key="eval-drill-k")
     rows = {}
     for r in result.rows:
         if r["engine"] not in engines:
             continue
         key = (r["film"], r["query"])
-        entry = rows.setdefault(
-            key,
-            {"film": r["film"], "query": r["query"], "relevant": intervals_text(r["intervals"]) or "(no answer)"},
-        )
+        relevant = intervals_text(r["intervals"], names) or "(no answer)"
+        entry = rows.setdefault(key, {"film": r["film"], "query": r["query"], "relevant": relevant})
         m = r["metrics"]
         entry[r["engine"]] = "" if m is None else ("✓" if m[f"hit@{k}"] else "✗")
         entry[f"{r['engine']} rank"] = first_relevant_rank(r, result.tolerance)
@@ -138,35 +156,47 @@ def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -
     st.dataframe(pd.DataFrame(list(rows.values())), hide_index=True, width="stretch", key="eval-drill")
 
     pairs = list(rows)
-    film_name, query = st.selectbox("Query", pairs, format_func=lambda p: f"{p[0]} — {p[1]}", key="eval-query")
-    film = lib.find(film_name)[0]
-    mine = [r for r in result.rows if (r["film"], r["query"]) == (film_name, query) and r["engine"] in engines]
+    label, query = st.selectbox("Query", pairs, format_func=lambda p: f"{p[0]} — {p[1]}", key="eval-query")
+    mine = [r for r in result.rows if (r["film"], r["query"]) == (label, query) and r["engine"] in engines]
     intervals = [tuple(i) for i in mine[0]["intervals"]] if mine else []
+    labelled = [f for n in label.split(" + ") for f in lib.find(n)[:1]]
+    film = (
+        labelled[0]
+        if len(labelled) == 1
+        else st.selectbox("Film", labelled, format_func=lambda f: f.name, key="eval-film")
+    )
+    here = [iv[-2:] for iv in intervals if len(iv) == 2 or iv[0] == film.id]
     timeline_rows = [TimelineRow(n, film.times, state.engine(n, lib, ms).scores(film, query)) for n in engines]
     st.plotly_chart(
-        timeline_figure(timeline_rows, "score", film.manifest.duration, intervals),
+        timeline_figure(timeline_rows, "score", film.manifest.duration, here),
         key="eval-timeline",
         width="stretch",
     )
-    st.caption(f"Shaded: relevant intervals ({intervals_text(intervals) or 'none'}).")
+    st.caption(f"{film.name} · shaded: relevant intervals ({intervals_text(here, names) or 'none in this film'}).")
     for r in mine:
         st.markdown(f"**{r['engine']}** — top hits")
         cols = st.columns(5)
         for col, h in zip(cols, r["hits"][:5], strict=False):
-            right = is_relevant(h["time"], intervals, result.tolerance)
-            show_thumbnail(film.thumbnail(film.nearest_frame(h["time"])), col)
-            col.caption(f"{'✓' if right else '✗'} {fmt_time(h['time'])} · {h['score']:.3f}")
+            right = is_relevant(h["time"], intervals, result.tolerance, h["film"])
+            shown = lib.get(h["film"]) or film
+            show_thumbnail(shown.thumbnail(shown.nearest_frame(h["time"])), col)
+            where = "" if shown.id == film.id else f"{shown.name} "
+            col.caption(f"{'✓' if right else '✗'} {where}{fmt_time(h['time'])} · {h['score']:.3f}")
 
 
-def intervals_text(intervals) -> str:
-    """Relevant intervals as mm:ss–mm:ss, comma-separated."""
-    return ", ".join(f"{fmt_time(a)[:-2]}–{fmt_time(b)[:-2]}" for a, b in intervals)
+def intervals_text(intervals, names: dict[str, str] | None = None) -> str:
+    """Relevant intervals as mm:ss–mm:ss (prefixed by the film's name when they name a film), comma-separated."""
+    parts = []
+    for iv in intervals:
+        film = f"{(names or {}).get(iv[0], iv[0])} " if len(iv) == 3 else ""
+        parts.append(f"{film}{fmt_time(iv[-2])[:-2]}–{fmt_time(iv[-1])[:-2]}")
+    return ", ".join(parts)
 
 
 def first_relevant_rank(row: dict, tolerance: float) -> int | None:
-    """Rank of the first hit inside a relevant interval (widened by the tolerance), or None."""
+    """Rank of the first hit inside a relevant interval of its film (widened by the tolerance), or None."""
     for i, h in enumerate(row["hits"], start=1):
-        if is_relevant(h["time"], row["intervals"], tolerance):
+        if is_relevant(h["time"], [tuple(iv) for iv in row["intervals"]], tolerance, h.get("film", "")):
             return i
     return None
 
