@@ -117,7 +117,6 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     # no horizontal scrolling of the page at 1280 px
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     images_loaded(page)
-    page.screenshot(path=str(shots / "dashboard.png"), full_page=False)
 
     # hovering a square of the strip shows that frame's thumbnail beside Plotly's time and score
     square = strip.locator(".scatterlayer .trace").nth(1).locator(".points path").nth(20)
@@ -129,6 +128,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     assert preview.get_attribute("data-film") in label and preview.get_attribute("data-time") in label
     assert preview.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
     page.wait_for_function("document.querySelector('#fsl-hover-preview img').naturalWidth > 0")
+    page.screenshot(path=str(shots / "dashboard.png"), full_page=False)
     page.mouse.move(600, 600)
     expect(preview).to_be_hidden()
 

@@ -72,7 +72,7 @@ function place(el, x, y) {
   const w = el.offsetWidth;
   const h = el.offsetHeight;
   el.style.left = `${Math.min(Math.max(x - w / 2, 4), window.innerWidth - w - 4)}px`;
-  el.style.top = `${y - h - 14 >= 0 ? y - h - 14 : y + 14}px`;
+  el.style.top = `${y - h - 28 >= 0 ? y - h - 28 : y + 28}px`; // clear of Plotly's label beside the point
 }
 
 function hide() {
