@@ -200,6 +200,12 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     marks = [c.value for c in app.caption if c.value[:1] in "✓✗"]
     assert marks  # the chosen query's top hits, marked right or wrong
     assert app.get("download_button")  # the whole evaluation can be exported
+    # a query labelled on two films (all films searched at once): pick which film's timeline to see
+    app.selectbox(key="eval-query").set_value(("big-buck-bunny-30s + popeye_p4", "a car driving on a highway")).run()
+    assert not app.exception
+    assert app.selectbox(key="eval-film").options == ["big-buck-bunny-30s", "popeye_p4"]
+    app.selectbox(key="eval-film").set_value("popeye_p4").run()
+    assert not app.exception and any(c.value.startswith("popeye_p4 · shaded") for c in app.caption)
 
 
 def test_search_with_the_dialogue_engine(app):

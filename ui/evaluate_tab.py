@@ -159,12 +159,13 @@ def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -
     label, query = st.selectbox("Query", pairs, format_func=lambda p: f"{p[0]} — {p[1]}", key="eval-query")
     mine = [r for r in result.rows if (r["film"], r["query"]) == (label, query) and r["engine"] in engines]
     intervals = [tuple(i) for i in mine[0]["intervals"]] if mine else []
-    labelled = [f for n in label.split(" + ") for f in lib.find(n)[:1]]
-    film = (
-        labelled[0]
-        if len(labelled) == 1
-        else st.selectbox("Film", labelled, format_func=lambda f: f.name, key="eval-film")
-    )
+    labelled = {f.name: f for f in _films_named(lib, label.split(" + "))}
+    if not labelled:
+        st.caption(f"{label} is no longer in the library; its numbers above still stand.")
+        return
+    film = labelled[
+        st.selectbox("Film", list(labelled), key="eval-film") if len(labelled) > 1 else next(iter(labelled))
+    ]
     here = [iv[-2:] for iv in intervals if len(iv) == 2 or iv[0] == film.id]
     timeline_rows = [TimelineRow(n, film.times, state.engine(n, lib, ms).scores(film, query)) for n in engines]
     st.plotly_chart(
@@ -182,6 +183,17 @@ def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -
             show_thumbnail(shown.thumbnail(shown.nearest_frame(h["time"])), col)
             where = "" if shown.id == film.id else f"{shown.name} "
             col.caption(f"{'✓' if right else '✗'} {where}{fmt_time(h['time'])} · {h['score']:.3f}")
+
+
+def _films_named(lib: Library, names: list[str]) -> list:
+    """The library's films of these names, leaving out any that are gone since the evaluation ran."""
+    found = []
+    for name in names:
+        try:
+            found.append(lib.find(name)[0])
+        except FrameSearchError:
+            continue
+    return found
 
 
 def intervals_text(intervals, names: dict[str, str] | None = None) -> str:
