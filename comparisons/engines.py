@@ -4,7 +4,7 @@ tab, comparison and evaluation treat CLIP, tag search, dialogue and their fusion
   clip            CLIP cosine of the query (text, image, negative) and each frame, via ``Searcher``
   tags:<service>  BM25 + semantic search over a tagger's stored tags (offline, azure, rekognition)
   dialogue        subtitles (or on-screen text) matched to the query
-  clip+dialogue   min-max normalised CLIP and dialogue scores, w x CLIP + (1 - w) x dialogue
+  clip+dialogue   CLIP and dialogue scores min-max scaled over the films searched, w x CLIP + (1 - w) x dialogue
 
 Every engine gives ``scores(film, query)`` (one score per sampled frame), ``explain(film, frame,
 query)`` (the evidence for one frame) and ``search`` (the same top-k, de-dup and moments as CLIP).
