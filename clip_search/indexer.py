@@ -96,12 +96,12 @@ class _Item:
 _DONE = object()
 
 
-def make_thumbnail(rgb: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
+def make_thumbnail(rgb: np.ndarray, width: int = THUMB_WIDTH, quality: int = 80) -> bytes:
     """A small JPEG of a frame (what the dashboard's result grid shows)."""
     img = Image.fromarray(rgb)
     h = max(1, round(img.height * width / img.width))
     buf = io.BytesIO()
-    img.resize((width, h), Image.Resampling.BILINEAR).save(buf, format="JPEG", quality=80)
+    img.resize((width, h), Image.Resampling.BILINEAR).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 

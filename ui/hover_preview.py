@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
+from clip_search.indexer import make_thumbnail
 from clip_search.library import Film
 from clip_search.timecode import fmt_time
 
@@ -49,11 +50,7 @@ def small_jpeg(jpeg: bytes, width: int = PREVIEW_WIDTH) -> bytes:
         img = Image.open(io.BytesIO(jpeg)).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError):
         return b""
-    if img.width > width:
-        img = img.resize((width, max(1, round(img.height * width / img.width))), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=60)
-    return buf.getvalue()
+    return make_thumbnail(np.asarray(img), min(width, img.width), quality=60)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
