@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion-weight", type=fraction, default=FUSION_WEIGHT)
     p.add_argument(
         "--scope",
-        choices=SCOPES,
+        choices=list(SCOPES),
         default=DEFAULT_SCOPE,
         help="library: each query searches all films of the set (a hit in another film is wrong); "
         "film: each query searches its own film",
@@ -218,8 +218,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    searched = "all films of the set" if args.scope == "library" else "its own film"
-    print(f"each query searched {searched}; tolerance {args.tolerance:g} s")
+    print(f"each query searched {SCOPES[args.scope]}; tolerance {args.tolerance:g} s")
     print("queries = those with an answer, used in each mean; [95 % CI]")
     print(f"{'engine':16s} {'queries':>7s} " + " ".join(f"{c:>17s}" for c in cols))
     for row in result.table():

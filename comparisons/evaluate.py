@@ -49,7 +49,7 @@ class LabelledQuery:
     intervals: list[tuple[float, float]] = field(default_factory=list)
 
 
-SCOPES = ("library", "film")
+SCOPES = {"library": "all films of the set", "film": "its own film"}  # scope -> what each query searches
 DEFAULT_SCOPE = "library"
 
 # A relevant interval: (start, end) in the film searched, or (film id, start, end) when a search

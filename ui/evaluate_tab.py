@@ -17,6 +17,7 @@ from comparisons.engines import engine_names
 from comparisons.evaluate import (
     DEFAULT_KS,
     DEFAULT_TOLERANCE,
+    SCOPES,
     evaluate,
     is_relevant,
     load_query_set,
@@ -27,7 +28,6 @@ from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
 from ui.thumbs import show_thumbnail
 
 EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
-SCOPE_LABELS = {"library": "all films of the set", "film": "its own film"}
 
 
 def _query_table() -> pd.DataFrame:
@@ -53,8 +53,8 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
     tol = c3.number_input("Tolerance (s)", 0.0, 10.0, DEFAULT_TOLERANCE, 0.5, key="eval-tol")
     scope = st.radio(
         "Each query searches",
-        list(SCOPE_LABELS),
-        format_func=SCOPE_LABELS.get,
+        list(SCOPES),
+        format_func=SCOPES.get,
         horizontal=True,
         key="eval-scope",
         help="All films: as the Search tab does by default; a hit in another film is wrong and chance is low. "
@@ -100,7 +100,7 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         table = pd.DataFrame(ok)[["engine", "queries", *cols]].round(3)
         st.dataframe(table, hide_index=True, width="stretch")
         st.caption(
-            f"Each query searched {SCOPE_LABELS[result.scope]} · queries: those with an answer, used in each mean · "
+            f"Each query searched {SCOPES[result.scope]} · queries: those with an answer, used in each mean · "
             "random: chance, the expected value under random ranking with the same spacing of hits · "
             "intervals: 95 % bootstrap over queries"
         )
