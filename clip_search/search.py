@@ -180,12 +180,22 @@ class Searcher:
 
 
 def _distinct_top(
-    films: Sequence[Film], film_idx: np.ndarray, local: np.ndarray, score: np.ndarray, top_k: int, gap: float
+    films: Sequence[Film],
+    film_idx: np.ndarray,
+    local: np.ndarray,
+    score: np.ndarray,
+    top_k: int,
+    gap: float,
+    rng: np.random.Generator | None = None,
 ) -> list[tuple[int, int, float]]:
-    """The best candidates, best first, skipping any within ``gap`` seconds of a better one of its film."""
+    """The best candidates, best first, skipping any within ``gap`` seconds of a better one of its film.
+
+    Equal scores keep the candidates' order (earlier film, earlier frame), or a random order drawn
+    from ``rng`` (what tie-aware evaluation averages over)."""
     chosen: list[tuple[int, int, float]] = []
     taken: dict[int, list[float]] = {}
-    for j in np.argsort(-score, kind="stable"):
+    order = np.argsort(-score, kind="stable") if rng is None else np.lexsort((rng.random(len(score)), -score))
+    for j in order:
         f, i = int(film_idx[j]), int(local[j])
         t = float(films[f].times[i])
         if any(abs(t - u) < gap for u in taken.get(f, ())):
@@ -208,6 +218,37 @@ def _windowed_hit(film: Film, i: int, score: float, q: np.ndarray) -> Hit:
     return _hit(film, i, score, scores, soft, float(np.median(near)))
 
 
+def top_frames(
+    films: Sequence[Film],
+    per_film: list[np.ndarray],
+    top_k: int = 10,
+    gap: float = DEFAULT_GAP,
+    rng: np.random.Generator | None = None,
+) -> list[tuple[int, int, float]]:
+    """(film index, frame, score) of the top ``top_k`` frames over films, best first, no two from one
+    film closer than ``gap`` seconds. Ties go to the earlier frame, or are broken at random by ``rng``.
+
+    Only the best frames are walked (every frame tied with the last of them included, so a tie
+    order never depends on which of equal frames a partial sort kept)."""
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in per_film])]).astype(np.int64)
+    total = int(offsets[-1])
+    if total == 0 or top_k <= 0:
+        return []
+    flat = np.concatenate(per_film) if len(per_film) > 1 else per_film[0]
+    m = min(total, max(top_k * 64, 2048))
+    while True:
+        if m < total:
+            cand = np.flatnonzero(flat >= np.partition(flat, total - m)[total - m])
+        else:
+            cand = np.arange(total)
+        film_idx = np.searchsorted(offsets, cand, side="right") - 1
+        local = cand - offsets[film_idx]
+        chosen = _distinct_top(films, film_idx, local, flat[cand].astype(np.float32), top_k, gap, rng)
+        if len(chosen) == top_k or len(cand) >= total:
+            return chosen
+        m = min(total, m * 4)
+
+
 def rank_frames(
     films: Sequence[Film],
     per_film: list[np.ndarray],
@@ -219,21 +260,7 @@ def rank_frames(
     from one film closer than ``gap`` seconds, each with its moment.
 
     ``logit_scale`` for the softmax column (default: each film's CLIP logit scale)."""
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in per_film])]).astype(np.int64)
-    total = int(offsets[-1])
-    if total == 0 or top_k <= 0:
-        return []
-    flat = np.concatenate(per_film) if len(per_film) > 1 else per_film[0]
-    m = min(total, max(top_k * 64, 2048))
-    while True:
-        cand = np.argpartition(-flat, m - 1)[:m] if m < total else np.arange(total)
-        film_idx = np.searchsorted(offsets, cand, side="right") - 1
-        local = cand - offsets[film_idx]
-        score = flat[cand].astype(np.float32)
-        chosen = _distinct_top(films, film_idx, local, score, top_k, gap)
-        if len(chosen) == top_k or m >= total:
-            break
-        m = min(total, m * 4)
+    chosen = top_frames(films, per_film, top_k, gap)
     stats: dict[int, tuple[np.ndarray, float]] = {}  # per film: softmax, median score
     for f, _, _ in chosen:
         if f not in stats:

@@ -25,6 +25,7 @@ from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
 from clip_search.search import DEFAULT_GAP
 from clip_search.timecode import fmt_time
+from comparisons import report
 from comparisons.engines import CLIP_ENGINES, FUSION_WEIGHT, EngineUnavailable, engine_names, make_engine
 from comparisons.evaluate import (
     DEFAULT_KS,
@@ -38,6 +39,7 @@ from comparisons.evaluate import (
     write_csv,
 )
 from comparisons.pricing import estimate, price_table
+from comparisons.robustness import robustness
 from comparisons.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
 from comparisons.tagging import check_writable, tag_film, work_left
 
@@ -101,8 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="price of the machine CLIP and the offline tagger ran on (default: the price table's)",
     )
     p.add_argument("--model", help="CLIP model (default: the one the films were indexed with)")
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also re-run every query with typos, case/punctuation changes, swapped words, and the set's "
+        "paraphrases and translations; report each engine's drop with a paired test",
+    )
     p.add_argument("--json", dest="json_out", type=output_file, metavar="OUT", help="write everything as JSON")
     p.add_argument("--csv", dest="csv_out", type=output_file, metavar="OUT", help="write the per-engine table as CSV")
+    p.add_argument("--markdown", dest="md_out", type=output_file, metavar="OUT", help="write the tables as Markdown")
     return parser
 
 
@@ -218,31 +227,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"each query searched {SCOPES[args.scope]}; tolerance {args.tolerance:g} s")
-    print("queries = those with an answer, used in each mean; [95 % CI]")
-    print(f"{'engine':16s} {'queries':>7s} " + " ".join(f"{c:>17s}" for c in cols))
-    for row in result.table():
-        if row["status"] != "ok":
-            print(f"{row['engine']:16s} skipped: {row['reason']}")
-            continue
-        cells = [f"{row[c]:.3f} [{row[c + '_ci_low']:.2f},{row[c + '_ci_high']:.2f}]" for c in cols]
-        print(f"{row['engine']:16s} {row['queries']:7d} " + " ".join(f"{c:>17s}" for c in cells))
-        if row["notes"]:
-            print(f"{'':16s} note: {row['notes']}")
-    print(f"random = chance: each metric's expected value under random ranking, same {DEFAULT_GAP:g} s spacing of hits")
-    for c in result.comparisons:
-        print(c["sentence"])
+    print("\n".join(report.text_lines(result)))
+    drops = None
+    if args.robustness:
+        drops = robustness(
+            library, queries, engines, result, progress=lambda i, n: print(f"robustness {i}/{n}", file=sys.stderr)
+        )
+        print("\n".join(report.robustness_lines(drops)))
     print(f"quality per dollar ({args.metric} against cost per film-hour at the films' sampling):")
     metric_of = {r["engine"]: r.get(args.metric) for r in result.table()}
     for name, cost in result.costs.items():
         usd = "not measured" if cost["usd_per_film_hour"] is None else f"${cost['usd_per_film_hour']:.4f}"
         value = metric_of.get(name)
         shown = "skipped" if value is None else f"{value:.3f}"
-        print(f"  {name:16s} {args.metric} {shown:>7s}  {usd:>13s} per film-hour  ({cost['basis']})")
+        print(f"  {name:16s} {args.metric} {shown:>7s}  {usd:>13s} per film-hour")
+        print(f"  {'':16s} {cost['basis']}"[: report.WIDTH])
     if args.json_out:
-        args.json_out.write_text(json.dumps(result.to_dict(), indent=2))
+        data = result.to_dict()
+        if drops is not None:
+            data["robustness"] = [d.to_dict() for d in drops]
+        args.json_out.write_text(json.dumps(data, indent=2))
     if args.csv_out:
         write_csv(result, args.csv_out)
+    if args.md_out:
+        tagged = report.tagging_state(library, list({f.id: f for f in films.values()}.values()))
+        args.md_out.write_text(report.markdown(result, drops, tagged))
     return 0
 
 

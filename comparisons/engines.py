@@ -34,7 +34,7 @@ from clip_search.search import (
 )
 from clip_search.subtitles import Dialogue
 from comparisons.dialogue import cue_scores, film_dialogue, frame_scores_from_cues
-from comparisons.tag_search import TagIndex
+from comparisons.tag_search import TagCorpus, TagIndex
 from comparisons.tag_store import TagStore
 from comparisons.taggers import SERVICES
 
@@ -126,13 +126,19 @@ class Engine:
         over the films searched overrides this)."""
         return [self.scores(f, query) for f in films]
 
-    def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
-        """Top hits with the same ranking, de-duplication and moments as CLIP search."""
+    def scored(self, films: Sequence[Film], query: str | Query) -> tuple[list[Film], list[np.ndarray]]:
+        """The films of ``films`` this engine can search, and each one's frame scores for one search
+        over them: what ``search`` ranks, and what tie-aware evaluation ranks in many tie orders."""
         query = as_query(query)
         if not query.text.strip() and (self.text_only or query.image is None):
             raise FrameSearchError("The query is empty.")
         films = self.usable(films)
-        return rank_frames(films, self.scores_of(films, query), top_k, gap, logit_scale=self.logit_scale)
+        return films, self.scores_of(films, query)
+
+    def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
+        """Top hits with the same ranking, de-duplication and moments as CLIP search."""
+        films, scores = self.scored(films, query)
+        return rank_frames(films, scores, top_k, gap, logit_scale=self.logit_scale)
 
     def _explanation(
         self, film: Film, frame: int, query: Query, evidence: list[Evidence], note=None, score: float | None = None
@@ -231,6 +237,7 @@ class TagEngine(Engine):
             raise ValueError(f"unknown tagging service {service!r} (choose from {', '.join(SERVICES)})")
         self.library, self.service, self.name = library, service, f"tags:{service}"
         self._indexes: dict[str, tuple[tuple, TagIndex]] = {}
+        self._corpora: OrderedDict[tuple, TagCorpus] = OrderedDict()
 
     def index(self, film: Film) -> TagIndex:
         """The film's tags by this service, indexed once per film version and tag-store state."""
@@ -266,6 +273,19 @@ class TagEngine(Engine):
 
     def scores(self, film: Film, query: str | Query) -> np.ndarray:
         return self.index(film).scores(as_query(query).text)
+
+    def scores_of(self, films: Sequence[Film], query: str | Query) -> list[np.ndarray]:
+        """Scores of each film with BM25 over all of ``films`` as one corpus (one scale for all films);
+        the corpus is kept for the last 4 sets of film versions and tag states."""
+        indexes = [self.index(f) for f in films]
+        key = tuple((f.id, self._indexes[f.id][0]) for f in films)
+        corpus = self._corpora.get(key)
+        if corpus is None:
+            corpus = self._corpora[key] = TagCorpus(indexes)
+            if len(self._corpora) > 4:
+                self._corpora.popitem(last=False)
+        self._corpora.move_to_end(key)
+        return corpus.scores(as_query(query).text)
 
     def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
         query = as_query(query)

@@ -2,23 +2,24 @@
 
 Query set: CSV with columns ``film,query,start,end`` (seconds), one row per relevant interval;
 several rows per query are allowed, and a row with empty start/end declares a query whose answer
-is not in the film. ``film`` matches a film's name, id or path in the library.
+is not in the film. ``film`` matches a film's name, id or path in the library; a reference that
+matches several films is refused, naming them. Optional columns ``paraphrases`` and
+``translations`` (several separated by ``|``) give other ways to ask the same thing, for
+:mod:`comparisons.robustness`.
 
 Scope: ``film`` searches each query's own film; ``library`` searches all films of the set at once
 (as the Search tab does by default), so a query's rows on several films are one query whose answer
 lies in any of them, and a hit in another film is wrong. Chance is far lower in ``library`` scope.
 
-Definitions (a hit is a returned frame time; tolerance TOL, default 1 s, absorbs the sampling step):
-- a hit is *relevant* if it lies within [start - TOL, end + TOL] of a relevant interval of its film;
-- Hit@k = 1 if any of the top k hits is relevant;
-- Recall@k = share of the query's intervals that hold at least one of the top k hits;
-- MRR = 1 / rank of the first relevant hit (0 if none in the ranked list);
-- AP = (1/R) * sum over ranks i where hit i covers an interval not covered before of
-  (intervals covered so far / i), R = number of intervals; mAP is its mean;
-- R1@IoU0.5 = 1 if the top hit's moment [start, end] overlaps a relevant interval with IoU >= 0.5.
-Hits are ranked as the engine returns them (ties keep the earlier frame first). Queries without a
-relevant interval have no defined value and are left out of the means (counted as ``no_answer``).
-Engines that cannot run (no credentials, not tagged, no dialogue) are reported as skipped, not 0.
+The metrics are defined in :mod:`comparisons.metrics`. They are **tie-aware**: tag and dialogue
+engines give many frames one score, and ranking equal frames earlier-first (as the Search tab
+lists them) would favour the start of a film. A query whose ranking has ties within its top
+frames is scored by the mean over random orders of the tied frames (seeded draws until the
+standard error is below ``TIE_SE``, at most ``TIE_DRAWS``), as IR evaluation treats ties
+(McSherry & Najork 2008); the same rule holds for every engine, and random rankings have no ties.
+Queries without a relevant interval have no defined value and are left out of the means (counted
+as ``no_answer``). Engines that cannot run (no credentials, not tagged, no dialogue) are reported as
+skipped, not 0.
 """
 
 from __future__ import annotations
@@ -32,12 +33,36 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search.search import DEFAULT_GAP
+from clip_search.moments import moment_around
+from clip_search.search import DEFAULT_GAP, top_frames
 from comparisons.costs import engine_costs
-from comparisons.statistics import DRAWS, bootstrap_ci, chance_metrics, compare_all
+from comparisons.metrics import (
+    DEFAULT_KS,
+    DEFAULT_TOLERANCE,
+    Interval,
+    RankedHit,
+    is_relevant,
+    mean_metrics,
+    metric_names,
+    per_query_key,
+    query_metrics,
+)
+from comparisons.statistics import (
+    DRAWS,
+    MOMENT,
+    Searched,
+    chance_draws,
+    compare_all,
+    interval,
+    moment_chance,
+)
 
-DEFAULT_KS = (1, 5, 10)
-DEFAULT_TOLERANCE = 1.0
+__all__ = ["DEFAULT_KS", "DEFAULT_TOLERANCE", "RankedHit", "is_relevant", "mean_metrics", "metric_names"]
+
+TIE_DRAWS = DRAWS  # at most this many tie orders per query
+TIE_SE = 0.01  # ... drawn in batches until every metric's standard error is below this
+TIE_BATCH = 100
+CSV_FIELD_LIMIT = 1 << 20  # a query-set cell may be this long (csv's default of 128 KiB is not a rule of ours)
 
 
 @dataclass
@@ -47,25 +72,12 @@ class LabelledQuery:
     film: str
     query: str
     intervals: list[tuple[float, float]] = field(default_factory=list)
+    paraphrases: list[str] = field(default_factory=list)  # other wordings of the same query
+    translations: list[str] = field(default_factory=list)  # the query in other languages
 
 
 SCOPES = {"library": "all films of the set", "film": "its own film"}  # scope -> what each query searches
 DEFAULT_SCOPE = "library"
-
-# A relevant interval: (start, end) in the film searched, or (film id, start, end) when a search
-# spans several films.
-Interval = tuple[float, float] | tuple[str, float, float]
-
-
-@dataclass(frozen=True)
-class RankedHit:
-    """What metrics need of a hit: its time, score, moment and film (its id; "" for the one film searched)."""
-
-    time: float
-    score: float
-    start: float
-    end: float
-    film: str = ""
 
 
 def load_query_set(path: str | Path) -> list[LabelledQuery]:
@@ -78,16 +90,23 @@ def load_query_set(path: str | Path) -> list[LabelledQuery]:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ValueError(f"{name} line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save it as UTF-8") from None
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        rows = list(enumerate(reader, start=2))
+    except csv.Error as e:
+        raise ValueError(f"{name} line {reader.line_num}: not a readable CSV row ({e})") from None
     missing = {"film", "query", "start", "end"} - set(reader.fieldnames or [])
     if missing:
         raise ValueError(f"{name}: missing column(s) {', '.join(sorted(missing))}")
     queries: dict[tuple[str, str], LabelledQuery] = {}
-    for line, row in enumerate(reader, start=2):
+    for line, row in rows:
         film, query = (row["film"] or "").strip(), (row["query"] or "").strip()
         if not film or not query:
             raise ValueError(f"{name} line {line}: film and query are required")
         q = queries.setdefault((film, query), LabelledQuery(film, query))
+        for column, into in (("paraphrases", q.paraphrases), ("translations", q.translations)):
+            into.extend(t for t in _alternatives(row.get(column)) if t not in into and t != query)
         start, end = (row["start"] or "").strip(), (row["end"] or "").strip()
         if start or end:
             try:
@@ -106,80 +125,9 @@ def load_query_set(path: str | Path) -> list[LabelledQuery]:
     return list(queries.values())
 
 
-def _span(interval: Interval) -> tuple[float, float]:
-    return (interval[-2], interval[-1])
-
-
-def _of_film(film: str, interval: Interval) -> bool:
-    return len(interval) == 2 or interval[0] == film
-
-
-def _covers(t: float, film: str, interval: Interval, tol: float) -> bool:
-    start, end = _span(interval)
-    return _of_film(film, interval) and start - tol <= t <= end + tol
-
-
-def is_relevant(t: float, intervals: Sequence[Interval], tol: float = DEFAULT_TOLERANCE, film: str = "") -> bool:
-    """Whether a hit at time ``t`` of ``film`` lies in one of the relevant intervals, widened by ``tol``."""
-    return any(_covers(t, film, iv, tol) for iv in intervals)
-
-
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Temporal intersection over union of two [start, end] intervals."""
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
-def query_metrics(
-    hits: Sequence[RankedHit],
-    intervals: Sequence[tuple[float, float]],
-    ks: Sequence[int] = DEFAULT_KS,
-    tol: float = DEFAULT_TOLERANCE,
-) -> dict[str, float] | None:
-    """All metrics of one query from its ranked hits; None when it has no relevant interval."""
-    if not intervals:
-        return None
-    relevant = [is_relevant(h.time, intervals, tol, h.film) for h in hits]
-    out: dict[str, float] = {}
-    for k in ks:
-        top = hits[:k]
-        out[f"hit@{k}"] = float(any(relevant[:k]))
-        out[f"recall@{k}"] = sum(any(_covers(h.time, h.film, iv, tol) for h in top) for iv in intervals) / len(
-            intervals
-        )
-    first = next((i for i, r in enumerate(relevant) if r), None)
-    out["mrr"] = 1.0 / (first + 1) if first is not None else 0.0
-    covered: set[int] = set()
-    ap = 0.0
-    for i, h in enumerate(hits, start=1):
-        new = {j for j, iv in enumerate(intervals) if j not in covered and _covers(h.time, h.film, iv, tol)}
-        if new:
-            covered |= new
-            ap += len(new) * len(covered) / i  # each newly covered interval counts once
-    out["ap"] = ap / len(intervals)
-    top_moment = (hits[0].start, hits[0].end) if hits else None
-    out["r1@iou0.5"] = float(
-        top_moment is not None
-        and any(_of_film(hits[0].film, iv) and iou(top_moment, _span(iv)) >= 0.5 for iv in intervals)
-    )
-    return out
-
-
-def mean_metrics(per_query: Sequence[dict[str, float] | None]) -> dict[str, float]:
-    """Means over the queries that have an answer (mAP is the mean of AP)."""
-    answered = [m for m in per_query if m is not None]
-    if not answered:
-        return {}
-    keys = answered[0].keys()
-    means = {k: float(np.mean([m[k] for m in answered])) for k in keys}
-    means["map"] = means.pop("ap")
-    return means
-
-
-def metric_names(ks: Sequence[int]) -> list[str]:
-    """Column order for tables and charts."""
-    return [*(f"hit@{k}" for k in ks), *(f"recall@{k}" for k in ks), "mrr", "map", "r1@iou0.5"]
+def _alternatives(cell: str | None) -> list[str]:
+    """A paraphrases/translations cell: several wordings separated by '|'."""
+    return [t.strip() for t in (cell or "").split("|") if t.strip()]
 
 
 @dataclass
@@ -192,8 +140,10 @@ class EngineResult:
     metrics: dict[str, float] = field(default_factory=dict)
     queries: int = 0  # queries in the means (those with an answer)
     no_answer: int = 0  # queries without an answer, left out of the means
-    ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95 % bootstrap interval per metric
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95 % interval per metric
     notes: list[str] = field(default_factory=list)  # e.g. dialogue falling back to on-screen text, per film
+    chance: dict[str, float] = field(default_factory=dict)  # what chance scores on each metric, for this engine
+    tied: int = 0  # answered queries whose ranking had ties (scored as the mean over tie orders)
 
 
 @dataclass
@@ -223,6 +173,8 @@ class Evaluation:
                 **{n: e.metrics.get(n) for n in names},
                 **{f"{n}_ci_low": e.ci[n][0] for n in names if n in e.ci},
                 **{f"{n}_ci_high": e.ci[n][1] for n in names if n in e.ci},
+                **{f"{n}_chance": e.chance[n] for n in names if n in e.chance},
+                "tied": e.tied,
                 "notes": "; ".join(e.notes),
             }
             for e in self.engines
@@ -238,41 +190,59 @@ class Evaluation:
             "comparisons": self.comparisons,
             "costs": self.costs,
             "warnings": self.warnings,
-            "chance": f"engine 'random': expected metrics under random ranking, {DRAWS} seeded draws per query",
+            "chance": f"engine 'random': expected metrics under random ranking, {DRAWS} seeded draws per query; "
+            "R1@IoU0.5 chance is each engine's own (<metric>_chance): its top moment placed at every frame",
+            "ties": f"a query whose ranking has ties scores the mean over random tie orders (up to {TIE_DRAWS} draws; "
+            "'ties' per row); its listed hits are one such order, equal scores earlier frame first",
             "queries": self.rows,
         }
 
 
 def resolve_films(library, queries: Sequence[LabelledQuery]) -> tuple[dict, list[str]]:
     """Each query-set film reference -> its library film; references that match no healthy film
-    are left out with a warning naming them (the run goes on without their queries)."""
+    are left out with a warning naming them (the run goes on without their queries). A reference
+    that matches several films raises FrameSearchError naming them."""
     from clip_search.errors import FrameSearchError
 
     films, warnings = {}, []
     for ref in dict.fromkeys(q.film for q in queries):
         try:
-            films[ref] = library.find(ref)[0]
+            found = library.find(ref)
         except FrameSearchError as e:
             n = sum(1 for q in queries if q.film == ref)
             warnings.append(f"{n} quer{'y' if n == 1 else 'ies'} on '{ref}' skipped: {e}")
+            continue
+        if len(found) > 1:  # picking the first would grade the queries against a film nobody meant
+            names = ", ".join(f"{f.name} ({f.id})" for f in found)
+            raise FrameSearchError(f"The query set's film '{ref}' matches several films: {names}; name one of them.")
+        films[ref] = found[0]
     return films, warnings
 
 
 @dataclass
-class _Task:
+class Task:
     """One query as it is run: the text, the films searched, where its answer lies, and its label."""
 
     label: str  # the film(s) the query is labelled on, for tables
     query: str
     search: list  # films searched
     intervals: list[Interval]
+    paraphrases: list[str] = field(default_factory=list)
+    translations: list[str] = field(default_factory=list)
+
+    def searched(self) -> list[Searched]:
+        """The films searched, as chance sees them."""
+        return [Searched(f.id, f.times, f.manifest.duration) for f in self.search]
 
 
-def _tasks(queries: Sequence[LabelledQuery], films: dict, scope: str) -> list[_Task]:
+def plan_tasks(queries: Sequence[LabelledQuery], films: dict, scope: str) -> list[Task]:
     """Film scope: each (film, query) searches its film. Library scope: each query text searches every
     film of the set, its answer being the union of its rows on all films."""
     if scope == "film":
-        return [_Task(films[q.film].name, q.query, [films[q.film]], list(q.intervals)) for q in queries]
+        return [
+            Task(films[q.film].name, q.query, [films[q.film]], list(q.intervals), q.paraphrases, q.translations)
+            for q in queries
+        ]
     every = list({f.id: f for f in films.values()}.values())
     grouped: dict[str, list[LabelledQuery]] = {}
     for q in queries:
@@ -281,8 +251,109 @@ def _tasks(queries: Sequence[LabelledQuery], films: dict, scope: str) -> list[_T
     for text, rows in grouped.items():
         intervals: list[Interval] = [(films[q.film].id, a, b) for q in rows for a, b in q.intervals]
         names = dict.fromkeys(films[q.film].name for q in rows if q.intervals or not intervals)
-        tasks.append(_Task(" + ".join(names), text, every, intervals))
+        para = list(dict.fromkeys(t for q in rows for t in q.paraphrases))
+        trans = list(dict.fromkeys(t for q in rows for t in q.translations))
+        tasks.append(Task(" + ".join(names), text, every, intervals, para, trans))
     return tasks
+
+
+@dataclass
+class Ranked:
+    """One engine's answer to one query: its hits as listed, its (tie-aware) metrics, the tie orders drawn."""
+
+    hits: list[RankedHit]
+    metrics: dict[str, float] | None
+    ties: int = 1  # 1: the ranking had no ties among its top frames, so the listed order is the only one
+
+
+def rank_query(
+    engine, task: Task, ks: Sequence[int], tol: float, gap: float, depth: int, rng: np.random.Generator, text=None
+) -> Ranked:
+    """Rank one query (``text``, default the task's) with ``engine`` and score it, tie-aware: when equal
+    scores reach into the top ``depth`` frames, the metrics are the mean over random orders of them."""
+    from comparisons.engines import EngineUnavailable
+
+    try:
+        films, per_film = engine.scored(task.search, task.query if text is None else text)
+    except EngineUnavailable:
+        return Ranked([], query_metrics([], task.intervals, ks, tol))
+    medians: dict[int, float] = {}
+
+    def hits(chosen: list[tuple[int, int, float]], moments: int) -> list[RankedHit]:
+        out = []
+        for n, (f, i, score) in enumerate(chosen):
+            film, t = films[f], round(float(films[f].times[i]), 3)
+            if n < moments:  # only the top hit's moment enters a metric (R1@IoU)
+                median = medians.setdefault(f, float(np.median(per_film[f])))
+                m = moment_around(film.times, per_film[f], i, film.manifest.duration, median=median)
+                out.append(RankedHit(t, round(score, 6), round(m.start, 3), round(m.end, 3), film.id))
+            else:
+                out.append(RankedHit(t, round(score, 6), t, t, film.id))
+        return out
+
+    chosen = top_frames(films, per_film, depth, gap)
+    listed = hits(chosen, len(chosen))
+    metrics = query_metrics(listed, task.intervals, ks, tol)
+    if metrics is None or not _tied(per_film, chosen, depth):
+        return Ranked(listed, metrics)
+    values: dict[str, list[float]] = {k: [] for k in metrics}
+    while len(values["mrr"]) < TIE_DRAWS:
+        for _ in range(TIE_BATCH):
+            drawn = hits(top_frames(films, per_film, depth, gap, rng), 1)
+            for k, v in query_metrics(drawn, task.intervals, ks, tol).items():
+                values[k].append(v)
+        n = len(values["mrr"])
+        if all(np.std(v) / math.sqrt(n) < TIE_SE for v in values.values()):
+            break
+    return Ranked(listed, {k: float(np.mean(v)) for k, v in values.items()}, len(values["mrr"]))
+
+
+def _tied(per_film: list[np.ndarray], chosen: list[tuple[int, int, float]], depth: int) -> bool:
+    """Whether equal scores reach into the top ``depth`` (then the order among them is arbitrary)."""
+    flat = np.concatenate(per_film) if per_film else np.zeros(0, np.float32)
+    low = chosen[-1][2] if len(chosen) == depth else -np.inf
+    top = flat[flat >= np.float32(low)] if np.isfinite(low) else flat
+    return len(np.unique(top)) < len(top)
+
+
+class _Chance:
+    """Chance on every query of a run: random rankings drawn once, shared by every engine; R1@IoU's
+    chance from each engine's own top moments."""
+
+    def __init__(self, tasks: list[Task], ks, tol: float, gap: float, depth: int, rng: np.random.Generator) -> None:
+        self.tasks, self.rng = tasks, rng
+        self.draws = [chance_draws(t.searched(), t.intervals, ks, tol, gap, depth, rng) for t in tasks]
+        self.per_query = [None if d is None else {k: float(v.mean()) for k, v in d.items()} for d in self.draws]
+
+    def moments(self, ranked: list[Ranked]) -> list[float | None]:
+        """Per query, chance R1@IoU0.5 for an engine whose top moments are those of ``ranked``."""
+        out: list[float | None] = []
+        for task, r in zip(self.tasks, ranked, strict=True):
+            if not task.intervals:
+                out.append(None)
+            elif not r.hits:
+                out.append(0.0)
+            else:
+                top = r.hits[0]
+                out.append(moment_chance(task.searched(), task.intervals, top.time - top.start, top.end - top.time))
+        return out
+
+    def null(self, metric: str, moments: list[float | None]) -> np.ndarray:
+        """Draws x answered queries of ``metric`` under random ranking (R1: the engine's own chance)."""
+        key = per_query_key(metric)
+        if key == MOMENT:
+            p = np.array([m for m in moments if m is not None])
+            return (self.rng.random((DRAWS, len(p))) < p).astype(float)
+        return np.stack([d[key] for d in self.draws if d is not None], axis=1)
+
+    def means(self, moments: list[float | None]) -> dict[str, float]:
+        """Mean chance of every metric, R1@IoU's for the engine whose top moments gave ``moments``."""
+        answered = [m for m in self.per_query if m is not None]
+        out = mean_metrics(answered) if answered else {}
+        mine = [m for m in moments if m is not None]
+        if mine:
+            out[MOMENT] = float(np.mean(mine))
+        return out
 
 
 def evaluate(
@@ -296,10 +367,11 @@ def evaluate(
     gap: float = DEFAULT_GAP,
     machine_usd: float | None = None,
     scope: str = DEFAULT_SCOPE,
+    seed: int = 0,
 ) -> Evaluation:
     """Run every engine on every labelled query (searching the query's film, or in ``library`` scope
-    all films of the set) and score it; add the chance baseline (engine ``random``), 95 % confidence
-    intervals and paired tests on ``headline``.
+    all films of the set) and score it, tie-aware; add the chance baseline (engine ``random``, and
+    per engine its R1@IoU chance), 95 % intervals and paired tests on ``headline``.
 
     Queries on films that are not in the library are skipped with a warning; an engine that cannot
     run on the films is reported as skipped. Raises FrameSearchError when no query is left."""
@@ -309,24 +381,27 @@ def evaluate(
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     depth = max(max(ks), 10)
-    by_engine: dict[str, list] = {}
     films, warnings = resolve_films(library, queries)
     queries = [q for q in queries if q.film in films]
     if not any(q.intervals for q in queries):
         raise FrameSearchError("No query of the set can be run: " + " ".join(warnings or ["no query has an answer."]))
     film_list = list({f.id: f for f in films.values()}.values())
-    tasks = _tasks(queries, films, scope)
+    tasks = plan_tasks(queries, films, scope)
+    rng = np.random.default_rng(seed)
+    chance = _Chance(tasks, ks, tol, gap, depth, rng)
     results, rows = [], []
+    by_engine: dict[str, list] = {}
+    nulls: dict[str, np.ndarray] = {}
 
-    def row(task: _Task, engine: str, ranked: list[RankedHit], m: dict | None) -> dict:
-        hits = [r.__dict__ for r in ranked]
+    def row(task: Task, engine: str, r: Ranked) -> dict:
         return {
             "film": task.label,
             "query": task.query,
             "intervals": task.intervals,
             "engine": engine,
-            "hits": hits,
-            "metrics": m,
+            "hits": [h.__dict__ for h in r.hits],
+            "metrics": r.metrics,
+            "ties": r.ties,
         }
 
     for n, engine in enumerate(engines):
@@ -337,43 +412,37 @@ def evaluate(
             if progress:
                 progress(n + 1, len(engines))
             continue
-        per_query = []
-        for task in tasks:
-            try:
-                hits = engine.search(task.search, task.query, top_k=depth, gap=gap)
-            except EngineUnavailable:
-                hits = []
-            ranked = [RankedHit(h.time, h.score, h.start, h.end, h.film_id) for h in hits]
-            m = query_metrics(ranked, task.intervals, ks, tol)
-            per_query.append(m)
-            rows.append(row(task, engine.name, ranked, m))
+        ranked = [rank_query(engine, task, ks, tol, gap, depth, rng) for task in tasks]
+        rows += [row(task, engine.name, r) for task, r in zip(tasks, ranked, strict=True)]
+        per_query = [r.metrics for r in ranked]
+        moments = chance.moments(ranked)
+        tied = sum(1 for r in ranked if r.metrics is not None and r.ties > 1)
+        results.append(_result(engine.name, per_query, _fallback_notes(engine, films), chance.means(moments), tied))
+        by_engine[engine.name] = per_query
+        nulls[engine.name] = chance.null(headline, moments)
         if progress:
             progress(n + 1, len(engines))
-        results.append(_result(engine.name, per_query, _fallback_notes(engine, films)))
-        by_engine[engine.name] = per_query
-    rng = np.random.default_rng(0)
-    chance = []
-    for task in tasks:
-        searched = [(f.id, f.times, f.manifest.duration) for f in task.search]
-        m = chance_metrics(searched, task.intervals, ks, tol, gap, depth, rng)
-        chance.append(m)
-        rows.append(row(task, "random", [], m))
-    results.append(_result("random", chance, [f"expected values under random ranking ({DRAWS} draws per query)"]))
-    by_engine["random"] = chance
-    comparisons = [c.to_dict() for c in compare_all(by_engine, headline)]
+    rows += [row(task, "random", Ranked([], m)) for task, m in zip(tasks, chance.per_query, strict=True)]
+    note = f"expected values under random ranking ({DRAWS} draws per query); R1@IoU0.5: see each engine's own chance"
+    results.append(_result("random", chance.per_query, [note], tied=None))
+    by_engine["random"] = chance.per_query
+    comparisons = [c.to_dict() for c in compare_all(by_engine, headline, nulls)]
     names = [r.engine for r in results]
     names += [n for n in ("tags:azure", "tags:rekognition") if n not in names]  # estimates need no credentials
     costs = {k: v.to_dict() for k, v in engine_costs(library, film_list, names, machine_usd).items()}
     return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline, costs, scope)
 
 
-def _result(name: str, per_query: list[dict | None], notes: list[str]) -> EngineResult:
+def _result(
+    name: str, per_query: list[dict | None], notes: list[str], chance: dict | None = None, tied: int | None = 0
+) -> EngineResult:
+    """An engine's means and intervals; ``tied=None`` marks chance, an expectation over draws, not a
+    sample of queries, which has no sampling interval."""
     answered = [m for m in per_query if m is not None]
-    ci = {}
-    for key in answered[0] if answered else []:
-        ci["map" if key == "ap" else key] = bootstrap_ci([m[key] for m in answered])
+    means = mean_metrics(per_query)
+    ci = {} if tied is None else {m: interval(m, [q[per_query_key(m)] for q in answered]) for m in means}
     return EngineResult(
-        name, "ok", None, mean_metrics(per_query), len(answered), len(per_query) - len(answered), ci, notes
+        name, "ok", None, means, len(answered), len(per_query) - len(answered), ci, notes, dict(chance or {}), tied or 0
     )
 
 
@@ -394,10 +463,12 @@ def _fallback_notes(engine, films: dict) -> list[str]:
 
 
 def recompute(evaluation: Evaluation) -> dict[str, dict[str, float]]:
-    """Means recomputed from the per-query ranked hits alone (anyone can check the numbers)."""
+    """Per engine, the means recomputed from the listed ranked hits alone, over the queries whose
+    ranking had no ties (for them the listed order is the only one; a tied query's value is the mean
+    over tie orders, which its one listed order cannot give). Anyone can check these numbers."""
     by_engine: dict[str, list] = {}
     for row in evaluation.rows:
-        if row["engine"] == "random":  # expectations over draws, not one ranking
+        if row["engine"] == "random" or row.get("ties", 1) > 1:  # expectations over draws, not one ranking
             continue
         hits = [RankedHit(**h) for h in row["hits"]]
         by_engine.setdefault(row["engine"], []).append(
@@ -410,7 +481,8 @@ def write_csv(evaluation: Evaluation, path: str | Path) -> None:
     """Per-engine metrics table as CSV."""
     table = evaluation.table()
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table[0].keys()))
+        columns = list(dict.fromkeys(k for row in table for k in row))  # a skipped engine has fewer columns
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for row in table:
             w.writerow(

@@ -1,13 +1,18 @@
 """Honest numbers for an evaluation: what chance scores, how sure a mean is, whether two engines differ.
 
-- Chance: the expected value of every metric when the frames searched (the query's film, or all
-  films of the set) are ranked at random with the same de-duplication (gap) as the engines,
-  estimated per query from ``DRAWS`` seeded draws (stable to two decimals on the example set).
-- Uncertainty: a 95 % bootstrap confidence interval of each mean over queries (scipy.stats.bootstrap,
-  percentile method, 2 000 resamples, seeded).
-- Differences: a paired randomisation test over queries (scipy.stats.permutation_test with paired
-  sign flips, as IR evaluation tools such as ranx do), two-sided, with Holm's correction across
-  the pairs compared.
+- Chance: the expected value of every ranking metric when the frames searched (the query's film, or
+  all films of the set) are ranked at random with the same de-duplication (gap) as the engines,
+  estimated per query from ``DRAWS`` seeded draws (stable to two decimals on the example set). A
+  random ranking has no ties, so it needs no tie rule. Chance of R1@IoU0.5 depends on how long an
+  engine's moments are, so it is worked out per engine: the engine's own top moment placed at every
+  frame searched in turn (exact, no draws).
+- Uncertainty: a 95 % interval of each mean over queries: Clopper–Pearson (exact binomial) for the
+  proportions Hit@k and R1@IoU, so a rare 1/60 is not shown as [0, 0.05]; the percentile bootstrap
+  (scipy.stats.bootstrap, 2 000 resamples, seeded) for Recall@k, MRR and mAP.
+- Differences: two engines are compared by a paired randomisation test over queries
+  (scipy.stats.permutation_test with paired sign flips, as IR evaluation tools such as ranx do).
+  An engine against chance is tested against the simulated null itself: the mean a random ranking
+  reaches on the same queries, draw by draw. Both two-sided, Holm-corrected across all pairs.
 """
 
 from __future__ import annotations
@@ -17,15 +22,63 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from clip_search.moments import moment_around
+from clip_search.search import top_frames
+from comparisons.metrics import RankedHit, is_proportion, of_film, per_query_key, query_metrics, span
 
 DRAWS = 1000
 CONFIDENCE = 0.95
 ALPHA = 0.05
+MOMENT = "r1@iou0.5"  # the one metric whose chance is each engine's own
+
+
+@dataclass(frozen=True)
+class Searched:
+    """One film as chance sees it: its id ("" for a one-film search), frame times and duration."""
+
+    id: str
+    times: np.ndarray
+    duration: float
+
+
+class _Frames:
+    """Stands in for a Film in ``top_frames``: a random ranking needs only the frame times."""
+
+    def __init__(self, times: np.ndarray) -> None:
+        self.times = times
+
+
+def chance_draws(
+    films: Sequence[Searched | tuple],
+    intervals: Sequence[tuple],
+    ks: Sequence[int],
+    tol: float,
+    gap: float,
+    depth: int,
+    rng: np.random.Generator,
+    draws: int = DRAWS,
+) -> dict[str, np.ndarray] | None:
+    """Each ranking metric of one query in ``draws`` uniformly random rankings of the frames of the
+    searched ``films`` (each ranked with the engines' gap and depth); None without an answer.
+
+    A uniform ranking is random scores, ranked exactly as an engine's scores are (``top_frames``)."""
+    if not intervals:
+        return None
+    films = [f if isinstance(f, Searched) else Searched(*f) for f in films]
+    frames = [_Frames(f.times) for f in films]
+    sizes = [len(f.times) for f in films]
+    out: dict[str, list[float]] = {}
+    for _ in range(draws):
+        scores = np.split(rng.random(sum(sizes)), np.cumsum(sizes)[:-1])
+        chosen = top_frames(frames, scores, depth, gap)
+        hits = [RankedHit(float(films[f].times[i]), s, 0.0, 0.0, films[f].id) for f, i, s in chosen]
+        for key, value in query_metrics(hits, intervals, ks, tol).items():
+            out.setdefault(key, []).append(value)
+    out.pop(MOMENT, None)  # a random ranking's moments say nothing of an engine's: see moment_chance
+    return {key: np.asarray(v) for key, v in out.items()}
 
 
 def chance_metrics(
-    films: Sequence[tuple[str, np.ndarray, float]],
+    films: Sequence[Searched | tuple],
     intervals: Sequence[tuple],
     ks: Sequence[int],
     tol: float,
@@ -34,45 +87,50 @@ def chance_metrics(
     rng: np.random.Generator,
     draws: int = DRAWS,
 ) -> dict[str, float] | None:
-    """Expected metrics of one query when the frames of the searched ``films`` ((id, times, duration)
-    each; id "" for a one-film search) are ranked uniformly at random, with the engines' gap per film.
+    """Expected ranking metrics of one query under random ranking (the means of :func:`chance_draws`)."""
+    d = chance_draws(films, intervals, ks, tol, gap, depth, rng, draws)
+    return None if d is None else {key: float(v.mean()) for key, v in d.items()}
 
-    A uniform ranking is a random order of the frames, so each draw walks a random order only as far
-    as it needs for ``depth`` distinct hits; the top hit's moment comes from random scores of its film
-    with that frame on top (what a random engine's scores would give)."""
-    from comparisons.evaluate import RankedHit, query_metrics
 
-    if not intervals:
-        return None
-    starts = np.concatenate([[0], np.cumsum([len(times) for _, times, _ in films])]).astype(np.int64)
-    n = int(starts[-1])
-    prefix = min(n, max(64 * depth, 1024))  # enough of the order for depth hits unless the films are tiny
-    total: dict[str, float] = {}
-    for _ in range(draws):
-        order = rng.permutation(n) if n <= prefix else rng.choice(n, size=prefix, replace=False)
-        which = np.searchsorted(starts, order, side="right") - 1
-        hits: list[RankedHit] = []
-        taken: dict[int, list[float]] = {}
-        for rank, (j, f) in enumerate(zip(order.tolist(), which.tolist(), strict=True)):
-            film_id, times, duration = films[f]
-            i = j - int(starts[f])
-            t = float(times[i])
-            if any(abs(t - u) < gap for u in taken.get(f, ())):
+def moment_chance(films: Sequence[Searched], intervals: Sequence[tuple], before: float, after: float) -> float:
+    """Chance R1@IoU0.5 of an engine whose top moment spans ``before`` s before its hit and ``after`` s
+    after it: that moment placed at a uniformly random frame of the films searched (clipped to its
+    film), exactly, over every frame."""
+    hits, n = 0.0, 0
+    for f in films:
+        t = np.asarray(f.times, float)
+        n += len(t)
+        start = np.clip(t - before, 0.0, None)
+        end = np.minimum(t + after, max(f.duration, float(t[-1]) if len(t) else 0.0))
+        good = np.zeros(len(t), bool)
+        for iv in intervals:
+            if not of_film(f.id, iv):
                 continue
-            taken.setdefault(f, []).append(t)
-            score = 1.0 - rank / n  # the draw's order is the ranking
-            if not hits:  # only the top hit's moment enters a metric (R1@IoU)
-                scores = rng.random(len(times))
-                scores[i] = 1.0
-                m = moment_around(times, scores, i, duration)
-                hits.append(RankedHit(t, score, m.start, m.end, film_id))
-            else:
-                hits.append(RankedHit(t, score, t, t, film_id))
-            if len(hits) == depth:
-                break
-        for key, value in query_metrics(hits, intervals, ks, tol).items():
-            total[key] = total.get(key, 0.0) + value
-    return {key: value / draws for key, value in total.items()}
+            a, b = span(iv)
+            inter = np.clip(np.minimum(end, b) - np.maximum(start, a), 0.0, None)
+            union = np.maximum(end, b) - np.minimum(start, a)
+            good |= np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0) >= 0.5
+        hits += float(good.sum())
+    return hits / n if n else 0.0
+
+
+def proportion_ci(values: Sequence[float]) -> tuple[float, float]:
+    """95 % Clopper–Pearson interval of a share of queries (per-query values in [0, 1]; a query's
+    expected value over tie orders counts as that fraction of a success)."""
+    from scipy.stats import beta
+
+    x, n = float(np.sum(values)), len(values)
+    if n == 0:
+        return 0.0, 0.0
+    a = (1 - CONFIDENCE) / 2
+    low = 0.0 if x <= 0 else float(beta.ppf(a, x, n - x + 1))
+    high = 1.0 if x >= n else float(beta.ppf(1 - a, x + 1, n - x))
+    return low, high
+
+
+def interval(metric: str, values: Sequence[float]) -> tuple[float, float]:
+    """The 95 % interval of a mean over queries: exact binomial for proportions, bootstrap otherwise."""
+    return proportion_ci(values) if is_proportion(metric) else bootstrap_ci(values)
 
 
 def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
@@ -86,6 +144,15 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
         (x,), np.mean, confidence_level=CONFIDENCE, n_resamples=2000, method="percentile", random_state=seed
     )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def null_p(observed: Sequence[float], null: np.ndarray) -> float:
+    """Two-sided p-value of a mean over queries against its simulated null: ``null`` holds, per draw
+    (rows), the per-query values (columns) of a random ranking of the same queries."""
+    means = np.asarray(null, float).mean(axis=1)
+    centre = float(means.mean())
+    far = np.abs(means - centre) >= abs(float(np.mean(observed)) - centre) - 1e-12
+    return float((1 + far.sum()) / (1 + len(means)))
 
 
 def paired_p(a: Sequence[float], b: Sequence[float], seed: int = 0) -> float:
@@ -138,22 +205,44 @@ class Comparison:
         return {**asdict(self), "significant": self.significant, "sentence": self.sentence()}
 
 
-def compare_all(per_query: dict[str, list[dict | None]], metric: str) -> list[Comparison]:
-    """Every pair of engines on ``metric`` (per-query values, None = no answer), Holm-corrected."""
-    key = "ap" if metric == "map" else metric
+def compare_all(
+    per_query: dict[str, list[dict | None]],
+    metric: str,
+    null: dict[str, np.ndarray] | None = None,
+    chance: str = "random",
+) -> list[Comparison]:
+    """Every pair of engines on ``metric`` (per-query values, None = no answer), Holm-corrected.
+
+    ``null[e]`` (draws x answered queries) is the simulated null of engine ``e``'s values: a pair of
+    ``e`` and the ``chance`` engine is tested against it rather than by sign flips against the mean."""
+    key = per_query_key(metric)
     names = list(per_query)
     raw = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
+            engine = a if b == chance else b if a == chance else None
+            if engine is not None and null and engine in null:  # the chance side is the null's own mean
+                xs = [x[key] for x in per_query[engine] if x]
+                if len(xs) < 2:
+                    continue
+                means = (float(np.mean(xs)), float(null[engine].mean()))
+                ma, mb = means if engine == a else means[::-1]
+                raw.append((a, b, ma, mb, null_p(xs, null[engine]), len(xs)))
+                continue
             pairs = [(x[key], y[key]) for x, y in zip(per_query[a], per_query[b], strict=True) if x and y]
             if len(pairs) < 2:
                 continue
             xa, xb = zip(*pairs, strict=True)
             raw.append((a, b, float(np.mean(xa)), float(np.mean(xb)), paired_p(xa, xb), len(pairs)))
-    order = np.argsort([r[4] for r in raw])
-    holm = np.empty(len(raw))
+    corrected = holm([r[4] for r in raw])
+    return [Comparison(a, b, metric, ma, mb, p, h, n) for (a, b, ma, mb, p, n), h in zip(raw, corrected, strict=True)]
+
+
+def holm(ps: Sequence[float]) -> list[float]:
+    """Holm's step-down correction of p-values tested together (same order as given)."""
+    out = [1.0] * len(ps)
     running = 0.0
-    for rank, j in enumerate(order):
-        running = max(running, min(1.0, (len(raw) - rank) * raw[j][4]))
-        holm[j] = running
-    return [Comparison(a, b, metric, ma, mb, p, float(h), n) for (a, b, ma, mb, p, n), h in zip(raw, holm, strict=True)]
+    for rank, j in enumerate(np.argsort(ps)):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[j]))
+        out[j] = running
+    return out

@@ -128,6 +128,35 @@ def test_tag_search_blends_bm25_and_meaning():
     assert [t.text for t in index.matched(2, "Sinbad")] == ["SINBAD THE SAILOR"]
 
 
+def test_tag_search_over_two_films_ranks_the_film_that_holds_the_answer_first(tmp_path):
+    """Scaled film by film, the film without the answer would get a top-scoring frame of its own (its
+    best partial match scaled to 1) and the two films would tie: BM25 runs over both as one corpus."""
+    from clip_search.library import Manifest
+    from clip_search.store import import_vectors
+    from comparisons.tag_store import TagStore
+
+    lib = Library(tmp_path / "lib")
+    rng = np.random.default_rng(0)
+    films = [
+        import_vectors(lib, Manifest.imported(name, "m", 6.0), rng.normal(size=(6, 8)), np.arange(6.0))
+        for name in ("harbour", "meadow")
+    ]
+    store = TagStore(lib)  # the offline tagger's stored responses, as tagging writes them
+    for film, tagged in zip(films, (["a red boat at sea", "sea"], ["sea"]), strict=True):
+        for t in film.times:
+            store.put(film, float(t), "offline", "tags", "v1", [Tag("label", "grass", 0.9)])
+        for t, text in enumerate(tagged, start=2):
+            store.put(film, float(t), "offline", "tags", "v1", [Tag("caption", text, 0.9)])
+    store.close()
+    engine = make_engine("tags:offline", lib)
+    alone = [engine.scores(f, "a red boat at sea").max() for f in films]
+    hits = engine.search(films, "a red boat at sea", top_k=3, gap=0.0)
+    assert hits[0].film == "harbour" and hits[0].time == 2.0
+    together = engine.scores_of(films, "a red boat at sea")
+    assert together[0].max() > together[1].max()  # one scale: the partial match in meadow stays lower
+    assert together[1].max() < alone[1]  # searched alone, meadow's best frame takes the top of the scale
+
+
 def test_dialogue_paraphrase_finds_the_cue(indexed_library):
     film = indexed_library.find("popeye_p1")[0]
     assert film.manifest.dialogue["origin"] == "subtitle file popeye_p1.eng.srt"

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from comparisons.cli import main
-from comparisons.evaluate import RankedHit, iou, load_query_set, mean_metrics, query_metrics, recompute
+from comparisons.evaluate import load_query_set, recompute
+from comparisons.metrics import RankedHit, iou, mean_metrics, query_metrics
 from tests.conftest import QUERY_SET
 
 
@@ -44,6 +45,109 @@ def test_tolerance_and_moment_iou():
 def test_ties_keep_the_returned_order():
     tied = [RankedHit(50, 0.5, 49, 51), RankedHit(11, 0.5, 10, 12)]
     assert query_metrics(tied, [(10, 12)], ks=(1,))["mrr"] == 0.5
+
+
+def test_average_precision_never_exceeds_one_when_a_hit_lies_in_two_intervals():
+    # intervals closer than twice the tolerance: the first hit lies in both
+    m = query_metrics(hits(12.5, 40), [(10, 12), (13, 15)], ks=(1,), tol=1.0)
+    assert m["ap"] == pytest.approx(1.0) and m["recall@1"] == 1.0
+    # one hit in both, then a miss, then a third interval found at rank 3: precision there is 2/3
+    m = query_metrics(hits(12.5, 40, 30), [(10, 12), (13, 15), (30, 31)], ks=(1,), tol=1.0)
+    assert m["ap"] == pytest.approx((1 + 1 + 2 / 3) / 3)
+    for times in ([12.5], [12.5, 14, 30.5], [11, 12.5, 14]):
+        assert query_metrics(hits(*times), [(10, 12), (13, 15), (30, 31)], ks=(1,), tol=1.0)["ap"] <= 1.0
+
+
+class TiedEngine:
+    """Stands for a tag or dialogue engine whose frames all get one score (nothing matched): the
+    real engines hand rankings to evaluation through the same ``scored`` method."""
+
+    name = "tied"
+
+    def __init__(self, value: float | None = None) -> None:
+        self.value = value
+
+    def scored(self, films, query):
+        if self.value is None:  # distinct scores, best first: no ties
+            return films, [np.linspace(1, 0, len(f.times), dtype=np.float32) for f in films]
+        return films, [np.full(len(f.times), self.value, np.float32) for f in films]
+
+
+def test_ties_are_scored_over_random_orders_not_earlier_frame_first(indexed_library):
+    from comparisons.evaluate import Task, rank_query
+
+    film = indexed_library.find_one("big-buck-bunny-30s")
+    n = len(film.times)
+    rng = np.random.default_rng(0)
+    for where in ((0.0, 0.0), (float(film.times[-1]),) * 2):  # the first frame, and the last
+        task = Task(film.name, "anything", [film], [where])
+        r = rank_query(TiedEngine(0.0), task, (1,), 0.0, 2.0, 10, rng)
+        assert r.ties > 1 and r.metrics["hit@1"] == pytest.approx(1 / n, abs=0.02)  # any frame may come first
+        assert r.hits[0].time == 0.0  # the listed order is still earlier frame first
+    untied = rank_query(TiedEngine(), Task(film.name, "anything", [film], [(0.0, 0.0)]), (1,), 0.0, 2.0, 10, rng)
+    assert untied.ties == 1 and untied.metrics["hit@1"] == 1.0  # one order only: scored as listed
+
+
+def test_r1_chance_places_the_engines_own_moment_at_random():
+    from comparisons.statistics import Searched, moment_chance
+
+    film = [Searched("", np.arange(100, dtype=float), 100.0)]
+    # a 10 s moment centred on its hit matches [10, 20] with IoU >= 0.5 when the hit is in 11.67..18.33
+    assert moment_chance(film, [(10.0, 20.0)], 5.0, 5.0) == pytest.approx(7 / 100)
+    assert moment_chance(film, [(10.0, 20.0)], 0.0, 1.0) == 0.0  # 1 s moments almost never reach IoU 0.5
+    two = [Searched("a", np.arange(100, dtype=float), 100.0), Searched("b", np.arange(100, dtype=float), 100.0)]
+    assert moment_chance(two, [("b", 10.0, 20.0)], 5.0, 5.0) == pytest.approx(7 / 200)
+
+
+def test_engine_against_chance_is_tested_against_the_simulated_null():
+    from comparisons.statistics import compare_all, null_p
+
+    rng = np.random.default_rng(0)
+    null = (rng.random((1000, 30)) < 0.1).astype(float)  # a random ranking hits 10 % of the time
+    assert null_p([1.0] * 30, null) == pytest.approx(1 / 1001)  # far above every draw: the smallest p
+    assert null_p([0.1] * 30, null) > 0.5  # at chance
+    engine = [{"hit@1": v} for v in [1.0] * 6 + [0.0] * 24]  # 0.2 against chance 0.1
+    chance = [{"hit@1": 0.1} for _ in range(30)]
+    (c,) = compare_all({"e": engine, "random": chance}, "hit@1", {"e": null})
+    assert c.p == pytest.approx(null_p([m["hit@1"] for m in engine], null))
+    assert c.mean_b == pytest.approx(null.mean())
+
+
+def test_rare_proportions_get_exact_intervals():
+    from comparisons.statistics import interval, proportion_ci
+
+    low, high = proportion_ci([1.0] + [0.0] * 59)  # 1 of 60
+    assert low == pytest.approx(0.0004, abs=0.0001) and high == pytest.approx(0.089, abs=0.001)
+    assert proportion_ci([0.0] * 60)[0] == 0.0 and proportion_ci([1.0] * 60)[1] == 1.0
+    assert interval("hit@5", [1.0] + [0.0] * 59) == (low, high)
+    assert interval("mrr", [1.0] + [0.0] * 59)[0] == 0.0  # MRR is no proportion: bootstrap
+
+
+def test_a_film_reference_matching_several_films_is_refused(indexed_library, tmp_path):
+    from clip_search.errors import FrameSearchError
+    from comparisons.engines import make_engine
+    from comparisons.evaluate import evaluate
+
+    rows = tmp_path / "q.csv"
+    rows.write_text("film,query,start,end\npopeye,help me Popeye,0,20\n")
+    with pytest.raises(FrameSearchError, match="'popeye' matches several films: popeye_p1.*popeye_p4"):
+        evaluate(indexed_library, load_query_set(rows), [make_engine("dialogue", indexed_library)])
+
+
+def test_query_set_paraphrases_translations_and_large_cells(tmp_path):
+    rows = tmp_path / "q.csv"
+    big = "x" * 200_000  # beyond the csv module's default field limit
+    rows.write_text(
+        "film,query,start,end,paraphrases,translations\n"
+        "a,a red car,1,2,a crimson automobile|a red vehicle,une voiture rouge\n"
+        "a,a red car,5,6,a red vehicle,\n"
+        f"a,{big},1,2,,\n"
+    )
+    q = load_query_set(rows)
+    assert q[0].paraphrases == ["a crimson automobile", "a red vehicle"] and q[0].translations == ["une voiture rouge"]
+    assert q[0].intervals == [(1.0, 2.0), (5.0, 6.0)] and q[1].query == big
+    example = load_query_set(QUERY_SET)
+    assert sum(1 for x in example if x.paraphrases) >= 20 and sum(1 for x in example if x.translations) >= 10
 
 
 def test_queries_without_an_answer_are_left_out_of_means():
@@ -91,10 +195,13 @@ def test_evaluate_cli_end_to_end(indexed_library, tmp_path, capsys):
     ev = Evaluation(
         tuple(result["ks"]), result["tolerance"], [EngineResult(e, "ok") for e in by_engine], result["queries"]
     )
-    again = recompute(ev)
-    for name in ("clip", "dialogue", "clip+dialogue"):
-        for metric, value in again[name].items():
-            assert by_engine[name][metric] == pytest.approx(value)
+    again = recompute(ev)  # over the queries whose ranking had no ties: their listed order is the only one
+    assert set(again) >= {"clip"}
+    for name, means in again.items():
+        untied = [r["metrics"] for r in result["queries"] if r["engine"] == name and r["ties"] == 1]
+        for metric, value in means.items():
+            assert mean_metrics(untied)[metric] == pytest.approx(value)
+    assert all(r["ties"] == 1 for r in result["queries"] if r["engine"] == "clip")  # cosines do not tie
     assert table.read_text().splitlines()[0].startswith("engine,status,reason,queries,no_answer,hit@1")
 
 
@@ -148,8 +255,12 @@ def test_every_evaluation_carries_chance_intervals_and_comparisons(indexed_libra
     result = json.loads(out.read_text())
     engines = {e["engine"]: e for e in result["engines"]}
     assert set(engines) == {"dialogue", "clip+dialogue", "random"}
-    for e in engines.values():
+    for name in ("dialogue", "clip+dialogue"):
+        e = engines[name]
         assert e["mrr_ci_low"] <= e["mrr"] <= e["mrr_ci_high"]
+        assert e["r1@iou0.5_chance"] < 0.05  # each engine's own chance of R1@IoU
+    assert "mrr_ci_low" not in engines["random"]  # chance is an expectation, not a sample: no interval
+    assert engines["random"]["r1@iou0.5"] is None
     assert result["scope"] == "library" and "each query searched all films of the set" in printed
     assert engines["random"]["hit@1"] < 0.05  # 8 films searched at once: chance is low
     assert {(c["a"], c["b"]) for c in result["comparisons"]} >= {("dialogue", "random")}
