@@ -10,7 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 from clip_search import config
 from clip_search.library import Library
-from tests.conftest import FLOWER
+from comparisons.evaluate import load_query_set
+from comparisons.tag_store import load_tags
+from tests.conftest import FLOWER, QUERY_SET
 
 APP = str(config.PROJECT_DIR / "dashboard.py")
 
@@ -188,8 +190,14 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     assert table["random"]["status"] == "ok" and 0 < table["random"]["hit@5"] < 0.2  # chance, always shown
     assert result.scope == "library" and any("Each query searched all films of the set" in c.value for c in app.caption)
     bars = json.loads(app.get("plotly_chart")[0].proto.spec)
-    assert any(shape.get("line", {}).get("dash") == "dash" for shape in bars["layout"]["shapes"])  # chance line
+    chance_lines = [s for s in bars["layout"]["shapes"] if s.get("line", {}).get("dash") == "dash"]
+    metrics = bars["data"][0]["x"]
+    engines = len(bars["data"])
+    assert len(chance_lines) == len(metrics) - 1 + engines  # one per group, and R1's chance per bar (its own)
     assert "random" not in {t["name"] for t in bars["data"]}  # a line, not a bar
+    said = [m.value for m in app.success] + [c.value for c in app.caption]
+    assert any("clip vs random" in t or "beats random" in t for t in said)  # whether an engine beats chance
+    assert any("tie-aware" in c.value for c in app.caption)
     assert any(m.value.startswith("**Quality per dollar**") for m in app.markdown)
     (costs,) = [d.value for d in app.dataframe if "USD per film-hour" in d.value.columns]
     by_engine = dict(zip(costs["engine"], costs["USD per film-hour"], strict=True))
@@ -206,6 +214,59 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     assert app.selectbox(key="eval-film").options == ["big-buck-bunny-30s", "popeye_p4"]
     app.selectbox(key="eval-film").set_value("popeye_p4").run()
     assert not app.exception and any(c.value.startswith("popeye_p4 · shaded") for c in app.caption)
+    timeline = json.loads(app.get("plotly_chart")[-1].proto.spec)
+    assert {t["name"] for t in timeline["data"] if t.get("name")} >= {"dialogue"}
+    app.multiselect(key="eval-rows").set_value(["dialogue"]).run()  # plot the engine chosen, not CLIP
+    timeline = json.loads(app.get("plotly_chart")[-1].proto.spec)
+    assert {t["name"] for t in timeline["data"] if t.get("name")} == {"dialogue"}
+
+
+def test_evaluate_tab_shows_robustness_to_how_people_type(app, tmp_path, monkeypatch):
+    import ui.evaluate_tab
+
+    queries = tmp_path / "queries.csv"
+    queries.write_text(
+        "film,query,start,end,paraphrases,translations\n"
+        "popeye_p3,help me Popeye,0,20,Popeye please help me,aide-moi Popeye\n"
+        "popeye_p1,that's not a bad joke,21.6,23.6,that joke isn't bad,\n"
+    )
+    monkeypatch.setattr(ui.evaluate_tab, "EXAMPLE", queries)
+    open_tab(app, "Evaluate")
+    app.multiselect(key="eval-engines").set_value(["dialogue"]).run()
+    app.checkbox(key="eval-robust").check().run()
+    app.button(key="eval-run").click().run(timeout=300)
+    assert not app.exception
+    (table,) = [d.value for d in app.dataframe if "perturbation" in d.value.columns]
+    assert {"typos 10%", "word order", "paraphrase"} <= set(table["perturbation"])
+    assert "drop" in table.columns and "p (Holm)" in table.columns
+    assert any("most damaging to CLIP text encoders" in c.value for c in app.caption)
+
+
+def test_evaluate_tab_indexes_and_tags_the_example_films_it_lacks(monkeypatch, tiny_clip_dir, tmp_path):
+    import ui.evaluate_tab
+
+    queries = tmp_path / "queries.csv"
+    queries.write_text("film,query,start,end\nflower,a red flower opening,0,5\nbug_video_640,a beetle,0,7\n")
+    monkeypatch.setattr(ui.evaluate_tab, "EXAMPLE", queries)  # a small example set: two short sample films
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path / "lib"))
+    lib = Library(tmp_path / "lib")
+    from clip_search.indexer import index_film
+    from clip_search.model import load_encoder
+
+    index_film(FLOWER, lib, load_encoder(str(tiny_clip_dir), "cpu"))  # one film indexed, neither tagged
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    open_tab(at, "Evaluate")
+    assert any("2 film(s) of the example set are not indexed and tagged" in w.value for w in at.warning)
+    at.button(key="eval-prepare").click().run(timeout=300)
+    assert not at.exception and not at.error
+    assert sorted(f.name for f in lib.films()) == ["bug_video_640", "flower"]
+    assert all(load_tags(lib, f, "offline") for f in lib.films())
+    assert not any("not indexed and tagged" in w.value for w in at.warning)
+    at.multiselect(key="eval-engines").set_value(["tags:offline"]).run()
+    at.button(key="eval-run").click().run(timeout=300)
+    table = {r["engine"]: r for r in at.session_state["evaluation"].table()}
+    assert table["tags:offline"]["status"] == "ok"  # the example evaluation runs whole
 
 
 def test_search_with_the_dialogue_engine(app):
@@ -253,11 +314,10 @@ def test_the_demo_lands_on_a_working_search_without_any_set_up(monkeypatch, tmp_
     assert not at.exception and not at.error
     banner = " ".join(w.value for w in at.sidebar.warning)
     assert "The hub model could not be loaded" in banner and "random-weights CLIP" in banner
-    assert sorted(f.name for f in Library(tmp_path / "lib").films()) == [
-        "big-buck-bunny-30s",
-        "popeye_p1",
-        "tears-of-steel-battle-clip-medium",
-    ]
+    lib = Library(tmp_path / "lib")
+    needed = {q.film for q in load_query_set(QUERY_SET)}  # every film the example evaluation names
+    assert {f.name for f in lib.films()} == needed and len(needed) == 8
+    assert all(load_tags(lib, f, "offline") for f in lib.films())  # and tagged offline: tags:offline runs too
     assert "hits** for *a ship at sea*" in texts(at)
     again = AppTest.from_file(APP, default_timeout=120).run()  # a reload reuses the films and the model
     assert not again.exception and "hits** for *a ship at sea*" in texts(again)

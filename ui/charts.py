@@ -196,9 +196,16 @@ def cost_figure(points: list[dict], metric: str, chance: float | None = None) ->
     return fig
 
 
+def _whisker(row: dict, metric: str, side: str) -> float:
+    """Length of one side of a bar's 95 % interval (0 when there is none; a bound of 0.0 counts)."""
+    value, bound = row.get(metric), row.get(f"{metric}_ci_{side}")
+    return 0.0 if value is None or bound is None else abs(bound - value)
+
+
 def metrics_figure(table: list[dict], metrics: list[str], chance: dict | None = None) -> go.Figure:
-    """Grouped bars with 95 % confidence intervals: one group per metric, one bar per engine; the
-    chance level (the ``random`` engine) as a dashed line over each group (evaluation view)."""
+    """Grouped bars with 95 % intervals: one group per metric, one bar per engine; the chance level
+    (the ``random`` engine) as a dashed line over each group, and over each bar where chance is the
+    engine's own (R1@IoU: its moment lengths; ``<metric>_chance`` in its row) (evaluation view)."""
     fig = go.Figure()
     for row in table:
         values = [row.get(m) for m in metrics]
@@ -210,21 +217,22 @@ def metrics_figure(table: list[dict], metrics: list[str], chance: dict | None = 
                 error_y={
                     "type": "data",
                     "symmetric": False,
-                    "array": [(row.get(f"{m}_ci_high") or v) - v for m, v in zip(metrics, values, strict=True)],
-                    "arrayminus": [v - (row.get(f"{m}_ci_low") or v) for m, v in zip(metrics, values, strict=True)],
+                    "array": [_whisker(row, m, "high") for m in metrics],
+                    "arrayminus": [_whisker(row, m, "low") for m in metrics],
                 },
             )
         )
+    dash = {"color": "orange", "dash": "dash", "width": 3}
+    group, n = 0.9, max(len(table), 1)  # bargap 0.1: a group spans 0.9 of a category, a bar 0.9 / n
     for i, m in enumerate(metrics):
         if chance and chance.get(m) is not None:
-            fig.add_shape(
-                type="line",
-                x0=i - 0.45,
-                x1=i + 0.45,
-                y0=chance[m],
-                y1=chance[m],
-                line={"color": "orange", "dash": "dash", "width": 3},
-            )
+            fig.add_shape(type="line", x0=i - group / 2, x1=i + group / 2, y0=chance[m], y1=chance[m], line=dash)
+            continue
+        for j, row in enumerate(table):
+            own = row.get(f"{m}_chance")
+            if own is not None:
+                x0 = i - group / 2 + j * group / n
+                fig.add_shape(type="line", x0=x0, x1=x0 + group / n, y0=own, y1=own, line=dash)
     fig.add_annotation(
         text="orange dashes: chance (random ranking); whiskers: 95 % CI",
         xref="paper",
@@ -233,5 +241,5 @@ def metrics_figure(table: list[dict], metrics: list[str], chance: dict | None = 
         y=1.08,
         showarrow=False,
     )
-    fig.update_layout(barmode="group", height=380, yaxis={"range": [0, 1.05]}, margin={"t": 40, "b": 30})
+    fig.update_layout(barmode="group", bargap=0.1, height=380, yaxis={"range": [0, 1.05]}, margin={"t": 40, "b": 30})
     return fig

@@ -23,15 +23,31 @@ from comparisons.evaluate import (
     load_query_set,
     metric_names,
 )
-from ui import state
+from comparisons.robustness import NOTE as ROBUSTNESS_NOTE
+from comparisons.robustness import robustness, sentence
+from ui import library_panel, state
 from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
 from ui.thumbs import show_thumbnail
 
 EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
 
 
+def _missing_films(lib: Library, ms: state.ModelState) -> None:
+    """The example set names sample films that are not indexed and offline-tagged: one button does both."""
+    paths = library_panel.missing_examples(lib, EXAMPLE)
+    if not paths or ms.encoder is None:
+        return
+    names = ", ".join(p.stem for p in paths)
+    st.warning(f"{len(paths)} film(s) of the example set are not indexed and tagged offline yet ({names}).")
+    if st.button(f"Index and tag the {len(paths)} missing film(s)", key="eval-prepare"):
+        if library_panel.prepare_examples(lib, ms, paths):
+            st.rerun()
+
+
 def _query_table() -> pd.DataFrame:
-    upload = st.file_uploader("Query set (CSV: film,query,start,end)", type=["csv"], key="eval-upload")
+    upload = st.file_uploader(
+        "Query set (CSV: film,query,start,end; optional paraphrases,translations)", type=["csv"], key="eval-upload"
+    )
     source = io.BytesIO(upload.getvalue()) if upload is not None else EXAMPLE
     try:
         df = pd.read_csv(source, dtype={"film": str, "query": str})
@@ -45,6 +61,8 @@ def _query_table() -> pd.DataFrame:
 def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
     """Query set editor, engine choice, run button, metric bars and per-query timelines."""
     table = _query_table()
+    if st.session_state.get("eval-upload") is None:
+        _missing_films(lib, ms)
     c1, c2, c3 = st.columns([4, 2, 1])
     names = c1.multiselect(
         "Engines", engine_names(), default=["clip", "tags:offline", "dialogue", "clip+dialogue"], key="eval-engines"
@@ -60,6 +78,11 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         help="All films: as the Search tab does by default; a hit in another film is wrong and chance is low. "
         "Its own film: finds the moment within a known film; chance is high on short films.",
     )
+    robust = st.checkbox(
+        "Also measure robustness to how people type (typos, case and punctuation, word order, the set's "
+        "paraphrases and translations)",
+        key="eval-robust",
+    )
     if st.button("Run evaluation", key="eval-run", disabled=not names or not ks or table.empty):
         path = lib.root / "last-query-set.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,17 +90,25 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         try:
             queries = load_query_set(path)
             bar = st.progress(0.0, text="evaluating…")
+            engines = [state.engine(n, lib, ms) for n in names]
             result = evaluate(
                 lib,
                 queries,
-                [state.engine(n, lib, ms) for n in names],
+                engines,
                 sorted(ks),
                 tol,
                 progress=lambda i, n: bar.progress(i / n, text=f"engine {i}/{n}"),
                 scope=scope,
             )
+            drops = None
+            if robust:
+                bar.progress(0.0, text="robustness…")
+                drops = robustness(
+                    lib, queries, engines, result, progress=lambda i, n: bar.progress(i / n, text=f"robustness {i}/{n}")
+                )
             bar.empty()
             st.session_state.evaluation = result
+            st.session_state.robustness = drops
             for w in result.warnings:
                 st.warning(w)
         except (ValueError, OSError, FrameSearchError) as e:  # a bad row, no usable query: say which, keep the page
@@ -94,22 +125,54 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         chance = next((r for r in ok if r["engine"] == "random"), None)
         engines = [r for r in ok if r["engine"] != "random"]
         st.plotly_chart(metrics_figure(engines, cols, chance), key="eval-bars", width="stretch")
-        for c in result.comparisons:
-            if "random" not in (c["a"], c["b"]):
-                (st.success if c["significant"] else st.caption)(c["sentence"])
+        for c in result.comparisons:  # against chance too: whether an engine beats random is a test, not a guess
+            (st.success if c["significant"] else st.caption)(c["sentence"])
         table = pd.DataFrame(ok)[["engine", "queries", *cols]].round(3)
+        chance_r1 = [r.get("r1@iou0.5_chance") for r in ok]
+        table.insert(len(table.columns), "r1@iou0.5 chance", [None if c is None else round(c, 3) for c in chance_r1])
         st.dataframe(table, hide_index=True, width="stretch")
         st.caption(
             f"Each query searched {SCOPES[result.scope]} · queries: those with an answer, used in each mean · "
-            "random: chance, the expected value under random ranking with the same spacing of hits · "
-            "intervals: 95 % bootstrap over queries"
+            "tie-aware: a query whose top frames tie scores the mean over random tie orders · "
+            "random: chance, the expected value under random ranking with the same spacing of hits; R1@IoU's "
+            "chance is each engine's own (its top moment placed at random) · intervals: 95 %, Clopper–Pearson "
+            "for hit@k and R1, bootstrap over queries otherwise"
         )
+        _robustness(st.session_state.get("robustness"))
         for r in ok:
             if r["notes"] and r["engine"] != "random":
                 st.caption(f"{r['engine']}: {r['notes']}")
         _export(result)
         _quality_per_dollar(result, engines, chance)
         _per_query(lib, result, [r["engine"] for r in engines], ms)
+
+
+def _robustness(drops) -> None:
+    """Each engine's drop on the headline metric under each perturbation, with its paired test."""
+    if drops is None:
+        return
+    st.markdown("**Robustness to how people type**")
+    if not drops:
+        st.caption("No engine ran on at least two perturbed queries.")
+        return
+    rows = [
+        {
+            "engine": d.engine,
+            "perturbation": d.perturbation,
+            "queries": d.queries,
+            f"{d.metric} clean": round(d.clean, 3),
+            "perturbed": round(d.perturbed, 3),
+            "drop": round(d.drop, 3),
+            "p (Holm)": float(f"{d.p_holm:.3g}"),
+            "example": d.example,
+        }
+        for d in drops
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="eval-robustness")
+    for d in drops:
+        if d.significant:
+            st.success(sentence(d))
+    st.caption(ROBUSTNESS_NOTE)
 
 
 def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> None:
@@ -167,12 +230,16 @@ def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -
         st.selectbox("Film", list(labelled), key="eval-film") if len(labelled) > 1 else next(iter(labelled))
     ]
     here = [iv[-2:] for iv in intervals if len(iv) == 2 or iv[0] == film.id]
-    timeline_rows = [TimelineRow(n, film.times, state.engine(n, lib, ms).scores(film, query)) for n in engines]
-    st.plotly_chart(
-        timeline_figure(timeline_rows, "score", film.manifest.duration, here),
-        key="eval-timeline",
-        width="stretch",
-    )
+    shown = st.multiselect("Timeline rows", engines, default=engines, key="eval-rows")
+    timeline_rows = [TimelineRow(n, film.times, state.engine(n, lib, ms).scores(film, query)) for n in shown]
+    if timeline_rows:
+        st.plotly_chart(
+            timeline_figure(timeline_rows, "score", film.manifest.duration, here),
+            key="eval-timeline",
+            width="stretch",
+        )
+    else:
+        st.caption("Choose an engine above to plot its scores over this film.")
     st.caption(f"{film.name} · shaded: relevant intervals ({intervals_text(here, names) or 'none in this film'}).")
     for r in mine:
         st.markdown(f"**{r['engine']}** — top hits")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clip_search import config
+from comparisons.examples import VIDEO_SUFFIXES, sample_films
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"}
-DEMO_SAMPLES = ("big-buck-bunny-30s.mp4", "popeye_p1.mkv", "tears-of-steel-battle-clip-medium.webm")
+__all__ = ["VIDEO_SUFFIXES", "sample_films"]
+
 DEMO_QUERY = "a ship at sea"  # the query a first-time demo opens on
 
 CREDITS = {
@@ -17,14 +17,6 @@ CREDITS = {
     "popeye": "Popeye the Sailor Meets Sinbad the Sailor (1936), public domain (US), Library of Congress",
     "closeups": "MDN shared-assets (CC0)",
 }
-
-
-def sample_films() -> list[Path]:
-    """Video files under ../shared/media (empty when that folder is absent)."""
-    root = config.shared_media_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
 def credit_for(source: str | Path) -> str | None:
