@@ -40,10 +40,15 @@ class FilmBusy(FrameSearchError):
 
 @contextmanager
 def film_lock(
-    library: Library, film_id: str, wait: float | None = None, on_wait: Callable[[], None] | None = None
+    library: Library,
+    film_id: str,
+    wait: float | None = None,
+    on_wait: Callable[[], None] | None = None,
+    busy: str | None = None,
 ) -> Iterator[None]:
-    """Hold the film's cross-process lock. ``wait``: seconds to wait (None: as long as it takes,
-    0: not at all); ``on_wait`` is called once when another process holds it."""
+    """Hold the film's cross-process lock (or another named one, e.g. a film's tagging lock).
+    ``wait``: seconds to wait (None: as long as it takes, 0: not at all); ``on_wait`` is called once
+    when another process holds it; ``busy`` is what FilmBusy says then."""
     library.locks_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(library.locks_dir / f"{film_id}.lock")
     try:
@@ -54,7 +59,9 @@ def film_lock(
         try:
             lock.acquire(timeout=-1 if wait is None else wait)
         except Timeout:
-            raise FilmBusy(f"{film_id} is being indexed by another process; try again when it is done.") from None
+            raise FilmBusy(
+                f"{busy or f'{film_id} is being indexed by another process'}; try again when it is done."
+            ) from None
     try:
         yield
     finally:

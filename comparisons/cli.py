@@ -41,7 +41,7 @@ from comparisons.evaluate import (
 from comparisons.pricing import estimate, price_table
 from comparisons.robustness import robustness
 from comparisons.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
-from comparisons.tagging import check_writable, tag_film, work_left
+from comparisons.tagging import check_source, check_writable, tag_film, work_left
 
 
 def _engines(text: str) -> list[str]:
@@ -139,6 +139,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     library = _library(args)
     film = library.find_one(args.film)
     check_writable(library)
+    check_source(film)  # before the estimate: a changed film is not offered for payment
     service = args.service or default_service()
     tagger = make_tagger(service)
     todo = work_left(library, film, tagger)

@@ -6,11 +6,18 @@ requested model version), upserted as soon as the response arrives. A service th
 calls per frame (Rekognition: labels, celebrities, text) stores each call's result on its own, so
 when one call fails the others are kept and a rerun asks only for what is missing. Credentials are
 never part of what is stored. Tag caches of older versions (``tags/<film>/*.jsonl``) are imported
-once, automatically."""
+once, automatically.
+
+A paid response is never lost: a database that another process holds locked is waited for (busy
+timeout, then retries for ``LOCKED_PATIENCE`` seconds); if it stays locked, the response is appended
+to ``tags-pending.jsonl`` (stored on the next open) and the run stops with one sentence. A damaged
+database (junk, truncated) is moved aside as ``tags.sqlite.damaged-<time>`` with one notice and a
+new one is started; a full disk is one sentence."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -19,8 +26,14 @@ from pathlib import Path
 
 from clip_search.library import Film, Library
 from clip_search.timecode import time_key
-from comparisons.taggers.base import Tag
+from comparisons.taggers.base import FatalTaggerError, Tag
 
+UPSERT = (
+    "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT"
+    "(fingerprint, time_ms, service, feature, model_version) DO UPDATE SET "
+    "served_version=excluded.served_version, film_id=excluded.film_id, tags=excluded.tags, "
+    "created=excluded.created"
+)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     fingerprint TEXT NOT NULL,      -- the film's content (same bytes, same frames, wherever they live)
@@ -44,27 +57,111 @@ CREATE TABLE IF NOT EXISTS runs (   -- how long tagging took, for the cost per f
 );
 """
 ALL_FEATURES = "*"
+BUSY_TIMEOUT = 30.0  # seconds SQLite itself waits for another process's lock
+LOCKED_PATIENCE = 120.0  # seconds a write keeps retrying a locked database before the response is spilled
+PENDING = "tags-pending.jsonl"  # paid responses that could not be written yet
+
+
+def _locked(e: sqlite3.Error) -> bool:
+    return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
+
+
+def _full(e: sqlite3.Error) -> bool:
+    return "disk is full" in str(e) or "disk I/O error" in str(e)
 
 
 class TagStore:
-    """The library's tag database. Thread-safe; each process opens its own connection."""
+    """The library's tag database. Thread-safe; each process opens its own connection.
 
-    def __init__(self, library: Library, readonly: bool = False) -> None:
+    ``notice`` says, in one line, when a damaged database was moved aside on opening."""
+
+    def __init__(
+        self,
+        library: Library,
+        readonly: bool = False,
+        busy_timeout: float = BUSY_TIMEOUT,
+        patience: float | None = None,
+    ) -> None:
         self.library = library
         self.path = library.root / "tags.sqlite"
+        self.readonly, self.busy_timeout = readonly, busy_timeout
+        self.patience = LOCKED_PATIENCE if patience is None else patience
+        self.notice: str | None = None
         self._lock = threading.Lock()
-        if readonly and not self.path.is_file():
-            self._db = sqlite3.connect(":memory:", check_same_thread=False)
-            self._db.executescript(SCHEMA)
-            return
-        library.root.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
-        self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db = self._open()
         if not readonly:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
             _import_legacy(self)
+            self._store_pending()
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, checking the file is a sound database; a damaged one is moved aside, once."""
+        for attempt in (1, 2):
+            if self.readonly and not self.path.is_file():
+                db = sqlite3.connect(":memory:", check_same_thread=False)
+                db.executescript(SCHEMA)
+                return db
+            self.library.root.mkdir(parents=True, exist_ok=True)
+            uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
+            db = sqlite3.connect(
+                uri, uri=True, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None
+            )
+            try:
+                if not self.readonly:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    db.executescript(SCHEMA)
+                # a writer checks every page (it is about to be paid for what it stores); a reader, which
+                # opens on every tag query, only that it is a database: damage found later is handled in _read
+                check = db.execute(
+                    "PRAGMA quick_check" if not self.readonly else "SELECT 'ok' FROM sqlite_master"
+                ).fetchone()
+                if check and check[0] != "ok":
+                    raise sqlite3.DatabaseError(f"database disk image is malformed ({check[0]})")
+                return db
+            except sqlite3.Error as e:
+                db.close()
+                if _locked(e) or _full(e) or attempt == 2:
+                    raise self._error(e) from None
+                self._set_aside(e)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _set_aside(self, e: sqlite3.Error) -> None:
+        """Move a damaged database (and its WAL) aside so a new one can start; say so once."""
+        aside = self.path.with_name(f"tags.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                Path(f"{self.path}{suffix}").rename(f"{aside}{suffix}")
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise FatalTaggerError(f"{self.path} is damaged ({e}) and cannot be moved aside ({err}).") from None
+        self.notice = (
+            f"The tag cache {self.path.name} was damaged ({e}); it is kept aside as {aside.name} and a new one "
+            "was started (tags in it must be made again)."
+        )
+
+    def _error(self, e: sqlite3.Error) -> FatalTaggerError:
+        if _full(e):
+            return FatalTaggerError(
+                f"The disk holding {self.path.parent} is full: no tags can be stored, so nothing more is paid for. "
+                "Free some space and run again; frames tagged so far are kept."
+            )
+        if _locked(e):
+            return FatalTaggerError(f"{self.path} is locked by another process ({e}); try again when it is done.")
+        return FatalTaggerError(f"{self.path} cannot be used ({e}).")
+
+    def _read(self, sql: str, args: tuple = ()) -> list:
+        """A query; a database found damaged now is set aside and reads as empty."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as e:
+                if _locked(e) or _full(e):
+                    raise self._error(e) from None
+                self._db.close()
+                self._set_aside(e)
+                self._db = self._open()
+                return self._db.execute(sql, args).fetchall()
 
     def close(self) -> None:
         self._db.close()
@@ -79,7 +176,9 @@ class TagStore:
         tags: list[Tag],
         served_version: str | None = None,
     ) -> None:
-        """Store one response durably (an upsert: a retried call replaces its earlier row)."""
+        """Store one response durably (an upsert: a retried call replaces its earlier row). A database
+        locked longer than ``patience`` gets the response appended to the pending file, and the run
+        stops (FatalTaggerError): the next run stores it first."""
         row = (
             film.manifest.fingerprint,
             time_key(t),
@@ -91,23 +190,61 @@ class TagStore:
             json.dumps([tag.to_dict() for tag in tags]),
             time.time(),
         )
+        end = time.monotonic() + self.patience
+        while True:
+            try:
+                with self._lock:
+                    self._db.execute(UPSERT, row)
+                return
+            except sqlite3.Error as e:
+                if _locked(e) and time.monotonic() < end:
+                    time.sleep(0.2)
+                    continue
+                if _full(e):
+                    raise self._error(e) from None
+                if not _locked(e):  # damaged under us: set aside, start again, keep this response
+                    with self._lock:
+                        self._db.close()
+                        self._set_aside(e)
+                        self._db = self._open()
+                        self._db.execute(UPSERT, row)
+                    return
+                self._spill(row)
+                raise FatalTaggerError(
+                    f"{self.path.name} stayed locked by another process for {self.patience:g} s; stopped so "
+                    f"nothing more is paid for. The responses received are kept in {PENDING} and stored on "
+                    "the next run."
+                ) from None
+
+    def _spill(self, row: tuple) -> None:
+        """Append a row that could not be written to the pending file, durably."""
+        with open(self.library.root / PENDING, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _store_pending(self) -> None:
+        """Write the rows a locked database kept out last time, then drop the pending file."""
+        path = self.library.root / PENDING
+        if not path.is_file():
+            return
+        rows = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rows.append(tuple(json.loads(line)))
+            except ValueError:
+                continue  # a torn last line
         with self._lock:
-            self._db.execute(
-                "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT"
-                "(fingerprint, time_ms, service, feature, model_version) DO UPDATE SET "
-                "served_version=excluded.served_version, film_id=excluded.film_id, tags=excluded.tags, "
-                "created=excluded.created",
-                row,
-            )
+            self._db.executemany(UPSERT, [r for r in rows if len(r) == 9])
+        path.unlink()
 
     def done(self, film: Film, service: str, model_version: str) -> dict[int, set[str]]:
         """Features already stored per frame-time key for this service and model version."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT time_ms, feature FROM responses WHERE fingerprint=? AND service=? "
-                "AND (model_version=? OR feature='*')",
-                (film.manifest.fingerprint, service, model_version),
-            ).fetchall()
+        rows = self._read(
+            "SELECT time_ms, feature FROM responses WHERE fingerprint=? AND service=? "
+            "AND (model_version=? OR feature='*')",
+            (film.manifest.fingerprint, service, model_version),
+        )
         out: dict[int, set[str]] = {}
         for t, feature in rows:
             out.setdefault(t, set()).add(feature)
@@ -128,11 +265,10 @@ class TagStore:
 
     def tags(self, film: Film, service: str) -> dict[int, list[Tag]]:
         """Every stored tag of ``film`` by ``service`` per frame-time key (newest response per feature)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT time_ms, feature, tags FROM responses WHERE fingerprint=? AND service=? ORDER BY created",
-                (film.manifest.fingerprint, service),
-            ).fetchall()
+        rows = self._read(
+            "SELECT time_ms, feature, tags FROM responses WHERE fingerprint=? AND service=? ORDER BY created",
+            (film.manifest.fingerprint, service),
+        )
         latest: dict[tuple[int, str], str] = {}
         for t, feature, tags in rows:
             latest[(t, feature)] = tags
@@ -147,35 +283,33 @@ class TagStore:
     def record_run(self, film: Film, service: str, frames: int, seconds: float) -> None:
         """Remember how long tagging ``frames`` frames took (measured, for the cost per film-hour)."""
         if frames:
-            with self._lock:
-                self._db.execute(
-                    "INSERT INTO runs VALUES (?,?,?,?,?)",
-                    (film.manifest.fingerprint, service, frames, seconds, time.time()),
-                )
+            try:
+                with self._lock:
+                    self._db.execute(
+                        "INSERT INTO runs VALUES (?,?,?,?,?)",
+                        (film.manifest.fingerprint, service, frames, seconds, time.time()),
+                    )
+            except sqlite3.Error:  # a timing for the cost estimate, not a paid response: losing it loses nothing
+                pass
 
     def seconds_per_frame(self, service: str) -> float | None:
         """Measured tagging time per frame of ``service`` over every run in this library, or None."""
-        with self._lock:
-            frames, seconds = self._db.execute(
-                "SELECT COALESCE(SUM(frames), 0), COALESCE(SUM(seconds), 0) FROM runs WHERE service=?", (service,)
-            ).fetchone()
+        ((frames, seconds),) = self._read(
+            "SELECT COALESCE(SUM(frames), 0), COALESCE(SUM(seconds), 0) FROM runs WHERE service=?", (service,)
+        )
         return seconds / frames if frames else None
 
     def services(self, film: Film) -> list[str]:
         """Services that have stored anything for ``film``."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT DISTINCT service FROM responses WHERE fingerprint=?", (film.manifest.fingerprint,)
-            ).fetchall()
+        rows = self._read("SELECT DISTINCT service FROM responses WHERE fingerprint=?", (film.manifest.fingerprint,))
         return sorted(r[0] for r in rows)
 
     def version(self, film: Film, service: str) -> tuple[int, float]:
         """(rows, newest write) for a film and service: changes whenever its tags change (a cache key)."""
-        with self._lock:
-            n, newest = self._db.execute(
-                "SELECT COUNT(*), COALESCE(MAX(created), 0) FROM responses WHERE fingerprint=? AND service=?",
-                (film.manifest.fingerprint, service),
-            ).fetchone()
+        ((n, newest),) = self._read(
+            "SELECT COUNT(*), COALESCE(MAX(created), 0) FROM responses WHERE fingerprint=? AND service=?",
+            (film.manifest.fingerprint, service),
+        )
         return int(n), float(newest)
 
 

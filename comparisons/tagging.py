@@ -2,8 +2,11 @@
 
 Only what the tag store lacks is asked for, down to the single feature (a Rekognition frame whose
 celebrity call failed gets only that call again). Each response is stored the moment it arrives.
-A circuit breaker stops the run after ``BREAKER`` frames in a row that timed out or could not
-connect, so an endpoint that never answers costs seconds, not hours."""
+A circuit breaker stops the run after ``BREAKER`` frames in a row that failed (timeouts, refused
+connections, throttling, server errors, bad answers), so a dead or throttling endpoint costs under a
+minute (each call ends within ``CALL_DEADLINE``), not hours. One run at a time tags a film with a
+service (a per-(film, service) lock across processes), so two runs never pay twice for a frame, and
+a film whose source file changed since it was indexed is not tagged (its frames would be others)."""
 
 from __future__ import annotations
 
@@ -16,14 +19,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clip_search.errors import FrameSearchError
-from clip_search.library import Film, Library
+from clip_search.library import Film, Library, fingerprint
+from clip_search.store import film_lock
 from clip_search.timecode import time_key
 from clip_search.video import iter_frames
 from comparisons.tag_store import TagStore
 from comparisons.taggers.base import FatalTaggerError, Tag, Tagger, TaggerError
 
 BATCH = 16  # frames per call of a tagger that works in batches (amortises starting Tesseract)
-BREAKER = 5  # consecutive unreachable frames that stop a run
+BREAKER = 3  # consecutive failed frames that stop a run
 
 
 @dataclass
@@ -38,7 +42,7 @@ class TagRun:
     errors: list[tuple[float, str]] = field(default_factory=list)
     fatal: str | None = None
     seconds: float = 0.0
-    unreachable_streak: int = 0
+    failed_streak: int = 0
 
     def summary(self) -> str:
         """One line for the CLI and the dashboard."""
@@ -87,8 +91,31 @@ def tag_film(
     The frames are decoded again with the film's own sampling settings, which give the same
     times as the index. A frame that fails is reported and retried on the next run; a fatal
     error (credentials) or the circuit breaker stops the run, keeping what was tagged."""
-    t0 = time.perf_counter()
     check_writable(library)
+    check_source(film)
+    waiting = f"{film.name} is being tagged with {tagger.service} by another process"
+    with film_lock(library, f"tag-{film.id}-{tagger.service}", wait=None, busy=waiting):
+        return _tag_film(library, film, tagger, workers, progress, breaker)
+
+
+def check_source(film: Film) -> None:
+    """Refuse to tag a film whose source file is gone or changed since it was indexed: the frames
+    decoded now would not be the frames indexed, and their tags would be paid for under the old film."""
+    source = film.manifest.source
+    try:
+        now = fingerprint(source)
+    except OSError as e:
+        raise FrameSearchError(f"{film.name}: its source {source} cannot be read ({e.strerror or e}).") from None
+    if now != film.manifest.fingerprint:
+        raise FrameSearchError(
+            f"{film.name}: its source {source} has changed since it was indexed; index it again "
+            "(python -m clip_search index ...) before tagging, so nothing is paid for under the old film."
+        )
+
+
+def _tag_film(library, film, tagger, workers, progress, breaker) -> TagRun:
+    """``tag_film`` under the film's tagging lock."""
+    t0 = time.perf_counter()
     store = TagStore(library)
     todo = store.missing(film, tagger.service, tagger.model_version, tagger.features)
     run = TagRun(film.name, tagger.service, total=len(film.times), reused=len(film.times) - len(todo))
@@ -116,16 +143,16 @@ def tag_film(
             raise errors
         elif errors:
             run.errors.append((t, "; ".join(dict.fromkeys(str(e) for e in errors))))
-            run.unreachable_streak = run.unreachable_streak + 1 if all(e.unreachable for e in errors) else 0
-            if run.unreachable_streak >= breaker and not run.fatal:
+            run.failed_streak += 1
+            if run.failed_streak >= breaker and not run.fatal:
+                what = "did not answer" if all(e.unreachable for e in errors) else "failed on"
                 run.fatal = (
-                    f"{tagger.service} did not answer {run.unreachable_streak} frames in a row (timeouts or "
-                    "connection failures); stopped. Check the endpoint and the network, then run again: "
-                    "frames tagged so far are kept."
+                    f"{tagger.service} {what} {run.failed_streak} frames in a row (last: {errors[-1]}); stopped. "
+                    "Check the endpoint and the network, then run again: frames tagged so far are kept."
                 )
         else:
             run.tagged += 1
-            run.unreachable_streak = 0
+            run.failed_streak = 0
         if progress:
             progress(run.reused + run.tagged + len(run.errors), run.total)
 

@@ -78,6 +78,8 @@ class Scripted:
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
     raw: bytes | None = None  # a non-JSON body as sent (a proxy's HTML page, junk), with text/html
+    drip: float = 0.0  # seconds between bytes of the body (a 200 whose body never quite arrives)
+    json_raw: bytes | None = None  # a JSON body sent as is (NaN and other things json.dumps would not write)
 
 
 @dataclass
@@ -122,7 +124,7 @@ class FakeCloud:
                     if reply.body is not None
                     else (REKOGNITION_OK[op] if service == "rekognition" else AZURE_OK)
                 )
-                data = reply.raw if reply.raw is not None else json.dumps(payload).encode()
+                data = reply.raw if reply.raw is not None else reply.json_raw or json.dumps(payload).encode()
                 try:
                     self.send_response(reply.status)
                     ctype = "application/x-amz-json-1.1" if service == "rekognition" else "application/json"
@@ -132,7 +134,13 @@ class FakeCloud:
                     for k, v in reply.headers.items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if reply.drip:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.drip)
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
 

@@ -203,10 +203,16 @@ def test_an_endpoint_that_never_answers_trips_the_circuit_breaker(text_film, tmp
 
 def test_retry_after_is_honoured_only_up_to_the_cap():
     with FakeCloud() as cloud:
-        cloud.then(Scripted(429, {"error": {"code": "429", "message": "slow down"}}, {"Retry-After": "60"}))
+        cloud.then(Scripted(429, {"error": {"code": "429", "message": "slow down"}}, {"Retry-After": "0.2"}))
         t0 = time.perf_counter()
         tags = all_tags(AzureTagger(endpoint=cloud.url, key="k", backoff=0.01, retry_after_cap=0.3), FRAME)
-        assert tags and len(cloud.requests) == 2 and time.perf_counter() - t0 < 10
+        assert tags and len(cloud.requests) == 2 and time.perf_counter() - t0 < 10  # waited, then answered
+        # a service asking for longer than the cap is not waited for at all: the call fails at once
+        cloud.then(Scripted(429, {"error": {"code": "429", "message": "slow down"}}, {"Retry-After": "60"}))
+        t0 = time.perf_counter()
+        with pytest.raises(TaggerError, match="asks to wait 60 s"):
+            all_tags(AzureTagger(endpoint=cloud.url, key="k", backoff=0.01, retry_after_cap=0.3), FRAME)
+        assert len(cloud.requests) == 3 and time.perf_counter() - t0 < 5
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@ captions, objects and read (OCR), in one ``analyze`` call per frame. Endpoint an
 AZURE_VISION_ENDPOINT / AZURE_VISION_KEY.
 
 The SDK's default retry policy can wait for minutes; here retries are bounded (a few tries,
-backoff capped) and a 429's Retry-After header is honoured up to ``RETRY_AFTER_CAP`` seconds.
+backoff capped, a retry budget per run), a 429's Retry-After header is honoured up to
+``RETRY_AFTER_CAP`` seconds (one asking for longer fails the call at once), every call ends within
+``CALL_DEADLINE`` seconds in all, and no redirect is followed (it would carry the key elsewhere).
 Image Analysis 4.0 has no celebrity recognition (that was 3.2's domain model): no celebrity tags.
 """
 
@@ -14,7 +16,17 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from comparisons.taggers.base import FatalTaggerError, Response, Tag, TaggerError, jpeg_under
+from comparisons.taggers.base import (
+    CALL_DEADLINE,
+    FatalTaggerError,
+    Response,
+    RetryBudget,
+    Tag,
+    TaggerError,
+    checked_tags,
+    jpeg_under,
+    within_deadline,
+)
 
 MAX_BYTES = 4 * 1024 * 1024  # well under the service's 20 MB; keeps uploads quick
 MAX_SIDE = 2048  # the service takes 50..16000 px; 2048 keeps OCR legible and requests small
@@ -23,15 +35,23 @@ RETRY_AFTER_CAP = 20.0  # seconds: a service asking for longer waits per retry w
 CELEBRITY_NOTE = "Azure Image Analysis 4.0 has no celebrity recognition; use Rekognition for celebrities."
 
 
-def _capped_retry_policy(retries: int, backoff: float, cap: float):
+def _capped_retry_policy(retries: int, backoff: float, cap: float, budget: RetryBudget):
     from azure.core.pipeline.policies import RetryPolicy
 
     class CappedRetryPolicy(RetryPolicy):
-        """azure-core's retry policy, with the server's Retry-After honoured only up to ``cap``."""
+        """azure-core's retry policy within the run's retry budget; a server's Retry-After is honoured up
+        to ``cap``, and one asking for longer ends the call at once (waiting an hour helps nobody)."""
 
         def get_retry_after(self, response):
             after = super().get_retry_after(response)
             return None if after is None else min(after, cap)
+
+        def increment(self, settings, response=None, error=None) -> bool:
+            wanted = RetryPolicy.get_retry_after(self, response) if hasattr(response, "http_response") else None
+            if wanted is not None and wanted > cap:
+                settings["total"] = 0
+                return False
+            return super().increment(settings, response, error) and budget.take()
 
     return CappedRetryPolicy(retry_total=retries, retry_backoff_factor=backoff, retry_backoff_max=cap)
 
@@ -52,20 +72,27 @@ class AzureTagger:
         timeout: float = 30.0,
         backoff: float = 0.5,
         retry_after_cap: float = RETRY_AFTER_CAP,
+        deadline: float = CALL_DEADLINE,
+        budget: RetryBudget | None = None,
         **client_kwargs,
     ) -> None:
         from azure.ai.vision.imageanalysis import ImageAnalysisClient
         from azure.core.credentials import AzureKeyCredential
+        from azure.core.pipeline.policies import RedirectPolicy
 
         endpoint = endpoint or os.environ.get("AZURE_VISION_ENDPOINT")
         key = key or os.environ.get("AZURE_VISION_KEY")
         if not endpoint or not key:
             raise FatalTaggerError("Azure AI Vision needs AZURE_VISION_ENDPOINT and AZURE_VISION_KEY to be set.")
+        self.deadline, self.retry_after_cap = deadline, retry_after_cap
         try:
             self._client = ImageAnalysisClient(
                 endpoint,
                 AzureKeyCredential(key),
-                retry_policy=_capped_retry_policy(retries, backoff, retry_after_cap),
+                retry_policy=_capped_retry_policy(retries, backoff, retry_after_cap, budget or RetryBudget()),
+                # the key is added to every request the pipeline sends, a redirected one too: a 3xx to
+                # another host would carry it there, so no redirect is followed
+                redirect_policy=RedirectPolicy(permit_redirects=False),
                 connection_timeout=10,
                 read_timeout=timeout,
                 logging_enable=False,
@@ -82,7 +109,7 @@ class AzureTagger:
                 # every real answer has both; the SDK hands back other JSON (a list, {}) unchecked
                 raise TaggerError("Azure returned a response without the Image Analysis fields (bad response).")
             try:
-                tags = parse_result(result)
+                tags = checked_tags(parse_result(result), "Azure")
             except (KeyError, TypeError, AttributeError, ValueError) as e:
                 raise TaggerError(f"Azure returned a response that could not be read ({type(e).__name__}).") from None
             yield Response("analyze", tags, served_version=result.model_version)
@@ -102,11 +129,15 @@ class AzureTagger:
 
         data = jpeg_under(image, MAX_BYTES, MAX_SIDE)
         try:
-            return self._client.analyze(
-                image_data=data,
-                visual_features=[VisualFeatures(f) for f in VISUAL_FEATURES],
-                language="en",
-                gender_neutral_caption=True,
+            return within_deadline(
+                lambda: self._client.analyze(
+                    image_data=data,
+                    visual_features=[VisualFeatures(f) for f in VISUAL_FEATURES],
+                    language="en",
+                    gender_neutral_caption=True,
+                ),
+                self.deadline,
+                "Azure",
             )
         except DecodeError:
             raise TaggerError("Azure returned a response that is not valid JSON (bad response).") from None
@@ -117,7 +148,18 @@ class AzureTagger:
                     "and that AZURE_VISION_ENDPOINT is the resource's endpoint."
                 ) from None
             if e.status_code == 429:
+                wait = _retry_after(e.response)
+                if wait is not None and wait > self.retry_after_cap:
+                    raise TaggerError(
+                        f"Azure is throttling and asks to wait {wait:g} s (more than the {self.retry_after_cap:g} s "
+                        "waited here); try again later."
+                    ) from None
                 raise TaggerError("Azure kept throttling (HTTP 429) after retries; try again later.") from None
+            if e.status_code and 300 <= e.status_code < 400:
+                raise TaggerError(
+                    f"Azure answered with a redirect (HTTP {e.status_code}), which is not followed so the key "
+                    "goes nowhere else: check AZURE_VISION_ENDPOINT."
+                ) from None
             code = getattr(e.error, "code", None) or e.reason
             raise TaggerError(f"Azure answered HTTP {e.status_code} ({code}).") from None
         except (ServiceRequestError, ServiceResponseError) as e:
@@ -128,22 +170,32 @@ class AzureTagger:
             raise TaggerError(f"Azure returned a response that could not be read ({type(e).__name__}).") from None
 
 
+def _retry_after(response) -> float | None:
+    """Seconds a response's Retry-After header asks for (None without one, or unreadable)."""
+    try:
+        return float(response.headers.get("Retry-After"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def parse_result(result) -> list[Tag]:
-    """ImageAnalysisResult -> tags."""
+    """ImageAnalysisResult -> tags, read from the JSON as the service sent it (the SDK's attributes
+    would turn a number or a list into text, and that must be caught by ``checked_tags``)."""
     tags: list[Tag] = []
-    if result.caption:
-        tags.append(Tag("caption", result.caption.text, float(result.caption.confidence)))
-    if result.dense_captions:
-        tags += [Tag("caption", c.text, float(c.confidence)) for c in result.dense_captions.list]
-    if result.tags:
-        tags += [Tag("label", t.name, float(t.confidence)) for t in result.tags.list]
-    if result.objects:
-        for obj in result.objects.list:
-            if obj.tags:
-                tags.append(Tag("object", obj.tags[0].name, float(obj.tags[0].confidence)))
-    if result.read:
-        for block in result.read.blocks:
-            for line in block.lines:
-                conf = [w.confidence for w in line.words] or [1.0]
-                tags.append(Tag("text", line.text, float(sum(conf) / len(conf))))
+
+    def values(key: str, inner: str = "values") -> list:
+        return list((result.get(key) or {}).get(inner) or [])
+
+    caption = result.get("captionResult")
+    if caption:
+        tags.append(Tag("caption", caption["text"], caption["confidence"]))
+    tags += [Tag("caption", c["text"], c["confidence"]) for c in values("denseCaptionsResult")]
+    tags += [Tag("label", t["name"], t["confidence"]) for t in values("tagsResult")]
+    for obj in values("objectsResult"):
+        if obj.get("tags"):
+            tags.append(Tag("object", obj["tags"][0]["name"], obj["tags"][0]["confidence"]))
+    for block in values("readResult", "blocks"):
+        for line in block["lines"]:
+            conf = [w["confidence"] for w in line.get("words") or []] or [1.0]
+            tags.append(Tag("text", line["text"], sum(conf) / len(conf)))
     return tags

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import io
+import math
+import queue
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -13,6 +16,9 @@ import numpy as np
 from PIL import Image
 
 TAG_KINDS = ("label", "caption", "object", "text", "face", "celebrity")
+CALL_DEADLINE = 15.0  # seconds one call may take in all: its retries, waits and a body that drips in
+RETRY_BUDGET = 10  # retries one tagger (one run) may spend over all its calls, so a sick service stops early
+MAX_TAG_TEXT = 500  # characters: a tag, caption or OCR line longer than this is not a tag
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,63 @@ def one_line(message: str, limit: int = 240) -> str:
     """An error message fit for one line: markup (a proxy's HTML page) and line breaks removed, length bounded."""
     text = " ".join(_HTML.sub(" ", str(message)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def checked_tags(tags: list, service: str) -> list[Tag]:
+    """The tags of a response, after checking they fit the schema: text a non-empty string, a known
+    kind, confidence a finite number in [0, 1]. A response that does not fit raises TaggerError and
+    nothing of it is stored (a NaN stored would print NaN into JSON; a number as a name breaks search)."""
+    out = []
+    for tag in tags:
+        text, conf = tag.text, tag.confidence
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TAG_TEXT:
+            raise TaggerError(f"{service} returned a tag whose name is not text ({type(text).__name__}); not stored.")
+        if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not math.isfinite(conf):
+            raise TaggerError(f"{service} returned a confidence that is not a number ({conf!r}); not stored.")
+        if tag.kind not in TAG_KINDS:
+            raise TaggerError(f"{service} returned a tag of unknown kind {tag.kind!r}; not stored.")
+        out.append(Tag(tag.kind, text.strip(), min(1.0, max(0.0, float(conf)))))
+    return out
+
+
+class RetryBudget:
+    """Retries shared by every call of one tagger: once spent, calls fail at once instead of waiting."""
+
+    def __init__(self, retries: int = RETRY_BUDGET) -> None:
+        self.left = retries
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Spend one retry; False when none is left."""
+        with self._lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+def within_deadline(call: Callable[[], object], seconds: float, service: str) -> object:
+    """``call()`` on a helper thread, waited for at most ``seconds``: an endpoint that never answers,
+    or answers a byte a second, costs this long and no more (TaggerError, counted as unreachable).
+    The abandoned call ends on its own socket timeout; its answer, if any, is not stored."""
+    out: queue.Queue = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            out.put((True, call()))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread as it is
+            out.put((False, e))
+
+    threading.Thread(target=run, daemon=True, name=f"{service}-call").start()
+    try:
+        ok, value = out.get(timeout=seconds)
+    except queue.Empty:
+        raise TaggerError(
+            f"{service} gave no complete answer within {seconds:g} s (timed out).", unreachable=True
+        ) from None
+    if not ok:
+        raise value
+    return value
 
 
 @dataclass

@@ -1,17 +1,31 @@
 """AWS Rekognition through boto3: detect_labels, recognize_celebrities, detect_text.
 
 Region and credentials come the standard boto3 way (environment, profile, instance role), and
-AWS_ENDPOINT_URL is honoured as boto3 does. Images are JPEG under Rekognition's 5 MB limit;
-throttling is retried with botocore's bounded "standard" retry mode. Each of the three calls is
-its own response, so a failed call never throws away the two that were paid for."""
+AWS_ENDPOINT_URL is honoured as boto3 does. Images are JPEG under Rekognition's 5 MB limit.
+Throttling, server errors and timeouts are retried here, not by botocore: a few attempts per call
+with capped backoff, within the run's retry budget and the call's total deadline (botocore's own
+retries, per call and unbounded in sum, made 72 requests for 6 frames of a throttling endpoint).
+botocore follows no redirects, so the signed request goes to the endpoint alone. Each of the three
+calls is its own response, so a failed call never throws away the two that were paid for."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from comparisons.taggers.base import FatalTaggerError, Response, Tag, TaggerError, jpeg_under
+from comparisons.taggers.base import (
+    CALL_DEADLINE,
+    FatalTaggerError,
+    Response,
+    RetryBudget,
+    Tag,
+    TaggerError,
+    checked_tags,
+    jpeg_under,
+    within_deadline,
+)
 
 MAX_BYTES = 5 * 1024 * 1024 - 64 * 1024  # Rekognition's limit for image bytes, with a margin
 AUTH_CODES = {
@@ -23,6 +37,11 @@ AUTH_CODES = {
     "SignatureDoesNotMatch",
 }
 THROTTLE_CODES = {"ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException"}
+BACKOFF_CAP = 4.0  # seconds between two attempts of one call at most
+
+
+class _Retryable(TaggerError):
+    """A failure worth another attempt (throttling, a server error, a timeout)."""
 
 
 def parse_labels(r: dict) -> list[Tag]:
@@ -64,10 +83,20 @@ class RekognitionTagger:
     paid = True
     model_version = "rekognition-2016-06-27"
 
-    def __init__(self, client=None, max_attempts: int = 4, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        client=None,
+        max_attempts: int = 4,
+        timeout: float = 30.0,
+        deadline: float = CALL_DEADLINE,
+        budget: RetryBudget | None = None,
+        backoff: float = 0.25,
+    ) -> None:
         if client is None:
-            client = _client(max_attempts, timeout)
+            client = _client(timeout)
         self._client = client
+        self.max_attempts, self.deadline, self.backoff = max(1, max_attempts), deadline, backoff
+        self.budget = budget or RetryBudget()
 
     def responses(self, image: np.ndarray, features: tuple[str, ...] = features) -> Iterator[Response]:
         """Each asked-for call's tags (or its error) as soon as it returns; credentials problems raise."""
@@ -77,7 +106,7 @@ class RekognitionTagger:
             try:
                 reply = self._call(op, Image=img, **extra)
                 try:
-                    tags = parse(reply)
+                    tags = checked_tags(parse(reply), "Rekognition")
                 except (KeyError, TypeError, AttributeError):
                     raise TaggerError(f"Rekognition {op} returned a response without the expected fields.") from None
                 yield Response(feature, tags, served_version=reply.get("LabelModelVersion"))
@@ -87,6 +116,22 @@ class RekognitionTagger:
                 yield Response(feature, error=e)
 
     def _call(self, op: str, **kwargs) -> dict:
+        """One call, retried while it is worth it, the budget lasts and the deadline allows."""
+        end = time.monotonic() + self.deadline
+        for attempt in range(1, self.max_attempts + 1):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TaggerError(f"Rekognition {op} gave no answer within {self.deadline:g} s (timed out).", True)
+            try:
+                return within_deadline(lambda: self._attempt(op, **kwargs), left, "Rekognition")
+            except _Retryable as e:
+                pause = min(BACKOFF_CAP, self.backoff * 2 ** (attempt - 1))
+                if attempt == self.max_attempts or time.monotonic() + pause >= end or not self.budget.take():
+                    raise TaggerError(str(e), e.unreachable) from None
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _attempt(self, op: str, **kwargs) -> dict:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -107,11 +152,12 @@ class RekognitionTagger:
                     f"AWS rejected the credentials ({code or status}): check the access key, secret and region."
                 ) from None
             if code in THROTTLE_CODES:
-                raise TaggerError(f"Rekognition kept throttling ({code}) after retries; try again later.") from None
+                raise _Retryable(f"Rekognition kept throttling ({code}) after retries; try again later.") from None
             message = e.response.get("Error", {}).get("Message", "")
-            raise TaggerError(f"Rekognition {op} failed: {code or status} {message}".strip()) from None
+            error = _Retryable if (status or 0) >= 500 else TaggerError
+            raise error(f"Rekognition {op} failed: {code or status} {message}".strip()) from None
         except (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionError) as e:
-            raise TaggerError(
+            raise _Retryable(
                 f"Rekognition could not be reached or timed out ({type(e).__name__}).", unreachable=True
             ) from None
         except (ResponseParserError, AttributeError, TypeError, ValueError):  # botocore choking on a junk body
@@ -120,7 +166,7 @@ class RekognitionTagger:
             raise TaggerError(f"Rekognition {op} failed ({type(e).__name__}).") from None
 
 
-def _client(max_attempts: int, timeout: float):
+def _client(timeout: float):
     """A boto3 Rekognition client; every configuration problem becomes one FatalTaggerError sentence."""
     import boto3
     from botocore.config import Config
@@ -134,7 +180,7 @@ def _client(max_attempts: int, timeout: float):
                 "or AWS_PROFILE, as for any boto3 program."
             )
         config = Config(
-            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},  # retried in RekognitionTagger._call
             connect_timeout=10,
             read_timeout=timeout,
         )

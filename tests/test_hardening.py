@@ -1,0 +1,253 @@
+"""Hostile input and sick services (issue 17): nothing leaked, nothing paid twice, no traceback.
+
+Cloud services are the real SDK clients (azure-core, botocore) against tests/fake_cloud.py, a local
+HTTP server on 127.0.0.1 standing in for Azure AI Vision and AWS Rekognition."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from clip_search import config
+from clip_search.errors import FrameSearchError
+from clip_search.indexer import index_film
+from clip_search.library import Library
+from comparisons.tag_store import PENDING, TagStore, load_tags
+from comparisons.taggers import FatalTaggerError, Tag, TaggerError, all_tags
+from comparisons.taggers.azure import AzureTagger
+from comparisons.taggers.base import CALL_DEADLINE
+from comparisons.taggers.rekognition import RekognitionTagger
+from comparisons.tagging import BREAKER, tag_film
+from tests.fake_cloud import FakeCloud, Scripted
+from tests.test_comparisons import _text_film
+
+FRAME = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
+KEY = "secret-key-1234"
+
+
+@pytest.fixture(scope="module")
+def text_film(tmp_path_factory, encoder):
+    """An 8 s film at 1 fps (8 frames) indexed once; each test copies the library it changes."""
+    tmp = tmp_path_factory.mktemp("hardening-film")
+    lib = Library(tmp / "lib")
+    return lib, index_film(_text_film(tmp / "captions.mp4"), lib, encoder).film
+
+
+@pytest.fixture
+def library(text_film, tmp_path):
+    lib = Library(tmp_path / "lib")
+    shutil.copytree(text_film[0].root, lib.root)
+    return lib, lib.films()[0]
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    with FakeCloud() as cloud:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEY)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", cloud.url)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        yield cloud
+
+
+# -- security: credentials stay with their service ------------------------------------------------
+
+
+def test_a_redirect_never_carries_the_azure_key_to_another_origin():
+    with FakeCloud() as elsewhere, FakeCloud() as azure:
+        azure.then(Scripted(307, {}, {"Location": f"{elsewhere.url}/computervision/imageanalysis:analyze"}))
+        with pytest.raises(TaggerError, match="redirect") as err:
+            all_tags(AzureTagger(endpoint=azure.url, key=KEY, backoff=0.01), FRAME)
+        assert not elsewhere.requests  # not followed at all: no request, so no key, went there
+        assert KEY not in str(err.value)
+
+
+def test_a_redirect_never_carries_the_signed_aws_request_to_another_origin(aws):
+    with FakeCloud() as elsewhere:
+        aws.then(*[Scripted(307, {}, {"Location": f"{elsewhere.url}/"})] * 3)
+        with pytest.raises(TaggerError):
+            all_tags(RekognitionTagger(max_attempts=1), FRAME)
+        assert not elsewhere.requests
+
+
+# -- money: a frame is paid for once ----------------------------------------------------------------
+
+
+def test_two_concurrent_tag_runs_of_one_film_pay_for_each_frame_once(library):
+    lib, film = library
+    with FakeCloud() as cloud:
+        cloud.then(*[Scripted(delay=0.2)] * 40)  # slow enough that the two runs overlap
+        env = dict(os.environ, AZURE_VISION_ENDPOINT=cloud.url, AZURE_VISION_KEY=KEY)
+        cmd = [sys.executable, "-m", "comparisons", "tag", film.id, "--service", "azure", "--yes"]
+        cmd += ["--library", str(lib.root)]
+        runs = [subprocess.Popen(cmd, env=env, cwd=config.PROJECT_DIR, stderr=subprocess.PIPE) for _ in range(2)]
+        for r in runs:
+            r.wait(timeout=120)
+        assert [r.returncode for r in runs] == [0, 0]
+        assert len(cloud.requests) == len(film.times)  # 8 frames, 8 paid calls, not 16
+    assert len(load_tags(lib, film, "azure")) == len(film.times)
+
+
+def test_a_changed_source_file_is_not_tagged_under_the_old_fingerprint(text_film, tmp_path, encoder):
+    source = tmp_path / "film.mp4"
+    shutil.copy(text_film[1].manifest.source, source)
+    lib = Library(tmp_path / "lib")
+    film = index_film(source, lib, encoder).film
+    with open(source, "ab") as f:
+        f.write(b"\0" * 4096)  # the file changed after indexing
+    with FakeCloud() as cloud:
+        with pytest.raises(FrameSearchError, match="has changed since it was indexed"):
+            tag_film(lib, film, AzureTagger(endpoint=cloud.url, key=KEY))
+        assert not cloud.requests
+
+
+def test_a_locked_tag_cache_is_waited_for_and_no_paid_response_is_lost(library):
+    lib, film = library
+    TagStore(lib).close()
+    holder = sqlite3.connect(lib.root / "tags.sqlite", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing for a while
+    store = TagStore(lib, busy_timeout=0.05, patience=10)
+    t0 = time.monotonic()
+    from threading import Timer
+
+    Timer(1.0, holder.execute, ["COMMIT"]).start()
+    store.put(film, 0.0, "azure", "analyze", "latest", [Tag("label", "ship", 0.9)])
+    assert time.monotonic() - t0 >= 0.9  # it waited for the lock instead of failing
+    assert load_tags(lib, film, "azure")[0] == [Tag("label", "ship", 0.9)]
+    # locked for longer than the store's patience: the response goes to the pending file, the run stops
+    holder.execute("BEGIN EXCLUSIVE")
+    impatient = TagStore(lib, busy_timeout=0.05, patience=0.3)
+    with pytest.raises(FatalTaggerError, match="stayed locked"):
+        impatient.put(film, 1.0, "azure", "analyze", "latest", [Tag("label", "sea", 0.8)])
+    assert (lib.root / PENDING).is_file()
+    holder.execute("COMMIT")
+    holder.close()
+    TagStore(lib).close()  # the next run stores what was kept aside first
+    assert not (lib.root / PENDING).exists()
+    assert load_tags(lib, film, "azure")[1000] == [Tag("label", "sea", 0.8)]
+
+
+@pytest.mark.parametrize("damage", ["junk", "truncated", "empty"])
+def test_a_damaged_tag_cache_is_set_aside_in_one_line_and_the_rest_keeps_working(library, damage, capsys):
+    from comparisons.cli import main
+
+    lib, film = library
+    assert main(["tag", film.id, "--service", "offline", "--library", str(lib.root)]) == 0
+    db = lib.root / "tags.sqlite"
+    store = TagStore(lib)
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    data = db.read_bytes()
+    db.write_bytes({"junk": b"this is not a database" * 100, "truncated": data[: len(data) // 2], "empty": b""}[damage])
+    capsys.readouterr()
+    code = main(["search", "hello world", "--engine", "dialogue", "--library", str(lib.root), "--json"])
+    captured = capsys.readouterr()
+    assert code in (0, 2) and "Traceback" not in captured.err  # dialogue falls back to OCR tags: gone, said
+    assert main(["tag", film.id, "--service", "offline", "--library", str(lib.root)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if damage != "empty":  # an empty file is a valid empty database
+        assert list(lib.root.glob("tags.sqlite.damaged-*"))  # kept aside, not deleted
+    assert len(load_tags(lib, film, "offline")) == len(film.times)  # tagged again into a new cache
+
+
+def test_a_full_disk_is_one_sentence(library):
+    lib, film = library
+    store = TagStore(lib)
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # stands in for a full disk: SQLite's SQLITE_FULL
+    with pytest.raises(FatalTaggerError, match="is full"):
+        store.put(film, 0.0, "azure", "analyze", "latest", [Tag("label", "x" * 400, 0.5)] * 200)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"modelVersion": "v", "metadata": {"width": 1, "height": 1}, '
+        b'"tagsResult": {"values": [{"name": "ship", "confidence": NaN}]}}',
+        b'{"modelVersion": "v", "metadata": {"width": 1, "height": 1}, '
+        b'"tagsResult": {"values": [{"name": 42, "confidence": 0.9}]}}',
+        b'{"modelVersion": "v", "metadata": {"width": 1, "height": 1}, '
+        b'"tagsResult": {"values": [{"name": ["a", "b"], "confidence": 0.9}]}}',
+    ],
+)
+def test_an_azure_response_that_does_not_fit_the_schema_is_an_error_and_nothing_is_stored(library, body):
+    lib, film = library
+    with FakeCloud() as cloud:
+        cloud.then(*[Scripted(json_raw=body)] * 20)
+        run = tag_film(lib, film, AzureTagger(endpoint=cloud.url, key=KEY), workers=1)
+    assert run.tagged == 0 and run.errors and "not stored" in run.errors[0][1]
+    assert not load_tags(lib, film, "azure")
+
+
+def test_a_rekognition_label_that_is_not_text_is_an_error_and_nothing_is_stored(library, aws):
+    lib, film = library
+    bad = {"Labels": [{"Name": 7, "Confidence": 90.0, "Instances": []}], "LabelModelVersion": "3.0"}
+    aws.then(*[Scripted(body=bad), Scripted(), Scripted()] * 8)
+    run = tag_film(lib, film, RekognitionTagger(max_attempts=1), workers=1)
+    assert run.errors and "not stored" in run.errors[0][1]
+    stored = load_tags(lib, film, "rekognition")
+    assert all(t.kind != "label" for tags in stored.values() for t in tags)  # the bad call's tags: none
+
+
+# -- bounded waits: a sick endpoint is given up on in under a minute --------------------------------
+
+
+def test_the_default_limits_give_up_on_a_dead_endpoint_within_a_minute():
+    # frames in flight at once (2 workers) each end within CALL_DEADLINE; BREAKER failed frames stop
+    # the run, and the frames already running when it trips finish too: at most one more round
+    assert CALL_DEADLINE * (BREAKER // 2 + 2) < 60
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Scripted(delay=600),  # an endpoint that never answers
+        Scripted(drip=1.0),  # a 200 whose body drips in at a byte a second
+    ],
+)
+def test_a_silent_or_dripping_azure_endpoint_is_given_up_on(library, reply):
+    lib, film = library
+    with FakeCloud() as cloud:
+        cloud.then(*[reply] * 20)
+        t0 = time.monotonic()
+        run = tag_film(lib, film, AzureTagger(endpoint=cloud.url, key=KEY, retries=0, deadline=1.0))
+        took = time.monotonic() - t0
+    assert run.fatal and "frames in a row" in run.fatal and run.tagged == 0
+    assert took < 8  # a few rounds of the 1 s deadline, not minutes
+
+
+def test_a_silent_rekognition_endpoint_is_given_up_on(library, aws):
+    lib, film = library
+    aws.then(*[Scripted(delay=600)] * 40)
+    t0 = time.monotonic()
+    run = tag_film(lib, film, RekognitionTagger(deadline=1.0))
+    assert run.fatal and run.tagged == 0 and time.monotonic() - t0 < 10
+
+
+def test_throttling_that_asks_for_an_hour_stops_the_run_at_once(library):
+    lib, film = library
+    storm = Scripted(429, {"error": {"code": "429", "message": "slow down"}}, {"Retry-After": "3600"})
+    with FakeCloud() as cloud:
+        cloud.then(*[storm] * 40)
+        t0 = time.monotonic()
+        run = tag_film(lib, film, AzureTagger(endpoint=cloud.url, key=KEY))
+        assert run.fatal and "asks to wait 3600 s" in run.fatal
+        assert time.monotonic() - t0 < 10 and len(cloud.requests) <= BREAKER + 4  # no retries at all
+
+
+def test_rekognition_throttling_on_every_call_spends_a_bounded_number_of_requests(library, aws):
+    lib, film = library
+    aws.then(*[Scripted(400, {"__type": "ThrottlingException", "message": "Rate exceeded"})] * 200)
+    run = tag_film(lib, film, RekognitionTagger(backoff=0.01))
+    assert run.fatal and run.tagged == 0
+    # the run's retry budget (10) over every call, and the breaker: not 4 attempts x 3 calls x 6 frames
+    assert len(aws.requests) <= 10 + 3 * (BREAKER + 4)
