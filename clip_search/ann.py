@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library, atomic_write_json
 
 ANN_MIN_FRAMES = 200_000  # libraries at least this large are searched through the index
@@ -84,22 +85,32 @@ class AnnIndex:
     # -- reading ---------------------------------------------------------------------------------
 
     @classmethod
-    def _read_meta(cls, library: Library) -> dict | None:
+    def _read_meta(cls, library: Library) -> tuple[dict | None, str | None]:
+        """meta.json, checked as input from outside: (meta, None), or (None, what is wrong with it).
+        Its index file must be a bare name inside ``ann/``: an edited one naming another path is
+        never read, and never deleted when the index is replaced."""
+        path = cls.folder(library) / "meta.json"
         try:
-            return json.loads((cls.folder(library) / "meta.json").read_text())
-        except (OSError, ValueError):
-            return None
+            meta = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None, None
+        except (OSError, ValueError) as e:
+            return None, f"{path} cannot be read ({type(e).__name__})"
+        problem = _meta_problem(meta)
+        if problem is None and not _inside(cls.folder(library), meta["file"]):
+            problem = f"its index file {meta['file']!r} is not a file of {cls.folder(library)}"
+        return (None, f"{path} is damaged: {problem}") if problem else (meta, None)
 
     @classmethod
     def status(cls, library: Library, films: list[Film] | None = None) -> AnnStatus:
         """Whether the index exists and holds exactly the library's films as they are now."""
-        return cls._status(library, cls._read_meta(library), library.films() if films is None else films)
+        return cls._status(library, *cls._read_meta(library), library.films() if films is None else films)
 
     @classmethod
-    def _status(cls, library: Library, meta: dict | None, films: list[Film]) -> AnnStatus:
-        if meta is None or not (cls.folder(library) / meta.get("file", "index.faiss")).is_file():
+    def _status(cls, library: Library, meta: dict | None, problem: str | None, films: list[Film]) -> AnnStatus:
+        if meta is None or not (cls.folder(library) / meta["file"]).is_file():
             total = sum(f.manifest.frames for f in films)
-            why = "library under the threshold" if total < ANN_MIN_FRAMES else "not built yet"
+            why = problem or ("library under the threshold" if total < ANN_MIN_FRAMES else "not built yet")
             return AnnStatus(False, False, 0, 0, 0, 0, why)
         held = {f["id"]: f["key"] for f in meta["films"]}
         now = {f.id: _film_key(f) for f in films}
@@ -117,8 +128,8 @@ class AnnIndex:
     @classmethod
     def load(cls, library: Library, films: list[Film] | None = None) -> AnnIndex | None:
         """The index, if it exists and is fresh for the library's films; None otherwise (never stale)."""
-        meta = cls._read_meta(library)  # read once: the freshness check and the load see one version
-        if not cls._status(library, meta, library.films() if films is None else films).fresh:
+        meta, problem = cls._read_meta(library)  # read once: the freshness check and the load see one version
+        if not cls._status(library, meta, problem, library.films() if films is None else films).fresh:
             return None
         faiss = _faiss()
         try:
@@ -147,15 +158,17 @@ class AnnIndex:
         with film_lock(library, "_ann-index"):
             films = library.films()
             total = sum(f.manifest.frames for f in films)
-            meta = cls._read_meta(library)
+            meta, _ = cls._read_meta(library)  # a damaged one is rebuilt from the films
+            previous = meta["file"] if meta else None
+            dim = _dim(films)
             index = None
             if meta is not None and not rebuild and total <= RETRAIN_GROWTH * meta["trained_on"]:
                 try:
                     index = _faiss().read_index(str(cls.folder(library) / meta["file"]))
                 except RuntimeError:
                     index = None
-            if index is None or meta is None or meta.get("dim") != _dim(films):
-                index, meta = cls._train(films, total)
+            if index is None or meta is None or meta.get("dim") != dim:
+                index, meta = cls._train(films, total, dim)
             faiss = _faiss()
             held = {f["id"]: f for f in meta["films"]}
             now = {f.id: f for f in films}
@@ -178,39 +191,55 @@ class AnnIndex:
                     progress(n + 1, len(todo))
             meta["films"] = sorted(held.values(), key=lambda e: e["offset"])
             meta["updated_at"] = time.time()
-            cls._write(library, index, meta)
+            cls._write(library, index, meta, previous)
         return cls.status(library)
 
     @staticmethod
-    def _train(films: list[Film], total: int):
+    def _train(films: list[Film], total: int, dim: int):
         faiss = _faiss()
-        dim = _dim(films)
         nlist = nlist_for(total)
+        if total < nlist * 39:  # FAISS needs ~39 training points per coarse list
+            raise FrameSearchError(
+                f"The library has {total} frames, too few for an archive index ({nlist * 39} at least); "
+                "search scores every frame exactly, which is fast at this size."
+            )
         m = max(1, min(PQ_BYTES, dim // 8))  # 8 dimensions per sub-quantiser: 512-d CLIP -> 64 bytes
         while dim % m:
             m -= 1
         index = faiss.index_factory(dim, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
         faiss.downcast_index(index).do_polysemous_training = False  # unused by our searches; most of the cost
         sample = _sample(films, min(total, max(nlist * POINTS_PER_CENTROID, 256 * 39)))
-        index.train(sample)
+        try:
+            index.train(sample)
+        except RuntimeError as e:
+            raise FrameSearchError(f"The archive index could not be trained ({_first_line(e)}).") from None
         meta = {"file": "index.faiss", "dim": dim, "nlist": nlist, "pq": m, "trained_on": total, "films": []}
         return index, meta
 
     @classmethod
-    def _write(cls, library: Library, index, meta: dict) -> None:
+    def _write(cls, library: Library, index, meta: dict, previous: str | None) -> None:
+        """Write the new index file, switch meta.json to it, then delete the index it replaced (only
+        ever a file of ``ann/``). A failure (a full disk) leaves the old index in use: one sentence."""
         folder = cls.folder(library)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"index-{int(time.time() * 1000)}.faiss"
         tmp = folder / f".{name}.tmp"
-        _faiss().write_index(index, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / name)
-        old = meta.get("file")
-        meta["file"] = name
-        atomic_write_json(folder / "meta.json", meta)  # the switch: readers see old or new, never half
-        if old and old != name:
-            (folder / old).unlink(missing_ok=True)
+        try:
+            _faiss().write_index(index, str(tmp))
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, folder / name)
+            meta["file"] = name
+            atomic_write_json(folder / "meta.json", meta)  # the switch: readers see old or new, never half
+        except (OSError, RuntimeError) as e:
+            tmp.unlink(missing_ok=True)
+            (folder / name).unlink(missing_ok=True)
+            raise FrameSearchError(
+                f"The archive index could not be written in {folder} ({_first_line(e)}); the previous index, "
+                "if any, is kept."
+            ) from None
+        if previous and previous != name and _inside(folder, previous):
+            (folder / previous).unlink(missing_ok=True)
 
     # -- searching -------------------------------------------------------------------------------
 
@@ -250,8 +279,42 @@ class AnnIndex:
         return faiss.IDSelectorBitmap(bitmap)
 
 
+def _meta_problem(meta) -> str | None:
+    """What is wrong with a parsed meta.json, or None when it has every field of the right type."""
+    if not isinstance(meta, dict):
+        return f"not an object but {type(meta).__name__}"
+    for key, kind in (("file", str), ("dim", int), ("nlist", int), ("trained_on", int), ("films", list)):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            return f"field {key!r} missing or not {kind.__name__}"
+    for entry in meta["films"]:
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("id"), str)
+            and isinstance(entry.get("key"), list)
+            and all(isinstance(entry.get(k), int) and entry[k] >= 0 for k in ("offset", "frames"))
+        ):
+            return "a film entry lacks id, key, offset or frames"
+    return None
+
+
+def _inside(folder: Path, name: str) -> bool:
+    """Whether ``name`` is a plain file name of ``folder`` (no separators, no way out of it)."""
+    return bool(name) and Path(name).name == name and (folder / name).resolve().parent == folder.resolve()
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
+
+
 def _dim(films: list[Film]) -> int:
-    return films[0].manifest.dim if films else 0
+    """The vectors' size; one index holds one size, so films of several sizes are refused, named."""
+    dims: dict[int, list[str]] = {}
+    for f in films:
+        dims.setdefault(f.manifest.dim, []).append(f.name)
+    if len(dims) > 1:
+        sizes = "; ".join(f"{d}: {', '.join(names[:3])}" for d, names in dims.items())
+        raise FrameSearchError(f"The films have vectors of several sizes ({sizes}); one archive index holds one size.")
+    return next(iter(dims), 0)
 
 
 def _sample(films: list[Film], n: int, seed: int = 0) -> np.ndarray:

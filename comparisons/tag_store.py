@@ -62,6 +62,13 @@ LOCKED_PATIENCE = 120.0  # seconds a write keeps retrying a locked database befo
 PENDING = "tags-pending.jsonl"  # paid responses that could not be written yet
 
 
+def _memory() -> sqlite3.Connection:
+    """An empty store in memory: what a reader sees where there is no readable database."""
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.executescript(SCHEMA)
+    return db
+
+
 def _locked(e: sqlite3.Error) -> bool:
     return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
 
@@ -94,35 +101,45 @@ class TagStore:
             self._store_pending()
 
     def _open(self) -> sqlite3.Connection:
-        """Connect, checking the file is a sound database; a damaged one is moved aside, once."""
-        for attempt in (1, 2):
-            if self.readonly and not self.path.is_file():
-                db = sqlite3.connect(":memory:", check_same_thread=False)
-                db.executescript(SCHEMA)
-                return db
-            self.library.root.mkdir(parents=True, exist_ok=True)
-            uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
+        """Connect. A writer checks every page under the cache's cross-process lock and moves a
+        damaged database aside (once); a reader never moves anything (the file may be another
+        process's database being created): one it cannot read reads as empty, with a notice."""
+        if self.readonly:
+            if not self.path.is_file():
+                return _memory()
             db = sqlite3.connect(
-                uri, uri=True, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None
+                f"file:{self.path}?mode=ro", uri=True, timeout=self.busy_timeout, check_same_thread=False
             )
             try:
-                if not self.readonly:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA synchronous=NORMAL")
-                    db.executescript(SCHEMA)
-                # a writer checks every page (it is about to be paid for what it stores); a reader, which
-                # opens on every tag query, only that it is a database: damage found later is handled in _read
-                check = db.execute(
-                    "PRAGMA quick_check" if not self.readonly else "SELECT 'ok' FROM sqlite_master"
-                ).fetchone()
-                if check and check[0] != "ok":
-                    raise sqlite3.DatabaseError(f"database disk image is malformed ({check[0]})")
+                db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
                 return db
             except sqlite3.Error as e:
                 db.close()
-                if _locked(e) or _full(e) or attempt == 2:
+                if _locked(e):
                     raise self._error(e) from None
-                self._set_aside(e)
+                self.notice = f"The tag cache {self.path.name} cannot be read ({e}); tag engines see no tags."
+                return _memory()
+        from clip_search.store import film_lock
+
+        with film_lock(self.library, "_tags-sqlite", wait=None):
+            for attempt in (1, 2):
+                self.library.root.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None
+                )
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    db.executescript(SCHEMA)
+                    (check,) = db.execute("PRAGMA quick_check").fetchone()  # it is about to be paid for
+                    if check != "ok":
+                        raise sqlite3.DatabaseError(f"database disk image is malformed ({check})")
+                    return db
+                except sqlite3.Error as e:
+                    db.close()
+                    if _locked(e) or _full(e) or attempt == 2:
+                        raise self._error(e) from None
+                    self._set_aside(e)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _set_aside(self, e: sqlite3.Error) -> None:
@@ -151,7 +168,8 @@ class TagStore:
         return FatalTaggerError(f"{self.path} cannot be used ({e}).")
 
     def _read(self, sql: str, args: tuple = ()) -> list:
-        """A query; a database found damaged now is set aside and reads as empty."""
+        """A query. Damage found now: a writer reopens (setting a damaged file aside), a reader reads
+        as empty, with a notice."""
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
@@ -159,8 +177,11 @@ class TagStore:
                 if _locked(e) or _full(e):
                     raise self._error(e) from None
                 self._db.close()
-                self._set_aside(e)
-                self._db = self._open()
+                if self.readonly:
+                    self.notice = f"The tag cache {self.path.name} cannot be read ({e}); tag engines see no tags."
+                    self._db = _memory()
+                else:
+                    self._db = self._open()
                 return self._db.execute(sql, args).fetchall()
 
     def close(self) -> None:
@@ -202,10 +223,9 @@ class TagStore:
                     continue
                 if _full(e):
                     raise self._error(e) from None
-                if not _locked(e):  # damaged under us: set aside, start again, keep this response
+                if not _locked(e):  # damaged under us: reopen (a damaged file is set aside), keep this response
                     with self._lock:
                         self._db.close()
-                        self._set_aside(e)
                         self._db = self._open()
                         self._db.execute(UPSERT, row)
                     return

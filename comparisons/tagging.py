@@ -43,10 +43,13 @@ class TagRun:
     fatal: str | None = None
     seconds: float = 0.0
     failed_streak: int = 0
+    notice: str | None = None  # e.g. a damaged tag cache set aside when the run began
 
     def summary(self) -> str:
         """One line for the CLI and the dashboard."""
         parts = [f"{self.film} / {self.service}: {self.tagged} frames tagged, {self.reused} reused"]
+        if self.notice:
+            parts.insert(0, self.notice)
         if self.errors:
             parts.append(f"{len(self.errors)} failed (first: {self.errors[0][1]})")
         if self.fatal:
@@ -64,8 +67,13 @@ class Work:
 
 def work_left(library: Library, film: Film, tagger: Tagger, store: TagStore | None = None) -> Work:
     """Frames and calls the store still lacks for this tagger (what a run would pay for)."""
+    own = store is None
     store = store or TagStore(library, readonly=True)
-    todo = store.missing(film, tagger.service, tagger.model_version, tagger.features)
+    try:
+        todo = store.missing(film, tagger.service, tagger.model_version, tagger.features)
+    finally:
+        if own:  # an open reader would keep a new database from switching to WAL
+            store.close()
     return Work(len(todo), sum(len(f) for f in todo.values()))
 
 
@@ -95,7 +103,11 @@ def tag_film(
     check_source(film)
     waiting = f"{film.name} is being tagged with {tagger.service} by another process"
     with film_lock(library, f"tag-{film.id}-{tagger.service}", wait=None, busy=waiting):
-        return _tag_film(library, film, tagger, workers, progress, breaker)
+        store = TagStore(library)
+        try:
+            return _tag_film(store, film, tagger, workers, progress, breaker)
+        finally:
+            store.close()
 
 
 def check_source(film: Film) -> None:
@@ -113,12 +125,12 @@ def check_source(film: Film) -> None:
         )
 
 
-def _tag_film(library, film, tagger, workers, progress, breaker) -> TagRun:
-    """``tag_film`` under the film's tagging lock."""
+def _tag_film(store: TagStore, film, tagger, workers, progress, breaker) -> TagRun:
+    """``tag_film`` under the film's tagging lock, into ``store``."""
     t0 = time.perf_counter()
-    store = TagStore(library)
     todo = store.missing(film, tagger.service, tagger.model_version, tagger.features)
     run = TagRun(film.name, tagger.service, total=len(film.times), reused=len(film.times) - len(todo))
+    run.notice = store.notice
     if not todo:
         run.seconds = time.perf_counter() - t0
         return run

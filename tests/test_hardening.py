@@ -5,6 +5,7 @@ HTTP server on 127.0.0.1 standing in for Azure AI Vision and AWS Rekognition."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -151,8 +152,9 @@ def test_a_damaged_tag_cache_is_set_aside_in_one_line_and_the_rest_keeps_working
     code = main(["search", "hello world", "--engine", "dialogue", "--library", str(lib.root), "--json"])
     captured = capsys.readouterr()
     assert code in (0, 2) and "Traceback" not in captured.err  # dialogue falls back to OCR tags: gone, said
-    assert main(["tag", film.id, "--service", "offline", "--library", str(lib.root)]) == 0
+    code = main(["tag", film.id, "--service", "offline", "--library", str(lib.root)])
     err = capsys.readouterr().err
+    assert code == 0, err
     assert "Traceback" not in err
     if damage != "empty":  # an empty file is a valid empty database
         assert list(lib.root.glob("tags.sqlite.damaged-*"))  # kept aside, not deleted
@@ -251,3 +253,111 @@ def test_rekognition_throttling_on_every_call_spends_a_bounded_number_of_request
     assert run.fatal and run.tagged == 0
     # the run's retry budget (10) over every call, and the breaker: not 4 attempts x 3 calls x 6 frames
     assert len(aws.requests) <= 10 + 3 * (BREAKER + 4)
+
+
+# -- the archive index: paths stay inside the library, damage falls back to exact search -----------
+
+
+@pytest.fixture
+def ann_library(tmp_path, monkeypatch):
+    """A small library with an archive index (the size threshold lowered so it is used)."""
+    import clip_search.ann as ann
+    from clip_search.library import Manifest
+    from clip_search.store import import_vectors
+
+    monkeypatch.setattr(ann, "ANN_MIN_FRAMES", 1000)
+    lib = Library(tmp_path / "lib")
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        import_vectors(lib, Manifest.imported(name, "m", 3000.0), rng.normal(size=(3000, 16)), np.arange(3000.0))
+    ann.AnnIndex.update(lib)
+    return lib
+
+
+def _meta(lib) -> dict:
+    return json.loads((lib.root / "ann" / "meta.json").read_text())
+
+
+def test_an_edited_meta_json_never_makes_ann_build_delete_a_file_outside_the_library(ann_library, tmp_path, capsys):
+    from clip_search.cli import main
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    meta = _meta(ann_library)
+    meta["file"] = os.path.relpath(victim, ann_library.root / "ann")  # ../../victim.txt
+    (ann_library.root / "ann" / "meta.json").write_text(json.dumps(meta))
+    assert main(["ann", "status", "--library", str(ann_library.root)]) == 0
+    assert "is not a file of" in capsys.readouterr().out
+    assert main(["ann", "build", "--library", str(ann_library.root)]) == 0
+    assert victim.read_text() == "keep me"
+    assert _meta(ann_library)["file"].startswith("index-")  # rebuilt from the films
+
+
+@pytest.mark.parametrize("meta", [[], {"file": "index.faiss"}, {"films": "x"}, "not json"])
+def test_a_damaged_meta_json_makes_search_score_exactly_and_say_why(ann_library, meta, capsys):
+    from clip_search.cli import main
+    from clip_search.search import Searcher
+
+    path = ann_library.root / "ann" / "meta.json"
+    path.write_text(meta if isinstance(meta, str) else json.dumps(meta))
+    searcher = Searcher(ann_library.films(), ann_library)
+    assert searcher.mode == "exact" and "meta.json" in searcher.notice and "exactly" in searcher.notice
+    capsys.readouterr()
+    assert main(["ann", "status", "--library", str(ann_library.root)]) == 0
+    out = capsys.readouterr().out
+    assert "damaged" in out or "cannot be read" in out
+
+
+def test_ann_build_failures_are_one_line_and_keep_the_old_index(ann_library, monkeypatch, capsys):
+    import clip_search.ann as ann
+    from clip_search.cli import main
+    from clip_search.library import Manifest
+    from clip_search.store import import_vectors
+
+    before = _meta(ann_library)["file"]
+
+    real = ann._faiss()
+
+    def full_disk():
+        class F:  # stands for faiss on a full disk: write_index fails as FAISS does (RuntimeError)
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            @staticmethod
+            def write_index(index, path):
+                raise RuntimeError("Error: 'ret == (size_t)(1)' failed: write error: No space left on device")
+
+        return F()
+
+    monkeypatch.setattr(ann, "_faiss", full_disk)
+    code = main(["ann", "build", "--rebuild", "--library", str(ann_library.root)])
+    err = capsys.readouterr().err
+    assert code == 2 and "could not be written" in err and "No space left" in err and "Traceback" not in err
+    assert _meta(ann_library)["file"] == before and (ann_library.root / "ann" / before).is_file()
+    assert not list((ann_library.root / "ann").glob(".*.tmp"))
+    monkeypatch.setattr(ann, "_faiss", lambda: real)
+    # films of two vector sizes: one line, the old index kept
+    import_vectors(ann_library, Manifest.imported("wide", "other", 10.0), np.ones((10, 32)), np.arange(10.0))
+    assert main(["ann", "build", "--library", str(ann_library.root)]) == 2
+    assert "several sizes" in capsys.readouterr().err and _meta(ann_library)["file"] == before
+
+
+def test_ann_build_on_a_tiny_library_is_one_line(tmp_path, capsys):
+    from clip_search.cli import main
+    from clip_search.library import Manifest
+    from clip_search.store import import_vectors
+
+    lib = Library(tmp_path / "lib")
+    import_vectors(lib, Manifest.imported("tiny", "m", 10.0), np.eye(10, 16), np.arange(10.0))
+    assert main(["ann", "build", "--library", str(lib.root)]) == 2
+    err = capsys.readouterr().err
+    assert "too few for an archive index" in err and "Traceback" not in err
+
+
+def test_ann_rebuild_leaves_no_old_index_file_behind(ann_library):
+    from clip_search.ann import AnnIndex
+
+    AnnIndex.update(ann_library, rebuild=True)
+    AnnIndex.update(ann_library, rebuild=True)
+    files = list((ann_library.root / "ann").glob("*.faiss"))
+    assert [f.name for f in files] == [_meta(ann_library)["file"]]
