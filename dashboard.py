@@ -10,7 +10,7 @@ import os
 import streamlit as st
 
 from clip_search.errors import FrameSearchError
-from ui import library_panel, search_tab, state, url_state
+from ui import access, library_panel, search_tab, state, url_state
 from ui.compare_tab import compare_tab
 from ui.evaluate_tab import evaluate_tab
 from ui.samples import DEMO_QUERY
@@ -26,6 +26,8 @@ div[data-testid="stLayoutWrapper"]:has(> .st-key-player-box) { position: sticky;
 
 
 def main() -> None:
+    if not access.allowed():  # a lab's dashboard asks for its password before anything else
+        return
     st.markdown(STICKY_PLAYER, unsafe_allow_html=True)
     ms = state.model()
     lib = state.library()

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".hevc"}
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -37,3 +38,23 @@ def shared_media_dir() -> Path:
 def shared_clip_config_dir() -> Path:
     """The real tokenizer and config of openai/clip-vit-base-patch32 (no weights)."""
     return shared_dir() / "models" / "clip-vit-base-patch32"
+
+
+def media_roots() -> list[Path]:
+    """Folders the dashboard's path box may index from: $FRAMESEARCH_MEDIA_ROOTS (separated by
+    os.pathsep), else the sample films and the user's home folder. A lab serving the dashboard to
+    others sets it to its film folders, so a visitor cannot make the server read any file it can."""
+    env = os.environ.get("FRAMESEARCH_MEDIA_ROOTS")
+    roots = [Path(r) for r in env.split(os.pathsep) if r.strip()] if env else [shared_media_dir(), Path.home()]
+    return [r.expanduser().resolve() for r in roots]
+
+
+def allowed_hosts() -> list[str]:
+    """Hosts or networks ($FRAMESEARCH_ALLOW_HOSTS, comma-separated names or CIDRs) that the URL box
+    may fetch from although they are private (a lab's own intranet); none by default."""
+    return [h.strip() for h in os.environ.get("FRAMESEARCH_ALLOW_HOSTS", "").split(",") if h.strip()]
+
+
+def password() -> str | None:
+    """$FRAMESEARCH_PASSWORD: when set, the dashboard asks for it before showing anything."""
+    return os.environ.get("FRAMESEARCH_PASSWORD") or None

@@ -39,7 +39,6 @@ from clip_search.video import iter_frames
 SEGMENT_SECONDS = float(os.environ.get("FRAMESEARCH_SEGMENT_SECONDS", 600))  # the unit of work
 ACTOR_MEMORY = 1 << 30  # bytes reserved per encode actor (ViT-B/32 in fp32 with activations: < 1 GiB)
 DECODE_BATCH = 32  # frames per block leaving a decode task (about 5 MB at 224 px)
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".hevc"}
 
 
 def expand_sources(refs: list[str]) -> list[str]:
@@ -49,7 +48,7 @@ def expand_sources(refs: list[str]) -> list[str]:
     for ref in refs:
         p = Path(ref).expanduser()
         if p.is_dir():
-            out += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file()]
+            out += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in config.VIDEO_SUFFIXES and f.is_file()]
         elif p.suffix.lower() == ".txt" and p.is_file():
             lines = [line.strip() for line in p.read_text(errors="replace").splitlines()]
             out += [line for line in lines if line and not line.startswith("#")]

@@ -24,6 +24,9 @@ def download(url: str, target_dir: Path, progress: Callable[[float], None] | Non
         import yt_dlp
     except ImportError:  # pragma: no cover - it is in requirements.txt
         raise DownloadError("Downloading URLs needs yt-dlp: pip install yt-dlp") from None
+    from clip_search.guard import check_url, guarded_fetch, refused
+
+    check_url(url)  # http(s) to a public address only; every later connection is checked too
     target_dir.mkdir(parents=True, exist_ok=True)
 
     def hook(d: dict) -> None:
@@ -43,11 +46,13 @@ def download(url: str, target_dir: Path, progress: Callable[[float], None] | Non
         "logger": _SilentLogger(),
     }
     try:
-        with yt_dlp.YoutubeDL(opts) as ydl:
+        with guarded_fetch(), yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(url, download=True)
             path = Path(ydl.prepare_filename(info))
     except Exception as e:  # noqa: BLE001 - yt-dlp raises many types; all become one sentence
         msg = str(e)
+        if refused():
+            raise DownloadError(f"Could not download {url}: refused, {refused()} (after a redirect).") from None
         if any(
             s in msg
             for s in (

@@ -14,7 +14,6 @@ from clip_search.errors import FrameSearchError
 from clip_search.library import Library
 
 EXAMPLE_SET = config.PROJECT_DIR / "data" / "queries.csv"
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"}
 TAG_COST = 2.0  # offline tagging takes about twice as long per frame as indexing, for the progress bar
 
 
@@ -23,7 +22,7 @@ def sample_films() -> list[Path]:
     root = config.shared_media_dir()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in config.VIDEO_SUFFIXES)
 
 
 def example_films(query_set: Path = EXAMPLE_SET) -> list[Path]:

@@ -126,7 +126,8 @@ def test_timeline_has_a_row_per_query(app):
     assert "softmax" in fig["data"][0]["hovertemplate"]
 
 
-def test_bad_path_and_non_video_are_clear_errors_and_nothing_is_lost(app, tmp_path, indexed_library):
+def test_bad_path_and_non_video_are_clear_errors_and_nothing_is_lost(app, tmp_path, indexed_library, monkeypatch):
+    monkeypatch.setenv("FRAMESEARCH_MEDIA_ROOTS", str(tmp_path))  # the folder a lab lets the path box read
     before = [f.id for f in indexed_library.films()]
     app.sidebar.text_input(key="add-path").input(str(tmp_path / "nope.mp4")).run()
     app.sidebar.button(key="index-path").click().run()
@@ -152,6 +153,32 @@ def test_index_a_film_from_a_path(monkeypatch, tiny_clip_dir, tmp_path):
     assert not at.exception
     assert [f.name for f in Library(tmp_path).films()] == ["flower"]
     assert any("flower: indexed 5 frames" in s.value for s in at.success)
+    # a folder indexes the films under it, as the CLI does; a path outside the media roots is refused
+    at.sidebar.text_input(key="add-path").input(str(FLOWER.parent)).run()
+    at.sidebar.button(key="index-path").click().run()
+    assert sorted(f.name for f in Library(tmp_path).films()) == ["bug_video_640", "flower"]
+    at.sidebar.text_input(key="add-path").input("/etc/passwd").run()
+    at.sidebar.button(key="index-path").click().run()
+    assert any("outside the media folders" in e.value for e in at.error)
+
+
+def test_a_dashboard_with_a_password_shows_nothing_before_it(monkeypatch, tiny_clip_dir, indexed_library):
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(indexed_library.root))
+    monkeypatch.setenv("FRAMESEARCH_PASSWORD", "open sesame")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception and [t.label for t in at.text_input] == ["Password"] and not at.sidebar.markdown
+    at.text_input(key="password").input("guess").run()
+    assert any("Wrong password" in e.value for e in at.error) and "query" not in at.session_state
+    at.text_input(key="password").input("open sesame").run()
+    assert not at.exception and at.text_input(key="query") is not None  # the dashboard itself
+
+
+def test_the_dashboard_listens_on_this_machine_only_by_default():
+    import tomllib
+
+    settings = tomllib.loads((config.PROJECT_DIR / ".streamlit" / "config.toml").read_text())
+    assert settings["server"]["address"] == "localhost"
 
 
 def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_path):

@@ -361,3 +361,98 @@ def test_ann_rebuild_leaves_no_old_index_file_behind(ann_library):
     AnnIndex.update(ann_library, rebuild=True)
     files = list((ann_library.root / "ann").glob("*.faiss"))
     assert [f.name for f in files] == [_meta(ann_library)["file"]]
+
+
+# -- the URL box fetches only public addresses -------------------------------------------------------
+
+
+@pytest.fixture
+def video_server():
+    """Local HTTP servers: one serves a real film, others redirect to a given URL (stand in for the web)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.conftest import FLOWER
+
+    servers, seen = [], []
+
+    def start(host: str, redirect: str | None = None) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                seen.append((host, self.path))
+                if redirect:
+                    self.send_response(302)
+                    self.send_header("Location", redirect)
+                    self.end_headers()
+                    return
+                data = FLOWER.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_HEAD = do_GET
+
+        server = ThreadingHTTPServer((host, 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://{host}:{server.server_address[1]}/flower.mp4"
+
+    yield start, seen
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def test_the_url_box_refuses_loopback_private_and_metadata_addresses(video_server, tmp_path, monkeypatch):
+    from clip_search.errors import DownloadError
+    from clip_search.fetch import download
+    from clip_search.guard import refusal
+
+    monkeypatch.delenv("FRAMESEARCH_ALLOW_HOSTS", raising=False)
+    start, seen = video_server
+    url = start("127.0.0.1")
+    with pytest.raises(DownloadError, match="loopback address"):
+        download(url, tmp_path)
+    assert not seen  # refused before any connection
+    for host, kind in (("10.1.2.3", "private"), ("192.168.0.1", "private"), ("169.254.169.254", "link-local")):
+        assert kind in refusal(host, [])
+    assert refusal("::1", []) and refusal("::ffff:127.0.0.1", [])
+    for bad in ("file:///etc/passwd", "ftp://example.com/x.mp4", "gopher://x"):
+        with pytest.raises(DownloadError, match="only http"):
+            download(bad, tmp_path)
+
+
+def test_a_redirect_to_a_private_address_is_refused_and_an_allowed_host_is_fetched(video_server, tmp_path, monkeypatch):
+    from clip_search.errors import DownloadError
+    from clip_search.fetch import download
+
+    start, seen = video_server
+    inside = start("127.0.0.1")
+    monkeypatch.setenv("FRAMESEARCH_ALLOW_HOSTS", "127.0.0.2")  # a lab's own intranet host, allowed
+    hop = start("127.0.0.2", redirect=inside)
+    with pytest.raises(DownloadError, match="refused, 127.0.0.1 is 127.0.0.1, a loopback address"):
+        download(hop, tmp_path / "a")
+    assert ("127.0.0.1", "/flower.mp4") not in seen  # the redirect was never followed there
+    monkeypatch.setenv("FRAMESEARCH_ALLOW_HOSTS", "127.0.0.0/8")  # allowing the network fetches it
+    path = download(inside, tmp_path / "b")
+    assert path.is_file() and path.stat().st_size == (tmp_path / "b" / path.name).stat().st_size > 0
+
+
+def test_a_typed_path_must_lie_inside_a_media_root(tmp_path):
+    from clip_search.guard import media_paths
+    from tests.conftest import FLOWER
+
+    root = tmp_path / "films"
+    root.mkdir()
+    (root / "a.mp4").write_bytes(FLOWER.read_bytes())
+    (root / "escape.mp4").symlink_to(FLOWER)  # a link out of the root is judged by where it leads
+    assert media_paths(str(root), [root.resolve()]) == [(root / "a.mp4").resolve()]
+    with pytest.raises(FrameSearchError, match="outside the media folders"):
+        media_paths(str(root / "escape.mp4"), [root.resolve()])
+    with pytest.raises(FrameSearchError, match="outside the media folders"):
+        media_paths(str(root / ".." / ".."), [root.resolve()])

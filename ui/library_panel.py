@@ -8,6 +8,7 @@ import streamlit as st
 
 from clip_search.errors import FrameSearchError
 from clip_search.fetch import download, is_url
+from clip_search.guard import media_paths
 from clip_search.indexer import IndexOptions, Progress, index_film
 from clip_search.library import Library
 from clip_search.patches import PatchSettings
@@ -113,19 +114,19 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
             if not _index([target], lib, ms, options) and new:
                 lib.discard_upload(target)  # a rejected upload removes only its own bytes
         ref = st.text_input(
-            "…or a path on disk or a video URL", key="add-path", placeholder="/films/casablanca.mkv or https://…"
+            "…or a film or folder on disk, or a video URL",
+            key="add-path",
+            placeholder="/films/casablanca.mkv, /films/ or https://…",
         )
         if st.button("Index path / URL", key="index-path", disabled=not ref.strip()):
             ref = ref.strip()
             try:
                 if is_url(ref):
                     with st.spinner(f"Downloading {ref}…"):
-                        path = download(ref, lib.downloads_dir)
+                        paths = [download(ref, lib.downloads_dir)]
                 else:
-                    path = Path(ref).expanduser()
-                    if not path.exists():
-                        raise FrameSearchError(f"{path}: no such file.")
-                _index([path], lib, ms, options)
+                    paths = media_paths(ref)  # a film or a folder, inside the configured media roots
+                _index(paths, lib, ms, options)
             except FrameSearchError as e:
                 st.error(str(e))
         for note in st.session_state.pop("notices", []):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comparisons.examples import VIDEO_SUFFIXES, sample_films
+from clip_search.config import VIDEO_SUFFIXES
+from comparisons.examples import sample_films
 
 __all__ = ["VIDEO_SUFFIXES", "sample_films"]
 
