@@ -14,6 +14,7 @@ from ui import access, library_panel, search_tab, state, url_state
 from ui.compare_tab import compare_tab
 from ui.evaluate_tab import evaluate_tab
 from ui.samples import DEMO_QUERY
+from ui.text import md
 from ui.timeline_tab import timeline_tab
 
 st.set_page_config(page_title="Frame Search Lab", layout="wide")
@@ -91,12 +92,12 @@ def _search(lib, ms, chosen, params) -> None:
         with beside:
             search_tab.strips(chosen, hits, params, query, lib, ms)
     except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
-        st.error(str(e))
+        st.error(md(e))
 
 
 try:
     main()
 except FrameSearchError as e:  # a user-facing problem: one line, never a traceback
-    st.error(str(e))
+    st.error(md(e))
 except Exception as e:  # noqa: BLE001 - last guard: show a sentence, keep the app alive
-    st.error(f"Something went wrong ({type(e).__name__}: {e}). Everything indexed so far is kept.")
+    st.error(f"Something went wrong ({type(e).__name__}: {md(e)}). Everything indexed so far is kept.")

@@ -38,6 +38,45 @@ positive_float = _number(float, lambda v: v > 0, "a positive number")
 non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 fraction = _number(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
 positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
+MAX_FPS = 1000.0
+sampling_fps = _number(float, lambda v: 0 < v <= MAX_FPS, f"frames per second above 0, at most {MAX_FPS:g}")
+
+
+def text(value: str) -> str:
+    """Text typed on the command line: it must be valid UTF-8 (Python keeps undecodable bytes as
+    surrogates, which the tokenizers cannot take)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("is not valid UTF-8 text; type it again in a UTF-8 terminal") from None
+    return value
+
+
+def query_text(value: str) -> str:
+    """A query: valid UTF-8 and not empty."""
+    if not text(value).strip():
+        raise argparse.ArgumentTypeError("is empty: type what you saw, e.g. 'a ship at sea'")
+    return value
+
+
+def device(value: str) -> str:
+    """auto, cpu, cuda or cuda:N; cuda only where torch sees a CUDA GPU."""
+    import re
+
+    if value in ("auto", "cpu"):
+        return value
+    if not re.fullmatch(r"cuda(:\d+)?", value):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, not {value!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{value}: no CUDA GPU is available here (torch {torch.__version__}); use --device cpu or auto"
+        )
+    index = int(value.split(":")[1]) if ":" in value else 0
+    if index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{value}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return value
 
 
 def positive_ints(text: str) -> tuple[int, ...]:

@@ -9,12 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from clip_search import config
-from clip_search.arguments import Parser, fraction, non_negative_float, output_file, positive_float, positive_int
+from clip_search.arguments import (
+    Parser,
+    device,
+    fraction,
+    non_negative_float,
+    output_file,
+    positive_int,
+    sampling_fps,
+    text,
+)
 from clip_search.distributed import expand_sources
 from clip_search.errors import FrameSearchError, ModelLoadError
 from clip_search.fetch import download, is_url
@@ -46,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _library_arg(p)
     p.add_argument("--model", help=f"hub id or local folder (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL})")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu or cuda")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--fps", type=positive_float, default=None, help="frames per second to sample (default 1)")
+    mode.add_argument("--fps", type=sampling_fps, default=None, help="frames per second to sample (default 1)")
     mode.add_argument("--every-frame", action="store_true", help="sample every frame")
     mode.add_argument("--shots", action="store_true", help="shot-aware: a frame from each detected shot")
     p.add_argument("--patches", action="store_true", help="also encode overlapping crops (small details)")
@@ -64,14 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("search", help="search indexed films by text and/or image")
-    p.add_argument("query", nargs="?", default="", metavar="QUERY")
+    p.add_argument("query", nargs="?", default="", type=text, metavar="QUERY")
     _library_arg(p)
     p.add_argument("--model", help="defaults to the model the films were indexed with")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device, default="auto")
     p.add_argument("--film", action="append", default=[], help="restrict to this film (repeatable)")
     p.add_argument("--top-k", type=positive_int, default=10)
     p.add_argument("--gap", type=non_negative_float, default=DEFAULT_GAP, help="min seconds between hits of one film")
-    p.add_argument("--negative", help="push results away from this description")
+    p.add_argument("--negative", type=text, help="push results away from this description")
     p.add_argument("--negative-weight", type=fraction, default=DEFAULT_NEGATIVE_WEIGHT)
     p.add_argument("--image", help="an image file to search with (alone or with QUERY)")
     p.add_argument("--json", action="store_true", help="print hits as a JSON array")
@@ -330,9 +340,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         with np.load(args.npz) as z:
             emb, times = np.asarray(z["embeddings"]), np.asarray(z["times"], np.float64)
-    except (OSError, ValueError, KeyError) as e:
-        raise FrameSearchError(f"{Path(args.npz).name}: not an .npz with 'embeddings' and 'times' ({e})") from None
-    m = Manifest.imported(args.name, config.model_id(args.model), 0.0, source=args.source)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise FrameSearchError(f"{Path(args.npz).name}: not an .npz with 'embeddings' and 'times' ({reason})") from None
+    # vectors belong to the library's model unless another is named: their size is checked against it
+    m = Manifest.imported(args.name, library.model_for(library.films(), args.model), 0.0, source=args.source)
     if args.source and Path(args.source).is_file():
         from clip_search.library import fingerprint
 

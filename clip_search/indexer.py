@@ -238,8 +238,16 @@ def cached_index(
 
 
 def _complete_index(library: Library, manifest: Manifest) -> Film | None:
+    """The film's index, if complete, of the same key, and sound to the last vector (what
+    ``films --check`` rejects is indexed again, never reused)."""
+    from clip_search.library import DamagedFilm, check_film
+
     existing = library.get(manifest.id)
     if existing and existing.manifest.status == "complete" and existing.manifest.key() == manifest.key():
+        try:
+            check_film(existing.dir, deep=True)
+        except DamagedFilm:
+            return None
         return existing
     return None
 

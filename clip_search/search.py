@@ -20,6 +20,7 @@ from clip_search.moments import Moment, find_moments, moment_around
 
 DEFAULT_GAP = 2.0
 DEFAULT_NEGATIVE_WEIGHT = 0.5
+MAX_IMAGE_PIXELS = 40_000_000  # a query image larger than this is refused before it is decoded
 ANN_WINDOW = 256  # in archive mode a hit's moment and softmax use the frames this close to it
 
 if TYPE_CHECKING:  # torch is imported only when a model is really needed
@@ -78,9 +79,15 @@ def _load_image(image: str | Path | np.ndarray) -> np.ndarray:
     if isinstance(image, np.ndarray):
         return image
     try:
-        with Image.open(image) as im:
+        with Image.open(image) as im:  # opening reads the header only: the size is known before decoding
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"{Path(image).name}: {w} x {h} pixels is too large for a query image "
+                    f"(at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels; a decompression bomb is refused)"
+                )
             return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ValueError(f"{Path(image).name}: not an image that can be read ({e.__class__.__name__})") from None
 
 
@@ -91,6 +98,16 @@ def frame_scores(film: Film, q: np.ndarray) -> np.ndarray:
     if patches is not None:
         ppf = film.manifest.patches_per_frame
         s = np.maximum(s, np.asarray(patches @ q, dtype=np.float32).reshape(-1, ppf).max(axis=1))
+    return _plausible(s)
+
+
+def _plausible(s: np.ndarray) -> np.ndarray:
+    """Cosines of unit vectors lie in [-1, 1]: a frame whose vector was damaged in place (NaN, or
+    scaled) scores NaN, which ranking never serves (``films --check`` names the film)."""
+    bad = ~(np.abs(s) <= 1.001)
+    if bad.any():
+        s = s.copy()
+        s[bad] = np.nan
     return s
 
 
@@ -167,11 +184,13 @@ class Searcher:
             cands = self.ann.candidates(q, self.films, k, self.nprobe)
             film_idx = np.concatenate([np.full(len(rows), fi) for fi, rows in cands]) if cands else np.zeros(0, int)
             local = np.concatenate([rows for _, rows in cands]) if cands else np.zeros(0, int)
-            score = (
+            score = _plausible(
                 np.concatenate([np.asarray(self.films[fi].embeddings[rows]) @ q for fi, rows in cands])
                 if cands
                 else np.zeros(0, np.float32)
             )
+            keep = np.isfinite(score)
+            film_idx, local, score = film_idx[keep], local[keep], score[keep]
             chosen = _distinct_top(self.films, film_idx, local, score, top_k, gap)
             if len(chosen) == top_k or k >= self.total:
                 break
@@ -235,18 +254,22 @@ def top_frames(
     if total == 0 or top_k <= 0:
         return []
     flat = np.concatenate(per_film) if len(per_film) > 1 else per_film[0]
-    m = min(total, max(top_k * 64, 2048))
+    finite = np.isfinite(flat)
+    if not finite.all():  # a NaN score (a damaged vector) is never a hit, nor a NaN in --json
+        flat = np.where(finite, flat, -np.inf)
+    valid = int(finite.sum())
+    m = min(valid, max(top_k * 64, 2048))
     while True:
-        if m < total:
+        if m < valid:  # the m-th best score is finite, so frames scoring -inf are never candidates
             cand = np.flatnonzero(flat >= np.partition(flat, total - m)[total - m])
         else:
-            cand = np.arange(total)
+            cand = np.flatnonzero(finite)
         film_idx = np.searchsorted(offsets, cand, side="right") - 1
         local = cand - offsets[film_idx]
         chosen = _distinct_top(films, film_idx, local, flat[cand].astype(np.float32), top_k, gap, rng)
-        if len(chosen) == top_k or len(cand) >= total:
+        if len(chosen) == top_k or m >= valid:
             return chosen
-        m = min(total, m * 4)
+        m = min(valid, m * 4)
 
 
 def rank_frames(
@@ -261,12 +284,14 @@ def rank_frames(
 
     ``logit_scale`` for the softmax column (default: each film's CLIP logit scale)."""
     chosen = top_frames(films, per_film, top_k, gap)
-    stats: dict[int, tuple[np.ndarray, float]] = {}  # per film: softmax, median score
+    stats: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # per film: scores, softmax, median score
     for f, _, _ in chosen:
         if f not in stats:
             scale = logit_scale if logit_scale is not None else films[f].manifest.logit_scale
-            stats[f] = softmax_over_frames(per_film[f], scale), float(np.median(per_film[f]))
-    return [_hit(films[f], i, sc, per_film[f], *stats[f]) for f, i, sc in chosen]
+            s = per_film[f]
+            s = s if np.all(np.isfinite(s)) else np.where(np.isfinite(s), s, -np.inf)  # damaged frames weigh 0
+            stats[f] = s, softmax_over_frames(s, scale), float(np.median(s))
+    return [_hit(films[f], i, sc, *stats[f]) for f, i, sc in chosen]
 
 
 def _hit(film: Film, i: int, score: float, scores: np.ndarray, soft: np.ndarray, median: float) -> Hit:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,8 +107,15 @@ class StagedFilm:
         return sorted(self.parts.glob("seg-*.npz" if self.segmented else "part-*.npz"))
 
     def segments_done(self) -> set[int]:
-        """Segments already written (an interrupted archive run resumes with the others)."""
-        return {int(p.stem.split("-")[1]) for p in self.parts.glob("seg-*.npz")}
+        """Segments already written whole (an interrupted archive run resumes with the others; a torn
+        one is dropped and made again)."""
+        done = set()
+        for p in self.parts.glob("seg-*.npz"):
+            if _chunk_times(p) is None:
+                p.unlink(missing_ok=True)
+            else:
+                done.add(int(p.stem.split("-")[1]))
+        return done
 
     def write_segment(self, k: int, embeddings: np.ndarray, times: Sequence[float], thumbs: Sequence[bytes]) -> None:
         """Write segment ``k`` whole and atomically (frames in time order); publish checks the joins."""
@@ -123,10 +132,8 @@ class StagedFilm:
         """(frames stored, time of the last stored frame); a damaged chunk and all after it are dropped."""
         n, last = 0, None
         for i, p in enumerate(paths := self._paths()):
-            try:
-                with np.load(p) as z:
-                    t = np.asarray(z["times"])
-            except (OSError, ValueError, KeyError, EOFError):
+            t = _chunk_times(p)
+            if t is None:  # torn (a filesystem that did not honour the rename): encoded again
                 for bad in paths[i:]:
                     bad.unlink(missing_ok=True)
                 break
@@ -243,6 +250,19 @@ class StagedFilm:
         return Film(live)
 
 
+def _chunk_times(path: Path) -> np.ndarray | None:
+    """A staged chunk's times when every array of it reads back whole, else None (torn or junk)."""
+    try:
+        with np.load(path) as z:
+            arrays = {k: np.asarray(z[k]) for k in z.files}
+        times = arrays["times"]
+        if len(arrays["embeddings"]) != len(times) or len(arrays["thumb_lens"]) != len(times):
+            return None
+        return times
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+
+
 def import_vectors(
     library: Library,
     manifest: Manifest,
@@ -252,7 +272,16 @@ def import_vectors(
     wait: float | None = None,
 ) -> Film:
     """Store vectors made elsewhere (``import``, benchmarks, tests) as a complete film, through the
-    same lock, verification and publish as indexing. Vectors not of unit length are L2-normalised."""
+    same lock, verification and publish as indexing. Vectors not of unit length are L2-normalised.
+
+    Everything is checked first, one sentence each: real numbers only (no strings, no complex
+    numbers), finite, N x D with N strictly increasing times, D the size of the library's other
+    films of the same model. An import never replaces a film: an id already in the library (the
+    same name, or one that slugs alike) is refused."""
+    for what, arr in (("embeddings", embeddings), ("times", times)):
+        kind = np.asarray(arr).dtype.kind
+        if kind not in "fiu":
+            raise FrameSearchError(f"{manifest.name}: {what} must be real numbers, not {np.asarray(arr).dtype}")
     emb = np.asarray(embeddings, np.float32)
     times = np.asarray(times, np.float64)
     if emb.ndim != 2 or emb.shape[0] != len(times) or not len(times):
@@ -268,10 +297,23 @@ def import_vectors(
     if np.any(off):
         emb = emb.copy()
         emb[off] /= norms[off, None]
+    same_model = {f.manifest.dim for f in library.films() if f.manifest.model == manifest.model}
+    if same_model and int(emb.shape[1]) not in same_model:
+        raise FrameSearchError(
+            f"{manifest.name}: vectors of {emb.shape[1]} dimensions, but the library's {manifest.model} films have "
+            f"{', '.join(map(str, sorted(same_model)))}; import them with the model that made them (--model)."
+        )
     thumbs = list(thumbnails) if thumbnails is not None else [b""] * len(emb)
     manifest.dim = int(emb.shape[1])
     manifest.duration = manifest.duration or float(times[-1] + 1.0)
     with film_lock(library, manifest.id, wait):
+        if library.film_dir(manifest.id).is_dir():
+            held = library.get(manifest.id)
+            named = f" ({held.name})" if held and held.name != manifest.name else ""
+            raise FrameSearchError(
+                f"{manifest.name}: the library already has a film with id {manifest.id}{named}; nothing was "
+                "imported. Choose another name (an import never replaces a film)."
+            )
         staged = StagedFilm(library, manifest)
         for p in staged._paths():  # an import replaces any earlier partial import wholesale
             p.unlink()

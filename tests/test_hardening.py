@@ -456,3 +456,173 @@ def test_a_typed_path_must_lie_inside_a_media_root(tmp_path):
         media_paths(str(root / "escape.mp4"), [root.resolve()])
     with pytest.raises(FrameSearchError, match="outside the media folders"):
         media_paths(str(root / ".." / ".."), [root.resolve()])
+
+
+# -- imports and vectors from outside ------------------------------------------------------------------
+
+
+@pytest.fixture
+def flower_library(tmp_path, encoder):
+    from tests.conftest import FLOWER
+
+    lib = Library(tmp_path / "lib")
+    index_film(FLOWER, lib, encoder)
+    return lib
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p, d: p.write_text("not a zip at all") or p, "not an .npz"),
+        (lambda p, d: _npz(p, embeddings=np.array([["a"] * d] * 3), times=np.arange(3.0)), "must be real numbers"),
+        (lambda p, d: _npz(p, embeddings=np.ones((3, d)) * 1j, times=np.arange(3.0)), "must be real numbers"),
+        (lambda p, d: _npz(p, embeddings=np.full((3, d), np.nan), times=np.arange(3.0)), "finite"),
+        (lambda p, d: _npz(p, embeddings=np.ones((3, d + 1)), times=np.arange(3.0)), "dimensions"),
+        (lambda p, d: _npz(p, embeddings=np.ones((3, d)), times=np.array([0.0, 2.0, 1.0])), "strictly increase"),
+        (lambda p, d: _npz(p, embeddings=np.ones((3, d))), "not an .npz with"),
+    ],
+)
+def test_import_checks_its_file_and_imports_nothing_when_it_is_bad(flower_library, tmp_path, make, says, capsys):
+    from clip_search.cli import main
+
+    film = flower_library.films()[0]
+    path = make(tmp_path / "bad.npz", film.manifest.dim)
+    code = main(["import", "new-film", "--npz", str(path), "--library", str(flower_library.root)])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert [f.name for f in flower_library.films()] == ["flower"]
+
+
+def test_import_never_replaces_a_film(flower_library, tmp_path, capsys):
+    from clip_search.cli import main
+
+    film = flower_library.films()[0]
+    vectors = _npz(tmp_path / "v.npz", embeddings=np.eye(3, film.manifest.dim), times=np.arange(3.0))
+    args = ["--npz", str(vectors), "--library", str(flower_library.root), "--model", film.manifest.model]
+    before = film.embeddings[0].copy()
+    assert main(["import", film.id, *args]) == 2  # the indexed film's own id
+    assert "already has a film" in capsys.readouterr().err
+    assert np.array_equal(flower_library.get(film.id).embeddings[0], before)
+    assert main(["import", "My Film", *args]) == 0
+    assert main(["import", "my-film", *args]) == 2  # slugs alike: refused, not a silent replacement
+    assert "already has a film with id my-film (My Film)" in capsys.readouterr().err
+
+
+def test_vectors_damaged_in_place_are_never_served(tmp_path, capsys):
+    from clip_search.cli import main
+    from clip_search.library import SAMPLED_ROWS, Manifest
+    from clip_search.search import QueryVector, Searcher
+    from clip_search.store import import_vectors
+
+    lib = Library(tmp_path / "lib")
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=16).astype(np.float32)
+    q /= np.linalg.norm(q)
+    emb = rng.normal(size=(1000, 16)) * 0.1 + q  # every frame close to the query
+    film = import_vectors(lib, Manifest.imported("reel", "m", 1000.0), emb, np.arange(1000.0))
+    sampled = set(np.linspace(0, 999, SAMPLED_ROWS).astype(int))
+    bad_nan, bad_big = [i for i in range(1, 40) if i not in sampled][:2]  # rows the cheap check does not read
+    vectors = np.load(film.dir / "embeddings.npy")
+    vectors[bad_nan] = np.nan
+    vectors[bad_big] = vectors[bad_big] * 50  # its "cosine" would be about 50
+    np.save(film.dir / "embeddings.npy", vectors)
+    (film,) = Library(lib.root).films()  # still loads: the damage lies between the sampled rows
+    hits = Searcher([film]).search(QueryVector(q, "q"), top_k=20, gap=0)
+    assert len(hits) == 20 and {h.frame for h in hits}.isdisjoint({bad_nan, bad_big})
+    assert all(-1 <= h.score <= 1 for h in hits)
+    json.dumps([h.to_dict() for h in hits], allow_nan=False)  # no NaN reaches --json
+    assert main(["films", "--check", "--library", str(lib.root)]) == 1  # the full check names it
+    assert "non-finite" in capsys.readouterr().err
+
+
+def test_index_rebuilds_a_film_that_the_full_check_rejects(flower_library, encoder):
+    from tests.conftest import FLOWER
+
+    film = flower_library.films()[0]
+    path = film.dir / "embeddings.npy"
+    emb = np.load(path)
+    emb[2] = np.nan
+    np.save(path, emb)
+    again = index_film(FLOWER, flower_library, encoder)  # not "already indexed, reused"
+    assert not again.reused and np.all(np.isfinite(np.load(path)))
+
+
+def test_a_film_whose_vectors_were_all_scaled_is_named_on_load(flower_library, capsys):
+    from clip_search.cli import main
+
+    film = flower_library.films()[0]
+    path = film.dir / "embeddings.npy"
+    np.save(path, np.load(path) * 50)
+    assert not Library(flower_library.root).films()  # the cheap check on load catches it
+    assert main(["films", "--library", str(flower_library.root)]) in (0, 1)
+    assert "not unit length" in capsys.readouterr().err
+
+
+def test_a_torn_staging_chunk_is_dropped_and_encoded_again(tmp_path, encoder, monkeypatch):
+    from clip_search.indexer import IndexOptions
+    from clip_search.store import StagedFilm
+    from clip_search.video import SamplingSettings
+    from tests.conftest import FLOWER
+
+    lib = Library(tmp_path / "lib")
+    options = IndexOptions(sampling=SamplingSettings(fps=4.0), chunk_frames=4, batch_size=4)
+
+    def killed(self, *args, **kwargs):  # stands for the process dying after the chunks were written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StagedFilm, "publish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index_film(FLOWER, lib, encoder, options)
+    monkeypatch.undo()
+    chunks = sorted((lib.root / "staging").glob("*/parts/part-*.npz"))
+    assert len(chunks) >= 3
+    last = chunks[-1]
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # torn by a filesystem without atomic rename
+    chunks[1].write_bytes(b"junk")  # and one in the middle: it and all after it are encoded again
+    resumed = index_film(FLOWER, lib, encoder, options)
+    assert resumed.resumed_frames == 4 and not resumed.reused
+    straight = index_film(FLOWER, Library(tmp_path / "straight"), encoder, options).film
+    assert resumed.film.times.tolist() == straight.times.tolist()
+    assert np.allclose(resumed.film.embeddings, straight.embeddings, atol=1e-5)
+
+
+def test_a_films_subtitle_cues_are_embedded_once_not_on_every_query(tmp_path, encoder, monkeypatch):
+    from comparisons import text_embed
+    from comparisons.engines import make_engine
+    from tests.conftest import FLOWER
+
+    source = tmp_path / "flower.mp4"
+    source.write_bytes(FLOWER.read_bytes())
+    cues = []
+    for i in range(3000):  # many distinct lines (a 100 000-cue file is the same thing, larger)
+        a, b = i * 1.5, i * 1.5 + 1.0
+        cues.append(
+            f"{i + 1}\n00:00:0{int(a // 1000)},{int(a % 1000):03d} --> 00:00:0{int(b // 1000)},"
+            f"{int(b % 1000):03d}\nline number {i} about the sea\n"
+        )
+    source.with_suffix(".srt").write_text("\n".join(cues))
+    lib = Library(tmp_path / "lib")
+    film = index_film(source, lib, encoder).film
+    assert len(film.dialogue().cues) == 3000
+    monkeypatch.setattr(text_embed, "CACHE_SIZE", 500)  # fewer texts than cues: the text cache cannot hold them
+    model = text_embed.sentence_model()
+    encoded: list[int] = []
+    real = model.encode
+
+    def counting(texts, **kw):  # the real MiniLM model, counting what it is asked to embed
+        encoded.append(len(texts))
+        return real(texts, **kw)
+
+    monkeypatch.setattr(model, "encode", counting)
+    engine = make_engine("dialogue", lib)
+    engine.search([film], "a ship at sea", top_k=3)
+    assert sum(encoded) >= 3000  # the first query embeds the cues once
+    encoded.clear()
+    for query in ("the sea at night", "line number 7", "a ship at sea"):
+        engine.search([film], query, top_k=3)
+    assert sum(encoded) <= 3  # later queries embed only the query itself

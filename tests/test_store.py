@@ -115,13 +115,23 @@ def test_index_of_a_damaged_film_reindexes_it(tmp_path, encoder):
 
 
 def test_deep_check_finds_vectors_that_are_not_unit_length(three_films):
+    from clip_search.library import SAMPLED_ROWS
+
     d = three_films.film_dir("alpha")
     emb = np.load(d / "embeddings.npy")
-    emb[3] *= 7
+    n = len(emb)
+    sampled = set(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(int))
+    unsampled = [i for i in range(n) if i not in sampled]
+    if unsampled:  # between the rows the quick check reads: only the deep check sees it
+        emb[unsampled[0]] *= 7
+        np.save(d / "embeddings.npy", emb)
+        check_film(d)
+        with pytest.raises(DamagedFilm, match="not unit length"):
+            check_film(d, deep=True)
+    emb[0] *= 7  # a row the quick check reads: caught on load already
     np.save(d / "embeddings.npy", emb)
-    check_film(d)  # shapes still agree: the quick check passes
-    with pytest.raises(DamagedFilm, match="not unit length"):
-        check_film(d, deep=True)
+    with pytest.raises(DamagedFilm, match="sampled rows .* not unit length"):
+        check_film(d)
 
 
 def test_publish_verifies_and_an_inconsistent_film_never_appears(tmp_path, encoder):

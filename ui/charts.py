@@ -6,13 +6,13 @@ picture and a click on one reports its time."""
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 
 from clip_search.timecode import fmt_time
+from ui.text import plain
 
 GL_POINTS = 3_000  # beyond this, WebGL markers keep drawing, zoom and hover fluid (a 2-hour film is 7 200)
 
@@ -51,7 +51,7 @@ def timeline_figure(
     size = float(np.clip((700 if compact else 1400) / max(longest, 1), 3, 22))
     every = [float(v) for r in rows for v in np.asarray(r.values, float)]
     g_lo, g_hi = (min(every), max(every)) if every else (0.0, 1.0)
-    labels = row_labels([r.label for r in rows], 14 if compact else 28)
+    labels = [plain(label) for label in row_labels([r.label for r in rows], 14 if compact else 28)]
     for n, r in enumerate(rows):
         vals = np.asarray(r.values, float)
         if shared_scale:
@@ -74,7 +74,7 @@ def timeline_figure(
                 x=_clock(np.asarray(r.times, float)),
                 y=[labels[n]] * len(vals),
                 mode="markers",
-                name=r.label,
+                name=plain(r.label),
                 marker={
                     "symbol": "square",
                     "size": size,
@@ -90,7 +90,7 @@ def timeline_figure(
                 customdata=np.stack([[fmt_time(t) for t in r.times], [f"{v:.4f}" for v in vals]], axis=1)
                 if len(vals)
                 else None,
-                hovertemplate=html.escape(r.label)
+                hovertemplate=plain(r.label).replace("%", "%%")
                 + "<br>%{customdata[0]}<br>"
                 + value_name
                 + " %{customdata[1]}<extra></extra>",

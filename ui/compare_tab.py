@@ -17,6 +17,7 @@ from comparisons.tagging import tag_film, work_left
 from ui import state
 from ui.charts import TimelineRow, timeline_figure
 from ui.search_tab import play_button
+from ui.text import md
 from ui.thumbs import evidence_line, show_thumbnail
 
 TOP = 4
@@ -43,25 +44,25 @@ def tagging_panel(lib: Library, film: Film) -> None:
     try:
         tagger = make_tagger(service)
     except FatalTaggerError as e:
-        c2.warning(str(e))
+        c2.warning(md(e))
         return
     todo = work_left(lib, film, tagger)
     c2.markdown(f"**Estimate:** {estimate(service, todo.frames, price_table(lib.root), calls=todo.calls).sentence()}")
     if not todo.frames:
         c2.caption("Every frame of this film is tagged by this service (cached; nothing to pay).")
         return
-    if st.button(f"Tag {film.name} with {service}", key="run-tagging"):
+    if st.button(f"Tag {md(film.name)} with {service}", key="run-tagging"):
         bar = st.progress(0.0, text="tagging…")
         try:
             run = tag_film(lib, film, tagger, progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} frames"))
         except FrameSearchError as e:  # read-only library, missing source
             bar.empty()
-            st.error(str(e))
+            st.error(md(e))
             return
         bar.empty()
-        (st.error if run.fatal else st.warning if run.errors else st.success)(run.summary())
+        (st.error if run.fatal else st.warning if run.errors else st.success)(md(run.summary()))
         for t, msg in run.errors[:5]:
-            st.caption(f"{fmt_time(t)}: {msg}")
+            st.caption(f"{fmt_time(t)}: {md(msg)}")
 
 
 def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: str) -> None:
@@ -87,17 +88,17 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
             near = next((t for t in by_moment if abs(t - h.time) <= 2.0), h.time)
             by_moment.setdefault(near, set()).add(name)
     st.caption(
-        "ⓘ Scores are not comparable across engines: CLIP gives cosines (about −0.1 to 0.4), tag and "
+        "Scores are not comparable across engines: CLIP gives cosines (about −0.1 to 0.4), tag and "
         "dialogue engines give 0–1 match scores, clip+dialogue a 0–1 blend. Compare ranks and frames, not numbers."
     )
     cols = st.columns(len(engines))
     rows = []
     for col, engine in zip(cols, engines, strict=True):
         with col:
-            st.markdown(f"**{engine.name}**")
+            st.markdown(f"**{md(engine.name)}**")
             hits = found[engine.name]
             if not isinstance(hits, list):
-                st.caption(str(hits))
+                st.caption(md(hits))
                 continue
             rows.append(TimelineRow(engine.name, film.times, engine.scores(film, query)))
             for i, h in enumerate(hits):
@@ -112,7 +113,7 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
                     if why.evidence:
                         st.caption("; ".join(evidence_line(e) for e in why.evidence[:3]))
                     elif why.note:
-                        st.caption(why.note)
+                        st.caption(md(why.note))
                     play_button(h, f"cmp-play-{engine.name}-{i}")
     if rows:
         st.markdown("**Timeline, one row per engine** (each row coloured on its own scale)")

@@ -27,6 +27,7 @@ from comparisons.robustness import NOTE as ROBUSTNESS_NOTE
 from comparisons.robustness import robustness, sentence
 from ui import library_panel, state
 from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
+from ui.text import md
 from ui.thumbs import show_thumbnail
 
 EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
@@ -37,7 +38,7 @@ def _missing_films(lib: Library, ms: state.ModelState) -> None:
     paths = library_panel.missing_examples(lib, EXAMPLE)
     if not paths or ms.encoder is None:
         return
-    names = ", ".join(p.stem for p in paths)
+    names = md(", ".join(p.stem for p in paths))
     st.warning(f"{len(paths)} film(s) of the example set are not indexed and tagged offline yet ({names}).")
     if st.button(f"Index and tag the {len(paths)} missing film(s)", key="eval-prepare"):
         if library_panel.prepare_examples(lib, ms, paths):
@@ -52,7 +53,7 @@ def _query_table() -> pd.DataFrame:
     try:
         df = pd.read_csv(source, dtype={"film": str, "query": str})
     except (ValueError, OSError) as e:
-        st.error(f"{getattr(upload, 'name', EXAMPLE.name)}: not a readable CSV ({e}).")
+        st.error(md(f"{getattr(upload, 'name', EXAMPLE.name)}: not a readable CSV ({e})."))
         df = pd.DataFrame(columns=["film", "query", "start", "end"])
     st.caption("Edit rows below (one row per relevant interval; empty start/end: the answer is not in the film).")
     return st.data_editor(df, num_rows="dynamic", key="eval-editor", height=220, width="stretch")
@@ -110,9 +111,9 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
             st.session_state.evaluation = result
             st.session_state.robustness = drops
             for w in result.warnings:
-                st.warning(w)
+                st.warning(md(w))
         except (ValueError, OSError, FrameSearchError) as e:  # a bad row, no usable query: say which, keep the page
-            st.error(str(e))
+            st.error(md(e))
     result = st.session_state.get("evaluation")
     if result is None:
         return
@@ -120,13 +121,13 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
     ok = [r for r in result.table() if r["status"] == "ok"]
     for r in result.table():
         if r["status"] != "ok":
-            st.caption(f"{r['engine']} skipped: {r['reason']}")
+            st.caption(md(f"{r['engine']} skipped: {r['reason']}"))
     if ok:
         chance = next((r for r in ok if r["engine"] == "random"), None)
         engines = [r for r in ok if r["engine"] != "random"]
         st.plotly_chart(metrics_figure(engines, cols, chance), key="eval-bars", width="stretch")
         for c in result.comparisons:  # against chance too: whether an engine beats random is a test, not a guess
-            (st.success if c["significant"] else st.caption)(c["sentence"])
+            (st.success if c["significant"] else st.caption)(md(c["sentence"]))
         table = pd.DataFrame(ok)[["engine", "queries", *cols]].round(3)
         chance_r1 = [r.get("r1@iou0.5_chance") for r in ok]
         table.insert(len(table.columns), "r1@iou0.5 chance", [None if c is None else round(c, 3) for c in chance_r1])
@@ -141,7 +142,7 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         _robustness(st.session_state.get("robustness"))
         for r in ok:
             if r["notes"] and r["engine"] != "random":
-                st.caption(f"{r['engine']}: {r['notes']}")
+                st.caption(md(f"{r['engine']}: {r['notes']}"))
         _export(result)
         _quality_per_dollar(result, engines, chance)
         _per_query(lib, result, [r["engine"] for r in engines], ms)
@@ -171,7 +172,7 @@ def _robustness(drops) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="eval-robustness")
     for d in drops:
         if d.significant:
-            st.success(sentence(d))
+            st.success(md(sentence(d)))
     st.caption(ROBUSTNESS_NOTE)
 
 
@@ -224,7 +225,7 @@ def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -
     intervals = [tuple(i) for i in mine[0]["intervals"]] if mine else []
     labelled = {f.name: f for f in _films_named(lib, label.split(" + "))}
     if not labelled:
-        st.caption(f"{label} is no longer in the library; its numbers above still stand.")
+        st.caption(f"{md(label)} is no longer in the library; its numbers above still stand.")
         return
     film = labelled[
         st.selectbox("Film", list(labelled), key="eval-film") if len(labelled) > 1 else next(iter(labelled))
@@ -240,15 +241,16 @@ def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -
         )
     else:
         st.caption("Choose an engine above to plot its scores over this film.")
-    st.caption(f"{film.name} · shaded: relevant intervals ({intervals_text(here, names) or 'none in this film'}).")
+    shaded = md(intervals_text(here, names) or "none in this film")
+    st.caption(f"{md(film.name)} · shaded: relevant intervals ({shaded}).")
     for r in mine:
-        st.markdown(f"**{r['engine']}** — top hits")
+        st.markdown(f"**{md(r['engine'])}** — top hits")
         cols = st.columns(5)
         for col, h in zip(cols, r["hits"][:5], strict=False):
             right = is_relevant(h["time"], intervals, result.tolerance, h["film"])
             shown = lib.get(h["film"]) or film
             show_thumbnail(shown.thumbnail(shown.nearest_frame(h["time"])), col)
-            where = "" if shown.id == film.id else f"{shown.name} "
+            where = "" if shown.id == film.id else f"{md(shown.name)} "
             col.caption(f"{'✓' if right else '✗'} {where}{fmt_time(h['time'])} · {h['score']:.3f}")
 
 

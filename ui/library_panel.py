@@ -17,20 +17,21 @@ from clip_search.video import SamplingSettings
 from comparisons.examples import example_films, missing, prepare
 from ui import state
 from ui.samples import VIDEO_SUFFIXES, credit_for, sample_films
+from ui.text import md
 
 
 def model_status(ms: state.ModelState) -> None:
     """Which model is loaded; when none could be, why and how to fix it."""
     if ms.encoder:
-        st.caption(f"Model: `{ms.model_id}` on {ms.encoder.device}")
+        st.caption(f"Model: {md(ms.model_id)} on {ms.encoder.device}")
         if ".cache/clip-random-demo" in ms.model_id:
             note = st.session_state.get("model_note", "")
             st.warning(
-                f"{note} Using a random-weights CLIP: the interface works, but rankings are meaningless. "
+                f"{md(note)} Using a random-weights CLIP: the interface works, but rankings are meaningless. "
                 "Set FRAMESEARCH_MODEL to a saved CLIP folder (or connect to the internet) for real results."
             )
         return
-    st.error(ms.error)
+    st.error(md(ms.error))
     st.caption("Without network the hub model cannot be fetched. To try the interface anyway:")
     if st.button("Use a random-weights CLIP (UI demo only)", key="use-random-model"):
         st.session_state.model_id = state.random_demo_model()
@@ -68,11 +69,11 @@ def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: Index
             result = index_film(path, lib, ms.encoder, options, progress=show, wait=0)
         except FrameSearchError as e:  # a bad file, or the film is being indexed by another process
             bar.empty()
-            st.error(str(e))
+            st.error(md(e))
             continue
         except OSError as e:
             bar.empty()
-            st.error(f"{path.name}: {e.strerror or e}")
+            st.error(md(f"{path.name}: {e.strerror or e}"))
             continue
         bar.empty()
         m = result.film.manifest
@@ -80,7 +81,7 @@ def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: Index
             f"{m.name}: already indexed" if result.reused else f"{m.name}: indexed {m.frames} frames"
         )
         if m.dialogue and m.dialogue.get("warning"):
-            st.warning(m.dialogue["warning"])
+            st.warning(md(m.dialogue["warning"]))
         indexed += 1
     if indexed:
         from clip_search.ann import AnnIndex
@@ -128,9 +129,9 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
                     paths = media_paths(ref)  # a film or a folder, inside the configured media roots
                 _index(paths, lib, ms, options)
             except FrameSearchError as e:
-                st.error(str(e))
+                st.error(md(e))
         for note in st.session_state.pop("notices", []):
-            st.success(note)
+            st.success(md(note))
 
 
 def index_demo_films(lib: Library, ms: state.ModelState) -> None:
@@ -156,7 +157,7 @@ def prepare_examples(lib: Library, ms: state.ModelState, paths: list[Path]) -> i
     done = prepare(lib, ms.encoder, paths, progress=lambda f, text: bar.progress(f, text=text))
     bar.empty()
     for line in done.errors:
-        st.error(line)
+        st.error(md(line))
     if done.ready:
         from clip_search.ann import AnnIndex
 
@@ -174,13 +175,13 @@ def film_list(lib: Library) -> None:
     films, damaged = lib.scan()
     st.subheader(f"Library ({len(films)} films)")
     if not films:
-        st.caption(f"No films in {lib.root} yet.")
+        st.caption(f"No films in {md(lib.root)} yet.")
     for d in damaged:
-        st.warning(d.describe())
+        st.warning(md(d.describe()))
     for f in films:
         m = f.manifest
         st.markdown(
-            f"**{m.name}** · {m.frames} frames · {fmt_time(m.duration)[:-2]} · "
+            f"**{md(m.name)}** · {m.frames} frames · {fmt_time(m.duration)[:-2]} · "
             f"{m.sampling_settings().describe()}" + (" · patches" if m.patches else "")
         )
         credit = credit_for(m.source)

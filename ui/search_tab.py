@@ -14,6 +14,7 @@ from ui import state
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.hover_preview import hover_previews
 from ui.samples import credit_for
+from ui.text import md
 from ui.thumbs import crop_heat, evidence_line, show_thumbnail
 
 GRID_COLUMNS = 4
@@ -31,7 +32,7 @@ def play_button(hit, key: str) -> None:
         key=key,
         on_click=play,
         args=(hit.film_id, hit.time),
-        help=f"Play {hit.film} from {fmt_time(hit.time)}",
+        help=f"Play {md(hit.film)} from {fmt_time(hit.time)}",
         width="stretch",
     )
 
@@ -79,10 +80,10 @@ def run_query(encoder, params: dict) -> QueryVector | None:
     try:
         q = build_query(encoder, params["text"], params["negative"], _image(params["image"]), params["weight"])
     except ValueError as e:
-        st.error(str(e))
+        st.error(md(e))
         return None
     for note in q.notices:
-        st.caption(f"ⓘ {note}")
+        st.caption(md(note))
     return q
 
 
@@ -108,21 +109,21 @@ def results(films: list[Film], query: QueryVector, params: dict, lib: Library, m
         hits = engine.searcher(films).search(query, top_k=params["top_k"], gap=params["gap"])
     else:
         if params["negative"].strip() or params["image"] is not None:
-            st.caption(f"ⓘ {name} searches by text only: the negative and image queries are not used.")
+            st.caption(f"{md(name)} searches by text only: the negative and image queries are not used.")
         hits = engine.search(films, params["text"], params["top_k"], params["gap"])
     by_id = {f.id: f for f in films}
-    st.markdown(f"**{len(hits)} hits** for *{query.label}*")
+    st.markdown(f"**{len(hits)} hits** for *{md(query.label)}*")
     cols = st.columns(GRID_COLUMNS)
     playing = st.session_state.get("play") or {}
     for i, h in enumerate(hits):
         with cols[i % GRID_COLUMNS], st.container(border=True):
             show_thumbnail(by_id[h.film_id].thumbnail(h.frame))
             st.markdown(f"`{fmt_time(h.time)}` · score **{h.score:.3f}**")
-            st.caption(h.film)
+            st.caption(md(h.film))
             play_button(h, f"play-{i}")
             st.button("Why?", key=f"why-{i}", on_click=_explain_hit, args=(h.film_id, h.frame), width="stretch")
             if playing.get("film_id") == h.film_id and playing.get("time") == h.time and not _source_exists(h.source):
-                st.caption(f"⚠ The source file is gone ({h.source}); the frames stay searchable.")
+                st.caption(f"⚠ The source file is gone ({md(h.source)}); the frames stay searchable.")
     why = st.session_state.get("why")
     hit = next((h for h in hits if why and (h.film_id, h.frame) == why), None)
     if hit is not None:
@@ -174,7 +175,7 @@ def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.
     engine = state.engine(name, lib, ms)
     query = params["text"] if name != "clip" else _clip_query(params)
     with st.container(border=True):
-        st.markdown(f"**Why {film.name} at `{fmt_time(film.times[frame])}` matched** ({name})")
+        st.markdown(f"**Why {md(film.name)} at `{fmt_time(film.times[frame])}` matched** ({md(name)})")
         c1, c2 = st.columns([2, 3])
         with st.spinner("Scoring crops of the frame…"):
             why = (
@@ -188,7 +189,7 @@ def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.
             show_thumbnail(thumb, c1)
         c2.markdown("\n".join(f"- {evidence_line(e)}" for e in why.evidence) or "_no evidence_")
         if why.note:
-            c2.caption(why.note)
+            c2.caption(md(why.note))
 
 
 def _clip_query(params: dict):
@@ -234,7 +235,7 @@ def strips(films: list[Film], hits: list, params: dict, query: QueryVector, lib:
     i = film.nearest_frame(seconds_of(points[0]["x"]))
     c1, c2 = st.columns([2, 3])
     show_thumbnail(film.thumbnail(i), c1)
-    c2.markdown(f"**{film.name}** at `{fmt_time(film.times[i])}`")
+    c2.markdown(f"**{md(film.name)}** at `{fmt_time(film.times[i])}`")
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="strip-play", on_click=play, args=(film.id, film.times[i]))
 
 
@@ -261,9 +262,9 @@ def player(lib: Library) -> None:
         return
     source = film.manifest.source
     if not _source_exists(source):
-        st.warning(f"Cannot play {film.name}: its source file is gone ({source}). Search results are not affected.")
+        st.warning(md(f"Cannot play {film.name}: its source file is gone ({source}). Search results are not affected."))
         return
-    st.markdown(f"**Playing {film.name} from {fmt_time(choice['time'])}**")
+    st.markdown(f"**Playing {md(film.name)} from {fmt_time(choice['time'])}**")
     st.video(source, start_time=int(choice["time"]), autoplay=True, muted=True)  # muted: browsers allow autoplay
     if source.endswith(".mkv"):
         st.caption("Browsers play MKV/HEVC only in part; if the player stays black, open the file in a desktop player.")

@@ -43,13 +43,14 @@ def crop_heat(jpeg: bytes, grid: list[dict], frame_size: tuple[int, int]) -> byt
 
 
 def evidence_line(e) -> str:
-    """One piece of an engine's evidence as a line: CLIP's measures as they are, a tag or caption
-    with its confidence, a subtitle cue with its times."""
+    """One piece of an engine's evidence as a Markdown-safe line: CLIP's measures as they are, a tag or
+    caption (text from outside, escaped) with its confidence, a subtitle cue with its times."""
     from clip_search.timecode import fmt_time
+    from ui.text import md
 
     if e.kind in ("cosine", "rank"):
-        return e.text
-    line = f"{e.kind} “{e.text}”"
+        return md(e.text)
+    line = f"{e.kind} “{md(e.text)}”"
     if e.confidence is not None:
         line += f" ({e.confidence:.2f})"
     if e.start is not None and e.end is not None:

@@ -10,6 +10,7 @@ from clip_search.timecode import fmt_time
 from comparisons.engines import ClipEngine
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.search_tab import play, selected_points
+from ui.text import md
 from ui.thumbs import show_thumbnail
 
 MAX_ROWS = 8
@@ -63,6 +64,6 @@ def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
     show_thumbnail(film.thumbnail(i), c1)
     c2.markdown(f"### Frame at `{fmt_time(film.times[i])}`")
     c2.markdown(
-        "\n".join(f"- *{q}*: cosine {tl.scores[i]:.4f}, softmax {tl.softmax[i]:.4f}" for q, tl in scores.items())
+        "\n".join(f"- *{md(q)}*: cosine {tl.scores[i]:.4f}, softmax {tl.softmax[i]:.4f}" for q, tl in scores.items())
     )
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="tl-play", on_click=play, args=(film.id, film.times[i]))

@@ -7,6 +7,8 @@ view back after every run."""
 
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 TABS = ["Search", "Timeline", "Compare engines", "Evaluate"]
@@ -41,7 +43,8 @@ def _film_time(text: str) -> tuple[str, float] | None:
     """'film-id@12.5' -> ('film-id', 12.5); None for anything else."""
     film_id, _, t = text.rpartition("@")
     try:
-        return (film_id, max(0.0, float(t))) if film_id else None
+        seconds = float(t)
+        return (film_id, max(0.0, seconds)) if film_id and math.isfinite(seconds) else None  # not inf, not nan
     except ValueError:
         return None
 
