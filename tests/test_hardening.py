@@ -227,9 +227,10 @@ def test_a_silent_or_dripping_azure_endpoint_is_given_up_on(library, reply):
     assert took < 8  # a few rounds of the 1 s deadline, not minutes
 
 
-def test_a_silent_rekognition_endpoint_is_given_up_on(library, aws):
+@pytest.mark.parametrize("reply", [Scripted(delay=600), Scripted(drip=1.0)])
+def test_a_silent_or_dripping_rekognition_endpoint_is_given_up_on(library, aws, reply):
     lib, film = library
-    aws.then(*[Scripted(delay=600)] * 40)
+    aws.then(*[reply] * 40)
     t0 = time.monotonic()
     run = tag_film(lib, film, RekognitionTagger(deadline=1.0))
     assert run.fatal and run.tagged == 0 and time.monotonic() - t0 < 10
