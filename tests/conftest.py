@@ -102,3 +102,48 @@ def write_video(
 def level_frame(level: int, w: int = 64, h: int = 48) -> np.ndarray:
     """A flat grey frame whose brightness encodes a number (survives lossy coding)."""
     return np.full((h, w, 3), level, np.uint8)
+
+
+def text_video(path: Path) -> Path:
+    """8 s at 24 fps with burned-in text: HELLO WORLD from 2 to 4 s, FRAME SEARCH from 5 to 7 s."""
+    import cv2
+
+    frames = []
+    for i in range(8 * 24):
+        img = np.full((360, 640, 3), 30, np.uint8)
+        t = i / 24
+        text = "HELLO WORLD" if 2 <= t < 4 else "FRAME SEARCH" if 5 <= t < 7 else None
+        if text:
+            cv2.putText(img, text, (60, 200), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 255), 5)
+        frames.append(img)
+    return write_video(path, frames)
+
+
+@pytest.fixture(scope="module")
+def text_film(tmp_path_factory, encoder):
+    """An 8 s film with burned-in text indexed at 1 fps (8 frames), once per test module; tests that
+    change its library copy it first."""
+    from clip_search.indexer import index_film
+    from clip_search.library import Library
+
+    tmp = tmp_path_factory.mktemp("text-film")
+    lib = Library(tmp / "lib")
+    return lib, index_film(text_video(tmp / "captions.mp4"), lib, encoder).film
+
+
+AWS_SECRET = "secret-key-1234"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Fake credentials and AWS_ENDPOINT_URL pointing boto3 at a local fake of Rekognition
+    (tests/fake_cloud.py), as boto3 honours it; yields the fake, which records every request."""
+    from tests.fake_cloud import FakeCloud
+
+    with FakeCloud() as cloud:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", cloud.url)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        yield cloud

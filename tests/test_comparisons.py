@@ -15,30 +15,15 @@ from comparisons.tag_store import load_tags, tagged_services
 from comparisons.taggers import Tag, make_tagger
 from comparisons.taggers.azure import AzureTagger
 from comparisons.tagging import tag_film, work_left
-from tests.conftest import POPEYE1, TEARS, write_video
+from tests.conftest import POPEYE1, TEARS, text_video
 from tests.fake_cloud import FakeCloud, Scripted
-
-
-def _text_film(path):
-    """8 s at 24 fps with burned-in text: HELLO WORLD from 2 to 4 s, FRAME SEARCH from 5 to 7 s."""
-    import cv2
-
-    frames = []
-    for i in range(8 * 24):
-        img = np.full((360, 640, 3), 30, np.uint8)
-        t = i / 24
-        text = "HELLO WORLD" if 2 <= t < 4 else "FRAME SEARCH" if 5 <= t < 7 else None
-        if text:
-            cv2.putText(img, text, (60, 200), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 255), 5)
-        frames.append(img)
-    return write_video(path, frames)
 
 
 @pytest.fixture(scope="module")
 def text_library(tmp_path_factory, encoder):
     tmp = tmp_path_factory.mktemp("text-film")
     lib = Library(tmp / "lib")
-    film = index_film(_text_film(tmp / "captions.mp4"), lib, encoder).film
+    film = index_film(text_video(tmp / "captions.mp4"), lib, encoder).film
     return lib, film
 
 

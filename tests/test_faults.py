@@ -25,7 +25,6 @@ from comparisons.taggers.rekognition import RekognitionTagger
 from comparisons.tagging import tag_film, work_left
 from tests.conftest import BUNNY, FLOWER, QUERY_SET
 from tests.fake_cloud import FakeCloud, Scripted
-from tests.test_comparisons import _text_film
 
 FRAME = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
 
@@ -168,24 +167,6 @@ def test_srt_with_broken_timestamps_warns_how_many_cues_were_dropped(tmp_path):
 
 
 # -- cloud services: each response kept, sick endpoints cut short ------------------------------------
-
-
-@pytest.fixture(scope="module")
-def text_film(tmp_path_factory, encoder):
-    tmp = tmp_path_factory.mktemp("faults-film")
-    lib = Library(tmp / "lib")
-    return lib, index_film(_text_film(tmp / "captions.mp4"), lib, encoder).film
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    with FakeCloud() as cloud:
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        monkeypatch.setenv("AWS_ENDPOINT_URL", cloud.url)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        yield cloud
 
 
 def test_rekognition_keeps_each_paid_call_and_a_rerun_asks_only_for_the_missing_one(text_film, tmp_path, aws):

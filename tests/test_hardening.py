@@ -27,18 +27,9 @@ from comparisons.taggers.base import CALL_DEADLINE
 from comparisons.taggers.rekognition import RekognitionTagger
 from comparisons.tagging import BREAKER, tag_film
 from tests.fake_cloud import FakeCloud, Scripted
-from tests.test_comparisons import _text_film
 
 FRAME = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
 KEY = "secret-key-1234"
-
-
-@pytest.fixture(scope="module")
-def text_film(tmp_path_factory, encoder):
-    """An 8 s film at 1 fps (8 frames) indexed once; each test copies the library it changes."""
-    tmp = tmp_path_factory.mktemp("hardening-film")
-    lib = Library(tmp / "lib")
-    return lib, index_film(_text_film(tmp / "captions.mp4"), lib, encoder).film
 
 
 @pytest.fixture
@@ -46,17 +37,6 @@ def library(text_film, tmp_path):
     lib = Library(tmp_path / "lib")
     shutil.copytree(text_film[0].root, lib.root)
     return lib, lib.films()[0]
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    with FakeCloud() as cloud:
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEY)
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        monkeypatch.setenv("AWS_ENDPOINT_URL", cloud.url)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        yield cloud
 
 
 # -- security: credentials stay with their service ------------------------------------------------

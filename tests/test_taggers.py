@@ -99,17 +99,6 @@ def test_azure_missing_credentials(monkeypatch):
         AzureTagger()
 
 
-@pytest.fixture
-def aws(cloud, monkeypatch):
-    """Fake credentials and AWS_ENDPOINT_URL pointing boto3 at the local fake, as boto3 honours it."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", cloud.url)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return cloud
-
-
 def test_rekognition_request_shapes_and_parsing(aws):
     tags = all_tags(RekognitionTagger(), FRAME)
     assert [r.operation for r in aws.requests] == ["DetectLabels", "RecognizeCelebrities", "DetectText"]
