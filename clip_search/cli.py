@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(p)
     p.add_argument("--model", help=f"hub id or local folder (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL})")
     p.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: fp16 on CUDA, bf16 on a CPU with AVX-512 BF16/AMX (about 3x faster), else fp32",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--fps", type=sampling_fps, default=None, help="frames per second to sample (default 1)")
     mode.add_argument("--every-frame", action="store_true", help="sample every frame")
@@ -78,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(p)
     p.add_argument("--model", help="defaults to the model the films were indexed with")
     p.add_argument("--device", type=device, default="auto")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: fp16 on CUDA, bf16 on a CPU with AVX-512 BF16/AMX (about 3x faster), else fp32",
+    )
     p.add_argument("--film", action="append", default=[], help="restrict to this film (repeatable)")
     p.add_argument("--top-k", type=positive_int, default=10)
     p.add_argument("--gap", type=non_negative_float, default=DEFAULT_GAP, help="min seconds between hits of one film")
@@ -153,10 +165,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             if encoder is None:  # loaded only when some film needs encoding
                 from clip_search.model import load_encoder
 
-                encoder = load_encoder(args.model, args.device)
+                encoder = load_encoder(args.model, args.device, args.precision)
                 print(
-                    f"model {encoder.model_id} on {encoder.device}; sampling {sampling.describe()}"
-                    + (" + patches" if options.patches else ""),
+                    f"model {encoder.model_id} on {encoder.device} ({encoder.precision}); "
+                    f"sampling {sampling.describe()}" + (" + patches" if options.patches else ""),
                     file=sys.stderr,
                 )
             bar = tqdm(
@@ -267,7 +279,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise FrameSearchError("Give a QUERY text or --image to search with.")
     model = library.model_for(films, args.model)
     films = [f for f in films if f.manifest.model == model] or films
-    encoder = load_encoder(model, args.device)
+    encoder = load_encoder(model, args.device, args.precision)
     try:
         query = build_query(encoder, args.query, args.negative, args.image, args.negative_weight)
     except ValueError as e:

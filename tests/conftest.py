@@ -53,7 +53,7 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 def encoder(tiny_clip_dir):
     from clip_search.model import load_encoder
 
-    return load_encoder(str(tiny_clip_dir), "cpu")
+    return load_encoder(str(tiny_clip_dir), "cpu", "fp32")  # the reference path; bf16 is tested on its own
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ def _cli(*args, env=None):
 @pytest.mark.slow
 def test_kill_mid_index_then_resume_gives_the_uninterrupted_result(tmp_path, tiny_clip_dir, encoder):
     env = dict(os.environ, FRAMESEARCH_LIBRARY=str(tmp_path / "lib"), FRAMESEARCH_MODEL=str(tiny_clip_dir))
-    args = ("index", str(TEARS), "--chunk-frames", "8", "--batch-size", "4", "--fps", "2")
+    args = ("index", str(TEARS), "--chunk-frames", "8", "--batch-size", "4", "--fps", "2", "--precision", "fp32")
     proc = _cli(*args, env=env)
     parts = tmp_path / "lib" / "staging"
     deadline = time.time() + 120

@@ -77,3 +77,56 @@ def test_hub_id_offline_gives_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # this machine has no network; make that explicit
     with pytest.raises(ModelLoadError, match="Cannot load CLIP model 'openai/clip-vit-base-patch32'"):
         load_encoder("openai/clip-vit-base-patch32")
+
+
+def test_bfloat16_on_the_cpu_keeps_the_float32_vectors(tiny_clip_dir, encoder):
+    """The fast CPU path: bfloat16 matrix work under autocast, weights in float32, parity measured."""
+    fast = load_encoder(str(tiny_clip_dir), "cpu", "bf16")
+    assert fast.precision == "bf16" and fast.dtype == torch.float32
+    frames = [f.image for f in iter_frames(BUNNY, SamplingSettings(fps=0.5))][:8]
+    cos = (fast.encode_images(frames) * encoder.encode_images(frames)).sum(axis=1)
+    assert cos.min() >= 0.999, cos
+    texts = ["a bird on a branch", "Vizzini says inconceivable"]
+    assert ((fast.encode_text(texts).vectors * encoder.encode_text(texts).vectors).sum(axis=1) >= 0.999).all()
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    import clip_search.model as model
+
+    monkeypatch.setattr(model, "cpu_has_bf16", lambda: True)  # stands for a CPU with AVX-512 BF16 / AMX
+    assert model.pick_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(model, "cpu_has_bf16", lambda: False)
+    assert model.pick_precision("auto", "cpu") == "fp32" and model.pick_precision(None, "cpu") == "fp32"
+    assert model.pick_precision("auto", "cuda") == "fp16" and model.pick_precision("fp32", "cuda") == "fp32"
+    assert model.pick_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        model.pick_precision("int4", "cpu")
+
+
+def test_the_cli_takes_a_precision(tmp_path, tiny_clip_dir, capsys):
+    from clip_search.cli import main
+    from tests.conftest import FLOWER
+
+    lib = str(tmp_path / "lib")
+    args = ["index", str(FLOWER), "--library", lib, "--model", str(tiny_clip_dir)]
+    assert main([*args, "--precision", "bf16"]) == 0
+    assert "(bf16)" in capsys.readouterr().err
+    assert main(["search", "a flower", "--library", lib, "--precision", "fp32"]) == 0
+    assert main(["search", "a flower", "--library", lib, "--precision", "int4"]) == 2
+
+
+def test_a_bfloat16_batch_that_comes_out_non_finite_is_computed_again_in_float32(tiny_clip_dir, encoder):
+    fast = load_encoder(str(tiny_clip_dir), "cpu", "bf16")
+    real = fast.model.get_image_features
+
+    def flaky(**kwargs):  # stands for the rare NaN a bf16 forward gave under load
+        out = real(**kwargs)
+        if torch.is_autocast_enabled("cpu"):
+            out.pooler_output[0] = float("nan")
+        return out
+
+    fast.model.get_image_features = flaky
+    frames = [f.image for f in iter_frames(BUNNY, SamplingSettings(fps=0.5))][:4]
+    vectors = fast.encode_images(frames)
+    assert np.all(np.isfinite(vectors)) and fast.fallbacks == 1
+    assert np.allclose(vectors, encoder.encode_images(frames), atol=1e-5)  # the float32 answer
