@@ -52,7 +52,7 @@ def section(work: Path) -> str:
 
     t0 = time.time()
     model = build_random_clip(work / "clip")
-    encoder = load_encoder(str(model), "cpu")
+    encoder = load_encoder(str(model), "cpu", "fp32")  # as the tests run it
     lib = Library(work / "library")
     paths = example_films()
 
