@@ -244,7 +244,10 @@ def preprocessing_for(model_id: str) -> Preprocessing:
 LOAD_HELP = (
     "Point --model (or FRAMESEARCH_MODEL) at a local folder holding a saved CLIP model "
     "(config.json, the weights and the tokenizer files, as written by save_pretrained), "
-    "or connect to the internet so the Hugging Face hub can provide it."
+    "or connect to the internet so the Hugging Face hub can provide it. Offline, to try the tools "
+    'with a random-weights CLIP (its rankings mean nothing): python -c "from clip_search.model import '
+    "build_random_clip; build_random_clip('clip-random')\" then --model clip-random (scripts/demo.sh does "
+    "this by itself)."
 )
 
 

@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+import numpy as np
+
 from clip_search import config
 from clip_search.arguments import (
     Parser,
@@ -180,6 +182,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     engine = make_engine(args.engine, library, encoder, args.fusion_weight)
     hits = engine.search(films, args.query, top_k=args.top_k, gap=args.gap)
     by_id = {f.id: f for f in films}
+    ranked: dict[str, np.ndarray] = {}
+    if args.explain:  # an explanation's score is the hit's: scored over the same films, on one scale
+        used, per_film = engine.scored(films, args.query)
+        ranked = {f.id: s for f, s in zip(used, per_film, strict=True)}
     rows = []
     for h in hits:
         row = h.to_dict()
@@ -193,6 +199,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             if engine.name.startswith("tags:"):
                 row["matched"] = [{"kind": e.kind, "text": e.text, "confidence": e.confidence} for e in why.evidence]
             if args.explain:
+                if h.film_id in ranked:
+                    why.score = float(ranked[h.film_id][h.frame])
                 row["explanation"] = why.to_dict()
         rows.append(row)
     if args.json:

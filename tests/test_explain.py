@@ -99,3 +99,14 @@ def test_search_tab_shows_grid_and_strips_together_and_explains_a_hit(monkeypatc
     assert not at.exception
     assert "matched** (clip)" in texts(at)
     assert any("where in the frame the query matches" in c.value for c in at.caption)
+
+
+def test_an_explanation_gives_the_hits_own_score_when_several_films_are_searched(indexed_library, capsys):
+    """clip+dialogue scales over all films searched: the explanation used to rescale over its one film."""
+    root = str(indexed_library.root)
+    args = ["search", "help me Popeye", "--engine", "clip+dialogue", "--library", root, "--json", "--explain"]
+    assert main([*args, "--top-k", "5"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len({r["film"] for r in rows}) >= 1 and rows
+    for r in rows:
+        assert r["explanation"]["score"] == pytest.approx(r["score"], abs=1e-5)
