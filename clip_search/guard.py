@@ -72,6 +72,16 @@ def _kind(ip: ipaddress._BaseAddress) -> str:
     return "public" if ip.is_global else "non-public"
 
 
+def _not_public(host: str, infos: list, allow: list[str]) -> str | None:
+    """'HOST is IP, a KIND address' for the first resolved address that is not public nor allowed."""
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        kind = _kind(ip)
+        if kind != "public" and not _allowed(host, ip, allow):
+            return f"{host} is {ip}, a {kind} address"
+    return None
+
+
 def refusal(host: str, allow: list[str] | None = None) -> str | None:
     """Why ``host`` must not be fetched (an address of it is not public and not allowed), or None."""
     allow = config.allowed_hosts() if allow is None else allow
@@ -79,14 +89,11 @@ def refusal(host: str, allow: list[str] | None = None) -> str | None:
         infos = _real_getaddrinfo(host, None)
     except OSError as e:
         return f"{host} cannot be resolved ({e})"
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        kind = _kind(ip)
-        if kind != "public" and not _allowed(host, ip, allow):
-            return (
-                f"{host} is {ip}, a {kind} address; the URL box fetches only public addresses "
-                "(a lab adds its own hosts with FRAMESEARCH_ALLOW_HOSTS)"
-            )
+    why = _not_public(host, infos, allow)
+    if why:
+        return (
+            f"{why}; the URL box fetches only public addresses (a lab adds its own hosts with FRAMESEARCH_ALLOW_HOSTS)"
+        )
     return None
 
 
@@ -107,12 +114,10 @@ def _getaddrinfo(host, *args, **kwargs):
     if allow is None or host is None:
         return infos
     name = host.decode() if isinstance(host, bytes) else str(host)
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        kind = _kind(ip)
-        if kind != "public" and not _allowed(name, ip, allow):
-            _guarded.refused = f"{name} is {ip}, a {kind} address"
-            raise socket.gaierror(socket.EAI_NONAME, f"refused: {name} is a {kind} address")
+    why = _not_public(name, infos, allow)
+    if why:
+        _guarded.refused = why
+        raise socket.gaierror(socket.EAI_NONAME, f"refused: {why}")
     return infos
 
 

@@ -39,8 +39,9 @@ def missing(library: Library, paths: Sequence[Path]) -> list[Path]:
 
     films = {f.manifest.source: f for f in library.films()}
     store = TagStore(library, readonly=True)
-    try:
-        return [p for p in paths if str(p.resolve()) not in films or not store.tags(films[str(p.resolve())], "offline")]
+    try:  # a row count per film, not its tags: this runs on every rerun of the Evaluate tab
+        found = [films.get(str(p.resolve())) for p in paths]
+        return [p for p, f in zip(paths, found, strict=True) if f is None or not store.version(f, "offline")[0]]
     finally:
         store.close()
 
