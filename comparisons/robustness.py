@@ -24,7 +24,7 @@ import numpy as np
 
 from comparisons.evaluate import Evaluation, LabelledQuery, Task, plan_tasks, rank_query, resolve_films
 from comparisons.metrics import per_query_key
-from comparisons.statistics import ALPHA, paired_p
+from comparisons.statistics import ALPHA, holm, paired_p
 
 TYPO_RATES = (0.05, 0.10, 0.20)
 NOTE = (
@@ -174,51 +174,38 @@ def robustness(
     clean_of = {(r["engine"], r["film"], r["query"]): r["metrics"] for r in evaluation.rows}
     ran = {e.engine for e in evaluation.engines if e.status == "ok"}
     usable = [e for e in engines if e.name in ran]
-    kinds = perturbations()
+    # each perturbation's texts are made once, from their own seeded generator: every engine is asked
+    # exactly the same perturbed queries (tie draws use another generator)
+    asked = {}
+    for kind in perturbations():
+        texts_rng = np.random.default_rng(seed)
+        asked[kind.name] = [kind.variants(task, texts_rng) for task in tasks]
+    ties_rng = np.random.default_rng(seed + 1)
     out: list[Drop] = []
     for n, engine in enumerate(usable):
-        for kind in kinds:
-            rng = np.random.default_rng(seed)  # the same perturbed texts for every engine
+        for name, variants_of in asked.items():
             clean, perturbed, example = [], [], ""
-            for task in tasks:
+            for task, variants in zip(tasks, variants_of, strict=True):
                 base = clean_of.get((engine.name, task.label, task.query))
-                variants = kind.variants(task, rng)
                 if base is None or not variants:
                     continue
                 values = [
-                    rank_query(engine, task, ks, tol, gap or DEFAULT_GAP, depth, rng, text=v).metrics[key]
+                    rank_query(engine, task, ks, tol, gap or DEFAULT_GAP, depth, ties_rng, text=v).metrics[key]
                     for v in variants
                 ]
                 clean.append(base[key])
                 perturbed.append(float(np.mean(values)))
                 example = example or f"{task.query} → {variants[0]}"
             if len(clean) >= 2:
-                p = paired_p(clean, perturbed)
+                means = float(np.mean(clean)), float(np.mean(perturbed))
                 out.append(
-                    Drop(
-                        engine.name,
-                        kind.name,
-                        metric,
-                        len(clean),
-                        float(np.mean(clean)),
-                        float(np.mean(perturbed)),
-                        p,
-                        example=example,
-                    )
+                    Drop(engine.name, name, metric, len(clean), *means, paired_p(clean, perturbed), example=example)
                 )
         if progress:
             progress(n + 1, len(usable))
-    _holm(out)
+    for d, h in zip(out, holm([d.p for d in out]), strict=True):
+        d.p_holm = h
     return out
-
-
-def _holm(drops: list[Drop]) -> None:
-    """Holm's correction across every (engine, perturbation) test, in place."""
-    order = np.argsort([d.p for d in drops])
-    running = 0.0
-    for rank, j in enumerate(order):
-        running = max(running, min(1.0, (len(drops) - rank) * drops[j].p))
-        drops[j].p_holm = running
 
 
 def sentence(d: Drop) -> str:

@@ -82,3 +82,33 @@ def test_evaluate_robustness_reports_each_engines_drop_with_a_paired_test(indexe
     assert rows["typos 5%"]["clean"] == clean["mrr"]  # clean = the evaluation's own numbers
     assert "most damaging to CLIP text encoders" in " ".join(printed.split()) and "robustness: MRR" in printed
     assert max(len(line) for line in printed.splitlines()) <= 100  # fits a terminal
+
+
+def test_every_engine_is_asked_the_same_perturbed_queries(indexed_library, encoder, tmp_path):
+    from comparisons.engines import make_engine
+    from comparisons.evaluate import evaluate, load_query_set
+    from comparisons.robustness import robustness
+
+    queries = tmp_path / "q.csv"
+    queries.write_text(
+        "film,query,start,end\n"
+        "popeye_p1,that's not a bad joke,21.6,23.6\n"
+        "popeye_p3,help me Popeye,0,20\n"
+        "popeye_p4,let me down you big overgrown canary,0,12\n"
+    )
+    labelled = load_query_set(queries)
+    # dialogue ties on every cue (tie orders are drawn), clip does not: both must see the same typos
+    engines = [make_engine("dialogue", indexed_library), make_engine("clip", indexed_library, encoder)]
+    result = evaluate(indexed_library, labelled, engines, ks=(1,))
+    asked: dict[str, list[str]] = {}
+    for engine in engines:  # the real engines, recording what they are asked
+        real = engine.scored
+
+        def recording(films, query, real=real, name=engine.name):
+            asked.setdefault(name, []).append(query if isinstance(query, str) else query.text)
+            return real(films, query)
+
+        engine.scored = recording
+    drops = robustness(indexed_library, labelled, engines, result)
+    assert {d.engine for d in drops} == {"dialogue", "clip"}
+    assert asked["dialogue"] == asked["clip"] and len(asked["clip"]) >= 12
