@@ -50,7 +50,7 @@ def thumbnails(n: int) -> list[bytes]:
 
 
 def build_library(root: Path, model_dir: str, hours: float) -> None:
-    from clip_search.model import load_encoder
+    from clip_search.encoders import load_encoder
 
     enc = load_encoder(model_dir, "cpu")
     n = int(hours * 3600)

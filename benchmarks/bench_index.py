@@ -36,7 +36,7 @@ SOURCE = config.shared_media_dir() / "big-buck-bunny" / "big-buck-bunny-30s.mp4"
 
 def full_size_clip() -> Path:
     """ViT-B/32 with random weights (same compute as the real model), built once."""
-    from clip_search.model import build_random_clip
+    from clip_search.encoders.random import build_random_clip
 
     target = CACHE / "clip-vit-b32-random"
     if not (target / "config.json").is_file():
@@ -125,9 +125,9 @@ def model_only(encoder, n: int, batch: int) -> float:
 
 def index_once(film: Path, model_dir: Path, device: str, precision: str) -> dict:
     """End-to-end index into a fresh library; run in its own process for a clean peak RSS."""
+    from clip_search.encoders import load_encoder
     from clip_search.indexer import index_film
     from clip_search.library import Library
-    from clip_search.model import load_encoder
 
     encoder = load_encoder(str(model_dir), device, precision)
     encoder.encode_prepared(np.zeros((2, encoder.pre.crop, encoder.pre.crop, 3), np.uint8))  # warm-up
@@ -177,7 +177,7 @@ def main() -> None:
         print(json.dumps(index_once(Path(args.child), Path(args.model_dir), args.device, args.precision)))
         return
 
-    from clip_search.model import load_encoder
+    from clip_search.encoders import load_encoder
 
     model_dir = full_size_clip()
     film = looped_film(args.minutes)

@@ -41,7 +41,7 @@ if workers:
     frames, failed = r.frames, r.failed
 else:
     from clip_search.indexer import index_film
-    from clip_search.model import load_encoder
+    from clip_search.encoders import load_encoder
     t0 = time.perf_counter()
     enc = load_encoder({model!r}, "cpu")
     lib = Library({lib!r})
@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     from bench_index import decode_only, full_size_clip, model_only
 
-    from clip_search.model import load_encoder
+    from clip_search.encoders import load_encoder
 
     model = full_size_clip()
     frames_total = 0

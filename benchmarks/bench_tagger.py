@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_index import looped_film
 
+from clip_search.encoders import load_encoder
+from clip_search.encoders.random import build_random_clip
 from clip_search.indexer import index_film
 from clip_search.library import Library
-from clip_search.model import build_random_clip, load_encoder
 from comparisons.taggers import make_tagger
 from comparisons.tagging import tag_film
 

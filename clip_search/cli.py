@@ -163,7 +163,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                 print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} (already indexed, reused) -> {m.id}")
                 continue
             if encoder is None:  # loaded only when some film needs encoding
-                from clip_search.model import load_encoder
+                from clip_search.encoders import load_encoder
 
                 encoder = load_encoder(args.model, args.device, args.precision)
                 print(
@@ -271,7 +271,7 @@ def _search_films(library: Library, refs: list[str]) -> list[Film]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from clip_search.model import load_encoder
+    from clip_search.encoders import load_encoder
 
     library = Library(config.library_dir(args.library))
     films = _search_films(library, args.film)

@@ -30,7 +30,7 @@ import numpy as np
 from clip_search import config
 from clip_search.errors import FrameSearchError
 from clip_search.fetch import download, is_url
-from clip_search.indexer import IndexOptions, _complete_index, _new_manifest, make_thumbnail
+from clip_search.indexer import IndexOptions, _complete_index, _new_manifest, make_thumbnail, vector_set_for
 from clip_search.library import Film, Library
 from clip_search.store import FilmBusy, StagedFilm, film_lock
 from clip_search.subtitles import load_dialogue
@@ -78,7 +78,7 @@ def segments_of(film_id: str, path: str, duration: float, shots: bool, seconds: 
 
 def decode_segment(batch: dict, options: IndexOptions, model_id: str) -> Iterator[dict]:
     """Ray task: decode one segment with our PyAV code; yield blocks of model-sized frames."""
-    from clip_search.model import prepare_image, preprocessing_for
+    from clip_search.encoders import prepare_image, preprocessing_for
 
     pre = preprocessing_for(model_id)
     (film_id,), (path,), (k,), (start,), (end,) = (batch[c] for c in ("film_id", "path", "index", "start", "end"))
@@ -117,7 +117,7 @@ class ClipActor:
     def __init__(self, model_id: str, device: str, threads: int) -> None:
         import torch
 
-        from clip_search.model import load_encoder
+        from clip_search.encoders import load_encoder
 
         torch.set_num_threads(max(1, threads))
         self.encoder = load_encoder(model_id, device)
@@ -183,7 +183,7 @@ class _FilmJob:
             self.rows[seg].append((t, emb, thumb))
         if seg in self.totals and len(self.rows[seg]) == self.totals[seg]:
             rows = sorted(self.rows.pop(seg), key=lambda r: r[0])
-            dim = self.staged.manifest.dim
+            dim = self.staged.sets[0].dim
             emb_arr = np.array([r[1] for r in rows], np.float32).reshape(len(rows), dim)
             self.staged.write_segment(seg, emb_arr, [r[0] for r in rows], [r[2] for r in rows])
             self.todo.discard(seg)
@@ -232,7 +232,7 @@ def index_archive(
     gpus = int(ray.cluster_resources().get("GPU", 0))
     device = "cuda" if device in ("auto", "cuda") and gpus else "cpu"
 
-    from clip_search.model import load_encoder
+    from clip_search.encoders import load_encoder
 
     probe_encoder = None  # the dimension and logit scale of the model, read once on the driver
     jobs: dict[str, _FilmJob] = {}
@@ -242,7 +242,7 @@ def index_archive(
         path = Path(ref)
         try:
             path = download(ref, library.downloads_dir) if is_url(ref) else path
-            manifest = _new_manifest(path, model_id, options)
+            manifest = _new_manifest(path, options)
             lock = film_lock(library, manifest.id, wait=0)
             lock.__enter__()
         except FilmBusy as e:
@@ -252,14 +252,17 @@ def index_archive(
             result.failed.append(f"{path.name}: {e}" if isinstance(e, OSError) else str(e))
             continue
         existing = _complete_index(library, manifest)
-        if existing:
-            result.reused.append(existing)
+        if existing and existing.has(model_id):
+            result.reused.append(existing.view(model_id))
             lock.__exit__(None, None, None)
             continue
         if probe_encoder is None:
             probe_encoder = load_encoder(model_id, "cpu")
-        manifest.dim, manifest.logit_scale, manifest.device = probe_encoder.dim, probe_encoder.logit_scale, device
-        staged = StagedFilm(library, manifest, segmented=True)
+        vs = vector_set_for(probe_encoder)
+        vs.device = device
+        if existing:  # another model's film: this model's set only, on the film's own frames
+            manifest = existing.record.manifest
+        staged = StagedFilm(library, manifest, [vs], segmented=True, film=existing)
         segs = segments_of(manifest.id, str(path), manifest.duration, options.sampling.mode == "shots")
         job = _FilmJob(staged, path, segs, lock)
         jobs[manifest.id] = job
@@ -270,7 +273,8 @@ def index_archive(
 
     def finish(job: _FilmJob) -> None:
         try:
-            film = job.staged.publish(load_dialogue(job.path), indexing_seconds=round(time.perf_counter() - t0, 3))
+            dialogue = load_dialogue(job.path) if job.staged.film is None else None
+            film = job.staged.publish(dialogue, indexing_seconds=round(time.perf_counter() - t0, 3))
             result.indexed.append(film)
         except FrameSearchError as e:
             result.failed.append(str(e))

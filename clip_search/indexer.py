@@ -1,12 +1,15 @@
-"""Indexing: stream a film from the decoder through CLIP to disk.
+"""Indexing: stream a film from the decoder through one or more models to disk.
 
-Two threads: the decoder thread decodes, samples and prepares frames (resize/crop, thumbnail,
-patch crops); the calling thread encodes batches and writes finished chunks. A bounded queue
+Two threads: the decoder thread decodes, samples and prepares frames (each model's resize/crop,
+thumbnail, patch crops); the calling thread encodes batches with every model and writes finished
+chunks. A film already indexed with other models is decoded again and only the new models' vector
+sets are added, on exactly its frame times (``index FILM --model M``); several models given at
+once share one decode. A bounded queue
 between them keeps memory flat and lets decoding run while the model works. Chunks are written
 atomically into a staging folder, so an interrupted run resumes from the last chunk and the
 finished film appears in the library in one rename.
 
-Three parts: ``_Producer`` (decode, sample, prepare), ``_encode_into`` (batches through the model
+Three parts: ``_Producer`` (decode, sample, prepare), ``_encode_into`` (batches through the models
 into the staged film's chunks) and ``index_film``, the orchestrator, which holds the film's
 cross-process lock from the cache check to the publish (``clip_search.store``).
 """
@@ -18,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +31,7 @@ from PIL import Image
 
 from clip_search import config
 from clip_search.errors import VideoError
-from clip_search.library import Film, Library, Manifest, film_id_for, fingerprint
+from clip_search.library import Film, Library, Manifest, VectorSet, film_id_for, fingerprint
 from clip_search.patches import PatchSettings, crop_patches
 from clip_search.store import StagedFilm, film_lock
 from clip_search.subtitles import load_dialogue
@@ -37,7 +40,7 @@ from clip_search.video import SamplingSettings, iter_frames, probe
 THUMB_WIDTH = 256
 
 if TYPE_CHECKING:  # torch is imported only when a model is really needed
-    from clip_search.model import ClipEncoder
+    from clip_search.encoders import DualEncoder
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,11 @@ ProgressFn = Callable[[Progress], None]
 
 
 class _Item:
+    """One sampled frame, prepared for each model (``pixels[i]``, ``patches[i]``: model i's crops)."""
+
     __slots__ = ("patches", "pixels", "thumb", "time")
 
-    def __init__(self, time: float, pixels: np.ndarray, thumb: bytes, patches: list[np.ndarray]) -> None:
+    def __init__(self, time: float, pixels: list, thumb: bytes, patches: list[list[np.ndarray]]) -> None:
         self.time, self.pixels, self.thumb, self.patches = time, pixels, thumb, patches
 
 
@@ -109,10 +114,17 @@ class _Producer(threading.Thread):
     """Decodes, samples and prepares frames (resize/crop, thumbnail, patch crops) into a bounded queue."""
 
     def __init__(
-        self, path: Path, options: IndexOptions, encoder: ClipEncoder, start_after: float | None, size: int
+        self,
+        path: Path,
+        options: IndexOptions,
+        encoders: Sequence[DualEncoder],
+        start_after: float | None,
+        size: int,
+        thumbnails: bool = True,
     ) -> None:
         super().__init__(name=f"decode-{path.name}", daemon=True)
-        self.path, self.options, self.encoder, self.start_after = path, options, encoder, start_after
+        self.path, self.options, self.encoders, self.start_after = path, options, list(encoders), start_after
+        self.thumbnails = thumbnails  # a film that has its thumbnails (a model being added) makes none
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.stop = threading.Event()
         self.decoded = start_after or 0.0  # film time reached by the decoder, for progress
@@ -126,9 +138,15 @@ class _Producer(threading.Thread):
             for fr in iter_frames(
                 self.path, self.options.sampling, start_after=self.start_after, on_decoded=self._seen
             ):
-                crops = [self.encoder.prepare(c) for c in crop_patches(fr.image, patches)]
-                item = _Item(fr.time, self.encoder.prepare(fr.image), make_thumbnail(fr.image), crops)
-                if not self._put(item):
+                pieces = crop_patches(fr.image, patches)
+                done: dict = {}  # models that prepare frames alike share one crop
+                for enc in self.encoders:
+                    if enc.pre not in done:
+                        done[enc.pre] = (enc.prepare(fr.image), [enc.prepare(c) for c in pieces])
+                pixels = [done[enc.pre][0] for enc in self.encoders]
+                crops = [done[enc.pre][1] for enc in self.encoders]
+                thumb = make_thumbnail(fr.image) if self.thumbnails else b""
+                if not self._put(_Item(fr.time, pixels, thumb, crops)):
                     return
             self.queue.put(_DONE)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised on its thread
@@ -157,45 +175,61 @@ class _Producer(threading.Thread):
 def _encode_into(
     staged: StagedFilm,
     items: Iterator[_Item],
-    encoder: ClipEncoder,
+    encoders: Sequence[DualEncoder],
     batch_size: int,
     chunk_frames: int,
     after_batch: Callable[[int], None],
-) -> int:
-    """Encode prepared frames in batches and write them as chunks; returns frames encoded.
+    keep: np.ndarray | None = None,
+) -> tuple[int, list[float]]:
+    """Encode prepared frames in batches with every model and write them as chunks; returns frames
+    encoded and each model's own seconds.
 
     A frame whose time does not follow the last one kept (duplicate PTS) is dropped, so stored
-    times strictly increase whatever the container says."""
+    times strictly increase whatever the container says; with ``keep`` (a live film's times, when
+    adding models) only frames at those times are encoded."""
     encoded = 0
-    vecs: list[np.ndarray] = []
+    seconds = [0.0] * len(encoders)
+    vecs: list[list[np.ndarray]] = [[] for _ in encoders]
+    patches: list[list[np.ndarray]] = [[] for _ in encoders]
     times: list[float] = []
     thumbs: list[bytes] = []
-    patches: list[np.ndarray] = []
     last = staged.last_time
+    has_patches = False
 
     def encode(batch: list[_Item]) -> None:
-        nonlocal encoded
-        pixels = [it.pixels for it in batch]
-        for it in batch:
-            pixels.extend(it.patches)
-        out = encoder.encode_prepared(np.stack(pixels))
+        nonlocal encoded, has_patches
         n = len(batch)
-        vecs.append(out[:n])
-        if n < len(out):  # rows n.. are the patches, already frame-major: (frame, patch)
-            patches.append(out[n:])
+        for k, enc in enumerate(encoders):
+            pixels = [it.pixels[k] for it in batch]
+            for it in batch:
+                pixels.extend(it.patches[k])
+            t0 = time.perf_counter()
+            out = enc.encode_prepared(np.stack(pixels))
+            seconds[k] += time.perf_counter() - t0
+            vecs[k].append(out[:n])
+            if n < len(out):  # rows n.. are the patches, already frame-major: (frame, patch)
+                patches[k].append(out[n:])
+                has_patches = True
         times.extend(it.time for it in batch)
         thumbs.extend(it.thumb for it in batch)
         encoded += n
 
     def flush() -> None:
         if times:
-            staged.write_chunk(np.concatenate(vecs), times, thumbs, np.concatenate(patches) if patches else None)
-            for part in (vecs, times, thumbs, patches):
+            staged.write_chunk(
+                [np.concatenate(v) for v in vecs],
+                times,
+                thumbs if staged.film is None else [],
+                [np.concatenate(p) for p in patches] if has_patches else None,
+            )
+            for part in (*vecs, *patches, times, thumbs):
                 part.clear()
 
     pending: list[_Item] = []
     for item in items:
         if last is not None and item.time <= last:
+            continue
+        if keep is not None and not _among(keep, item.time):
             continue
         last = item.time
         pending.append(item)
@@ -208,10 +242,30 @@ def _encode_into(
     if pending:
         encode(pending)
     flush()
-    return encoded
+    return encoded, seconds
 
 
-def _new_manifest(path: Path, model_id: str, options: IndexOptions) -> Manifest:
+def _among(times: np.ndarray, t: float, tol: float = 1e-6) -> bool:
+    i = int(np.searchsorted(times, t))
+    return any(0 <= j < len(times) and abs(times[j] - t) <= tol for j in (i - 1, i))
+
+
+def vector_set_for(encoder: DualEncoder) -> VectorSet:
+    """The record a model's vectors are stored with: what made them and how they score."""
+    sc = encoder.scoring
+    return VectorSet(
+        model=encoder.model_id,
+        dim=int(encoder.dim),
+        logit_scale=sc.logit_scale,
+        logit_bias=sc.logit_bias,
+        scoring=sc.kind,
+        device=encoder.device,
+        precision=getattr(encoder, "precision", None),
+    )
+
+
+def _new_manifest(path: Path, options: IndexOptions) -> Manifest:
+    """The film's own manifest (no model's fields): what its key is compared on."""
     info = probe(path)
     w, h = info.display_size
     return Manifest(
@@ -219,7 +273,7 @@ def _new_manifest(path: Path, model_id: str, options: IndexOptions) -> Manifest:
         name=path.stem,
         source=str(path.resolve()),
         fingerprint=fingerprint(path),
-        model=config.model_id(model_id),
+        model="",
         sampling=options.sampling.key(),
         patches=asdict(options.patches) if options.patches else None,
         duration=info.duration,
@@ -229,58 +283,77 @@ def _new_manifest(path: Path, model_id: str, options: IndexOptions) -> Manifest:
     )
 
 
+def _models(model_ids: str | Sequence[str] | None) -> list[str]:
+    ids = [model_ids] if model_ids is None or isinstance(model_ids, str) else list(model_ids)
+    return list(dict.fromkeys(config.model_id(m) for m in ids))
+
+
 def cached_index(
-    path: str | os.PathLike, library: Library, model_id: str | None, options: IndexOptions = IndexOptions()
+    path: str | os.PathLike,
+    library: Library,
+    model_id: str | Sequence[str] | None,
+    options: IndexOptions = IndexOptions(),
 ) -> Film | None:
-    """The complete index of this file with this model and these settings, if the library has
-    one. Needs no model, so a re-run over indexed films returns at once."""
-    return _complete_index(library, _new_manifest(Path(path), model_id, options))
+    """The complete index of this file with these settings and every one of these models, if the
+    library has it (seen through the first model). Needs no model, so a re-run over indexed films
+    returns at once."""
+    models = _models(model_id)
+    film = _complete_index(library, _new_manifest(Path(path), options))
+    if film is None or not all(film.has(m) for m in models):
+        return None
+    return film.view(models[0])
 
 
 def _complete_index(library: Library, manifest: Manifest) -> Film | None:
-    """The film's index, if complete, of the same key, and sound to the last vector (what
-    ``films --check`` rejects is indexed again, never reused)."""
-    from clip_search.library import DamagedFilm, check_film
+    """The film's index, if complete and of the same key, with the sets that are sound to the last
+    vector (a set ``films --check`` rejects is encoded again, never reused)."""
+    from clip_search.library import DamagedFilm, check_record
 
     existing = library.get(manifest.id)
     if existing and existing.manifest.status == "complete" and existing.manifest.key() == manifest.key():
         try:
-            check_film(existing.dir, deep=True)
+            return Film(existing.dir, check_record(existing.dir, deep=True))
         except DamagedFilm:
             return None
-        return existing
     return None
 
 
 def index_film(
     path: str | os.PathLike,
     library: Library,
-    encoder: ClipEncoder,
+    encoder: DualEncoder | Sequence[DualEncoder],
     options: IndexOptions = IndexOptions(),
     progress: ProgressFn | None = None,
     wait: float | None = None,
     on_wait: Callable[[], None] | None = None,
 ) -> IndexResult:
-    """Index one film into ``library``; reuse a complete index with the same key, resume a partial one.
+    """Index one film into ``library`` with one model or several (one decode for all); reuse a
+    complete index with the same key, add only the models it lacks, resume a partial run.
 
     Holds the film's cross-process lock throughout: a second process indexing the same film waits
     (``wait`` seconds, None: until done; ``on_wait`` is told) and then reuses the result, or raises
     FilmBusy. Raises VideoError (naming the file and the reason) for files that cannot be indexed;
-    chunks already encoded stay in the staging folder for the next run."""
+    chunks already encoded stay in the staging folder for the next run. The result's film is seen
+    through the first model."""
     path = Path(path)
+    encoders = list(encoder) if isinstance(encoder, (list, tuple)) else [encoder]
     t0 = time.perf_counter()
-    manifest = _new_manifest(path, encoder.model_id, options)
+    manifest = _new_manifest(path, options)
     with film_lock(library, manifest.id, wait, on_wait):
         existing = _complete_index(library, manifest)
-        if existing:
-            return IndexResult(existing, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
-        manifest.dim, manifest.logit_scale, manifest.device = encoder.dim, encoder.logit_scale, encoder.device
-        if options.patches:
+        todo = [e for e in encoders if existing is None or not existing.has(e.model_id)]
+        if existing and not todo:
+            film = existing.view(encoders[0].model_id)
+            return IndexResult(film, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
+        if existing is not None:
+            manifest = existing.record.manifest
+        elif options.patches:
             manifest.patches_per_frame = options.patches.count(manifest.width, manifest.height)
-        staged = StagedFilm(library, manifest)
+        staged = StagedFilm(library, manifest, [vector_set_for(e) for e in todo], film=existing)
         resumed = staged.frames
-        batch_size = options.batch_size or (128 if encoder.device.startswith("cuda") else 32)
-        producer = _Producer(path, options, encoder, staged.last_time, batch_size * 2)
+        device = todo[0].device
+        batch_size = options.batch_size or (128 if device.startswith("cuda") else 32)
+        producer = _Producer(path, options, todo, staged.last_time, batch_size * 2, thumbnails=existing is None)
 
         def report(encoded: int) -> None:
             if progress:
@@ -292,7 +365,10 @@ def index_film(
 
         producer.start()
         try:
-            encoded = _encode_into(staged, producer.items(), encoder, batch_size, options.chunk_frames, report)
+            keep = existing.times if existing is not None else None
+            encoded, seconds = _encode_into(
+                staged, producer.items(), todo, batch_size, options.chunk_frames, report, keep
+            )
         finally:
             producer.stop.set()
             producer.join(timeout=5)
@@ -304,8 +380,11 @@ def index_film(
                     manifest.name, manifest.duration, manifest.duration, resumed + encoded, time.perf_counter() - t0
                 )
             )
-        dialogue = load_dialogue(path)  # never raises: a bad subtitle file is a warning
-        film = staged.publish(dialogue, indexing_seconds=round(time.perf_counter() - t0, 3))
+        dialogue = load_dialogue(path) if existing is None else None  # never raises: a bad subtitle is a warning
+        if resumed and encoded:  # a resumed run timed only its own frames: the rate, over them all
+            seconds = [s * (resumed + encoded) / encoded for s in seconds]
+        film = staged.publish(dialogue, round(time.perf_counter() - t0, 3), seconds)
+    film = film.view(encoders[0].model_id) if film.has(encoders[0].model_id) else film
     return IndexResult(
         film, reused=False, resumed_frames=resumed, encoded_frames=encoded, seconds=time.perf_counter() - t0
     )

@@ -1,20 +1,32 @@
 """The on-disk index: a library folder of films, plain files readable without the app.
 
-Layout::
+Layout (format 2: a film's frames are shared, its vectors belong to a model)::
 
     library/
       films/<film_id>/            one complete film (only ever appears by an atomic rename)
-        manifest.json             source, fingerprint, model, sampling, counts, status
-        embeddings.npy            (N, D) float32, L2-normalised
+        manifest.json             source, fingerprint, sampling, counts, status
         times.npy                 (N,) float64 presentation times in seconds
         thumbs.bin, thumb_offsets.npy   JPEG thumbnails, one per frame
-        patch_embeddings.npy      (N * P, D) float32, only in patch mode
+        dialogue.json             the film's subtitle cues
+        vectors/<model-key>/      one vector set per model (appears by an atomic rename)
+          vectors.json            model, dim, logit scale and bias, device, time per frame
+          embeddings.npy          (N, D) float32, L2-normalised
+          patch_embeddings.npy    (N * P, D) float32, only in patch mode
       staging/<film_id>-<key>/    an index being built; parts/ holds finished chunks
 
+A :class:`Film` is a film seen through one of its models (``film.model``; ``film.view(m)`` gives
+another): ``film.manifest`` carries that set's model, dim and scale, ``film.embeddings`` its
+vectors, so search code reads one model's vectors without knowing there are others.
+
+Format 1 (vectors at the film's top level, one model per film) is migrated once, in place, when a
+library is opened (:meth:`Library.migrate`): the vector files are hard-linked into their set, then
+the manifest is replaced, then the old names are removed; until the manifest is replaced the old
+layout is whole, so an interrupted migration leaves a library the old version still reads.
+
 This module reads the format and checks it; ``clip_search.store`` is its one writer. A crash can
-leave a staging folder but never a film that looks complete, and a film whose files were damaged
-afterwards is reported by name (``Library.damaged``) and left out, never allowed to break the
-listing of the others.
+leave a staging folder but never a film that looks complete, and a film or set whose files were
+damaged afterwards is reported by name (``Library.damaged``) and left out, never allowed to break
+the listing of the others.
 """
 
 from __future__ import annotations
@@ -32,7 +44,8 @@ import numpy as np
 
 from clip_search.errors import FilmNotFound, FrameSearchError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SET_FORMAT = 1
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -84,7 +97,45 @@ def film_id_for(path: str | os.PathLike) -> str:
     return f"{slug(p.stem)}-{hashlib.sha1(str(p).encode()).hexdigest()[:6]}"
 
 
-REQUIRED_FIELDS = {"id": str, "name": str, "source": str, "fingerprint": str, "model": str, "sampling": dict}
+REQUIRED_FIELDS = {"id": str, "name": str, "source": str, "fingerprint": str, "sampling": dict}
+
+
+def model_key(model: str) -> str:
+    """The folder name of a model's vector set: readable, and unique per model name."""
+    return f"{slug(model)[:40]}-{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class VectorSet:
+    """One model's vectors of a film: what made them and what they cost (``vectors.json``)."""
+
+    model: str
+    dim: int
+    logit_scale: float = 100.0
+    logit_bias: float = 0.0
+    scoring: str = "softmax"  # softmax (CLIP) or sigmoid (SigLIP): the model's score -> probability
+    device: str | None = None  # where the model ran (cpu, cuda): which machine price applies
+    precision: str | None = None
+    frames: int = 0
+    indexing_seconds: float | None = None  # this model's share of the run's wall time
+    seconds_per_frame: float | None = None  # the model's own time per frame, measured
+    completed_at: float | None = None
+    format: int = SET_FORMAT
+
+    @classmethod
+    def load(cls, path: Path) -> VectorSet:
+        """Read a vectors.json; raises DamagedFilm naming what is wrong."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DamagedFilm(f"vectors.json is not readable JSON ({type(e).__name__})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str) or not isinstance(data.get("dim"), int):
+            raise DamagedFilm("vectors.json lacks its model or dimension")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
 @dataclass
@@ -95,7 +146,7 @@ class Manifest:
     name: str
     source: str
     fingerprint: str
-    model: str
+    model: str  # in a Film: the model it is seen through; "" in a format-2 manifest.json
     sampling: dict
     patches: dict | None
     dim: int = 0
@@ -113,6 +164,10 @@ class Manifest:
     device: str | None = None  # where the model ran (cpu, cuda): which machine price applies
     dialogue: dict | None = None  # origin, cue count and any warning of the film's subtitles
     format_version: int = FORMAT_VERSION
+    logit_bias: float = 0.0
+    scoring: str = "softmax"
+
+    SET_FIELDS = ("model", "dim", "logit_scale", "logit_bias", "scoring", "device", "indexing_seconds")
 
     @classmethod
     def imported(
@@ -132,14 +187,36 @@ class Manifest:
         )
 
     def key(self) -> dict:
-        """The inputs that determine the vectors: same key, same index."""
+        """The inputs that determine the frames: same key, same film (each model adds its set)."""
         return {
             "fingerprint": self.fingerprint,
-            "model": self.model,
             "sampling": self.sampling,
             "patches": self.patches,
-            "format_version": self.format_version,
+            "format_version": FORMAT_VERSION,
         }
+
+    def film_part(self) -> Manifest:
+        """This manifest without any model's fields: what a format-2 manifest.json holds."""
+        blank = Manifest("", "", "", "", "", {}, None)
+        return Manifest(**{**self.to_dict(), **{f: getattr(blank, f) for f in self.SET_FIELDS}})
+
+    def seen_through(self, vs: VectorSet) -> Manifest:
+        """This film's manifest carrying one vector set's model fields (what search code reads)."""
+        fields = {f: getattr(vs, f) for f in self.SET_FIELDS}
+        return Manifest(**{**self.to_dict(), **fields})
+
+    def vector_set(self) -> VectorSet:
+        """The model fields of a format-1 manifest as a vector set (what migration writes)."""
+        return VectorSet(
+            model=self.model,
+            dim=self.dim,
+            logit_scale=self.logit_scale,
+            device=self.device,
+            frames=self.frames,
+            indexing_seconds=self.indexing_seconds,
+            seconds_per_frame=(self.indexing_seconds / self.frames) if self.indexing_seconds and self.frames else None,
+            completed_at=self.completed_at,
+        )
 
     def key_hash(self) -> str:
         """Short hash of :meth:`key` (names a staging folder)."""
@@ -195,9 +272,24 @@ def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 def check_film(film_dir: Path, deep: bool = False) -> Manifest:
     """Verify that a film folder is complete and consistent; return its manifest or raise DamagedFilm.
 
-    Checks the manifest's fields, that every array has the shape the manifest says, that times
-    strictly increase, that the thumbnails cover every frame and that dialogue.json parses.
-    ``deep`` also reads every vector (finite, unit length): slower, for ``films --check``."""
+    Checks the manifest's fields, that times strictly increase, that the thumbnails cover every
+    frame, that dialogue.json parses, and that at least one vector set is sound (each set is
+    checked by :func:`check_set`; ``deep`` reads every vector: slower, for ``films --check``)."""
+    return check_record(film_dir, deep).manifest
+
+
+def check_record(film_dir: Path, deep: bool = False) -> FilmRecord:
+    """:func:`check_film`, giving the film's manifest and every set, sound or not."""
+    m = _check_frames(film_dir)
+    sets = film_sets(film_dir, m, deep)
+    if not any(isinstance(v, VectorSet) for _, v in sets.values()):
+        problems = "; ".join(f"{model or 'vectors'}: {v}" for model, (_, v) in sets.items())
+        raise DamagedFilm(problems or "it has no vector set")
+    return FilmRecord(m, sets)
+
+
+def _check_frames(film_dir: Path) -> Manifest:
+    """The film's own files (manifest, times, thumbnails, dialogue), without any vectors."""
     m = Manifest.load(film_dir / "manifest.json")
     if m.status != "complete":
         raise DamagedFilm(f"manifest status is {m.status!r}, not 'complete'")
@@ -205,12 +297,9 @@ def check_film(film_dir: Path, deep: bool = False) -> Manifest:
         m.sampling_settings()
     except (TypeError, ValueError) as e:
         raise DamagedFilm(f"manifest sampling is invalid ({e})") from None
-    n, dim = m.frames, m.dim
-    if not isinstance(n, int) or not isinstance(dim, int) or n <= 0 or dim <= 0:
-        raise DamagedFilm(f"manifest says {n!r} frames of dimension {dim!r}")
-    shape, dtype = _npy_shape(film_dir / "embeddings.npy")
-    if shape != (n, dim) or dtype != np.float32:
-        raise DamagedFilm(f"embeddings.npy is {shape} {dtype}, the manifest says ({n}, {dim}) float32")
+    n = m.frames
+    if not isinstance(n, int) or n <= 0:
+        raise DamagedFilm(f"manifest says {n!r} frames")
     shape, _ = _npy_shape(film_dir / "times.npy")
     if shape != (n,):
         raise DamagedFilm(f"times.npy holds {shape} times for {n} frames")
@@ -225,13 +314,51 @@ def check_film(film_dir: Path, deep: bool = False) -> Manifest:
     size = thumbs.stat().st_size if thumbs.is_file() else -1
     if offsets[0] != 0 or np.any(np.diff(offsets) < 0) or int(offsets[-1]) != size:
         raise DamagedFilm(f"thumbs.bin is {max(size, 0)} bytes, the offsets need {int(offsets[-1])}")
-    if m.patches_per_frame:
-        shape, _ = _npy_shape(film_dir / "patch_embeddings.npy")
-        if shape != (n * m.patches_per_frame, dim):
-            raise DamagedFilm(f"patch_embeddings.npy is {shape}, expected ({n * m.patches_per_frame}, {dim})")
     if (film_dir / "dialogue.json").exists():
         _read_dialogue(film_dir / "dialogue.json")
-    emb = np.load(film_dir / "embeddings.npy", mmap_mode="r")
+    return m
+
+
+def film_sets(film_dir: Path, m: Manifest, deep: bool = False) -> dict[str, tuple[Path, VectorSet | DamagedFilm]]:
+    """Every vector set of a film by model: its folder and its record, or what is wrong with it.
+
+    A format-1 film has one set, its top-level files, described by its manifest."""
+    if m.format_version < 2:
+        found = {m.model: (film_dir, m.vector_set())}
+    else:
+        found = {}
+        root = film_dir / "vectors"
+        for d in sorted(root.iterdir()) if root.is_dir() else []:
+            if not d.is_dir() or d.name.startswith("."):
+                continue
+            try:
+                vs = VectorSet.load(d / "vectors.json")
+            except DamagedFilm as e:
+                found[f"?{d.name}"] = (d, e)
+                continue
+            found[vs.model] = (d, vs)
+    for model, (d, vs) in found.items():
+        if isinstance(vs, VectorSet):
+            try:
+                check_set(d, vs, m.frames, m.patches_per_frame, deep)
+            except DamagedFilm as e:
+                found[model] = (d, e)
+    return found
+
+
+def check_set(set_dir: Path, vs: VectorSet, n: int, patches_per_frame: int, deep: bool = False) -> None:
+    """One vector set against its film: shapes, and finite unit vectors (sampled, or all if ``deep``)."""
+    dim = vs.dim
+    if not isinstance(dim, int) or dim <= 0:
+        raise DamagedFilm(f"vectors of dimension {dim!r}")
+    shape, dtype = _npy_shape(set_dir / "embeddings.npy")
+    if shape != (n, dim) or dtype != np.float32:
+        raise DamagedFilm(f"embeddings.npy is {shape} {dtype}, the manifest says ({n}, {dim}) float32")
+    if patches_per_frame:
+        shape, _ = _npy_shape(set_dir / "patch_embeddings.npy")
+        if shape != (n * patches_per_frame, dim):
+            raise DamagedFilm(f"patch_embeddings.npy is {shape}, expected ({n * patches_per_frame}, {dim})")
+    emb = np.load(set_dir / "embeddings.npy", mmap_mode="r")
     sample = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.int64))  # cheap: on every load
     for lo, block in ((0, emb[sample]),) if not deep else ((lo, emb[lo : lo + 65536]) for lo in range(0, n, 65536)):
         block = np.asarray(block, np.float32)
@@ -240,7 +367,6 @@ def check_film(film_dir: Path, deep: bool = False) -> Manifest:
             raise DamagedFilm(f"{where}embeddings.npy have non-finite values (near frame {lo})")
         if np.any(np.abs(np.linalg.norm(block, axis=1) - 1) > 1e-3):
             raise DamagedFilm(f"{where}embeddings.npy have vectors that are not unit length (near frame {lo})")
-    return m
 
 
 def _read_dialogue(path: Path):
@@ -252,24 +378,41 @@ def _read_dialogue(path: Path):
         raise DamagedFilm(f"dialogue.json is damaged ({type(e).__name__})") from None
 
 
-_checked: dict[Path, tuple[tuple, Manifest | DamagedFilm]] = {}
+@dataclass(frozen=True)
+class FilmRecord:
+    """A checked film: its manifest (no model's fields) and its sets, sound or not."""
+
+    manifest: Manifest
+    sets: dict[str, tuple[Path, VectorSet | DamagedFilm]]
+
+    def sound(self) -> dict[str, tuple[Path, VectorSet]]:
+        return {m: (d, v) for m, (d, v) in self.sets.items() if isinstance(v, VectorSet)}
+
+
+_checked: dict[Path, tuple[tuple, FilmRecord | DamagedFilm]] = {}
 
 
 def _stamp(film_dir: Path) -> tuple:
-    """Size and mtime of every file of a film: a re-check is needed only when one changes."""
+    """Size and mtime of every file of a film and of its sets: a re-check is needed only when one changes."""
     try:
-        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(film_dir)))
+        entries = [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(film_dir)]
+        sets = film_dir / "vectors"
+        if sets.is_dir():
+            for d in os.scandir(sets):
+                if d.is_dir():
+                    entries += [(f"{d.name}/{e.name}", e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(d)]
+        return tuple(sorted(entries))
     except OSError:
         return ()
 
 
-def checked_manifest(film_dir: Path) -> Manifest:
-    """:func:`check_film`, remembered until a file of the film changes (listings stay cheap)."""
+def checked_record(film_dir: Path) -> FilmRecord:
+    """:func:`check_film` with its sets, remembered until a file of the film changes (listings stay cheap)."""
     stamp = _stamp(film_dir)
     cached = _checked.get(film_dir)
     if cached is None or cached[0] != stamp:
         try:
-            result: Manifest | DamagedFilm = check_film(film_dir)
+            result: FilmRecord | DamagedFilm = check_record(film_dir)
         except DamagedFilm as e:
             result = e
         except OSError as e:
@@ -279,6 +422,22 @@ def checked_manifest(film_dir: Path) -> Manifest:
     if isinstance(cached[1], DamagedFilm):
         raise cached[1]
     return cached[1]
+
+
+def checked_manifest(film_dir: Path) -> Manifest:
+    """The film's manifest, checked (see :func:`checked_record`)."""
+    return checked_record(film_dir).manifest
+
+
+def preferred_model(sets: dict[str, VectorSet]) -> str:
+    """Which of a film's models it is seen through by default: the configured model if it has it,
+    else the first it was indexed with."""
+    from clip_search import config
+
+    default = config.model_id()
+    if default in sets:
+        return default
+    return min(sets, key=lambda m: (sets[m].completed_at or 0, m))
 
 
 class Thumbnails:
@@ -298,16 +457,57 @@ class Thumbnails:
             return f.read(end - start)
 
 
-class Film:
-    """A complete film in the library: its manifest and memory-mapped arrays."""
+class MissingVectors(FrameSearchError):
+    """A film that has no vectors of the model asked for (the message says how to add them)."""
 
-    def __init__(self, film_dir: Path, manifest: Manifest | None = None) -> None:
+
+def add_model_command(film_source: str, model: str) -> str:
+    """The command that adds ``model``'s vectors to an indexed film (what a missing set names)."""
+    import shlex
+
+    return f"python -m clip_search index {shlex.quote(film_source)} --model {shlex.quote(model)}"
+
+
+class Film:
+    """A complete film in the library seen through one of its models (``model``; default: the
+    configured model if the film has it, else the first it was indexed with).
+
+    ``manifest`` carries that model's fields (model, dim, logit scale, device, indexing time);
+    ``embeddings`` and ``patch_embeddings`` are that model's, memory-mapped; ``view`` gives the
+    same film through another model. Times, thumbnails and dialogue are the film's own."""
+
+    def __init__(self, film_dir: Path, record: FilmRecord | None = None, model: str | None = None) -> None:
         self.dir = film_dir
-        self.manifest = manifest or Manifest.load(film_dir / "manifest.json")
+        self.record = record or checked_record(film_dir)
+        sets = self.record.sound()
+        if not sets:
+            raise DamagedFilm(f"{film_dir.name} has no sound vector set")
+        self.model = model if model is not None else preferred_model({m: v for m, (_, v) in sets.items()})
+        if self.model not in sets:
+            name = self.record.manifest.name
+            raise MissingVectors(
+                f"{name} has no {self.model} vectors; add them with: "
+                f"{add_model_command(self.record.manifest.source, self.model)}"
+            )
+        self.set_dir, self.vector_set = sets[self.model]
+        self.manifest = self.record.manifest.seen_through(self.vector_set)
         self._embeddings: np.ndarray | None = None
         self._times: np.ndarray | None = None
         self._patches: np.ndarray | None = None
         self._thumbs: Thumbnails | None = None
+
+    @property
+    def models(self) -> list[str]:
+        """Every model this film has sound vectors of, the first indexed first."""
+        sets = self.record.sound()
+        return sorted(sets, key=lambda m: (sets[m][1].completed_at or 0, m))
+
+    def has(self, model: str) -> bool:
+        return model in self.record.sound()
+
+    def view(self, model: str) -> Film:
+        """This film seen through ``model`` (MissingVectors, naming the command, if it has none)."""
+        return self if model == self.model else Film(self.dir, self.record, model)
 
     @property
     def id(self) -> str:
@@ -318,15 +518,16 @@ class Film:
         return self.manifest.name
 
     @property
-    def version(self) -> tuple[str, float | None]:
-        """Changes whenever the film is re-indexed: a key for caches of anything derived from it."""
-        return str(self.dir), self.manifest.completed_at
+    def version(self) -> tuple[str, float | None, str, float | None]:
+        """Changes whenever the film or this model's set is re-indexed: a key for caches of anything
+        derived from it."""
+        return str(self.dir), self.manifest.completed_at, self.model, self.vector_set.completed_at
 
     @property
     def embeddings(self) -> np.ndarray:
-        """(N, D) float32 unit vectors, memory-mapped."""
+        """(N, D) float32 unit vectors of this model, memory-mapped."""
         if self._embeddings is None:
-            self._embeddings = np.load(self.dir / "embeddings.npy", mmap_mode="r")
+            self._embeddings = np.load(self.set_dir / "embeddings.npy", mmap_mode="r")
         return self._embeddings
 
     @property
@@ -342,7 +543,7 @@ class Film:
         if not self.manifest.patches_per_frame:
             return None
         if self._patches is None:
-            self._patches = np.load(self.dir / "patch_embeddings.npy", mmap_mode="r")
+            self._patches = np.load(self.set_dir / "patch_embeddings.npy", mmap_mode="r")
         return self._patches
 
     def thumbnail(self, i: int) -> bytes:
@@ -403,6 +604,7 @@ class Library:
         self.uploads_dir = self.root / "uploads"
         self.locks_dir = self.root / "locks"
         self._recover()
+        self.migrate()
 
     def _recover(self) -> None:
         """A crash between the two renames of a swap leaves the previous index as <id>.old.
@@ -423,6 +625,30 @@ class Library:
             except (FilmBusy, OSError):
                 continue
 
+    def migrate(self) -> int:
+        """Move format-1 films (one model's vectors at the top level) to vector sets, in place,
+        without re-encoding; returns how many were migrated. Each film is migrated under its lock
+        in three atomic steps (hard-link the vectors into their set and rename it in, replace the
+        manifest, remove the old names), so an interrupted run leaves the old layout readable and
+        the next open finishes it. A film busy in another process, or a read-only library, is left
+        as it is: format 1 is still read."""
+        if not self.films_dir.is_dir():
+            return 0
+        from clip_search.store import FilmBusy, film_lock, migrate_film
+
+        done = 0
+        for d in self._folders():
+            try:
+                data = json.loads((d / "manifest.json").read_text())
+                stale = data.get("format_version", 1) < 2 or (d / "embeddings.npy").exists()
+                if not stale or data.get("status") != "complete":
+                    continue
+                with film_lock(self, d.name, wait=0):
+                    done += migrate_film(d)
+            except (FilmBusy, OSError, ValueError, AttributeError, DamagedFilm):
+                continue
+        return done
+
     def film_dir(self, film_id: str) -> Path:
         return self.films_dir / film_id
 
@@ -435,31 +661,65 @@ class Library:
         return sorted(d for d in self.films_dir.iterdir() if d.is_dir() and not d.name.endswith(".old"))
 
     def scan(self) -> tuple[list[Film], list[Damaged]]:
-        """Healthy films (by name) and damaged ones (by id, with the problem)."""
+        """Healthy films (by name) and damaged ones (by id, with the problem); a damaged vector set
+        of a film that has others is listed as ``<id> [<model>]``, its film stays usable."""
         films, damaged = [], []
         for d in self._folders():
             try:
-                films.append(Film(d, checked_manifest(d)))
+                record = checked_record(d)
+                films.append(Film(d, record))
             except DamagedFilm as e:
                 damaged.append(Damaged(d.name, d, str(e)))
+                continue
+            for model, (set_dir, vs) in record.sets.items():
+                if isinstance(vs, DamagedFilm):
+                    damaged.append(Damaged(f"{d.name} [{model.lstrip('?')}]", set_dir, str(vs)))
         return sorted(films, key=lambda f: (f.name, f.id)), damaged
 
-    def films(self) -> list[Film]:
-        """All complete, healthy films, by name (damaged ones are in :meth:`damaged`)."""
-        return self.scan()[0]
+    def films(self, model: str | None = None) -> list[Film]:
+        """All complete, healthy films, by name (damaged ones are in :meth:`damaged`); with
+        ``model``, those that have its vectors, seen through it."""
+        films = self.scan()[0]
+        return films if model is None else [f.view(model) for f in films if f.has(model)]
 
     def damaged(self) -> list[Damaged]:
-        """Film folders that fail :func:`check_film`, with what is wrong."""
+        """Film folders (and vector sets) that fail their checks, with what is wrong."""
         return self.scan()[1]
 
-    def get(self, film_id: str) -> Film | None:
-        """The complete, healthy film with this id, or None."""
+    def models(self, films: list[Film] | None = None) -> list[str]:
+        """Every model the films (default: the library's) have vectors of, the default first."""
+        films = self.films() if films is None else films
+        counts: dict[str, int] = {}
+        for f in films:
+            for m in f.models:
+                counts[m] = counts.get(m, 0) + 1
+        default = self.default_model(films)
+        return sorted(counts, key=lambda m: (m != default, -counts[m], m))
+
+    def default_model(self, films: list[Film] | None = None) -> str:
+        """The library's default model (the engine named ``clip``): the configured model if any
+        film has it, else the model most films have, else the configured model."""
+        from clip_search import config
+
+        films = self.films() if films is None else films
+        configured = config.model_id()
+        counts: dict[str, int] = {}
+        for f in films:
+            for m in f.models:
+                counts[m] = counts.get(m, 0) + 1
+        if configured in counts or not counts:
+            return configured
+        return min(counts, key=lambda m: (-counts[m], m))
+
+    def get(self, film_id: str, model: str | None = None) -> Film | None:
+        """The complete, healthy film with this id (seen through ``model`` if given and it has
+        it), or None."""
         d = self.film_dir(film_id)
         if not d.is_dir():
             return None
         try:
-            return Film(d, checked_manifest(d))
-        except DamagedFilm:
+            return Film(d, checked_record(d), model)
+        except (DamagedFilm, MissingVectors):
             return None
 
     def find(self, ref: str) -> list[Film]:
@@ -522,16 +782,20 @@ class Library:
             shutil.rmtree(path.parent, ignore_errors=True)
 
     def model_for(self, films: list[Film], override: str | None = None) -> str:
-        """The one rule for which CLIP model searches ``films``: an explicit choice, else the model
-        they were all indexed with, else the configured default; several models is an error."""
+        """The one rule for which model searches ``films``: an explicit choice, else the library's
+        default model (:meth:`default_model`)."""
         from clip_search import config
 
-        if override:
-            return config.model_id(override)
-        models = sorted({f.manifest.model for f in films})
-        if len(models) > 1:
-            raise FrameSearchError(
-                f"These films were indexed with different models ({', '.join(models)}); "
-                "choose films of one model, or name the model."
-            )
-        return models[0] if models else config.model_id()
+        return config.model_id(override) if override else self.default_model(films or None)
+
+    @staticmethod
+    def through(films: list[Film], model: str) -> tuple[list[Film], list[str]]:
+        """``films`` seen through ``model``, and one line for each film that lacks its vectors
+        (naming the command that adds them): never hidden silently."""
+        have = [f.view(model) for f in films if f.has(model)]
+        missing = [
+            f"{f.name} has no {model} vectors; add them with: {add_model_command(f.manifest.source, model)}"
+            for f in films
+            if not f.has(model)
+        ]
+        return have, missing

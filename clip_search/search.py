@@ -24,7 +24,7 @@ MAX_IMAGE_PIXELS = 40_000_000  # a query image larger than this is refused befor
 ANN_WINDOW = 256  # in archive mode a hit's moment and softmax use the frames this close to it
 
 if TYPE_CHECKING:  # torch is imported only when a model is really needed
-    from clip_search.model import ClipEncoder
+    from clip_search.encoders import DualEncoder
 
 
 @dataclass
@@ -37,7 +37,7 @@ class QueryVector:
 
 
 def build_query(
-    encoder: ClipEncoder,
+    encoder: DualEncoder,
     text: str | None = None,
     negative: str | None = None,
     image: str | Path | np.ndarray | None = None,

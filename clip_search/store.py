@@ -1,19 +1,24 @@
 """The one writer of the film format: a per-film lock, staged chunks, merge, verify, publish.
 
-Every way a film enters a library (indexing, the Ray indexer, imports of vectors made elsewhere)
-goes through :class:`StagedFilm`, so the rules live in one place:
+Every way a film or a model's vectors enter a library (indexing, adding a model to an indexed
+film, the Ray indexer, imports of vectors made elsewhere, the format-1 migration) goes through
+:class:`StagedFilm` or :func:`migrate_film`, so the rules live in one place:
 
 - one writer per film, across processes: ``film_lock`` (``filelock``) guards staging and publish;
   a second process waits, or is told the film is being indexed by another process;
 - chunks are written atomically into ``staging/<id>-<key>/parts`` (the resume granularity), each
   with strictly increasing times;
 - ``publish`` merges the chunks, verifies the result against its manifest (``check_film``), and
-  only then makes it the live film in one rename, so no partial or inconsistent film is ever seen.
+  only then makes it the live film in one rename, so no partial or inconsistent film is ever seen;
+- a model added to a live film is staged the same way (its chunks must carry exactly the film's
+  frame times), verified against the film, and renamed into ``vectors/`` one set at a time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -31,8 +36,11 @@ from clip_search.library import (
     Film,
     Library,
     Manifest,
+    VectorSet,
     atomic_write_json,
     check_film,
+    check_set,
+    model_key,
 )
 
 
@@ -71,15 +79,31 @@ def film_lock(
 
 
 class StagedFilm:
-    """A film being written under its lock: chunks in staging, then one verified publish.
+    """A film, or new vector sets of a live film, being written under the film's lock: chunks in
+    staging, then one verified publish.
 
-    Create it inside ``film_lock``. A staging folder left by an interrupted run with the same key is
-    resumed; one with another key (other settings, older file) can never be resumed and is removed."""
+    ``sets`` are the models whose vectors each chunk carries, in order. With ``film`` (a live
+    film), only those sets are written: chunks carry the film's own frame times and no thumbnails,
+    and ``publish`` renames each verified set into the film. Create it inside ``film_lock``. A
+    staging folder left by an interrupted run with the same key is resumed; one with another key
+    (other settings, older file) can never be resumed and is removed."""
 
-    def __init__(self, library: Library, manifest: Manifest, segmented: bool = False) -> None:
+    def __init__(
+        self,
+        library: Library,
+        manifest: Manifest,
+        sets: Sequence[VectorSet],
+        segmented: bool = False,
+        film: Film | None = None,
+    ) -> None:
+        if not sets:
+            raise ValueError("a staged film needs at least one vector set")
         self.library = library
         self.manifest = manifest
-        self.dir = library.staging_for(manifest)
+        self.sets = list(sets)
+        self.film = film
+        models = hashlib.sha1("\n".join(v.model for v in self.sets).encode()).hexdigest()[:8]
+        self.dir = library.staging_dir / f"{manifest.id}-{manifest.key_hash()}-{models}{'-v' if film else ''}"
         self.parts = self.dir / "parts"
         self.segmented = segmented  # whole segments written in any order (the Ray indexer), not a sequence
         self._drop_stale()
@@ -92,7 +116,7 @@ class StagedFilm:
                 manifest.started_at = Manifest.load(previous).started_at
             except DamagedFilm:
                 pass
-        atomic_write_json(previous, manifest.to_dict())
+        atomic_write_json(previous, manifest.film_part().to_dict())
         self.frames, self.last_time = self._summary()
 
     def _drop_stale(self) -> None:
@@ -100,7 +124,9 @@ class StagedFilm:
             return
         film_id = self.manifest.id
         for d in self.library.staging_dir.glob(f"{film_id}-*"):
-            if d != self.dir and d.name[len(film_id) + 1 :].isalnum():
+            if d != self.dir and re.fullmatch(r"[0-9a-f]{10}(-[0-9a-f]{8}(-v)?)?", d.name[len(film_id) + 1 :]):
+                if d.name.endswith("-v") != bool(self.film):
+                    continue  # a film being written and a model being added are different work
                 shutil.rmtree(d, ignore_errors=True)
 
     def _paths(self) -> list[Path]:
@@ -111,28 +137,36 @@ class StagedFilm:
         one is dropped and made again)."""
         done = set()
         for p in self.parts.glob("seg-*.npz"):
-            if _chunk_times(p) is None:
+            if _chunk_times(p, len(self.sets)) is None:
                 p.unlink(missing_ok=True)
             else:
                 done.add(int(p.stem.split("-")[1]))
         return done
 
-    def write_segment(self, k: int, embeddings: np.ndarray, times: Sequence[float], thumbs: Sequence[bytes]) -> None:
+    def write_segment(
+        self, k: int, embeddings: np.ndarray | Sequence[np.ndarray], times: Sequence[float], thumbs: Sequence[bytes]
+    ) -> None:
         """Write segment ``k`` whole and atomically (frames in time order); publish checks the joins."""
         order = np.argsort(np.asarray(times, np.float64), kind="stable")
         self._write(
             self.parts / f"seg-{k:06d}.npz",
-            np.asarray(embeddings, np.float32)[order],
+            [np.asarray(e, np.float32)[order] for e in self._per_set(embeddings)],
             np.asarray(times, np.float64)[order],
-            [thumbs[i] for i in order],
+            [thumbs[i] for i in order] if thumbs else [],
             None,
         )
+
+    def _per_set(self, arrays) -> list[np.ndarray]:
+        arrays = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+        if len(arrays) != len(self.sets):
+            raise ValueError(f"a chunk needs vectors of each of its {len(self.sets)} models")
+        return arrays
 
     def _summary(self) -> tuple[int, float | None]:
         """(frames stored, time of the last stored frame); a damaged chunk and all after it are dropped."""
         n, last = 0, None
         for i, p in enumerate(paths := self._paths()):
-            t = _chunk_times(p)
+            t = _chunk_times(p, len(self.sets))
             if t is None:  # torn (a filesystem that did not honour the rename): encoded again
                 for bad in paths[i:]:
                     bad.unlink(missing_ok=True)
@@ -144,97 +178,133 @@ class StagedFilm:
 
     def write_chunk(
         self,
-        embeddings: np.ndarray,
+        embeddings: np.ndarray | Sequence[np.ndarray],
         times: Sequence[float],
         thumbs: Sequence[bytes],
-        patches: np.ndarray | None = None,
+        patches: np.ndarray | Sequence[np.ndarray] | None = None,
     ) -> None:
-        """Append one chunk atomically. Times must continue strictly after those already stored."""
+        """Append one chunk atomically: per model, one vector per frame (a single array for one
+        model). Times must continue strictly after those already stored; when adding models to a
+        live film they must be exactly the film's next frame times."""
         times = np.asarray(times, np.float64)
         if not len(times):
             return
         if np.any(np.diff(times) <= 0) or (self.last_time is not None and times[0] <= self.last_time):
             raise ValueError("chunk times must strictly increase after the frames already stored")
-        if not len(embeddings) == len(times) == len(thumbs):
+        embeddings = self._per_set(embeddings)
+        if any(len(e) != len(times) for e in embeddings) or (self.film is None and len(thumbs) != len(times)):
             raise ValueError("a chunk needs one vector, time and thumbnail per frame")
+        if self.film is not None:
+            expected = self.film.times[self.frames : self.frames + len(times)]
+            if len(expected) != len(times) or not np.allclose(expected, times, rtol=0, atol=1e-6):
+                raise ValueError(f"{self.film.name}: the frames decoded again are not the film's own frames")
+        patches = None if patches is None else self._per_set(patches)
         self._write(self.parts / f"part-{len(self._paths()):06d}.npz", embeddings, times, thumbs, patches)
         self.frames += len(times)
         self.last_time = float(times[-1])
 
-    def _write(self, target: Path, embeddings, times: np.ndarray, thumbs, patches) -> None:
+    def _write(self, target: Path, embeddings: list, times: np.ndarray, thumbs, patches: list | None) -> None:
         if len(times) > 1 and np.any(np.diff(times) <= 0):
             raise ValueError("chunk times must strictly increase")
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
         arrays = {
-            "embeddings": np.asarray(embeddings, np.float32),
             "times": times,
             "thumbs": np.frombuffer(b"".join(thumbs), np.uint8),
             "thumb_lens": np.asarray([len(t) for t in thumbs], np.int64),
         }
-        if patches is not None:
-            arrays["patch_embeddings"] = np.asarray(patches, np.float32)
+        for i, e in enumerate(embeddings):
+            arrays[f"embeddings_{i}"] = np.asarray(e, np.float32)
+        for i, p in enumerate(patches or []):
+            arrays[f"patch_embeddings_{i}"] = np.asarray(p, np.float32)
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
 
-    def _merge(self, dim: int, patches_per_frame: int) -> int:
-        """Concatenate all chunks into the film's final arrays, streaming (never all in RAM)."""
+    def _set_dir(self, vs: VectorSet) -> Path:
+        return self.dir / "vectors" / model_key(vs.model)
+
+    def _merge(self, patches_per_frame: int) -> np.ndarray:
+        """Concatenate all chunks into the final arrays, streaming (never all in RAM); the times."""
         paths = self._paths()
         sizes = []
         for p in paths:
             with np.load(p) as z:
                 sizes.append(len(z["times"]))
         n = sum(sizes)
-        emb = np.lib.format.open_memmap(self.dir / "embeddings.npy", mode="w+", dtype=np.float32, shape=(n, dim))
+        embs, pems = [], []
+        for vs in self.sets:
+            d = self._set_dir(vs)
+            d.mkdir(parents=True, exist_ok=True)
+            embs.append(_new_npy(d / "embeddings.npy", (n, vs.dim)))
+            if patches_per_frame:
+                pems.append(_new_npy(d / "patch_embeddings.npy", (n * patches_per_frame, vs.dim)))
         times = np.empty(n, np.float64)
         offsets = np.zeros(n + 1, np.int64)
-        pem = None
-        if patches_per_frame:
-            pem = np.lib.format.open_memmap(
-                self.dir / "patch_embeddings.npy", mode="w+", dtype=np.float32, shape=(n * patches_per_frame, dim)
-            )
         pos = 0
-        with open(self.dir / "thumbs.bin", "wb") as thumbs:
+        with open(self.dir / "thumbs.bin", "wb") if self.film is None else _nowhere() as thumbs:
             for p, k in zip(paths, sizes, strict=True):
                 with np.load(p) as z:
-                    emb[pos : pos + k] = z["embeddings"]
+                    for i, emb in enumerate(embs):
+                        emb[pos : pos + k] = z[f"embeddings_{i}"]
+                    for i, pem in enumerate(pems):
+                        pem[pos * patches_per_frame : (pos + k) * patches_per_frame] = z[f"patch_embeddings_{i}"]
                     times[pos : pos + k] = z["times"]
-                    offsets[pos + 1 : pos + k + 1] = offsets[pos] + np.cumsum(z["thumb_lens"])
-                    thumbs.write(z["thumbs"].tobytes())
-                    if pem is not None:
-                        pem[pos * patches_per_frame : (pos + k) * patches_per_frame] = z["patch_embeddings"]
+                    if self.film is None:
+                        offsets[pos + 1 : pos + k + 1] = offsets[pos] + np.cumsum(z["thumb_lens"])
+                        thumbs.write(z["thumbs"].tobytes())
                 pos += k
-            thumbs.flush()
-            os.fsync(thumbs.fileno())
-        emb.flush()
-        del emb
-        if pem is not None:
-            pem.flush()
-            del pem
-        np.save(self.dir / "times.npy", times)
-        np.save(self.dir / "thumb_offsets.npy", offsets)
-        return n
+            if self.film is None:
+                thumbs.flush()
+                os.fsync(thumbs.fileno())
+        for arr in embs + pems:
+            arr.flush()
+        del embs, pems
+        if self.film is None:
+            np.save(self.dir / "times.npy", times)
+            np.save(self.dir / "thumb_offsets.npy", offsets)
+        return times
 
-    def publish(self, dialogue=None, indexing_seconds: float | None = None) -> Film:
-        """Merge, write the final manifest, verify everything against it, then swap it in atomically.
+    def publish(
+        self,
+        dialogue=None,
+        indexing_seconds: float | None = None,
+        model_seconds: Sequence[float] | None = None,
+    ) -> Film:
+        """Merge, write the manifests, verify everything against them, then swap it in atomically.
 
-        Raises DamagedFilm (and removes the staging folder) if the merged film is inconsistent."""
+        ``model_seconds``: each model's own encoding time (its time per frame and its share of the
+        run's wall time ``indexing_seconds``). Raises DamagedFilm (and removes the staging folder)
+        if the merged result is inconsistent."""
         m = self.manifest
-        if dialogue is not None:
+        if self.film is None and dialogue is not None:
             atomic_write_json(self.dir / "dialogue.json", dialogue.to_dict())
             m.dialogue = {"origin": dialogue.origin, "cues": len(dialogue.cues), "warning": dialogue.warning}
-        m.frames = self._merge(m.dim, m.patches_per_frame)
+        times = self._merge(m.patches_per_frame)
+        n = len(times)
+        now = time.time()
+        share = model_seconds if model_seconds and sum(model_seconds) > 0 else [1.0] * len(self.sets)
+        for vs, own in zip(self.sets, share, strict=True):
+            vs.frames, vs.completed_at = n, now
+            if indexing_seconds is not None:
+                vs.indexing_seconds = round(indexing_seconds * own / sum(share), 3)
+            if model_seconds and n:
+                vs.seconds_per_frame = own / n
+            atomic_write_json(self._set_dir(vs) / "vectors.json", vs.to_dict())
+        if self.film is not None:
+            return self._publish_sets(times)
+        m.frames = n
         if not m.duration and m.frames:  # a raw stream's header has no duration: the last frame's end
-            times = np.load(self.dir / "times.npy")
             m.duration = float(times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1.0))
         m.status = "complete"
-        m.completed_at = time.time()
+        m.completed_at = now
         m.indexing_seconds = indexing_seconds
-        atomic_write_json(self.dir / "manifest.json", m.to_dict())
+        atomic_write_json(self.dir / "manifest.json", m.film_part().to_dict())
         try:
             check_film(self.dir)
+            for vs in self.sets:
+                check_set(self._set_dir(vs), vs, m.frames, m.patches_per_frame)
         except DamagedFilm as e:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise DamagedFilm(f"{m.name}: the index came out inconsistent and was not published ({e})") from None
@@ -247,16 +317,88 @@ class StagedFilm:
             os.replace(live, old)
         os.replace(self.dir, live)
         shutil.rmtree(old, ignore_errors=True)
-        return Film(live)
+        return Film(live, model=self.sets[0].model)
+
+    def _publish_sets(self, times: np.ndarray) -> Film:
+        """Verify each new set against the live film, then rename it into the film's vectors/."""
+        film, n = self.film, len(times)
+        try:
+            if n != film.manifest.frames or not np.allclose(times, film.times, rtol=0, atol=1e-6):
+                raise DamagedFilm(f"{n} frames were encoded at other times than the film's {film.manifest.frames}")
+            for vs in self.sets:
+                check_set(self._set_dir(vs), vs, n, film.manifest.patches_per_frame)
+        except DamagedFilm as e:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise DamagedFilm(f"{film.name}: the new vectors came out inconsistent and were not added ({e})") from None
+        root = film.dir / "vectors"
+        root.mkdir(exist_ok=True)
+        for vs in self.sets:
+            live = root / model_key(vs.model)
+            old = root / f".{live.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            if live.exists():
+                os.replace(live, old)
+            os.replace(self._set_dir(vs), live)
+            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return Film(film.dir, model=self.sets[0].model)
 
 
-def _chunk_times(path: Path) -> np.ndarray | None:
+def _new_npy(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+
+
+@contextmanager
+def _nowhere():
+    yield None
+
+
+def migrate_film(film_dir: Path) -> int:
+    """Move one format-1 film's vectors into its model's set, in place, without re-encoding (call
+    under the film's lock). Returns 1 when it migrated the film, 0 when there was nothing to do.
+
+    Three atomic steps: the vector files are hard-linked into a set folder renamed into
+    ``vectors/``; the manifest is replaced by the format-2 one; the old names are removed. Until
+    the second step the format-1 layout is whole."""
+    m = Manifest.load(film_dir / "manifest.json")
+    old_names = ("embeddings.npy", "patch_embeddings.npy")
+    if m.format_version >= 2:
+        for name in old_names:  # an interrupted migration's last step
+            (film_dir / name).unlink(missing_ok=True)
+        return 0
+    vs = m.vector_set()
+    root = film_dir / "vectors"
+    target = root / model_key(m.model)
+    if not target.is_dir():
+        tmp = root / f".{target.name}.migrating"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in old_names:
+            if (film_dir / name).exists():
+                try:
+                    os.link(film_dir / name, tmp / name)
+                except OSError:  # a filesystem without hard links: a copy
+                    shutil.copy2(film_dir / name, tmp / name)
+        atomic_write_json(tmp / "vectors.json", vs.to_dict())
+        os.replace(tmp, target)
+    check_set(target, vs, m.frames, m.patches_per_frame)
+    new = m.film_part()
+    new.format_version = 2
+    atomic_write_json(film_dir / "manifest.json", new.to_dict())
+    for name in old_names:
+        (film_dir / name).unlink(missing_ok=True)
+    return 1
+
+
+def _chunk_times(path: Path, sets: int = 1) -> np.ndarray | None:
     """A staged chunk's times when every array of it reads back whole, else None (torn or junk)."""
     try:
         with np.load(path) as z:
             arrays = {k: np.asarray(z[k]) for k in z.files}
         times = arrays["times"]
-        if len(arrays["embeddings"]) != len(times) or len(arrays["thumb_lens"]) != len(times):
+        if any(len(arrays[f"embeddings_{i}"]) != len(times) for i in range(sets)):
+            return None
+        if len(arrays["thumb_lens"]) not in (0, len(times)):
             return None
         return times
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
@@ -297,7 +439,7 @@ def import_vectors(
     if np.any(off):
         emb = emb.copy()
         emb[off] /= norms[off, None]
-    same_model = {f.manifest.dim for f in library.films() if f.manifest.model == manifest.model}
+    same_model = {f.manifest.dim for f in library.films(manifest.model)}
     if same_model and int(emb.shape[1]) not in same_model:
         raise FrameSearchError(
             f"{manifest.name}: vectors of {emb.shape[1]} dimensions, but the library's {manifest.model} films have "
@@ -314,7 +456,10 @@ def import_vectors(
                 f"{manifest.name}: the library already has a film with id {manifest.id}{named}; nothing was "
                 "imported. Choose another name (an import never replaces a film)."
             )
-        staged = StagedFilm(library, manifest)
+        vs = VectorSet(
+            manifest.model, manifest.dim, manifest.logit_scale, manifest.logit_bias, manifest.scoring, manifest.device
+        )
+        staged = StagedFilm(library, manifest, [vs])
         for p in staged._paths():  # an import replaces any earlier partial import wholesale
             p.unlink()
         staged.frames, staged.last_time = 0, None

@@ -126,8 +126,8 @@ def _encoder_for(library: Library, names: list[str], films: list[Film], model: s
     """Load CLIP only if an engine needs it; a load failure makes those engines unavailable."""
     if not any(n in CLIP_ENGINES for n in names):
         return None
+    from clip_search.encoders import load_encoder
     from clip_search.errors import ModelLoadError
-    from clip_search.model import load_encoder
 
     try:
         return load_encoder(library.model_for(films, model))

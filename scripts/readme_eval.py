@@ -42,8 +42,9 @@ def machine() -> str:
 
 def section(work: Path) -> str:
     """The README section, measured now."""
+    from clip_search.encoders import load_encoder
+    from clip_search.encoders.random import build_random_clip
     from clip_search.library import Library
-    from clip_search.model import build_random_clip, load_encoder
     from comparisons import report
     from comparisons.engines import make_engine
     from comparisons.evaluate import evaluate, load_query_set

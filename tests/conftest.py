@@ -44,14 +44,14 @@ if not BUNNY.is_file():
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory) -> Path:
     """A small random CLIP saved with save_pretrained, with the real tokenizer and preprocessing."""
-    from clip_search.model import build_random_clip
+    from clip_search.encoders.random import build_random_clip
 
     return build_random_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 @pytest.fixture(scope="session")
 def encoder(tiny_clip_dir):
-    from clip_search.model import load_encoder
+    from clip_search.encoders import load_encoder
 
     return load_encoder(str(tiny_clip_dir), "cpu", "fp32")  # the reference path; bf16 is tested on its own
 

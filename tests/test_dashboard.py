@@ -284,8 +284,8 @@ def test_evaluate_tab_indexes_and_tags_the_example_films_it_lacks(monkeypatch, t
     monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
     monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path / "lib"))
     lib = Library(tmp_path / "lib")
+    from clip_search.encoders import load_encoder
     from clip_search.indexer import index_film
-    from clip_search.model import load_encoder
 
     index_film(FLOWER, lib, load_encoder(str(tiny_clip_dir), "cpu"))  # one film indexed, neither tagged
     at = AppTest.from_file(APP, default_timeout=300).run()
@@ -413,8 +413,8 @@ def _everything_shown(at) -> list[str]:
 
 
 def test_text_from_films_subtitles_tags_and_links_is_shown_as_text_everywhere(monkeypatch, tiny_clip_dir, tmp_path):
+    from clip_search.encoders import load_encoder
     from clip_search.indexer import index_film
-    from clip_search.model import load_encoder
     from comparisons.tag_store import TagStore
     from comparisons.taggers import Tag
 

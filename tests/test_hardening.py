@@ -508,10 +508,10 @@ def test_vectors_damaged_in_place_are_never_served(tmp_path, capsys):
     film = import_vectors(lib, Manifest.imported("reel", "m", 1000.0), emb, np.arange(1000.0))
     sampled = set(np.linspace(0, 999, SAMPLED_ROWS).astype(int))
     bad_nan, bad_big = [i for i in range(1, 40) if i not in sampled][:2]  # rows the cheap check does not read
-    vectors = np.load(film.dir / "embeddings.npy")
+    vectors = np.load(film.set_dir / "embeddings.npy")
     vectors[bad_nan] = np.nan
     vectors[bad_big] = vectors[bad_big] * 50  # its "cosine" would be about 50
-    np.save(film.dir / "embeddings.npy", vectors)
+    np.save(film.set_dir / "embeddings.npy", vectors)
     (film,) = Library(lib.root).films()  # still loads: the damage lies between the sampled rows
     hits = Searcher([film]).search(QueryVector(q, "q"), top_k=20, gap=0)
     assert len(hits) == 20 and {h.frame for h in hits}.isdisjoint({bad_nan, bad_big})
@@ -525,7 +525,7 @@ def test_index_rebuilds_a_film_that_the_full_check_rejects(flower_library, encod
     from tests.conftest import FLOWER
 
     film = flower_library.films()[0]
-    path = film.dir / "embeddings.npy"
+    path = film.set_dir / "embeddings.npy"
     emb = np.load(path)
     emb[2] = np.nan
     np.save(path, emb)
@@ -537,7 +537,7 @@ def test_a_film_whose_vectors_were_all_scaled_is_named_on_load(flower_library, c
     from clip_search.cli import main
 
     film = flower_library.films()[0]
-    path = film.dir / "embeddings.npy"
+    path = film.set_dir / "embeddings.npy"
     np.save(path, np.load(path) * 50)
     assert not Library(flower_library.root).films()  # the cheap check on load catches it
     assert main(["films", "--library", str(flower_library.root)]) in (0, 1)

@@ -39,9 +39,11 @@ def test_index_stores_vectors_times_thumbnails_and_manifest(tmp_path, encoder):
     lib = Library(tmp_path)
     film = index_film(BUNNY, lib, encoder).film
     m = json.loads((film.dir / "manifest.json").read_text())  # readable without the app
-    assert m["status"] == "complete" and m["frames"] == 30 and m["model"] == encoder.model_id
+    assert m["status"] == "complete" and m["frames"] == 30 and m["format_version"] == 2
     assert m["sampling"] == {"mode": "fps", "fps": 1.0} and m["source"] == str(BUNNY.resolve())
-    emb = np.load(film.dir / "embeddings.npy")
+    (vs,) = (film.dir / "vectors").iterdir()  # the model's own vector set
+    assert json.loads((vs / "vectors.json").read_text())["model"] == encoder.model_id
+    emb = np.load(vs / "embeddings.npy")
     assert emb.shape == (30, encoder.dim) and emb.dtype == np.float32
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert np.load(film.dir / "times.npy").tolist() == [float(i) for i in range(30)]

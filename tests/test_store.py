@@ -14,7 +14,7 @@ import pytest
 
 from clip_search.cli import main
 from clip_search.indexer import index_film, make_thumbnail
-from clip_search.library import DamagedFilm, Library, Manifest, check_film
+from clip_search.library import DamagedFilm, Library, Manifest, VectorSet, check_film
 from clip_search.store import FilmBusy, StagedFilm, film_lock, import_vectors
 from tests.conftest import BUNNY, FLOWER, TEARS
 
@@ -42,15 +42,21 @@ def _write(path, data: bytes | str) -> None:
     path.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
+def _set(d):
+    """The folder of a film's only vector set."""
+    (only,) = (d / "vectors").iterdir()
+    return only
+
+
 DAMAGE = {
-    "embeddings deleted": lambda d: (d / "embeddings.npy").unlink(),
+    "embeddings deleted": lambda d: (_set(d) / "embeddings.npy").unlink(),
     "times truncated": lambda d: _write(d / "times.npy", (d / "times.npy").read_bytes()[:100]),
     "thumbnails deleted": lambda d: (d / "thumbs.bin").unlink(),
     "manifest not JSON": lambda d: _write(d / "manifest.json", "{not json"),
     "manifest is []": lambda d: _write(d / "manifest.json", "[]"),
     "manifest lacks fields": lambda d: _write(
         d / "manifest.json",
-        json.dumps({k: v for k, v in json.loads((d / "manifest.json").read_text()).items() if k != "model"}),
+        json.dumps({k: v for k, v in json.loads((d / "manifest.json").read_text()).items() if k != "fingerprint"}),
     ),
     "dialogue.json corrupt": lambda d: _write(d / "dialogue.json", "{{{"),
     "times not increasing": lambda d: np.save(d / "times.npy", np.zeros(20)),
@@ -118,18 +124,19 @@ def test_deep_check_finds_vectors_that_are_not_unit_length(three_films):
     from clip_search.library import SAMPLED_ROWS
 
     d = three_films.film_dir("alpha")
-    emb = np.load(d / "embeddings.npy")
+    v = _set(d)
+    emb = np.load(v / "embeddings.npy")
     n = len(emb)
     sampled = set(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(int))
     unsampled = [i for i in range(n) if i not in sampled]
     if unsampled:  # between the rows the quick check reads: only the deep check sees it
         emb[unsampled[0]] *= 7
-        np.save(d / "embeddings.npy", emb)
+        np.save(v / "embeddings.npy", emb)
         check_film(d)
         with pytest.raises(DamagedFilm, match="not unit length"):
             check_film(d, deep=True)
     emb[0] *= 7  # a row the quick check reads: caught on load already
-    np.save(d / "embeddings.npy", emb)
+    np.save(v / "embeddings.npy", emb)
     with pytest.raises(DamagedFilm, match="sampled rows .* not unit length"):
         check_film(d)
 
@@ -139,7 +146,7 @@ def test_publish_verifies_and_an_inconsistent_film_never_appears(tmp_path, encod
     m = Manifest.imported("broken", model=encoder.model_id, duration=4.0)
     m.dim = encoder.dim
     with film_lock(lib, m.id):
-        staged = StagedFilm(lib, m)
+        staged = StagedFilm(lib, m, [VectorSet(m.model, m.dim)])
         staged.write_chunk(_vectors(2, m.dim, 0), [0.0, 1.0], [b"ab", b"cd"])
         with pytest.raises(ValueError, match="strictly increase"):
             staged.write_chunk(_vectors(2, m.dim, 1), [1.0, 2.0], [b"ef", b"gh"])  # 1.0 again

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import streamlit as st
 
 from clip_search import config
+from clip_search.encoders import DualEncoder
 from clip_search.errors import FrameSearchError, ModelLoadError
 from clip_search.library import Library
-from clip_search.model import ClipEncoder
 from comparisons.engines import ClipEngine, Engine, make_engine
 
 
@@ -19,13 +19,13 @@ class ModelState:
     """The loaded encoder, or the sentence saying why it could not be loaded."""
 
     model_id: str
-    encoder: ClipEncoder | None
+    encoder: DualEncoder | None
     error: str | None
 
 
 @st.cache_resource(show_spinner="Loading CLIP (once per process)…")
 def _load(model_id: str) -> ModelState:
-    from clip_search.model import load_encoder
+    from clip_search.encoders import load_encoder
 
     try:
         return ModelState(model_id, load_encoder(model_id), None)
@@ -36,7 +36,7 @@ def _load(model_id: str) -> ModelState:
 @st.cache_resource(show_spinner="Building a random-weights CLIP from the shared config…")
 def random_demo_model() -> str:
     """A ViT-B/32-shaped CLIP with random weights (UI demo offline; its rankings mean nothing)."""
-    from clip_search.model import build_random_clip
+    from clip_search.encoders.random import build_random_clip
 
     target = config.PROJECT_DIR / ".cache" / "clip-random-demo"
     if not (target / "config.json").is_file():

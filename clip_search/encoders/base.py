@@ -1,0 +1,295 @@
+"""The one protocol every dual text-image encoder follows, and what the backends share.
+
+A backend gives ``prepare`` (one frame -> the uint8 crop its processor would make; runs on the
+decode side, off the model thread), ``encode_prepared`` (a batch of crops -> unit vectors),
+``encode_text`` (texts -> unit vectors, with which texts were cut to the token limit), ``dim``,
+``max_tokens`` and the model's own score -> probability (``scoring``: CLIP's softmax with its
+logit scale, SigLIP's sigmoid with logit scale and bias).
+
+Precision: float16 on CUDA; on the CPU bfloat16 (``torch.autocast``, the weights stay float32)
+where the CPU computes it natively (AVX-512 BF16 or AMX), float32 elsewhere or when asked. A
+bf16 batch with a non-finite or non-unit vector is computed again in float32, never stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+PRECISIONS = ("auto", "fp32", "bf16")
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a checkpoint turns a frame into pixels, read from its own config files.
+
+    ``mode``: ``crop`` resizes the short side to ``shortest_edge`` and centre-crops ``crop``
+    (CLIP, open_clip's "shortest"); ``square`` resizes the whole frame to ``crop`` x ``crop``
+    (SigLIP, open_clip's "squash"). ``crop_round``: the crop offset is (size - crop) // 2 in
+    transformers and round((size - crop) / 2) in torchvision (open_clip). ``resizer``: ``torch``
+    resizes a uint8 tensor with antialiasing (transformers' torchvision image processors, the
+    ones it picks when torchvision is installed), ``pil`` resizes the PIL image (open_clip)."""
+
+    shortest_edge: int = 224
+    crop: int = 224
+    mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
+    std: tuple[float, float, float] = OPENAI_CLIP_STD
+    mode: str = "crop"
+    resample: str = "bicubic"
+    crop_round: bool = False
+    resizer: str = "torch"
+
+    @classmethod
+    def from_config(cls, cfg: dict, image_size: int) -> Preprocessing:
+        """Read the fields CLIPImageProcessor uses; fall back to the model's image size."""
+        size = cfg.get("size", image_size)
+        edge = size.get("shortest_edge", image_size) if isinstance(size, dict) else int(size)
+        crop = cfg.get("crop_size", image_size)
+        crop = crop.get("height", image_size) if isinstance(crop, dict) else int(crop)
+        return cls(
+            shortest_edge=int(edge),
+            crop=int(crop),
+            mean=tuple(cfg.get("image_mean", OPENAI_CLIP_MEAN)),
+            std=tuple(cfg.get("image_std", OPENAI_CLIP_STD)),
+            resample="bilinear" if cfg.get("resample") == 2 else "bicubic",
+        )
+
+
+def prepare_image(rgb: np.ndarray | Image.Image, pre: Preprocessing) -> np.ndarray:
+    """One frame -> (crop, crop, 3) uint8, with the arithmetic of the model's own processor.
+
+    ``crop`` mode as transformers' CLIPImageProcessor and torchvision's Resize + CenterCrop: long
+    edge = int(edge * long / short); ``square`` mode as SiglipImageProcessor: the whole frame."""
+    if isinstance(rgb, Image.Image):
+        img = rgb if rgb.mode == "RGB" else rgb.convert("RGB")
+        w, h = img.size
+    else:
+        img, (h, w) = rgb, rgb.shape[:2]
+    if pre.mode == "square":
+        arr = _resized(img, (pre.crop, pre.crop), pre)
+        return np.ascontiguousarray(arr)
+    edge = pre.shortest_edge
+    size = (edge, int(edge * h / w)) if w <= h else (int(edge * w / h), edge)
+    arr = _resized(img, size, pre)
+
+    def offset(extent: int) -> int:
+        return round((extent - pre.crop) / 2.0) if pre.crop_round else (extent - pre.crop) // 2
+
+    top, left = offset(arr.shape[0]), offset(arr.shape[1])
+    if top < 0 or left < 0:  # smaller than the crop: pad like the reference (centre, zeros)
+        pad = np.zeros((max(pre.crop, arr.shape[0]), max(pre.crop, arr.shape[1]), 3), np.uint8)
+        py, px = (pad.shape[0] - arr.shape[0]) // 2, (pad.shape[1] - arr.shape[1]) // 2
+        pad[py : py + arr.shape[0], px : px + arr.shape[1]] = arr
+        arr, top, left = pad, (pad.shape[0] - pre.crop) // 2, (pad.shape[1] - pre.crop) // 2
+    return np.ascontiguousarray(arr[top : top + pre.crop, left : left + pre.crop])
+
+
+def _resized(img: np.ndarray | Image.Image, size: tuple[int, int], pre: Preprocessing) -> np.ndarray:
+    """``img`` at ``size`` (width, height) as uint8 HWC, resized the way the model's processor does."""
+    if pre.resizer == "pil":
+        pil = img if isinstance(img, Image.Image) else Image.fromarray(img)
+        if pil.size != size:
+            pil = pil.resize(size, resample=RESAMPLE[pre.resample])
+        return np.asarray(pil)
+    import torch
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvF
+
+    arr = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img)
+    arr = arr if arr.flags.writeable and arr.flags.c_contiguous else np.array(arr)  # torch wants it writable
+    t = torch.from_numpy(arr).permute(2, 0, 1)
+    mode = InterpolationMode.BICUBIC if pre.resample == "bicubic" else InterpolationMode.BILINEAR
+    out = tvF.resize(t, [size[1], size[0]], interpolation=mode, antialias=True)
+    return out.permute(1, 2, 0).numpy()
+
+
+def pick_device(device: str | None = None) -> str:
+    """'cuda' when a GPU is there (or asked for), else 'cpu'."""
+    import torch
+
+    if device and device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); elsewhere it would be slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def pick_precision(precision: str | None, device: str) -> str:
+    """The precision to run at: fp16 on CUDA (unless fp32 is asked for), bf16 on a CPU that has
+    it under ``auto``, else fp32. ValueError for a precision this device cannot run."""
+    precision = precision or "auto"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if device.startswith("cuda"):
+        return "fp32" if precision == "fp32" else "bf16" if precision == "bf16" else "fp16"
+    if precision == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return precision
+
+
+def weight_dtype(precision: str, device: str):
+    """The dtype weights are loaded in: half precision on CUDA; float32 on the CPU (bf16 runs
+    under autocast there, which keeps the weights float32)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+
+
+@dataclass
+class TextEncoding:
+    """Unit vectors for a list of texts, and which texts were cut to the model's token limit."""
+
+    vectors: np.ndarray
+    truncated: list[bool]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A model's own score -> probability: ``softmax`` (CLIP: over the candidates, scaled by
+    ``logit_scale``) or ``sigmoid`` (SigLIP: each score alone, ``logit_scale`` x s + ``logit_bias``)."""
+
+    kind: str = "softmax"
+    logit_scale: float = 100.0
+    logit_bias: float = 0.0
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Probabilities of ``scores`` (cosines), as the model was trained to give them."""
+        s = np.asarray(scores, np.float64)
+        if self.kind == "sigmoid":
+            return (1.0 / (1.0 + np.exp(-(self.logit_scale * s + self.logit_bias)))).astype(np.float32)
+        finite = np.isfinite(s)
+        if not finite.any():
+            return np.zeros(len(s), np.float32)
+        e = np.where(finite, np.exp(self.logit_scale * (np.where(finite, s, 0) - np.max(s[finite]))), 0.0)
+        return (e / e.sum()).astype(np.float32)
+
+
+class DualEncoder(Protocol):
+    """What indexing, search and evaluation need of a model (every backend gives exactly this)."""
+
+    model_id: str
+    backend: str
+    device: str
+    precision: str
+    dim: int
+    max_tokens: int
+    scoring: Scoring
+    pre: Preprocessing
+
+    def prepare(self, rgb: np.ndarray | Image.Image) -> np.ndarray: ...
+
+    def encode_prepared(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def encode_images(self, images: list[np.ndarray | Image.Image]) -> np.ndarray: ...
+
+    def encode_text(self, texts: list[str]) -> TextEncoding: ...
+
+
+class TorchEncoder:
+    """What the torch backends share: uint8 crops normalised on the model's device, bf16 under
+    autocast with a float32 re-run of any unsound batch, unit vectors out. A backend supplies
+    ``_image_features(pixels)``, ``_tokens(texts)`` and ``_text_features(tokens)``."""
+
+    backend = "torch"
+
+    def __init__(
+        self, model, model_id: str, device: str, pre: Preprocessing, precision: str, dim: int, max_tokens: int, scoring
+    ) -> None:
+        import torch
+
+        self.model = model
+        self.model_id = model_id
+        self.device = device
+        self.pre = pre
+        self.precision = precision  # fp32, bf16 (autocast on the CPU) or fp16 (CUDA weights)
+        self.fallbacks = 0  # bf16 batches computed again in float32 (a non-finite vector came out)
+        self.dtype = next(model.parameters()).dtype
+        self.dim = int(dim)
+        self.max_tokens = int(max_tokens)
+        self.scoring = scoring
+        self._mean = torch.tensor(pre.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(pre.std, device=device, dtype=torch.float32).view(1, 3, 1, 1) * 255
+
+    @property
+    def logit_scale(self) -> float:
+        return self.scoring.logit_scale
+
+    def prepare(self, rgb: np.ndarray | Image.Image) -> np.ndarray:
+        """Resize and crop one image for this model (runs off the model thread)."""
+        return prepare_image(rgb, self.pre)
+
+    def encode_prepared(self, batch: np.ndarray) -> np.ndarray:
+        """(B, crop, crop, 3) uint8 from ``prepare`` -> (B, D) float32 unit vectors."""
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2).float()
+            x = ((x - self._mean) / self._std).to(self.dtype)
+            return self._checked(lambda: self._image_features(x))
+
+    def encode_images(self, images: list[np.ndarray | Image.Image]) -> np.ndarray:
+        """Whole images (any size) -> (B, D) unit vectors."""
+        return self.encode_prepared(np.stack([self.prepare(im) for im in images]))
+
+    def encode_text(self, texts: list[str]) -> TextEncoding:
+        """Texts -> (B, D) unit vectors; texts longer than the token limit are cut, and flagged."""
+        import torch
+
+        with torch.inference_mode():
+            tokens, truncated = self._tokens(list(texts))
+            return TextEncoding(self._checked(lambda: self._text_features(tokens)), truncated)
+
+    def _checked(self, forward) -> np.ndarray:
+        with self._autocast():
+            vectors = unit(forward())
+        if self.precision == "bf16" and not sound(vectors):
+            self.fallbacks += 1
+            vectors = unit(forward())
+        return vectors
+
+    def _autocast(self):
+        import torch
+
+        if self.precision == "bf16" and self.dtype == torch.float32:
+            return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _image_features(self, pixels):  # pragma: no cover - each backend defines it
+        raise NotImplementedError
+
+    def _tokens(self, texts: list[str]):  # pragma: no cover - each backend defines it
+        raise NotImplementedError
+
+    def _text_features(self, tokens):  # pragma: no cover - each backend defines it
+        raise NotImplementedError
+
+
+def sound(vectors: np.ndarray) -> bool:
+    """Finite unit vectors (what may be stored)."""
+    return bool(np.all(np.isfinite(vectors)) and np.all(np.abs(np.linalg.norm(vectors, axis=1) - 1) < 1e-3))
+
+
+def unit(t) -> np.ndarray:
+    """A features tensor (or a model output holding one) as float32 unit rows."""
+    t = getattr(t, "pooler_output", t)
+    v = t.float()
+    v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return v.cpu().numpy().astype(np.float32)

@@ -1,0 +1,54 @@
+"""transformers CLIP: any ``CLIPModel`` checkpoint (OpenAI, LAION, DFN on the hub, or a local
+``save_pretrained`` folder). Equal to ``CLIPProcessor`` + ``get_image_features`` /
+``get_text_features``, L2-normalised."""
+
+from __future__ import annotations
+
+from clip_search.encoders.base import Preprocessing, Scoring, TorchEncoder, pick_precision, weight_dtype
+from clip_search.encoders.hub import from_pretrained, read_json
+
+CLIP_MAX_TOKENS = 77
+
+
+class HfClipEncoder(TorchEncoder):
+    """A loaded ``CLIPModel`` with its tokenizer and preprocessing."""
+
+    backend = "transformers-clip"
+
+    def __init__(self, model, tokenizer, model_id: str, device: str, pre: Preprocessing, precision: str) -> None:
+        scale = float(model.logit_scale.exp().item())
+        dim = model.config.projection_dim
+        super().__init__(model, model_id, device, pre, precision, dim, CLIP_MAX_TOKENS, Scoring("softmax", scale))
+        self.tokenizer = tokenizer
+
+    def _image_features(self, pixels):
+        return self.model.get_image_features(pixel_values=pixels)
+
+    def _tokens(self, texts: list[str]):
+        full = self.tokenizer(texts, truncation=False)["input_ids"]
+        truncated = [len(ids) > self.max_tokens for ids in full]
+        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        return tok.to(self.device), truncated
+
+    def _text_features(self, tok):
+        return self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+
+
+def preprocessing(ref, offline: bool = False) -> Preprocessing:
+    """CLIPImageProcessor's settings, read from the checkpoint's files (no weights loaded)."""
+    model_id = ref.target
+    cfg = read_json(model_id, "config.json", offline) or {}
+    image_size = int(cfg.get("vision_config", {}).get("image_size", 224))
+    return Preprocessing.from_config(read_json(model_id, "preprocessor_config.json", offline) or {}, image_size)
+
+
+def load(ref, device: str, precision: str | None, offline: bool) -> HfClipEncoder:
+    """``CLIPModel`` + ``CLIPTokenizerFast`` from the hub or a folder."""
+    from transformers import CLIPModel, CLIPTokenizerFast
+
+    model_id = ref.target
+    precision = pick_precision(precision, device)
+    model = from_pretrained(CLIPModel, model_id, offline, dtype=weight_dtype(precision, device))
+    tokenizer = from_pretrained(CLIPTokenizerFast, model_id, offline)
+    model.eval().to(device)
+    return HfClipEncoder(model, tokenizer, model_id, device, preprocessing(ref, offline), precision)
