@@ -5,8 +5,9 @@ selector and a hit's id says its film and frame. The index only proposes candida
 re-scored exactly from the float32 vectors on disk (memory-mapped) before de-duplication and
 moments, so hits carry exact cosines. Per-film timelines never use it (they score every frame).
 
-The index lives in ``library/ann/`` (``index.faiss`` + ``meta.json``, written atomically under a
-lock). It records which film versions it holds; one added, removed or re-indexed since makes it
+Each model has its own index, in ``library/ann/<model-key>/`` (``index.faiss`` + ``meta.json``,
+written atomically under a lock); ``model`` defaults to the library's default model. It records
+which film versions it holds; one added, removed or re-indexed since makes it
 stale, and a stale index is never read. ``update`` adds new films' vectors without retraining,
 removes gone ones, and retrains from scratch once the library has outgrown what the coarse
 quantiser was trained for (``RETRAIN_GROWTH``).
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from clip_search.errors import FrameSearchError
-from clip_search.library import Film, Library, atomic_write_json
+from clip_search.library import Film, Library, atomic_write_json, model_key
 
 ANN_MIN_FRAMES = 200_000  # libraries at least this large are searched through the index
 EXACT_MAX_FRAMES = 20_000  # a film filter choosing at most this many frames is scored exactly
@@ -68,7 +69,11 @@ class AnnStatus:
 
 
 def _film_key(f: Film) -> list:
-    return [f.id, f.manifest.completed_at, f.manifest.frames, f.manifest.model]
+    return [f.id, f.manifest.completed_at, f.manifest.frames, f.model, f.vector_set.completed_at]
+
+
+def _model(library: Library, model: str | None) -> str:
+    return model or library.default_model()
 
 
 class AnnIndex:
@@ -79,17 +84,19 @@ class AnnIndex:
         self.ranges = {f["id"]: (f["offset"], f["frames"]) for f in meta["films"]}
 
     @staticmethod
-    def folder(library: Library) -> Path:
-        return library.root / "ann"
+    def folder(library: Library, model: str | None = None) -> Path:
+        """Where the index of ``model``'s vectors lives."""
+        return library.root / "ann" / model_key(_model(library, model))
 
     # -- reading ---------------------------------------------------------------------------------
 
     @classmethod
-    def _read_meta(cls, library: Library) -> tuple[dict | None, str | None]:
+    def _read_meta(cls, library: Library, model: str | None = None) -> tuple[dict | None, str | None]:
         """meta.json, checked as input from outside: (meta, None), or (None, what is wrong with it).
         Its index file must be a bare name inside ``ann/``: an edited one naming another path is
         never read, and never deleted when the index is replaced."""
-        path = cls.folder(library) / "meta.json"
+        folder = cls.folder(library, model)
+        path = folder / "meta.json"
         try:
             meta = json.loads(path.read_text())
         except FileNotFoundError:
@@ -97,18 +104,22 @@ class AnnIndex:
         except (OSError, ValueError) as e:
             return None, f"{path} cannot be read ({type(e).__name__})"
         problem = _meta_problem(meta)
-        if problem is None and not _inside(cls.folder(library), meta["file"]):
-            problem = f"its index file {meta['file']!r} is not a file of {cls.folder(library)}"
+        if problem is None and not _inside(folder, meta["file"]):
+            problem = f"its index file {meta['file']!r} is not a file of {folder}"
         return (None, f"{path} is damaged: {problem}") if problem else (meta, None)
 
     @classmethod
-    def status(cls, library: Library, films: list[Film] | None = None) -> AnnStatus:
-        """Whether the index exists and holds exactly the library's films as they are now."""
-        return cls._status(library, *cls._read_meta(library), library.films() if films is None else films)
+    def status(cls, library: Library, films: list[Film] | None = None, model: str | None = None) -> AnnStatus:
+        """Whether ``model``'s index exists and holds exactly the library's films as they are now."""
+        model = films[0].model if films else _model(library, model)
+        films = library.films(model) if films is None else films
+        return cls._status(library, *cls._read_meta(library, model), films, model)
 
     @classmethod
-    def _status(cls, library: Library, meta: dict | None, problem: str | None, films: list[Film]) -> AnnStatus:
-        if meta is None or not (cls.folder(library) / meta["file"]).is_file():
+    def _status(
+        cls, library: Library, meta: dict | None, problem: str | None, films: list[Film], model: str
+    ) -> AnnStatus:
+        if meta is None or not (cls.folder(library, model) / meta["file"]).is_file():
             total = sum(f.manifest.frames for f in films)
             why = problem or ("library under the threshold" if total < ANN_MIN_FRAMES else "not built yet")
             return AnnStatus(False, False, 0, 0, 0, 0, why)
@@ -126,14 +137,17 @@ class AnnIndex:
         return AnnStatus(True, fresh, frames, len(held), meta["nlist"], meta["trained_on"], "; ".join(parts))
 
     @classmethod
-    def load(cls, library: Library, films: list[Film] | None = None) -> AnnIndex | None:
-        """The index, if it exists and is fresh for the library's films; None otherwise (never stale)."""
-        meta, problem = cls._read_meta(library)  # read once: the freshness check and the load see one version
-        if not cls._status(library, meta, problem, library.films() if films is None else films).fresh:
+    def load(cls, library: Library, films: list[Film] | None = None, model: str | None = None) -> AnnIndex | None:
+        """``model``'s index, if it exists and is fresh for the library's films of that model; None
+        otherwise (never stale)."""
+        model = films[0].model if films else _model(library, model)
+        films = library.films(model) if films is None else films
+        meta, problem = cls._read_meta(library, model)  # read once: the freshness check and the load see one version
+        if not cls._status(library, meta, problem, films, model).fresh:
             return None
         faiss = _faiss()
         try:
-            index = faiss.read_index(str(cls.folder(library) / meta["file"]))
+            index = faiss.read_index(str(cls.folder(library, model) / meta["file"]))
         except RuntimeError:
             return None
         return cls(library, index, meta)
@@ -141,30 +155,33 @@ class AnnIndex:
     # -- writing ---------------------------------------------------------------------------------
 
     @classmethod
-    def keep_current(cls, library: Library) -> AnnStatus | None:
-        """After films were added: update the index if there is one or the library now needs one.
-        Returns the new status, or None when nothing had to be done."""
-        status = cls.status(library)
+    def keep_current(cls, library: Library, model: str | None = None) -> AnnStatus | None:
+        """After films were added: update ``model``'s index if there is one or the library now needs
+        one. Returns the new status, or None when nothing had to be done."""
+        status = cls.status(library, model=model)
         if status.fresh or (not status.exists and status.reason == "library under the threshold"):
             return None
-        return cls.update(library)
+        return cls.update(library, model=model)
 
     @classmethod
-    def update(cls, library: Library, progress=None, rebuild: bool = False) -> AnnStatus:
-        """Bring the index up to date with the library: add new films without retraining, remove
-        gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``)."""
+    def update(
+        cls, library: Library, progress=None, rebuild: bool = False, model: str | None = None
+    ) -> AnnStatus:
+        """Bring ``model``'s index up to date with the library: add new films without retraining,
+        remove gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``)."""
         from clip_search.store import film_lock
 
-        with film_lock(library, "_ann-index"):
-            films = library.films()
+        model = _model(library, model)
+        with film_lock(library, f"_ann-index-{model_key(model)}"):
+            films = library.films(model)
             total = sum(f.manifest.frames for f in films)
-            meta, _ = cls._read_meta(library)  # a damaged one is rebuilt from the films
+            meta, _ = cls._read_meta(library, model)  # a damaged one is rebuilt from the films
             previous = meta["file"] if meta else None
             dim = _dim(films)
             index = None
             if meta is not None and not rebuild and total <= RETRAIN_GROWTH * meta["trained_on"]:
                 try:
-                    index = _faiss().read_index(str(cls.folder(library) / meta["file"]))
+                    index = _faiss().read_index(str(cls.folder(library, model) / meta["file"]))
                 except RuntimeError:
                     index = None
             if index is None or meta is None or meta.get("dim") != dim:
@@ -191,8 +208,8 @@ class AnnIndex:
                     progress(n + 1, len(todo))
             meta["films"] = sorted(held.values(), key=lambda e: e["offset"])
             meta["updated_at"] = time.time()
-            cls._write(library, index, meta, previous)
-        return cls.status(library)
+            cls._write(library, index, meta, previous, model)
+        return cls.status(library, model=model)
 
     @staticmethod
     def _train(films: list[Film], total: int, dim: int):
@@ -217,10 +234,10 @@ class AnnIndex:
         return index, meta
 
     @classmethod
-    def _write(cls, library: Library, index, meta: dict, previous: str | None) -> None:
+    def _write(cls, library: Library, index, meta: dict, previous: str | None, model: str) -> None:
         """Write the new index file, switch meta.json to it, then delete the index it replaced (only
-        ever a file of ``ann/``). A failure (a full disk) leaves the old index in use: one sentence."""
-        folder = cls.folder(library)
+        ever a file of ``ann/<model>``). A failure (a full disk) leaves the old index in use: one sentence."""
+        folder = cls.folder(library, model)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"index-{int(time.time() * 1000)}.faiss"
         tmp = folder / f".{name}.tmp"

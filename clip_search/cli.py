@@ -29,7 +29,7 @@ from clip_search.distributed import expand_sources
 from clip_search.errors import FrameSearchError, ModelLoadError
 from clip_search.fetch import download, is_url
 from clip_search.indexer import IndexOptions, Progress, cached_index, index_film
-from clip_search.library import Damaged, Film, Library, check_film
+from clip_search.library import Damaged, Film, Library, check_record
 from clip_search.patches import PatchSettings
 from clip_search.search import (
     DEFAULT_GAP,
@@ -39,6 +39,11 @@ from clip_search.search import (
 )
 from clip_search.timecode import fmt_time
 from clip_search.video import SamplingSettings
+
+MODEL_HELP = (
+    "a hub id (openai/clip-vit-base-patch32, google/siglip2-base-patch16-224), open_clip:hf-hub:ORG/REPO, "
+    "open_clip:ARCH/PRETRAINED or a local folder"
+)
 
 
 def _library_arg(p: argparse.ArgumentParser) -> None:
@@ -55,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="+", metavar="PATH", help="a film, a folder (searched recursively), a .txt list, a URL"
     )
     _library_arg(p)
-    p.add_argument("--model", help=f"hub id or local folder (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL})")
+    p.add_argument(
+        "--model",
+        action="append",
+        help=f"{MODEL_HELP} (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL}); repeat it to encode one "
+        "decode with several models; on a film indexed with another model only this model's vectors are added",
+    )
     p.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument(
         "--precision",
@@ -82,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search indexed films by text and/or image")
     p.add_argument("query", nargs="?", default="", type=text, metavar="QUERY")
     _library_arg(p)
-    p.add_argument("--model", help="defaults to the model the films were indexed with")
+    p.add_argument("--model", help=f"search this model's vectors: {MODEL_HELP} (default: the library's default model)")
     p.add_argument("--device", type=device, default="auto")
     p.add_argument(
         "--precision",
@@ -107,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a film's vectors and times to .npz")
     p.add_argument("film", metavar="FILM")
     _library_arg(p)
+    p.add_argument("--model", help="whose vectors (default: the library's default model)")
     p.add_argument("-o", "--output", required=True, type=output_file, metavar="OUT.npz")
 
     p = sub.add_parser("import", help="add vectors computed elsewhere (.npz with embeddings, times) as a film")
@@ -115,13 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--npz", required=True, help="file with 'embeddings' (N x D) and 'times' (N, seconds), as export writes"
     )
     _library_arg(p)
-    p.add_argument("--model", help="the CLIP model the vectors came from (default $FRAMESEARCH_MODEL or the hub id)")
+    p.add_argument(
+        "--model", help="the model the vectors came from (default: the one the .npz names, else the default)"
+    )
     p.add_argument("--source", help="the film file the vectors describe (for the player and tagging)")
 
     p = sub.add_parser("ann", help="the archive index (FAISS) for libraries of 200 000 frames or more")
     p.add_argument("action", choices=["build", "status"])
     _library_arg(p)
     p.add_argument("--rebuild", action="store_true", help="retrain from scratch instead of updating")
+    p.add_argument("--model", help="whose vectors (default: the library's default model)")
     return parser
 
 
@@ -150,27 +164,30 @@ def cmd_index(args: argparse.Namespace) -> int:
         chunk_frames=args.chunk_frames,
     )
     library = Library(config.library_dir(args.library))
+    models = list(dict.fromkeys(config.model_id(m) for m in (args.model or [None])))
     if args.workers:
-        return _index_on_ray(args, library, options)
-    encoder = None
+        return _index_on_ray(args, library, options, models)
+    encoders: list = []
     failures = 0
     for ref in expand_sources(args.paths):
         try:
             path = download(ref, library.downloads_dir) if is_url(ref) else Path(ref)
-            cached = cached_index(path, library, args.model, options)
+            cached = cached_index(path, library, models, options)
             if cached:
                 m = cached.manifest
                 print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} (already indexed, reused) -> {m.id}")
                 continue
-            if encoder is None:  # loaded only when some film needs encoding
+            if not encoders:  # loaded only when some film needs encoding
                 from clip_search.encoders import load_encoder
 
-                encoder = load_encoder(args.model, args.device, args.precision)
-                print(
-                    f"model {encoder.model_id} on {encoder.device} ({encoder.precision}); "
-                    f"sampling {sampling.describe()}" + (" + patches" if options.patches else ""),
-                    file=sys.stderr,
-                )
+                for model in models:
+                    encoder = load_encoder(model, args.device, args.precision)
+                    encoders.append(encoder)
+                    print(
+                        f"model {encoder.model_id} on {encoder.device} ({encoder.precision}); "
+                        f"sampling {sampling.describe()}" + (" + patches" if options.patches else ""),
+                        file=sys.stderr,
+                    )
             bar = tqdm(
                 total=1.0,
                 desc=Path(path).name[:40],
@@ -188,12 +205,14 @@ def cmd_index(args: argparse.Namespace) -> int:
                 print(f"{name} is being indexed by another process; waiting for it to finish", file=sys.stderr)
 
             try:
-                result = index_film(path, library, encoder, options, progress=show, on_wait=waiting)
+                result = index_film(path, library, encoders, options, progress=show, on_wait=waiting)
             finally:
                 bar.close()
             m = result.film.manifest
             if result.reused:
                 how = "indexed meanwhile by another process, reused"
+            elif result.added_to:
+                how = f"added {', '.join(result.added_to)} to its {m.frames} frames"
             elif result.resumed_frames:
                 how = f"resumed after {result.resumed_frames} frames, encoded {result.encoded_frames}"
             else:
@@ -209,11 +228,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         except OSError as e:  # unreadable file, permission denied, disk full: this file fails, the batch goes on
             failures += 1
             _err(f"{Path(ref).name}: {e.strerror or e}")
-    _keep_archive_index(library)
+    _keep_archive_index(library, models)
     return 1 if failures else 0
 
 
-def _index_on_ray(args: argparse.Namespace, library: Library, options: IndexOptions) -> int:
+def _index_on_ray(args: argparse.Namespace, library: Library, options: IndexOptions, models: list[str]) -> int:
     """``index --workers N``: the archive pipeline on Ray Data, with progress for the whole archive."""
     from tqdm import tqdm
 
@@ -229,11 +248,21 @@ def _index_on_ray(args: argparse.Namespace, library: Library, options: IndexOpti
         bar.refresh()
 
     try:
-        result = index_archive(
-            args.paths, library, args.model, options, args.workers, args.device, progress=show, warn=lambda m: _err(m)
-        )
+        results = [
+            index_archive(
+                args.paths, library, model, options, args.workers, args.device, progress=show, warn=lambda m: _err(m)
+            )
+            for model in models
+        ]
     finally:
         bar.close()
+    result = results[0]
+    for more in results[1:]:
+        result.indexed += more.indexed
+        result.reused += more.reused
+        result.failed += more.failed
+        result.frames += more.frames
+        result.seconds += more.seconds
     for film in result.reused:
         print(f"{film.name}: already indexed, reused -> {film.id}")
     for film in result.indexed:
@@ -247,17 +276,19 @@ def _index_on_ray(args: argparse.Namespace, library: Library, options: IndexOpti
         f"{result.frames} frames in {result.seconds:.1f} s ({rate:.1f} frames/s) with {args.workers} workers",
         file=sys.stderr,
     )
-    _keep_archive_index(library)
+    _keep_archive_index(library, models)
     return 1 if result.failed else 0
 
 
-def _keep_archive_index(library: Library) -> None:
-    """After films were added: bring the archive index up to date (when the library has or needs one)."""
+def _keep_archive_index(library: Library, models: list[str] | None = None) -> None:
+    """After films were added: bring each model's archive index up to date (when the library has or
+    needs one)."""
     from clip_search.ann import AnnIndex
 
-    status = AnnIndex.keep_current(library)
-    if status:
-        print(status.describe(), file=sys.stderr)
+    for model in models or [None]:
+        status = AnnIndex.keep_current(library, model)
+        if status:
+            print(status.describe(), file=sys.stderr)
 
 
 def _search_films(library: Library, refs: list[str]) -> list[Film]:
@@ -278,7 +309,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.query.strip() and not args.image:
         raise FrameSearchError("Give a QUERY text or --image to search with.")
     model = library.model_for(films, args.model)
-    films = [f for f in films if f.manifest.model == model] or films
+    films, missing = Library.through(films, model)
+    for line in missing:
+        print(f"warning: {line}", file=sys.stderr)
+    if not films:
+        raise FrameSearchError(f"No film chosen has {model} vectors; {missing[0].split('; ', 1)[1]}")
     encoder = load_encoder(model, args.device, args.precision)
     try:
         query = build_query(encoder, args.query, args.negative, args.image, args.negative_weight)
@@ -304,17 +339,24 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_films(args: argparse.Namespace) -> int:
     library = Library(config.library_dir(args.library))
     films, damaged = library.scan()
-    if args.check:  # the full check: every vector read
+    if args.check:  # the full check: every vector of every set read
         healthy = []
+        damaged = [d for d in damaged if d.dir.parent.name != "vectors"]  # each set is checked again below
         for f in films:
             try:
-                check_film(f.dir, deep=True)
-                healthy.append(f)
+                record = check_record(f.dir, deep=True)
             except FrameSearchError as e:
                 damaged.append(Damaged(f.id, f.dir, str(e)))
+                continue
+            healthy.append(Film(f.dir, record))
+            for model, (set_dir, vs) in record.sets.items():
+                if isinstance(vs, FrameSearchError):
+                    damaged.append(Damaged(f"{f.id} [{model.lstrip('?')}]", set_dir, str(vs)))
         films = healthy
     if args.json:
-        rows = [dict(f.manifest.to_dict(), path=str(f.dir), status="complete") for f in films]
+        rows = [
+            dict(f.record.manifest.to_dict(), path=str(f.dir), status="complete", models=_models_of(f)) for f in films
+        ]
         rows += [{"id": d.id, "path": str(d.dir), "status": "damaged", "problem": d.problem} for d in damaged]
         print(json.dumps(rows, indent=2))
     else:
@@ -324,8 +366,11 @@ def cmd_films(args: argparse.Namespace) -> int:
             m = f.manifest
             print(
                 f"{m.name:40.40s} {m.frames:7d} frames  {fmt_time(m.duration):>10s}  "
-                f"{m.sampling_settings().describe():12s} {m.model}  id={m.id}"
+                f"{m.sampling_settings().describe():12s} id={m.id}"
             )
+            for row in _models_of(f):
+                per_frame = f", {row['seconds_per_frame'] * 1000:.1f} ms/frame" if row["seconds_per_frame"] else ""
+                print(f"    {row['model']}  ({row['dim']}-d on {row['device'] or '?'}{per_frame})")
         for d in damaged:
             print(f"warning: {d.describe()}", file=sys.stderr)
         if args.check:
@@ -335,12 +380,29 @@ def cmd_films(args: argparse.Namespace) -> int:
     return 1 if args.check and damaged else 0
 
 
+def _models_of(film: Film) -> list[dict]:
+    """Each model a film has, with what its set records (``films`` prints them)."""
+    rows = []
+    for model in film.models:
+        vs = film.view(model).vector_set
+        rows.append(
+            {"model": model, "dim": vs.dim, "device": vs.device, "seconds_per_frame": vs.seconds_per_frame}
+        )
+    return rows
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     library = Library(config.library_dir(args.library))
     film = library.find_one(args.film)
+    film = film.view(library.model_for([film], args.model))
     out = args.output
-    np.savez(out, embeddings=np.asarray(film.embeddings, np.float32), times=np.asarray(film.times, np.float64))
-    print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} -> {out}")
+    np.savez(
+        out,
+        embeddings=np.asarray(film.embeddings, np.float32),
+        times=np.asarray(film.times, np.float64),
+        model=np.array(film.model),
+    )
+    print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} ({film.model}) -> {out}")
     return 0
 
 
@@ -352,18 +414,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         with np.load(args.npz) as z:
             emb, times = np.asarray(z["embeddings"]), np.asarray(z["times"], np.float64)
+            named = str(z["model"]) if "model" in z.files and z["model"].dtype.kind == "U" else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise FrameSearchError(f"{Path(args.npz).name}: not an .npz with 'embeddings' and 'times' ({reason})") from None
-    # vectors belong to the library's model unless another is named: their size is checked against it
-    m = Manifest.imported(args.name, library.model_for(library.films(), args.model), 0.0, source=args.source)
+    # vectors belong to the model named (--model, else the .npz's own), else the library's default:
+    # their size is checked against that model's other films
+    m = Manifest.imported(args.name, library.model_for(library.films(), args.model or named), 0.0, source=args.source)
     if args.source and Path(args.source).is_file():
         from clip_search.library import fingerprint
 
         m.source, m.fingerprint = str(Path(args.source).resolve()), fingerprint(args.source)
     film = import_vectors(library, m, emb, times)
-    print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} imported -> {film.id}")
-    _keep_archive_index(library)
+    print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} ({film.model}) imported -> {film.id}")
+    _keep_archive_index(library, [film.model])
     return 0
 
 
@@ -373,8 +437,9 @@ def cmd_ann(args: argparse.Namespace) -> int:
     from clip_search.ann import AnnIndex
 
     library = Library(config.library_dir(args.library))
+    model = library.model_for(library.films(), args.model)
     if args.action == "status":
-        print(AnnIndex.status(library).describe())
+        print(f"{model}: {AnnIndex.status(library, model=model).describe()}")
         return 0
     if not library.films():
         raise FrameSearchError(f"The library {library.root} has no films to index.")
@@ -386,7 +451,7 @@ def cmd_ann(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        status = AnnIndex.update(library, progress=show, rebuild=args.rebuild)
+        status = AnnIndex.update(library, progress=show, rebuild=args.rebuild, model=model)
     finally:
         bar.close()
     print(status.describe())

@@ -84,6 +84,7 @@ class IndexResult:
     resumed_frames: int
     encoded_frames: int
     seconds: float
+    added_to: list[str] = field(default_factory=list)  # models added to a film indexed with others
 
 
 ProgressFn = Callable[[Progress], None]
@@ -385,6 +386,5 @@ def index_film(
             seconds = [s * (resumed + encoded) / encoded for s in seconds]
         film = staged.publish(dialogue, round(time.perf_counter() - t0, 3), seconds)
     film = film.view(encoders[0].model_id) if film.has(encoders[0].model_id) else film
-    return IndexResult(
-        film, reused=False, resumed_frames=resumed, encoded_frames=encoded, seconds=time.perf_counter() - t0
-    )
+    added = [e.model_id for e in todo] if existing is not None else []
+    return IndexResult(film, False, resumed, encoded, time.perf_counter() - t0, added)

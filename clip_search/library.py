@@ -596,7 +596,7 @@ class Damaged:
 class Library:
     """A folder of indexed films; cheap to construct, reads manifests on demand."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, migrate: bool = True) -> None:
         self.root = Path(root)
         self.films_dir = self.root / "films"
         self.staging_dir = self.root / "staging"
@@ -604,7 +604,8 @@ class Library:
         self.uploads_dir = self.root / "uploads"
         self.locks_dir = self.root / "locks"
         self._recover()
-        self.migrate()
+        if migrate:
+            self.migrate()
 
     def _recover(self) -> None:
         """A crash between the two renames of a swap leaves the previous index as <id>.old.

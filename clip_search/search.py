@@ -160,7 +160,7 @@ class Searcher:
         has_patches = any(f.manifest.patches_per_frame for f in self.films)
         if not exact and not has_patches and self.films:
             lib = library or Library(self.films[0].dir.parent.parent)
-            library_films = lib.films()  # checked once, for the size and the index's freshness
+            library_films = lib.films(self.films[0].model)  # checked once, for the size and the index's freshness
             if sum(f.manifest.frames for f in library_films) >= ANN_MIN_FRAMES:
                 self.ann = AnnIndex.load(lib, library_films)
                 if self.ann is None:

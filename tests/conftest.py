@@ -4,7 +4,8 @@ Pretrained CLIP weights cannot be had offline, so tests use a randomly initialis
 from the real ViT-B/32 config, tokenizer and preprocessing in ../shared (narrower and
 shallower so it runs fast). Everything else (from_pretrained, tokenizer, preprocessing,
 decoding, storage, search) is the real code path; with real weights the same code gives
-reference-CLIP vectors, which test_model proves against transformers' own pipeline.
+reference-CLIP vectors, which test_encoders proves against transformers' own pipeline (and the
+SigLIP and open_clip backends against theirs).
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     from clip_search.encoders.random import build_random_clip
 
     return build_random_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def siglip_dir(tmp_path_factory) -> Path:
+    """A small random SigLIP (SiglipConfig, a sentencepiece tokenizer trained on our queries)."""
+    from clip_search.encoders.random import build_random_siglip
+
+    return build_random_siglip(tmp_path_factory.mktemp("siglip") / "model")
+
+
+@pytest.fixture(scope="session")
+def open_clip_dir(tmp_path_factory) -> Path:
+    """A small random open_clip model from its own ViT-B-32 config, laid out as its hub repos are."""
+    from clip_search.encoders.random import build_random_open_clip
+
+    return build_random_open_clip(tmp_path_factory.mktemp("open_clip") / "model")
 
 
 @pytest.fixture(scope="session")

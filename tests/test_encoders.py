@@ -156,20 +156,6 @@ def _cosines(a: np.ndarray, b) -> np.ndarray:
     return (a * (b / np.linalg.norm(b, axis=1, keepdims=True))).sum(axis=1)
 
 
-@pytest.fixture(scope="module")
-def siglip_dir(tmp_path_factory):
-    from clip_search.encoders.random import build_random_siglip
-
-    return build_random_siglip(tmp_path_factory.mktemp("siglip") / "model")
-
-
-@pytest.fixture(scope="module")
-def open_clip_dir(tmp_path_factory):
-    from clip_search.encoders.random import build_random_open_clip
-
-    return build_random_open_clip(tmp_path_factory.mktemp("open_clip") / "model")
-
-
 def test_siglip_vectors_equal_autoprocessor_and_siglip_features(siglip_dir):
     from transformers import AutoModel, AutoProcessor
 

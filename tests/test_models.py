@@ -1,0 +1,151 @@
+"""Several models over the same frames: vector sets added to indexed films, one decode for many
+models, search / export / import by model, and the in-place migration of format-1 libraries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clip_search.cli import main
+from clip_search.encoders import load_encoder
+from clip_search.indexer import index_film
+from clip_search.library import Library, Manifest, MissingVectors
+from tests.conftest import FLOWER
+
+V1_LIBRARY = Path(__file__).parent / "data" / "library-v1"  # written by the format-1 writer (commit 182a353)
+
+
+@pytest.fixture(scope="module")
+def siglip(siglip_dir):
+    return load_encoder(str(siglip_dir), "cpu", "fp32")
+
+
+@pytest.fixture(scope="module")
+def open_clip_encoder(open_clip_dir):
+    return load_encoder(str(open_clip_dir), "cpu", "fp32")
+
+
+def test_adding_a_model_encodes_the_same_frames_and_keeps_the_film(tmp_path, encoder, siglip, capsys):
+    lib = Library(tmp_path / "lib")
+    first = index_film(FLOWER, lib, encoder).film
+    thumbs_before = (first.dir / "thumbs.bin").read_bytes()
+    added = index_film(FLOWER, lib, siglip)
+    assert added.added_to == [siglip.model_id] and not added.reused
+    film = lib.get(first.id)
+    assert film.models == [encoder.model_id, siglip.model_id]
+    assert np.array_equal(film.view(siglip.model_id).times, first.times)  # the film's own frames, re-decoded
+    assert (film.dir / "thumbs.bin").read_bytes() == thumbs_before  # the film's files are untouched
+    clip_vectors = np.asarray(film.view(encoder.model_id).embeddings)
+    assert np.array_equal(clip_vectors, np.asarray(first.embeddings))
+    sig = film.view(siglip.model_id)
+    assert sig.manifest.dim == siglip.dim and sig.manifest.scoring == "sigmoid"
+    assert sig.vector_set.seconds_per_frame and sig.vector_set.device == "cpu"
+    assert index_film(FLOWER, lib, siglip).reused  # the second time: nothing to do
+
+    root = str(lib.root)
+    assert main(["films", "--library", root, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert [m["model"] for m in row["models"]] == [encoder.model_id, siglip.model_id]
+    assert main(["films", "--library", root, "--check"]) == 0
+    capsys.readouterr()
+
+    assert main(["search", "a flower", "--library", root, "--model", siglip.model_id, "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    q = siglip.encode_text(["a flower"]).vectors[0]
+    assert hits and hits[0]["score"] == pytest.approx(float(np.max(np.asarray(sig.embeddings) @ q)), abs=1e-5)
+
+    out = tmp_path / "flower-siglip.npz"
+    assert main(["export", film.id, "--library", root, "--model", siglip.model_id, "-o", str(out)]) == 0
+    with np.load(out) as z:
+        assert str(z["model"]) == siglip.model_id and np.array_equal(z["embeddings"], np.asarray(sig.embeddings))
+    other = tmp_path / "other"
+    assert main(["import", "flower-copy", "--npz", str(out), "--library", str(other)]) == 0
+    (copy,) = Library(other).films()
+    assert copy.model == siglip.model_id  # the model name travels with the vectors
+
+
+def test_several_models_share_one_decode(tmp_path, encoder, siglip, open_clip_encoder, monkeypatch):
+    import clip_search.indexer as indexer
+
+    decodes = []
+    real = indexer.iter_frames
+    monkeypatch.setattr(indexer, "iter_frames", lambda *a, **k: decodes.append(1) or real(*a, **k))
+    lib = Library(tmp_path / "lib")
+    result = index_film(FLOWER, lib, [encoder, siglip, open_clip_encoder])
+    assert len(decodes) == 1
+    film = lib.get(result.film.id)
+    assert set(film.models) == {encoder.model_id, siglip.model_id, open_clip_encoder.model_id}
+    for enc in (encoder, siglip, open_clip_encoder):  # each set is that model's own vectors of the frames
+        view = film.view(enc.model_id)
+        frames = [f.image for f in indexer.iter_frames(FLOWER, indexer.IndexOptions().sampling)]
+        cos = (np.asarray(view.embeddings) * enc.encode_images(frames)).sum(axis=1)
+        assert cos.min() > 0.9999
+
+
+def test_a_film_without_a_models_vectors_is_named_with_the_command(tmp_path, encoder, siglip, capsys):
+    lib = Library(tmp_path / "lib")
+    film = index_film(FLOWER, lib, encoder).film
+    with pytest.raises(MissingVectors, match=f"add them with: python -m clip_search index .*--model {siglip.model_id}"):
+        film.view(siglip.model_id)
+    assert main(["search", "a flower", "--library", str(lib.root), "--model", siglip.model_id]) == 2
+    err = capsys.readouterr().err
+    assert "has no" in err and "--model" in err and "Traceback" not in err
+
+
+def _v1_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "old"
+    shutil.copytree(V1_LIBRARY, root)
+    return root
+
+
+def test_a_format_1_library_is_migrated_in_place_without_re_encoding(tmp_path):
+    root = _v1_copy(tmp_path)
+    before = {d.name: np.load(d / "embeddings.npy") for d in (root / "films").iterdir()}
+    thumbs = {d.name: (d / "thumbs.bin").read_bytes() for d in (root / "films").iterdir()}
+    lib = Library(root)  # opening it migrates it
+    films = lib.films()
+    assert sorted(f.name for f in films) == ["harbour", "meadow"] and lib.damaged() == []
+    for f in films:
+        m = json.loads((f.dir / "manifest.json").read_text())
+        assert m["format_version"] == 2 and not (f.dir / "embeddings.npy").exists()
+        assert f.models == ["openai/clip-vit-base-patch32"] and f.manifest.logit_scale == 42.0
+        assert np.array_equal(np.asarray(f.embeddings), before[f.name])  # the same vectors, not re-encoded
+        assert f.thumbnail(0) == thumbs[f.name][: len(f.thumbnail(0))]
+    assert Library(root).migrate() == 0  # once only
+
+
+def test_an_interrupted_migration_leaves_the_old_library_readable(tmp_path, monkeypatch):
+    import clip_search.store as store
+
+    root = _v1_copy(tmp_path)
+    real = store.atomic_write_json
+
+    def crash_on_manifest(path, obj):  # stands for a power cut just before the manifest is replaced
+        if Path(path).name == "manifest.json":
+            raise OSError("simulated crash")
+        return real(path, obj)
+
+    monkeypatch.setattr(store, "atomic_write_json", crash_on_manifest)
+    Library(root)
+    for d in (root / "films").iterdir():  # the format-1 layout is whole: what the old version reads
+        m = json.loads((d / "manifest.json").read_text())
+        assert m["format_version"] == 1 and m["model"] == "openai/clip-vit-base-patch32"
+        assert np.load(d / "embeddings.npy").shape == (m["frames"], 16)
+    assert len(Library(root, migrate=False).films()) == 2  # and this version reads it as it is
+    monkeypatch.setattr(store, "atomic_write_json", real)
+    assert Library(root, migrate=False).migrate() == 2  # the next open finishes the job
+    assert all(not (d / "embeddings.npy").exists() for d in (root / "films").iterdir())
+
+
+def test_imports_refuse_vectors_of_another_size_for_the_same_model(tmp_path, encoder, capsys):
+    lib = Library(tmp_path / "lib")
+    index_film(FLOWER, lib, encoder)
+    npz = tmp_path / "odd.npz"
+    np.savez(npz, embeddings=np.eye(3, encoder.dim + 1, dtype=np.float32), times=np.arange(3.0), model=encoder.model_id)
+    assert main(["import", "odd", "--npz", str(npz), "--library", str(lib.root)]) == 2
+    assert "dimensions" in capsys.readouterr().err
+    assert Manifest.imported("x", "m", 1.0).key()["format_version"] == 2
