@@ -40,15 +40,16 @@ def main() -> None:
     if ms.encoder is None:
         st.info("No model is loaded; the sidebar says why and how to fix it.")
         return
-    all_films = lib.films()
-    films = [f for f in all_films if f.manifest.model == ms.model_id]
-    if len(films) < len(all_films):
+    films = lib.films()
+    lacking = [f for f in films if not f.has(ms.model_id)]
+    if lacking:  # never hidden: named, with where to add the vectors
         st.caption(
-            f"{len(all_films) - len(films)} film(s) were indexed with another model and are hidden; "
-            "re-index them with this one to search them."
+            f"{len(lacking)} film(s) have no {md(ms.model_id)} vectors ({md(', '.join(f.name for f in lacking[:3]))}"
+            f"{' …' if len(lacking) > 3 else ''}): search them with their own model's engine, or add this "
+            "model to them in the sidebar (Add a model)."
         )
     demo = os.environ.get("FRAMESEARCH_DEMO") == "1"
-    if not films and demo and not all_films:
+    if not films and demo:
         library_panel.index_demo_films(lib, ms)
     if not films:
         st.info("Add a film in the sidebar (a sample film, an upload, a path or a URL) to start searching.")
@@ -64,7 +65,7 @@ def main() -> None:
             _search(lib, ms, chosen, params)
     if time_tab.open:
         with time_tab:
-            timeline_tab(chosen, state.engine("clip", lib, ms), params["text"])
+            timeline_tab(chosen, state.model_engines(lib, ms, engines), params["text"])
     if compare.open:
         with compare:
             compare_tab(lib, chosen, ms, params["text"])
@@ -79,7 +80,7 @@ def main() -> None:
 
 def _search(lib, ms, chosen, params) -> None:
     """Results, the score strip of each film and the player, on one screen."""
-    query = search_tab.run_query(ms.encoder, params)
+    query = search_tab.run_query(params)
     left, right = st.columns([3, 2])
     beside = right.container(key="player-box")  # sticky (see STICKY_PLAYER): player and strips stay in view
     with beside:

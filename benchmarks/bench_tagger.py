@@ -22,8 +22,8 @@ from clip_search.encoders import load_encoder
 from clip_search.encoders.random import build_random_clip
 from clip_search.indexer import index_film
 from clip_search.library import Library
-from comparisons.taggers import make_tagger
-from comparisons.tagging import tag_film
+from tagging.run import tag_film
+from tagging.taggers import make_tagger
 
 
 def main() -> None:

@@ -58,7 +58,10 @@ def build_query(
         parts.append(enc.vectors[0])
         labels.append(text)
         if enc.truncated[0]:
-            notices.append("The query is longer than CLIP's 77 tokens; only its beginning was used.")
+            notices.append(
+                f"The query is longer than {encoder.model_id}'s {encoder.max_tokens} tokens; "
+                "only its beginning was used."
+            )
     if image is not None:
         parts.append(encoder.encode_images([_load_image(image)])[0])
         labels.append(f"[image {Path(image).name}]" if isinstance(image, (str, Path)) else "[image]")
@@ -67,7 +70,9 @@ def build_query(
     if negative:
         q = q - negative_weight * enc.vectors[-1]
         if enc.truncated[-1]:
-            notices.append("The negative query is longer than 77 tokens; only its beginning was used.")
+            notices.append(
+                f"The negative query is longer than {encoder.max_tokens} tokens; only its beginning was used."
+            )
         labels.append(f"not {negative}")
         q /= max(np.linalg.norm(q), 1e-12)
     return QueryVector(q.astype(np.float32), " | ".join(labels), notices)
@@ -111,6 +116,17 @@ def _plausible(s: np.ndarray) -> np.ndarray:
     return s
 
 
+def probabilities(film: Film, scores: np.ndarray, logit_scale: float | None = None) -> np.ndarray:
+    """The film's model's own probabilities of its frame scores: CLIP's softmax over the frames
+    (``logit_scale`` overrides the model's), SigLIP's sigmoid of each frame alone."""
+    from clip_search.encoders.base import Scoring
+
+    m = film.manifest
+    if m.scoring == "sigmoid" and logit_scale is None:
+        return Scoring("sigmoid", m.logit_scale, m.logit_bias).probabilities(scores)
+    return softmax_over_frames(scores, logit_scale if logit_scale is not None else m.logit_scale)
+
+
 def softmax_over_frames(scores: np.ndarray, logit_scale: float) -> np.ndarray:
     """CLIP's view: softmax of logit_scale x cosine over the frames of one film."""
     z = logit_scale * (scores.astype(np.float64) - float(np.max(scores)))
@@ -128,7 +144,7 @@ class Hit:
     frame: int
     time: float
     score: float
-    softmax: float
+    softmax: float  # the model's own probability: softmax over the film's frames (CLIP), sigmoid (SigLIP)
     start: float
     end: float
     moment_peak: float
@@ -231,7 +247,7 @@ def _windowed_hit(film: Film, i: int, score: float, q: np.ndarray) -> Hit:
     lo, hi = max(0, i - ANN_WINDOW), min(film.manifest.frames, i + ANN_WINDOW + 1)
     near = np.asarray(film.embeddings[lo:hi] @ q, np.float32)
     soft = np.zeros(film.manifest.frames, np.float32)
-    soft[lo:hi] = softmax_over_frames(near, film.manifest.logit_scale)
+    soft[lo:hi] = probabilities(film, near)
     scores = np.full(film.manifest.frames, -np.inf, np.float32)
     scores[lo:hi] = near
     return _hit(film, i, score, scores, soft, float(np.median(near)))
@@ -282,15 +298,14 @@ def rank_frames(
     """Top ``top_k`` frames over films from per-film score arrays (any engine), best first, no two
     from one film closer than ``gap`` seconds, each with its moment.
 
-    ``logit_scale`` for the softmax column (default: each film's CLIP logit scale)."""
+    ``logit_scale`` for the softmax column (default: each film's model's own probability)."""
     chosen = top_frames(films, per_film, top_k, gap)
     stats: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # per film: scores, softmax, median score
     for f, _, _ in chosen:
         if f not in stats:
-            scale = logit_scale if logit_scale is not None else films[f].manifest.logit_scale
             s = per_film[f]
             s = s if np.all(np.isfinite(s)) else np.where(np.isfinite(s), s, -np.inf)  # damaged frames weigh 0
-            stats[f] = s, softmax_over_frames(s, scale), float(np.median(s))
+            stats[f] = s, probabilities(films[f], s, logit_scale), float(np.median(s))
     return [_hit(films[f], i, sc, *stats[f]) for f, i, sc in chosen]
 
 
@@ -328,6 +343,6 @@ def timeline(film: Film, query: QueryVector) -> Timeline:
         film,
         film.times,
         s,
-        softmax_over_frames(s, film.manifest.logit_scale),
+        probabilities(film, s),
         find_moments(film.times, s, film.manifest.duration),
     )

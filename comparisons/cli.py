@@ -16,7 +16,6 @@ import numpy as np
 from clip_search import config
 from clip_search.arguments import (
     Parser,
-    choice_of,
     fraction,
     non_negative_float,
     output_file,
@@ -29,7 +28,6 @@ from clip_search.library import Film, Library
 from clip_search.search import DEFAULT_GAP
 from clip_search.timecode import fmt_time
 from comparisons import report
-from comparisons.engines import CLIP_ENGINES, FUSION_WEIGHT, EngineUnavailable, engine_names, make_engine
 from comparisons.evaluate import (
     DEFAULT_KS,
     DEFAULT_SCOPE,
@@ -41,17 +39,28 @@ from comparisons.evaluate import (
     resolve_films,
     write_csv,
 )
-from comparisons.pricing import estimate, price_table
 from comparisons.robustness import robustness
-from comparisons.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
-from comparisons.tagging import check_source, check_writable, tag_film, work_left
+from engines import FUSION_WEIGHT, Encoders, EngineUnavailable, ModelEngine, engine_names, make_engine, parse_engine
+from tagging.pricing import estimate, price_table
+from tagging.run import check_source, check_writable, tag_film, work_left
+from tagging.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
+
+
+def _engine(text: str) -> str:
+    try:
+        return parse_engine(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _engines(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise argparse.ArgumentTypeError("needs at least one engine")
-    return [choice_of(engine_names())(n) for n in names]
+    return [_engine(n) for n in names]
+
+
+ENGINE_HELP = f"{', '.join(engine_names())}, or a model name (a hub id, open_clip:..., a local folder)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,20 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search with one engine")
     p.add_argument("query", metavar="QUERY", type=query_text)
-    p.add_argument("--engine", default="clip", type=choice_of(engine_names()), help=", ".join(engine_names()))
+    p.add_argument("--engine", default="clip", type=_engine, help=ENGINE_HELP)
     p.add_argument("--library", help=lib_help)
     p.add_argument("--film", action="append", default=[])
     p.add_argument("--top-k", type=positive_int, default=10)
     p.add_argument("--gap", type=non_negative_float, default=DEFAULT_GAP)
     p.add_argument("--fusion-weight", type=fraction, default=FUSION_WEIGHT, help="CLIP's share in clip+dialogue")
-    p.add_argument("--model", help="CLIP model (default: the one the films were indexed with)")
+    p.add_argument("--model", help="the model the clip engine means (default: the library's default model)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--explain", action="store_true", help="add the evidence for each hit (tags, cues, CLIP measures)")
 
     p = sub.add_parser("evaluate", help="metrics per engine on a labelled query set (CSV film,query,start,end)")
     p.add_argument("queries", metavar="QUERIES.csv")
     p.add_argument("--library", help=lib_help)
-    p.add_argument("--engines", type=_engines, default=_engines("clip,tags:offline,dialogue,clip+dialogue"))
+    p.add_argument(
+        "--engines",
+        type=_engines,
+        default=_engines("clip,tags:offline,dialogue,clip+dialogue"),
+        help=f"comma-separated: {ENGINE_HELP}",
+    )
     p.add_argument("--k", type=positive_ints, default=DEFAULT_KS, help="cut-offs, e.g. 1,5,10")
     p.add_argument("--tolerance", type=non_negative_float, default=DEFAULT_TOLERANCE, help="seconds around an interval")
     p.add_argument("--fusion-weight", type=fraction, default=FUSION_WEIGHT)
@@ -105,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="price of the machine CLIP and the offline tagger ran on (default: the price table's)",
     )
-    p.add_argument("--model", help="CLIP model (default: the one the films were indexed with)")
+    p.add_argument("--model", help="the model the clip engine means (default: the library's default model)")
     p.add_argument(
         "--robustness",
         action="store_true",
@@ -122,18 +136,12 @@ def _library(args: argparse.Namespace) -> Library:
     return Library(config.library_dir(args.library))
 
 
-def _encoder_for(library: Library, names: list[str], films: list[Film], model: str | None):
-    """Load CLIP only if an engine needs it; a load failure makes those engines unavailable."""
-    if not any(n in CLIP_ENGINES for n in names):
-        return None
-    from clip_search.encoders import load_encoder
-    from clip_search.errors import ModelLoadError
-
-    try:
-        return load_encoder(library.model_for(films, model))
-    except ModelLoadError as e:
-        print(f"warning: {e}", file=sys.stderr)
-        return None
+def _make_engines(library: Library, names: list[str], films: list[Film], args: argparse.Namespace) -> list:
+    """The engines named, sharing one cache of models: each model loads when an engine first needs
+    it, and one that cannot be loaded makes its engines unavailable (named), not the run."""
+    encoders = Encoders()
+    default = ModelEngine(library.model_for(films, args.model), encoders, name="clip")
+    return [make_engine(n, library, encoders, args.fusion_weight, default=default) for n in names]
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -178,8 +186,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     films = library.select(args.film)
     if not films:
         raise FrameSearchError(f"The library {library.root} has no indexed films.")
-    encoder = _encoder_for(library, [args.engine], films, args.model)
-    engine = make_engine(args.engine, library, encoder, args.fusion_weight)
+    (engine,) = _make_engines(library, [args.engine], films, args)
     hits = engine.search(films, args.query, top_k=args.top_k, gap=args.gap)
     by_id = {f.id: f for f in films}
     ranked: dict[str, np.ndarray] = {}
@@ -190,13 +197,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     for h in hits:
         row = h.to_dict()
         row["engine"] = engine.name
-        if args.explain or engine.name.startswith("tags:"):
-            film = by_id[h.film_id]
-            if args.explain and engine.name == "clip":
-                why = engine.explain(film, h.frame, args.query, crops=True)
-            else:
-                why = engine.explain(film, h.frame, args.query)
-            if engine.name.startswith("tags:"):
+        if args.explain or engine.evidence_in_listing:
+            why = engine.explain(by_id[h.film_id], h.frame, args.query, crops=args.explain)
+            if engine.evidence_in_listing:
                 row["matched"] = [{"kind": e.kind, "text": e.text, "confidence": e.confidence} for e in why.evidence]
             if args.explain:
                 if h.film_id in ranked:
@@ -219,8 +222,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         raise FrameSearchError(str(e)) from None
     films, _ = resolve_films(library, queries)
-    encoder = _encoder_for(library, args.engines, list({f.id: f for f in films.values()}.values()), args.model)
-    engines = [make_engine(n, library, encoder, args.fusion_weight) for n in args.engines]
+    engines = _make_engines(library, args.engines, list({f.id: f for f in films.values()}.values()), args)
     cols = metric_names(args.k)
     if args.metric not in cols:
         raise FrameSearchError(f"--metric must be one of {', '.join(cols)}, not {args.metric!r}")

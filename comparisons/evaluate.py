@@ -271,7 +271,7 @@ def rank_query(
 ) -> Ranked:
     """Rank one query (``text``, default the task's) with ``engine`` and score it, tie-aware: when equal
     scores reach into the top ``depth`` frames, the metrics are the mean over random orders of them."""
-    from comparisons.engines import EngineUnavailable
+    from engines import EngineUnavailable
 
     try:
         films, per_film = engine.scored(task.search, task.query if text is None else text)
@@ -376,7 +376,7 @@ def evaluate(
     Queries on films that are not in the library are skipped with a warning; an engine that cannot
     run on the films is reported as skipped. Raises FrameSearchError when no query is left."""
     from clip_search.errors import FrameSearchError
-    from comparisons.engines import EngineUnavailable
+    from engines import EngineUnavailable
 
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
@@ -427,9 +427,13 @@ def evaluate(
     results.append(_result("random", chance.per_query, [note], tied=None))
     by_engine["random"] = chance.per_query
     comparisons = [c.to_dict() for c in compare_all(by_engine, headline, nulls)]
-    names = [r.engine for r in results]
-    names += [n for n in ("tags:azure", "tags:rekognition") if n not in names]  # estimates need no credentials
-    costs = {k: v.to_dict() for k, v in engine_costs(library, film_list, names, machine_usd).items()}
+    from engines import priced_without_calls
+
+    priced = {e.name: e for e in engines}
+    for e in priced_without_calls(library):  # estimates need no credentials
+        priced.setdefault(e.name, e)
+    costs = {k: v.to_dict() for k, v in engine_costs(library, film_list, list(priced.values()), machine_usd).items()}
+    costs["random"] = {"engine": "random", "usd_per_film_hour": 0.0, "basis": "no per-frame work"}
     return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline, costs, scope)
 
 

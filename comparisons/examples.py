@@ -35,7 +35,7 @@ def example_films(query_set: Path = EXAMPLE_SET) -> list[Path]:
 
 def missing(library: Library, paths: Sequence[Path]) -> list[Path]:
     """Of ``paths``, the films not yet indexed in ``library`` or not yet tagged by the offline tagger."""
-    from comparisons.tag_store import TagStore
+    from tagging.tag_store import TagStore
 
     films = {f.manifest.source: f for f in library.films()}
     store = TagStore(library, readonly=True)
@@ -91,8 +91,8 @@ def prepare(
     """Index each film (reused when already indexed) and tag it offline (cached frames reused).
     ``progress(fraction, text)`` covers both steps of every film; a bad film is one error, the rest go on."""
     from clip_search.indexer import index_film
-    from comparisons.taggers import make_tagger
-    from comparisons.tagging import tag_film
+    from tagging.run import tag_film
+    from tagging.taggers import make_tagger
 
     seconds = [_seconds(p) for p in paths]
     total = sum(seconds) * (1 + TAG_COST) or 1.0

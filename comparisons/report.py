@@ -89,8 +89,8 @@ def robustness_lines(drops: Sequence[Drop]) -> list[str]:
 
 def tagging_state(library, films: Sequence) -> dict[str, str]:
     """Per tagging service, which of ``films`` it had tagged (so a reader knows what tag engines saw)."""
-    from comparisons.tag_store import TagStore
-    from comparisons.taggers import SERVICES
+    from tagging.tag_store import TagStore
+    from tagging.taggers import SERVICES
 
     store = TagStore(library, readonly=True)
     try:

@@ -46,10 +46,10 @@ def section(work: Path) -> str:
     from clip_search.encoders.random import build_random_clip
     from clip_search.library import Library
     from comparisons import report
-    from comparisons.engines import make_engine
     from comparisons.evaluate import evaluate, load_query_set
     from comparisons.examples import EXAMPLE_SET, example_films, prepare
     from comparisons.robustness import robustness
+    from engines import make_engine
 
     t0 = time.time()
     model = build_random_clip(work / "clip")

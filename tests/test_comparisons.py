@@ -8,13 +8,13 @@ import pytest
 from clip_search.indexer import index_film
 from clip_search.library import Library
 from comparisons.cli import main
-from comparisons.engines import EngineUnavailable, make_engine
-from comparisons.pricing import estimate
-from comparisons.tag_search import TagIndex
-from comparisons.tag_store import load_tags, tagged_services
-from comparisons.taggers import Tag, make_tagger
-from comparisons.taggers.azure import AzureTagger
-from comparisons.tagging import tag_film, work_left
+from engines import EngineUnavailable, make_engine
+from tagging.pricing import estimate
+from tagging.run import tag_film, work_left
+from tagging.tag_search import TagIndex
+from tagging.tag_store import load_tags, tagged_services
+from tagging.taggers import Tag, make_tagger
+from tagging.taggers.azure import AzureTagger
 from tests.conftest import POPEYE1, TEARS, text_video
 from tests.fake_cloud import FakeCloud, Scripted
 
@@ -118,7 +118,7 @@ def test_tag_search_over_two_films_ranks_the_film_that_holds_the_answer_first(tm
     best partial match scaled to 1) and the two films would tie: BM25 runs over both as one corpus."""
     from clip_search.library import Manifest
     from clip_search.store import import_vectors
-    from comparisons.tag_store import TagStore
+    from tagging.tag_store import TagStore
 
     lib = Library(tmp_path / "lib")
     rng = np.random.default_rng(0)

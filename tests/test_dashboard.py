@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from clip_search import config
 from clip_search.library import Library
 from comparisons.evaluate import load_query_set
-from comparisons.tag_store import load_tags
+from tagging.tag_store import load_tags
 from tests.conftest import FLOWER, QUERY_SET
 
 APP = str(config.PROJECT_DIR / "dashboard.py")
@@ -129,7 +129,7 @@ def test_timeline_has_a_row_per_query(app):
     assert [t["y"][0] for t in fig["data"]] == ["a ship", "a giant bird", "Sinbad"]
     app.toggle(key="tl-softmax").set_value(True).run()
     fig = json.loads(app.get("plotly_chart")[0].proto.spec)
-    assert "softmax" in fig["data"][0]["hovertemplate"]
+    assert "probability" in fig["data"][0]["hovertemplate"]
 
 
 def test_bad_path_and_non_video_are_clear_errors_and_nothing_is_lost(app, tmp_path, indexed_library, monkeypatch):
@@ -192,7 +192,7 @@ def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_p
     monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
-    assert any("Cannot load CLIP model" in e.value and "local folder" in e.value for e in at.sidebar.error)
+    assert any("Cannot load model" in e.value and "local folder" in e.value for e in at.sidebar.error)
     assert at.sidebar.button(key="use-random-model")
 
 
@@ -415,8 +415,8 @@ def _everything_shown(at) -> list[str]:
 def test_text_from_films_subtitles_tags_and_links_is_shown_as_text_everywhere(monkeypatch, tiny_clip_dir, tmp_path):
     from clip_search.encoders import load_encoder
     from clip_search.indexer import index_film
-    from comparisons.tag_store import TagStore
-    from comparisons.taggers import Tag
+    from tagging.tag_store import TagStore
+    from tagging.taggers import Tag
 
     source = tmp_path / f"{EVIL.replace('/', '_')}.mp4"  # a film whose file name is an image link
     source.write_bytes(FLOWER.read_bytes())

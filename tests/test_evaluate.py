@@ -125,8 +125,8 @@ def test_rare_proportions_get_exact_intervals():
 
 def test_a_film_reference_matching_several_films_is_refused(indexed_library, tmp_path):
     from clip_search.errors import FrameSearchError
-    from comparisons.engines import make_engine
     from comparisons.evaluate import evaluate
+    from engines import make_engine
 
     rows = tmp_path / "q.csv"
     rows.write_text("film,query,start,end\npopeye,help me Popeye,0,20\n")
@@ -285,8 +285,8 @@ def test_scope_film_searches_each_querys_own_film_where_chance_is_high(indexed_l
 
 
 def test_in_library_scope_one_query_text_is_one_query_answered_in_any_of_its_films(indexed_library, tmp_path):
-    from comparisons.engines import make_engine
     from comparisons.evaluate import evaluate
+    from engines import make_engine
 
     rows = tmp_path / "q.csv"
     rows.write_text(

@@ -13,14 +13,14 @@ from clip_search.indexer import IndexOptions, index_film
 from clip_search.library import Library
 from clip_search.patches import PatchSettings
 from comparisons.cli import main
-from comparisons.engines import ClipEngine
+from engines import make_engine
 from tests.conftest import FLOWER
 from tests.test_dashboard import APP, texts
 
 
 def test_clip_crop_map_is_the_cosine_of_each_crop(indexed_library, encoder):
     film = indexed_library.find("tears-of-steel")[0]
-    clip = ClipEngine(encoder)
+    clip = make_engine("clip", Library(film.dir.parent.parent), encoder)
     why = clip.explain(film, 6, "a young man close-up", crops=True)
     assert why.frame_size == (800, 332) and len(why.grid) >= 6
     q = clip.vector("a young man close-up").vector
@@ -35,7 +35,7 @@ def test_clip_crop_map_is_the_cosine_of_each_crop(indexed_library, encoder):
 
 def test_patch_mode_reuses_the_stored_patch_vectors(tmp_path, encoder):
     film = index_film(FLOWER, Library(tmp_path), encoder, IndexOptions(patches=PatchSettings())).film
-    clip = ClipEngine(encoder)
+    clip = make_engine("clip", Library(film.dir.parent.parent), encoder)
     grid, size = clip.crop_scores(film, 2, "a red flower")
     ppf = film.manifest.patches_per_frame
     q = clip.vector("a red flower").vector
@@ -74,8 +74,8 @@ def test_cli_explain_gives_evidence_per_hit(indexed_library, capsys):
 
 
 def test_a_tag_hit_with_a_positive_score_always_names_its_evidence(indexed_library):
-    from comparisons.tag_search import TagIndex
-    from comparisons.taggers import Tag
+    from tagging.tag_search import TagIndex
+    from tagging.taggers import Tag
 
     times = np.arange(3, dtype=float)
     index = TagIndex(times, {0: [Tag("label", "vessel", 0.9)], 1000: [Tag("label", "grass", 0.9)], 2000: []})

@@ -18,11 +18,11 @@ from clip_search.library import Library
 from clip_search.subtitles import read_sidecar
 from comparisons.cli import main as compare_cli
 from comparisons.evaluate import load_query_set
-from comparisons.tag_store import TagStore
-from comparisons.taggers import FatalTaggerError, TaggerError, all_tags
-from comparisons.taggers.azure import AzureTagger
-from comparisons.taggers.rekognition import RekognitionTagger
-from comparisons.tagging import tag_film, work_left
+from tagging.run import tag_film, work_left
+from tagging.tag_store import TagStore
+from tagging.taggers import FatalTaggerError, TaggerError, all_tags
+from tagging.taggers.azure import AzureTagger
+from tagging.taggers.rekognition import RekognitionTagger
 from tests.conftest import BUNNY, FLOWER, QUERY_SET
 from tests.fake_cloud import FakeCloud, Scripted
 

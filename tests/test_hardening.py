@@ -20,12 +20,12 @@ from clip_search import config
 from clip_search.errors import FrameSearchError
 from clip_search.indexer import index_film
 from clip_search.library import Library
-from comparisons.tag_store import PENDING, TagStore, load_tags
-from comparisons.taggers import FatalTaggerError, Tag, TaggerError, all_tags
-from comparisons.taggers.azure import AzureTagger
-from comparisons.taggers.base import CALL_DEADLINE
-from comparisons.taggers.rekognition import RekognitionTagger
-from comparisons.tagging import BREAKER, tag_film
+from tagging.run import BREAKER, tag_film
+from tagging.tag_store import PENDING, TagStore, load_tags
+from tagging.taggers import FatalTaggerError, Tag, TaggerError, all_tags
+from tagging.taggers.azure import AzureTagger
+from tagging.taggers.base import CALL_DEADLINE
+from tagging.taggers.rekognition import RekognitionTagger
 from tests.fake_cloud import FakeCloud, Scripted
 
 FRAME = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
@@ -573,8 +573,8 @@ def test_a_torn_staging_chunk_is_dropped_and_encoded_again(tmp_path, encoder, mo
 
 
 def test_a_films_subtitle_cues_are_embedded_once_not_on_every_query(tmp_path, encoder, monkeypatch):
-    from comparisons import text_embed
-    from comparisons.engines import make_engine
+    from engines import make_engine
+    from tagging import text_embed
     from tests.conftest import FLOWER
 
     source = tmp_path / "flower.mp4"

@@ -85,9 +85,9 @@ def test_evaluate_robustness_reports_each_engines_drop_with_a_paired_test(indexe
 
 
 def test_every_engine_is_asked_the_same_perturbed_queries(indexed_library, encoder, tmp_path):
-    from comparisons.engines import make_engine
     from comparisons.evaluate import evaluate, load_query_set
     from comparisons.robustness import robustness
+    from engines import make_engine
 
     queries = tmp_path / "q.csv"
     queries.write_text(

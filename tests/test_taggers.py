@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comparisons.taggers import FatalTaggerError, Tag, TaggerError, all_tags
-from comparisons.taggers.azure import AzureTagger
-from comparisons.taggers.rekognition import RekognitionTagger
+from tagging.taggers import FatalTaggerError, Tag, TaggerError, all_tags
+from tagging.taggers.azure import AzureTagger
+from tagging.taggers.rekognition import RekognitionTagger
 from tests.fake_cloud import FakeCloud, Scripted
 
 FRAME = (np.random.default_rng(0).random((480, 854, 3)) * 255).astype(np.uint8)

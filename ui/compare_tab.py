@@ -1,5 +1,6 @@
-"""Compare view: one query, one column per engine (CLIP, each tagger that has run, dialogue),
-a timeline row per engine; and the controls that run a tagger with its cost shown first."""
+"""Compare view: one query, one column per engine (every model the film has, each tagger that has
+run, dialogue), a timeline row per engine; and the controls that run a tagger with its cost shown
+first."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import streamlit as st
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
 from clip_search.timecode import fmt_time
-from comparisons.engines import FUSION_WEIGHT, EngineUnavailable
-from comparisons.pricing import estimate, price_table
-from comparisons.tag_store import tagged_services
-from comparisons.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
-from comparisons.taggers.azure import CELEBRITY_NOTE
-from comparisons.tagging import tag_film, work_left
+from engines import FUSION_WEIGHT, EngineUnavailable
+from tagging.pricing import estimate, price_table
+from tagging.run import tag_film, work_left
+from tagging.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
+from tagging.taggers.azure import CELEBRITY_NOTE
 from ui import state
 from ui.charts import TimelineRow, timeline_figure
 from ui.search_tab import play_button
@@ -21,18 +21,6 @@ from ui.text import md
 from ui.thumbs import evidence_line, show_thumbnail
 
 TOP = 4
-
-
-def engine_names_for(lib: Library, films: list[Film]) -> list[str]:
-    """CLIP, each service that has tagged all these films, and dialogue when there is any."""
-    names = ["clip"]
-    services = set(SERVICES)
-    for f in films:
-        services &= set(tagged_services(lib, f))
-    names += [f"tags:{s}" for s in SERVICES if s in services]
-    if any(f.dialogue().cues for f in films) or "offline" in services:
-        names += ["dialogue", "clip+dialogue"]
-    return names
 
 
 def tagging_panel(lib: Library, film: Film) -> None:
@@ -75,7 +63,7 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
     if not query.strip():
         st.info("Type a query above to compare the engines on it.")
         return
-    engines = [state.engine(n, lib, ms, weight) for n in engine_names_for(lib, [film])]
+    engines = [state.engine(n, lib, ms, weight) for n in state.engine_names(lib, [film])]
     found: dict[str, list] = {}
     for engine in engines:
         try:
@@ -88,8 +76,9 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
             near = next((t for t in by_moment if abs(t - h.time) <= 2.0), h.time)
             by_moment.setdefault(near, set()).add(name)
     st.caption(
-        "Scores are not comparable across engines: CLIP gives cosines (about −0.1 to 0.4), tag and "
-        "dialogue engines give 0–1 match scores, clip+dialogue a 0–1 blend. Compare ranks and frames, not numbers."
+        "Scores are not comparable across engines: each model gives its own cosines (CLIP about −0.1 to 0.4), "
+        "tag and dialogue engines give 0–1 match scores, clip+dialogue a 0–1 blend. Compare ranks and frames, "
+        "not numbers."
     )
     cols = st.columns(len(engines))
     rows = []

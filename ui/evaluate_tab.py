@@ -13,7 +13,6 @@ from clip_search import config
 from clip_search.errors import FrameSearchError
 from clip_search.library import Library
 from clip_search.timecode import fmt_time
-from comparisons.engines import engine_names
 from comparisons.evaluate import (
     DEFAULT_KS,
     DEFAULT_TOLERANCE,
@@ -25,6 +24,7 @@ from comparisons.evaluate import (
 )
 from comparisons.robustness import NOTE as ROBUSTNESS_NOTE
 from comparisons.robustness import robustness, sentence
+from engines import engine_names, priced_without_calls
 from ui import library_panel, state
 from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
 from ui.text import md
@@ -65,9 +65,10 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
     if st.session_state.get("eval-upload") is None:
         _missing_films(lib, ms)
     c1, c2, c3 = st.columns([4, 2, 1])
-    names = c1.multiselect(
-        "Engines", engine_names(), default=["clip", "tags:offline", "dialogue", "clip+dialogue"], key="eval-engines"
-    )
+    offered = engine_names(lib)  # every model the library has is an engine beside the taggers
+    paid = {e.name for e in priced_without_calls(lib)}  # paid taggers: chosen on purpose, not by default
+    default = [n for n in offered if n not in paid]
+    names = c1.multiselect("Engines", offered, default=default, key="eval-engines")
     ks = c2.multiselect("k", [1, 3, 5, 10, 20], default=list(DEFAULT_KS), key="eval-ks")
     tol = c3.number_input("Tolerance (s)", 0.0, 10.0, DEFAULT_TOLERANCE, 0.5, key="eval-tol")
     scope = st.radio(
@@ -198,7 +199,7 @@ def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> Non
         if name != "random"
     ]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    st.caption("Machine prices and service prices: comparisons/prices.json (or <library>/prices.json); edit to yours.")
+    st.caption("Machine prices and service prices: tagging/prices.json (or <library>/prices.json); edit to yours.")
 
 
 def _per_query(lib: Library, result, engines: list[str], ms: state.ModelState) -> None:

@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from clip_search.library import Film, Library
-from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, QueryVector, build_query, timeline
+from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
 from clip_search.timecode import fmt_time
+from engines import Query
 from ui import state
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.hover_preview import hover_previews
@@ -47,8 +48,8 @@ def query_inputs(films: list[Film], engine_options: list[str]) -> tuple[list[Fil
         "Engine",
         engine_options,
         key="search-engine",
-        help="clip: what is seen; dialogue: what is said (subtitles or on-screen text); "
-        "tags:<service>: a tagging service's tags",
+        help="clip: what is seen, by the library's default model; a model's name: what that model sees; "
+        "dialogue: what is said (subtitles or on-screen text); tags:<service>: a tagging service's tags",
     )
     top_k = int(c4.number_input("Top k", 1, 100, 12, key="top-k"))
     with st.expander("Negative query · image query · spacing of hits"):
@@ -69,8 +70,9 @@ def query_inputs(films: list[Film], engine_options: list[str]) -> tuple[list[Fil
     }
 
 
-def run_query(encoder, params: dict) -> QueryVector | None:
-    """Build the query vector, or show why not (empty query, unreadable image)."""
+def run_query(params: dict) -> Query | None:
+    """The query as typed (text, negative, image), or None after saying why not (empty query,
+    unreadable image)."""
     if not params["text"].strip() and params["image"] is None:
         if params["text"]:
             st.warning("The query is empty: type what you saw, e.g. “a ship at sea”.")
@@ -78,13 +80,10 @@ def run_query(encoder, params: dict) -> QueryVector | None:
             st.info("Type what you saw and press Enter — or upload an image to search with.")
         return None
     try:
-        q = build_query(encoder, params["text"], params["negative"], _image(params["image"]), params["weight"])
+        return Query(params["text"], params["negative"], params["weight"], _image(params["image"]))
     except ValueError as e:
         st.error(md(e))
         return None
-    for note in q.notices:
-        st.caption(md(note))
-    return q
 
 
 def _image(upload):
@@ -101,18 +100,17 @@ def _image(upload):
         raise ValueError(f"{upload.name}: not an image that can be read.") from None
 
 
-def results(films: list[Film], query: QueryVector, params: dict, lib: Library, ms: state.ModelState) -> list:
+def results(films: list[Film], query: Query, params: dict, lib: Library, ms: state.ModelState) -> list:
     """The grid of hits (thumbnail, film, time, score, play button) and the moments table; returns the hits."""
     name = params["engine"]
     engine = state.engine(name, lib, ms)
-    if name == "clip":
-        hits = engine.searcher(films).search(query, top_k=params["top_k"], gap=params["gap"])
-    else:
-        if params["negative"].strip() or params["image"] is not None:
-            st.caption(f"{md(name)} searches by text only: the negative and image queries are not used.")
-        hits = engine.search(films, params["text"], params["top_k"], params["gap"])
+    if engine.text_only and (query.negative.strip() or query.image is not None):
+        st.caption(f"{md(name)} searches by text only: the negative and image queries are not used.")
+    hits = engine.search(films, query, params["top_k"], params["gap"])
+    for note in engine.notices(query):
+        st.caption(md(note))
     by_id = {f.id: f for f in films}
-    st.markdown(f"**{len(hits)} hits** for *{md(query.label)}*")
+    st.markdown(f"**{len(hits)} hits** for *{md(engine.label(query))}*")
     cols = st.columns(GRID_COLUMNS)
     playing = st.session_state.get("play") or {}
     for i, h in enumerate(hits):
@@ -173,18 +171,16 @@ def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.
     tags, captions, OCR lines or subtitle cue that made it match."""
     name = params["engine"]
     engine = state.engine(name, lib, ms)
-    query = params["text"] if name != "clip" else _clip_query(params)
+    query = run_query(params)
     with st.container(border=True):
         st.markdown(f"**Why {md(film.name)} at `{fmt_time(film.times[frame])}` matched** ({md(name)})")
         c1, c2 = st.columns([2, 3])
         with st.spinner("Scoring crops of the frame…"):
-            why = (
-                engine.explain(film, frame, query, crops=True) if name == "clip" else engine.explain(film, frame, query)
-            )
+            why = engine.explain(film, frame, query.used(engine.text_only), crops=True)
         thumb = film.thumbnail(frame)
         if why.grid and thumb:
             c1.image(crop_heat(thumb, why.grid, why.frame_size), width="stretch")
-            c1.caption("red: where in the frame the query matches best (crops scored by CLIP)")
+            c1.caption(f"red: where in the frame the query matches best (crops scored by {md(engine.model)})")
         else:
             show_thumbnail(thumb, c1)
         c2.markdown("\n".join(f"- {evidence_line(e)}" for e in why.evidence) or "_no evidence_")
@@ -192,27 +188,17 @@ def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.
             c2.caption(md(why.note))
 
 
-def _clip_query(params: dict):
-    from comparisons.engines import Query
-
-    return Query(params["text"], params["negative"], params["weight"], _image(params["image"]))
-
-
-def strips(films: list[Film], hits: list, params: dict, query: QueryVector, lib: Library, ms: state.ModelState) -> None:
+def strips(films: list[Film], hits: list, params: dict, query: Query, lib: Library, ms: state.ModelState) -> None:
     """A compact timeline per chosen film (films with hits first): the query's score over the whole
     film; click a square to see that frame and play from it, as in the Timeline tab."""
     with_hits = list(dict.fromkeys(h.film_id for h in hits))
     order = sorted(films, key=lambda f: (with_hits.index(f.id) if f.id in with_hits else len(films), f.name))
-    shown = order[:MAX_STRIPS]
-    name = params["engine"]
-    if name == "clip":
-        rows = [TimelineRow(f.name, f.times, timeline(f, query).scores) for f in shown]
-    else:
-        engine = state.engine(name, lib, ms)
-        rows = [TimelineRow(f.name, f.times, engine.scores(f, params["text"])) for f in shown]
+    engine = state.engine(params["engine"], lib, ms)
+    shown = engine.usable(order)[:MAX_STRIPS]
+    rows = [TimelineRow(f.name, f.times, engine.scores(f, query.used(engine.text_only))) for f in shown]
     duration = max(f.manifest.duration for f in shown)
     event = st.plotly_chart(
-        timeline_figure(rows, "cosine" if name == "clip" else "score", duration, compact=True),
+        timeline_figure(rows, engine.score_label, duration, compact=True),
         on_select="rerun",
         selection_mode="points",
         key="search-strip",

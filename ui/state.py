@@ -9,9 +9,9 @@ import streamlit as st
 
 from clip_search import config
 from clip_search.encoders import DualEncoder
-from clip_search.errors import FrameSearchError, ModelLoadError
+from clip_search.errors import ModelLoadError
 from clip_search.library import Library
-from comparisons.engines import ClipEngine, Engine, make_engine
+from engines import Encoders, Engine, ModelEngine, available, make_engine
 
 
 @dataclass
@@ -23,12 +23,17 @@ class ModelState:
     error: str | None
 
 
-@st.cache_resource(show_spinner="Loading CLIP (once per process)…")
-def _load(model_id: str) -> ModelState:
-    from clip_search.encoders import load_encoder
+@st.cache_resource
+def encoders() -> Encoders:
+    """The models loaded in this process, shared by every session: thread-safe, a few resident,
+    the least recently used dropped (``engines.Encoders``)."""
+    return Encoders()
 
+
+@st.cache_resource(show_spinner="Loading the model (once per process)…")
+def _load(model_id: str) -> ModelState:
     try:
-        return ModelState(model_id, load_encoder(model_id), None)
+        return ModelState(model_id, encoders()(model_id), None)
     except ModelLoadError as e:  # cached too, so a missing model is not retried on every click
         return ModelState(model_id, None, str(e))
 
@@ -45,13 +50,11 @@ def random_demo_model() -> str:
 
 
 def _default_model(lib: Library) -> str:
-    """$FRAMESEARCH_MODEL, else the model the library's films were indexed with, else the hub default."""
+    """$FRAMESEARCH_MODEL, else the library's default model (the one most films have), else the hub
+    default."""
     if os.environ.get("FRAMESEARCH_MODEL"):
         return config.model_id()
-    try:
-        return lib.model_for(lib.films())
-    except FrameSearchError:  # films of several models: the configured default
-        return config.model_id()
+    return lib.default_model()
 
 
 def model() -> ModelState:
@@ -75,22 +78,20 @@ def library() -> Library:
 
 
 @st.cache_resource(max_entries=16)
-def _engine(root: str, model_id: str, name: str, weight: float, _encoder) -> Engine:
-    lib = Library(root)
-    return make_engine(name, lib, _encoder, weight, clip=_clip(root, model_id, _encoder) if "clip" in name else None)
+def _engine(root: str, model_id: str, name: str, weight: float) -> Engine:
+    """Engines are thread-safe (their caches are locked LRUs), so sessions share them."""
+    return make_engine(name, Library(root), encoders(), weight, default=_default_engine(root, model_id))
 
 
 @st.cache_resource(max_entries=4)
-def _clip(root: str, model_id: str, _encoder) -> ClipEngine:
-    return ClipEngine(_encoder)
+def _default_engine(root: str, model_id: str) -> ModelEngine:
+    return ModelEngine(model_id, encoders(), name="clip")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _engine_names(root: str, films: tuple, tags_stamp: tuple) -> list[str]:
-    from ui.compare_tab import engine_names_for
-
     lib = Library(root)
-    return engine_names_for(lib, [f for f in (lib.get(film_id) for film_id, _ in films) if f])
+    return available(lib, [f for f in (lib.get(film_id) for film_id, _ in films) if f])
 
 
 def engine_names(lib: Library, films: list) -> list[str]:
@@ -106,4 +107,11 @@ def engine_names(lib: Library, films: list) -> list[str]:
 def engine(name: str, lib: Library, ms: ModelState, weight: float = 0.5) -> Engine:
     """An engine kept across reruns (its query vectors, searchers and tag indexes are caches keyed
     by film versions inside it, so a re-indexed or newly tagged film is never served stale)."""
-    return _engine(str(lib.root), ms.model_id, name, weight, ms.encoder)
+    return _engine(str(lib.root), ms.model_id, name, weight)
+
+
+def model_engines(lib: Library, ms: ModelState, names: list[str]) -> list[ModelEngine]:
+    """The engines among ``names`` that read a model's vectors, one per model (Timeline rows)."""
+    from engines import model_engines as pick
+
+    return pick([engine(n, lib, ms) for n in names])

@@ -1,13 +1,12 @@
-"""Timeline view: one film's scores over time, a row per query; click a point to see that frame."""
+"""Timeline view: one film's scores over time, a row per query and model; click a point to see that frame."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from clip_search.library import Film
-from clip_search.search import timeline
 from clip_search.timecode import fmt_time
-from comparisons.engines import ClipEngine
+from engines import ModelEngine
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.search_tab import play, selected_points
 from ui.text import md
@@ -16,14 +15,19 @@ from ui.thumbs import show_thumbnail
 MAX_ROWS = 8
 
 
-def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
-    """Film chooser, extra query lines, cosine/softmax and colour-scale choices, the clickable
-    timeline with a cursor at the picked time, and the picked frame."""
+def timeline_tab(films: list[Film], models: list[ModelEngine], main_query: str) -> None:
+    """Film chooser, extra query lines, cosine/probability and colour-scale choices, the clickable
+    timeline (a row per query and model the film has) with a cursor at the picked time, and the
+    picked frame."""
     if not films:
         return
     c1, c2, c3 = st.columns([3, 2, 2])
     film = c1.selectbox("Film", films, format_func=lambda f: f.name, key="tl-film")
-    softmax = c2.toggle("Softmax over frames (CLIP's logit scale) instead of raw cosine", key="tl-softmax")
+    softmax = c2.toggle(
+        "The model's probability instead of raw cosine",
+        key="tl-softmax",
+        help="CLIP: softmax over the film's frames with its logit scale; SigLIP: its sigmoid of each frame",
+    )
     shared = c3.toggle("One colour scale for all rows", key="tl-shared", help="Off: each row from its own min to max")
     extra = st.text_area(
         "More queries for the timeline, one per line",
@@ -36,16 +40,22 @@ def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
         st.info("Type a query in the search box (or above) to see where it appears in the film.")
         return
     rows, scores = [], {}
+    models = [m for m in models if film.has(m.model)]
+    if not models:
+        st.info(f"{md(film.name)} has no vectors of these models yet; add a model to it in the sidebar.")
+        return
     for line in dict.fromkeys(lines[:MAX_ROWS]):
-        tl = timeline(film, clip.vector(line))
-        scores[line] = tl
-        rows.append(TimelineRow(line, tl.times, tl.softmax if softmax else tl.scores))
+        for engine in models:
+            label = line if len(models) == 1 else f"{line} · {engine.name}"
+            tl = engine.timeline(film, line)
+            scores[label] = tl
+            rows.append(TimelineRow(label, tl.times, tl.softmax if softmax else tl.scores))
     picks = st.session_state.setdefault("tl-pick", {})
     points = selected_points(st.session_state.get("timeline-chart"))  # the click that started this run
     if points:
         picks[film.id] = seconds_of(points[0]["x"])
     t = picks.get(film.id)
-    value = "softmax" if softmax else "cosine"
+    value = "probability" if softmax else "cosine"
     fig = timeline_figure(rows, value, film.manifest.duration, shared_scale=shared, cursor=t)
     st.plotly_chart(
         fig,
@@ -63,7 +73,6 @@ def timeline_tab(films: list[Film], clip: ClipEngine, main_query: str) -> None:
     c1, c2 = st.columns([2, 3])
     show_thumbnail(film.thumbnail(i), c1)
     c2.markdown(f"### Frame at `{fmt_time(film.times[i])}`")
-    c2.markdown(
-        "\n".join(f"- *{md(q)}*: cosine {tl.scores[i]:.4f}, softmax {tl.softmax[i]:.4f}" for q, tl in scores.items())
-    )
+    lines = [f"- *{md(q)}*: cosine {tl.scores[i]:.4f}, probability {tl.softmax[i]:.4f}" for q, tl in scores.items()]
+    c2.markdown("\n".join(lines))
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="tl-play", on_click=play, args=(film.id, film.times[i]))

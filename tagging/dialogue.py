@@ -13,8 +13,8 @@ from clip_search.library import Film, Library
 from clip_search.moments import frame_end
 from clip_search.subtitles import Cue, Dialogue
 from clip_search.timecode import time_key
-from comparisons.tag_store import load_tags
-from comparisons.text_embed import embed, tokens
+from tagging.tag_store import load_tags
+from tagging.text_embed import embed, tokens
 
 CUE_SEMANTIC = 0.7
 SCREEN_TOLERANCE = 0.5  # a frame this close to a cue's edges still counts as showing it

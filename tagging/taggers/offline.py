@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from comparisons.taggers.base import FatalTaggerError, Response, Tag, TaggerError
+from tagging.taggers.base import FatalTaggerError, Response, Tag, TaggerError
 
 # Named colours (sRGB) for dominant-colour tags.
 COLOURS = {

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from comparisons.taggers.base import (
+from tagging.taggers.base import (
     CALL_DEADLINE,
     FatalTaggerError,
     Response,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from comparisons.taggers.base import (
+from tagging.taggers.base import (
     CALL_DEADLINE,
     FatalTaggerError,
     Response,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from comparisons.taggers.base import FatalTaggerError, Response, Tag, Tagger, TaggerError, all_tags
+from tagging.taggers.base import FatalTaggerError, Response, Tag, Tagger, TaggerError, all_tags
 
 SERVICES = ("offline", "azure", "rekognition")
 
@@ -11,15 +11,15 @@ def make_tagger(service: str, **options) -> Tagger:
     """The tagger for ``service`` (offline, azure, rekognition); cloud ones read their credentials
     the standard way and raise FatalTaggerError when they are missing."""
     if service == "offline":
-        from comparisons.taggers.offline import OfflineTagger
+        from tagging.taggers.offline import OfflineTagger
 
         return OfflineTagger(**options)
     if service == "azure":
-        from comparisons.taggers.azure import AzureTagger
+        from tagging.taggers.azure import AzureTagger
 
         return AzureTagger(**options)
     if service == "rekognition":
-        from comparisons.taggers.rekognition import RekognitionTagger
+        from tagging.taggers.rekognition import RekognitionTagger
 
         return RekognitionTagger(**options)
     raise ValueError(f"unknown tagging service {service!r} (choose from {', '.join(SERVICES)})")

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from clip_search.timecode import time_key
-from comparisons.taggers.base import Tag
-from comparisons.text_embed import embed, tokens
+from tagging.taggers.base import Tag
+from tagging.text_embed import embed, tokens
 
 BM25_WEIGHT = 0.5
 EMPTY_DOC = "\u2205"  # an untagged frame still needs a document

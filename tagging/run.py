@@ -23,8 +23,8 @@ from clip_search.library import Film, Library, fingerprint
 from clip_search.store import film_lock
 from clip_search.timecode import time_key
 from clip_search.video import iter_frames
-from comparisons.tag_store import TagStore
-from comparisons.taggers.base import FatalTaggerError, Tag, Tagger, TaggerError
+from tagging.tag_store import TagStore
+from tagging.taggers.base import FatalTaggerError, Tag, Tagger, TaggerError
 
 BATCH = 16  # frames per call of a tagger that works in batches (amortises starting Tesseract)
 BREAKER = 3  # consecutive failed frames that stop a run

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from clip_search.library import Film, Library
 from clip_search.timecode import time_key
-from comparisons.taggers.base import FatalTaggerError, Tag
+from tagging.taggers.base import FatalTaggerError, Tag
 
 UPSERT = (
     "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT"

@@ -1,0 +1,193 @@
+"""The engine protocol: every way of searching (a model's vectors, a tagger's tags, dialogue, a
+fusion) scores the same sampled frames, explains a frame, says what it costs, and ranks like
+CLIP search does. Nothing here branches on an engine's name: the registry (``engines``) is the one
+place that turns names into engines."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from clip_search.errors import FrameSearchError
+from clip_search.library import Film
+from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, Hit, rank_frames
+from tagging.pricing import CostContext, EngineCost
+
+
+class EngineUnavailable(FrameSearchError):
+    """An engine that cannot run on these films (no tags, no dialogue, no model, no vectors)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """What the user asked: text, and for a model engine also an image and a description to push
+    away from."""
+
+    text: str = ""
+    negative: str = ""
+    negative_weight: float = DEFAULT_NEGATIVE_WEIGHT
+    image: np.ndarray | None = None
+
+    def label(self) -> str:
+        return self.text or "[image]"
+
+    def used(self, text_only: bool) -> Query:
+        """The parts of this query an engine uses (a text-only engine ignores image and negative)."""
+        return Query(self.text) if text_only else self
+
+
+def as_query(query: str | Query) -> Query:
+    return query if isinstance(query, Query) else Query(text=query)
+
+
+@dataclass
+class Evidence:
+    """One reason a frame matched: a tag, caption, OCR line or subtitle cue, or a model's measure."""
+
+    kind: str
+    text: str
+    confidence: float | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass
+class Explanation:
+    """Why ``frame`` of ``film`` scored ``score`` for a query, by one engine."""
+
+    engine: str
+    film: str
+    frame: int
+    time: float
+    score: float
+    evidence: list[Evidence] = field(default_factory=list)
+    note: str | None = None
+    grid: list[dict] = field(default_factory=list)  # a model: crops of the frame, {"box": [l, t, r, b], "score"}
+    frame_size: tuple[int, int] | None = None  # (width, height) the boxes refer to
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Engine:
+    """The protocol: ``usable``, ``scores``, ``explain``, ``cost``; ``search`` ranks like CLIP search.
+
+    ``text_only``: only the query's text is used (no image, no negative); ``score_label`` names
+    what the scores are (cosine, or a 0..1 match score); ``model``: the model whose vectors the
+    engine reads, if any (the Timeline draws a row per model)."""
+
+    name: str = ""
+    logit_scale: float | None = 100.0  # for the softmax column; None: each film's model's own
+    text_only = True
+    score_label = "score"
+    model: str | None = None
+    description = ""
+    evidence_in_listing = False  # a hit list shows each hit's evidence (a tagger's matched tags)
+
+    def usable(self, films: Sequence[Film]) -> list[Film]:
+        """The films this engine can score; raises EngineUnavailable (with the fix) when none."""
+        return list(films)
+
+    def check(self, films: Sequence[Film]) -> None:
+        """Raise EngineUnavailable unless this engine can run on ``films`` as a set."""
+        self.usable(films)
+
+    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+        """Score of every sampled frame of ``film`` (aligned with ``film.times``)."""
+        raise NotImplementedError
+
+    def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
+        """The evidence that made ``frame`` score as it did (``crops``: where in the frame, for an
+        engine that can tell)."""
+        raise NotImplementedError
+
+    def notices(self, query: str | Query) -> list[str]:
+        """What the user should know about how this engine read the query (e.g. it was cut short)."""
+        return []
+
+    def label(self, query: str | Query) -> str:
+        """The query as this engine uses it (a text-only engine ignores image and negative)."""
+        return as_query(query).used(self.text_only).label()
+
+    def cost(self, films: Sequence[Film], ctx: CostContext) -> EngineCost:
+        """What this engine costs per film-hour of ``films`` (None: not measured yet)."""
+        return EngineCost(self.name, 0.0, "no per-frame work")
+
+    def scores_of(self, films: Sequence[Film], query: str | Query) -> list[np.ndarray]:
+        """Every film's frame scores for one search over ``films`` (an engine that scales its scores
+        over the films searched overrides this)."""
+        return [self.scores(f, query) for f in films]
+
+    def scored(self, films: Sequence[Film], query: str | Query) -> tuple[list[Film], list[np.ndarray]]:
+        """The films of ``films`` this engine can search, and each one's frame scores for one search
+        over them: what ``search`` ranks, and what tie-aware evaluation ranks in many tie orders."""
+        query = as_query(query).used(self.text_only)
+        if not query.text.strip() and query.image is None:
+            raise FrameSearchError("The query is empty.")
+        films = self.usable(films)
+        return films, self.scores_of(films, query)
+
+    def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
+        """Top hits with the same ranking, de-duplication and moments as CLIP search."""
+        films, scores = self.scored(films, query)
+        return rank_frames(films, scores, top_k, gap, logit_scale=self.logit_scale)
+
+    def _explanation(
+        self, film: Film, frame: int, query: Query, evidence: list[Evidence], note=None, score: float | None = None
+    ) -> Explanation:
+        """The explanation of one frame; ``score`` when the caller already scored the film."""
+        score = float(self.scores(film, query)[frame]) if score is None else score
+        return Explanation(self.name, film.name, frame, float(film.times[frame]), score, evidence, note)
+
+
+class LockedLRU:
+    """A small least-recently-used map that concurrent sessions may share (every access locked)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key, make: Callable[[], object]):
+        """The value under ``key``, made (outside the lock) and kept when missing."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def peek(self, key):
+        """The value under ``key`` or None, marking it recently used."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+
+def minmax(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The arrays scaled to 0..1 by their joint minimum and maximum (all zeros when flat)."""
+    every = [a for a in arrays if len(a)]
+    lo = min((float(a.min()) for a in every), default=0.0)
+    hi = max((float(a.max()) for a in every), default=0.0)
+    return [(a - lo) / (hi - lo) if hi > lo else np.zeros_like(a) for a in arrays]

@@ -1,0 +1,83 @@
+"""What is said (subtitles) or written on screen (the offline tagger's OCR when there are no
+subtitles), as an engine."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from clip_search.library import Film, Library
+from clip_search.subtitles import Dialogue
+from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
+from tagging.dialogue import CueIndex, film_dialogue, frame_scores_from_cues
+from tagging.tag_store import TagStore
+
+DIALOGUE_FILMS = 16  # films whose cue vectors a dialogue engine keeps (each film's cues embedded once)
+
+
+class _Cues:
+    """One film's dialogue and, once asked for, its embedded cues (embedded once, under a lock)."""
+
+    def __init__(self, dialogue: Dialogue) -> None:
+        self.dialogue = dialogue
+        self._index: CueIndex | None = None
+        self._lock = threading.Lock()
+
+    def index(self) -> CueIndex:
+        with self._lock:
+            if self._index is None:
+                self._index = CueIndex(self.dialogue.cues)
+            return self._index
+
+
+class DialogueEngine(Engine):
+    """Subtitle cues (or on-screen text) matched to the query; a frame scores as the cue it shows."""
+
+    name = "dialogue"
+    description = "dialogue: what is said (subtitles or on-screen text)"
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+        self._films = LockedLRU(DIALOGUE_FILMS)
+
+    def _entry(self, film: Film) -> _Cues:
+        store = TagStore(self.library, readonly=True)
+        try:
+            key = (film.id, film.record.manifest.completed_at, store.version(film, "offline"))
+        finally:
+            store.close()
+        return self._films.get_or_make(key, lambda: _Cues(film_dialogue(self.library, film)))
+
+    def dialogue(self, film: Film) -> Dialogue:
+        """The film's dialogue, read once per film version and OCR state."""
+        return self._entry(film).dialogue
+
+    def cue_index(self, film: Film) -> CueIndex:
+        """The film's cues with their vectors, embedded once per film version (kept for the last
+        ``DIALOGUE_FILMS`` films: a cache sized by film, not by count of texts)."""
+        return self._entry(film).index()
+
+    def usable(self, films: Sequence[Film]) -> list[Film]:
+        ok = [f for f in films if self.dialogue(f).cues]
+        if not ok:
+            names = ", ".join(f.name for f in films)
+            raise EngineUnavailable(f"{self.name}: no subtitles or on-screen text for {names}")
+        return ok
+
+    def scores(self, film: Film, query: str | Query) -> np.ndarray:
+        index = self.cue_index(film)
+        return frame_scores_from_cues(film.times, index.cues, index.scores(as_query(query).text))
+
+    def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
+        query = as_query(query)
+        d = self.dialogue(film)
+        scores = self.cue_index(film).scores(query.text)
+        t = float(film.times[frame])
+        on_screen = [(c, s) for c, s in zip(d.cues, scores, strict=True) if c.start - 0.5 <= t <= c.end + 0.5]
+        evidence = [
+            Evidence("cue", c.text, round(float(s), 3), c.start, c.end)
+            for c, s in sorted(on_screen, key=lambda x: -x[1])
+        ]
+        return self._explanation(film, frame, query, evidence[:3], None if evidence else "nothing is said here")
