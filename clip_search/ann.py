@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from clip_search.atomic import atomic_write_json
 from clip_search.errors import FrameSearchError
-from clip_search.library import Film, Library, atomic_write_json, model_key
+from clip_search.library import Film, Library, model_key
 
 ANN_MIN_FRAMES = 200_000  # libraries at least this large are searched through the index
 EXACT_MAX_FRAMES = 20_000  # a film filter choosing at most this many frames is scored exactly
@@ -169,7 +170,7 @@ class AnnIndex:
     ) -> AnnStatus:
         """Bring ``model``'s index up to date with the library: add new films without retraining,
         remove gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``)."""
-        from clip_search.store import film_lock
+        from clip_search.locks import film_lock
 
         model = _model(library, model)
         with film_lock(library, f"_ann-index-{model_key(model)}"):

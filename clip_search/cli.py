@@ -37,6 +37,7 @@ from clip_search.search import (
     Searcher,
     build_query,
 )
+from clip_search.store import open_library
 from clip_search.timecode import fmt_time
 from clip_search.video import SamplingSettings
 
@@ -163,7 +164,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         chunk_frames=args.chunk_frames,
     )
-    library = Library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library))
     models = list(dict.fromkeys(config.model_id(m) for m in (args.model or [None])))
     if args.workers:
         return _index_on_ray(args, library, options, models)
@@ -304,7 +305,7 @@ def _search_films(library: Library, refs: list[str]) -> list[Film]:
 def cmd_search(args: argparse.Namespace) -> int:
     from clip_search.encoders import load_encoder
 
-    library = Library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library))
     films = _search_films(library, args.film)
     if not args.query.strip() and not args.image:
         raise FrameSearchError("Give a QUERY text or --image to search with.")
@@ -337,7 +338,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_films(args: argparse.Namespace) -> int:
-    library = Library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library))
     films, damaged = library.scan()
     if args.check:  # the full check: every vector of every set read
         healthy = []
@@ -392,7 +393,7 @@ def _models_of(film: Film) -> list[dict]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    library = Library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library))
     film = library.find_one(args.film)
     film = film.view(library.model_for([film], args.model))
     out = args.output
@@ -410,7 +411,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from clip_search.library import Manifest
     from clip_search.store import import_vectors
 
-    library = Library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library))
     try:
         with np.load(args.npz) as z:
             emb, times = np.asarray(z["embeddings"]), np.asarray(z["times"], np.float64)
@@ -436,7 +437,7 @@ def cmd_ann(args: argparse.Namespace) -> int:
 
     from clip_search.ann import AnnIndex
 
-    library = Library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library))
     model = library.model_for(library.films(), args.model)
     if args.action == "status":
         print(f"{model}: {AnnIndex.status(library, model=model).describe()}")

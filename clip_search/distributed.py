@@ -32,7 +32,8 @@ from clip_search.errors import FrameSearchError
 from clip_search.fetch import download, is_url
 from clip_search.indexer import IndexOptions, _complete_index, _new_manifest, make_thumbnail, vector_set_for
 from clip_search.library import Film, Library
-from clip_search.store import FilmBusy, StagedFilm, film_lock
+from clip_search.locks import FilmBusy, film_lock
+from clip_search.store import StagedFilm
 from clip_search.subtitles import load_dialogue
 from clip_search.video import iter_frames
 

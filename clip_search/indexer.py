@@ -32,8 +32,9 @@ from PIL import Image
 from clip_search import config
 from clip_search.errors import VideoError
 from clip_search.library import Film, Library, Manifest, VectorSet, film_id_for, fingerprint
+from clip_search.locks import film_lock
 from clip_search.patches import PatchSettings, crop_patches
-from clip_search.store import StagedFilm, film_lock
+from clip_search.store import StagedFilm
 from clip_search.subtitles import load_dialogue
 from clip_search.video import SamplingSettings, iter_frames, probe
 

@@ -19,11 +19,12 @@ another): ``film.manifest`` carries that set's model, dim and scale, ``film.embe
 vectors, so search code reads one model's vectors without knowing there are others.
 
 Format 1 (vectors at the film's top level, one model per film) is migrated once, in place, when a
-library is opened (:meth:`Library.migrate`): the vector files are hard-linked into their set, then
+library is opened for use (``store.open_library``): the vector files are hard-linked into their set, then
 the manifest is replaced, then the old names are removed; until the manifest is replaced the old
 layout is whole, so an interrupted migration leaves a library the old version still reads.
 
-This module reads the format and checks it; ``clip_search.store`` is its one writer. A crash can
+This module reads the format and checks it (both formats); ``clip_search.store`` is its one writer,
+which also recovers interrupted swaps and migrates format 1 when it opens a library. A crash can
 leave a staging folder but never a film that looks complete, and a film or set whose files were
 damaged afterwards is reported by name (``Library.damaged``) and left out, never allowed to break
 the listing of the others.
@@ -42,35 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
+from clip_search.atomic import atomic_write_bytes
 from clip_search.errors import FilmNotFound, FrameSearchError
 
 FORMAT_VERSION = 2
 SET_FORMAT = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new, never a torn one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: dict) -> None:
-    """JSON version of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
-
-
-def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    """Save one array atomically (tmp file + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def fingerprint(path: str | os.PathLike, block: int = 1 << 20) -> str:
@@ -596,70 +573,31 @@ class Damaged:
 class Library:
     """A folder of indexed films; cheap to construct, reads manifests on demand."""
 
-    def __init__(self, root: str | os.PathLike, migrate: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.films_dir = self.root / "films"
         self.staging_dir = self.root / "staging"
         self.downloads_dir = self.root / "downloads"
         self.uploads_dir = self.root / "uploads"
         self.locks_dir = self.root / "locks"
-        self._recover()
-        if migrate:
-            self.migrate()
-
-    def _recover(self) -> None:
-        """A crash between the two renames of a swap leaves the previous index as <id>.old.
-
-        Repaired only under the film's lock, so a swap in progress in another process is left alone."""
-        if not self.films_dir.is_dir():
-            return
-        from clip_search.store import FilmBusy, film_lock
-
-        for old in self.films_dir.glob("*.old"):
-            live = old.with_suffix("")
-            try:
-                with film_lock(self, live.name, wait=0):
-                    if live.exists():
-                        shutil.rmtree(old, ignore_errors=True)
-                    elif old.exists():
-                        os.replace(old, live)
-            except (FilmBusy, OSError):
-                continue
-
-    def migrate(self) -> int:
-        """Move format-1 films (one model's vectors at the top level) to vector sets, in place,
-        without re-encoding; returns how many were migrated. Each film is migrated under its lock
-        in three atomic steps (hard-link the vectors into their set and rename it in, replace the
-        manifest, remove the old names), so an interrupted run leaves the old layout readable and
-        the next open finishes it. A film busy in another process, or a read-only library, is left
-        as it is: format 1 is still read."""
-        if not self.films_dir.is_dir():
-            return 0
-        from clip_search.store import FilmBusy, film_lock, migrate_film
-
-        done = 0
-        for d in self._folders():
-            try:
-                data = json.loads((d / "manifest.json").read_text())
-                stale = data.get("format_version", 1) < 2 or (d / "embeddings.npy").exists()
-                if not stale or data.get("status") != "complete":
-                    continue
-                with film_lock(self, d.name, wait=0):
-                    done += migrate_film(d)
-            except (FilmBusy, OSError, ValueError, AttributeError, DamagedFilm):
-                continue
-        return done
 
     def film_dir(self, film_id: str) -> Path:
-        return self.films_dir / film_id
+        """The film's folder (its <id>.old after an interrupted swap, until the writer repairs it)."""
+        live = self.films_dir / film_id
+        old = self.films_dir / f"{film_id}.old"
+        return old if not live.exists() and old.is_dir() else live
 
     def staging_for(self, manifest: Manifest) -> Path:
         return self.staging_dir / f"{manifest.id}-{manifest.key_hash()}"
 
     def _folders(self) -> list[Path]:
+        """Every film folder; a crash between the two renames of a swap leaves only <id>.old, which
+        is read as the film until the writer repairs it (``store.recover``)."""
         if not self.films_dir.is_dir():
             return []
-        return sorted(d for d in self.films_dir.iterdir() if d.is_dir() and not d.name.endswith(".old"))
+        dirs = [d for d in self.films_dir.iterdir() if d.is_dir()]
+        live = {d.name for d in dirs if not d.name.endswith(".old")}
+        return sorted(d for d in dirs if not d.name.endswith(".old") or d.name[:-4] not in live)
 
     def scan(self) -> tuple[list[Film], list[Damaged]]:
         """Healthy films (by name) and damaged ones (by id, with the problem); a damaged vector set

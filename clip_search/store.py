@@ -17,19 +17,20 @@ film, the Ray indexer, imports of vectors made elsewhere, the format-1 migration
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
+from clip_search.atomic import atomic_write_json
 from clip_search.errors import FrameSearchError
 from clip_search.library import (
     DamagedFilm,
@@ -37,45 +38,11 @@ from clip_search.library import (
     Library,
     Manifest,
     VectorSet,
-    atomic_write_json,
     check_film,
     check_set,
     model_key,
 )
-
-
-class FilmBusy(FrameSearchError):
-    """Another process holds the film's lock (it is indexing or publishing that film)."""
-
-
-@contextmanager
-def film_lock(
-    library: Library,
-    film_id: str,
-    wait: float | None = None,
-    on_wait: Callable[[], None] | None = None,
-    busy: str | None = None,
-) -> Iterator[None]:
-    """Hold the film's cross-process lock (or another named one, e.g. a film's tagging lock).
-    ``wait``: seconds to wait (None: as long as it takes, 0: not at all); ``on_wait`` is called once
-    when another process holds it; ``busy`` is what FilmBusy says then."""
-    library.locks_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(library.locks_dir / f"{film_id}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if on_wait:
-            on_wait()
-        try:
-            lock.acquire(timeout=-1 if wait is None else wait)
-        except Timeout:
-            raise FilmBusy(
-                f"{busy or f'{film_id} is being indexed by another process'}; try again when it is done."
-            ) from None
-    try:
-        yield
-    finally:
-        lock.release()
+from clip_search.locks import FilmBusy, film_lock
 
 
 class StagedFilm:
@@ -467,3 +434,52 @@ def import_vectors(
         for lo in range(0, len(emb), step):
             staged.write_chunk(emb[lo : lo + step], times[lo : lo + step], thumbs[lo : lo + step])
         return staged.publish()
+
+
+def open_library(root: str | os.PathLike) -> Library:
+    """The library at ``root``, ready for use: an interrupted swap repaired, format-1 films
+    migrated (each under its film's lock; a busy or read-only one is left as it is and still read)."""
+    library = Library(root)
+    recover(library)
+    migrate(library)
+    return library
+
+
+def recover(library: Library) -> None:
+    """A crash between the two renames of a swap leaves the previous index as <id>.old.
+
+    Repaired only under the film's lock, so a swap in progress in another process is left alone."""
+    if not library.films_dir.is_dir():
+        return
+    for old in library.films_dir.glob("*.old"):
+        live = old.with_suffix("")
+        try:
+            with film_lock(library, live.name, wait=0):
+                if live.exists():
+                    shutil.rmtree(old, ignore_errors=True)
+                elif old.exists():
+                    os.replace(old, live)
+        except (FilmBusy, OSError):
+            continue
+
+
+def migrate(library: Library) -> int:
+    """Move format-1 films (one model's vectors at the top level) to vector sets, in place, without
+    re-encoding; returns how many were migrated (see :func:`migrate_film`). A film busy in another
+    process, or a read-only library, is left as it is: format 1 is still read."""
+    if not library.films_dir.is_dir():
+        return 0
+    done = 0
+    for d in library.films_dir.iterdir():
+        if not d.is_dir() or d.name.endswith(".old"):
+            continue
+        try:
+            data = json.loads((d / "manifest.json").read_text())
+            stale = data.get("format_version", 1) < 2 or (d / "embeddings.npy").exists()
+            if not stale or data.get("status") != "complete":
+                continue
+            with film_lock(library, d.name, wait=0):
+                done += migrate_film(d)
+        except (FilmBusy, OSError, ValueError, AttributeError, DamagedFilm):
+            continue
+    return done

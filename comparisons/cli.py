@@ -26,6 +26,7 @@ from clip_search.arguments import (
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
 from clip_search.search import DEFAULT_GAP
+from clip_search.store import open_library
 from clip_search.timecode import fmt_time
 from comparisons import report
 from comparisons.evaluate import (
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _library(args: argparse.Namespace) -> Library:
-    return Library(config.library_dir(args.library))
+    return open_library(config.library_dir(args.library))
 
 
 def _make_engines(library: Library, names: list[str], films: list[Film], args: argparse.Namespace) -> list:

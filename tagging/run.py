@@ -20,7 +20,7 @@ import numpy as np
 
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library, fingerprint
-from clip_search.store import film_lock
+from clip_search.locks import film_lock
 from clip_search.timecode import time_key
 from clip_search.video import iter_frames
 from tagging.tag_store import TagStore

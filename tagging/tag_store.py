@@ -119,7 +119,7 @@ class TagStore:
                     raise self._error(e) from None
                 self.notice = f"The tag cache {self.path.name} cannot be read ({e}); tag engines see no tags."
                 return _memory()
-        from clip_search.store import film_lock
+        from clip_search.locks import film_lock
 
         with film_lock(self.library, "_tags-sqlite", wait=None):
             for attempt in (1, 2):

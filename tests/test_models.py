@@ -14,6 +14,7 @@ from clip_search.cli import main
 from clip_search.encoders import load_encoder
 from clip_search.indexer import index_film
 from clip_search.library import Library, Manifest, MissingVectors
+from clip_search.store import migrate, open_library
 from tests.conftest import FLOWER
 
 V1_LIBRARY = Path(__file__).parent / "data" / "library-v1"  # written by the format-1 writer (commit 182a353)
@@ -106,7 +107,7 @@ def test_a_format_1_library_is_migrated_in_place_without_re_encoding(tmp_path):
     root = _v1_copy(tmp_path)
     before = {d.name: np.load(d / "embeddings.npy") for d in (root / "films").iterdir()}
     thumbs = {d.name: (d / "thumbs.bin").read_bytes() for d in (root / "films").iterdir()}
-    lib = Library(root)  # opening it migrates it
+    lib = open_library(root)  # opening it for use migrates it
     films = lib.films()
     assert sorted(f.name for f in films) == ["harbour", "meadow"] and lib.damaged() == []
     for f in films:
@@ -115,7 +116,7 @@ def test_a_format_1_library_is_migrated_in_place_without_re_encoding(tmp_path):
         assert f.models == ["openai/clip-vit-base-patch32"] and f.manifest.logit_scale == 42.0
         assert np.array_equal(np.asarray(f.embeddings), before[f.name])  # the same vectors, not re-encoded
         assert f.thumbnail(0) == thumbs[f.name][: len(f.thumbnail(0))]
-    assert Library(root).migrate() == 0  # once only
+    assert migrate(Library(root)) == 0  # once only
 
 
 def test_an_interrupted_migration_leaves_the_old_library_readable(tmp_path, monkeypatch):
@@ -130,14 +131,14 @@ def test_an_interrupted_migration_leaves_the_old_library_readable(tmp_path, monk
         return real(path, obj)
 
     monkeypatch.setattr(store, "atomic_write_json", crash_on_manifest)
-    Library(root)
+    open_library(root)
     for d in (root / "films").iterdir():  # the format-1 layout is whole: what the old version reads
         m = json.loads((d / "manifest.json").read_text())
         assert m["format_version"] == 1 and m["model"] == "openai/clip-vit-base-patch32"
         assert np.load(d / "embeddings.npy").shape == (m["frames"], 16)
-    assert len(Library(root, migrate=False).films()) == 2  # and this version reads it as it is
+    assert len(Library(root).films()) == 2  # and this version reads it as it is
     monkeypatch.setattr(store, "atomic_write_json", real)
-    assert Library(root, migrate=False).migrate() == 2  # the next open finishes the job
+    assert migrate(Library(root)) == 2  # the next open finishes the job
     assert all(not (d / "embeddings.npy").exists() for d in (root / "films").iterdir())
 
 

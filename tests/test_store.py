@@ -15,7 +15,8 @@ import pytest
 from clip_search.cli import main
 from clip_search.indexer import index_film, make_thumbnail
 from clip_search.library import DamagedFilm, Library, Manifest, VectorSet, check_film
-from clip_search.store import FilmBusy, StagedFilm, film_lock, import_vectors
+from clip_search.locks import FilmBusy, film_lock
+from clip_search.store import StagedFilm, import_vectors, open_library
 from tests.conftest import BUNNY, FLOWER, TEARS
 
 THUMB = make_thumbnail(np.full((48, 64, 3), 90, np.uint8))
@@ -232,9 +233,10 @@ def test_a_crash_mid_swap_is_repaired_only_under_the_films_lock(three_films):
     old = live.with_name("alpha.old")
     os.replace(live, old)  # as if killed between the two renames of a publish
     with film_lock(three_films, "alpha"):
-        Library(three_films.root)  # another process mid-publish holds the lock: hands off
+        assert "alpha" in [f.name for f in Library(three_films.root).films()]  # read from alpha.old meanwhile
+        open_library(three_films.root)  # another process mid-publish holds the lock: hands off
         assert old.exists() and not live.exists()
-    Library(three_films.root)
+    open_library(three_films.root)
     assert live.exists() and not old.exists()
     assert [f.name for f in Library(three_films.root).films()] == ["alpha", "bravo", "charlie"]
 

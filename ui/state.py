@@ -11,6 +11,7 @@ from clip_search import config
 from clip_search.encoders import DualEncoder
 from clip_search.errors import ModelLoadError
 from clip_search.library import Library
+from clip_search.store import open_library
 from engines import Encoders, Engine, ModelEngine, available, make_engine
 
 
@@ -74,7 +75,7 @@ def model() -> ModelState:
 
 def library() -> Library:
     """The library folder ($FRAMESEARCH_LIBRARY or ./library)."""
-    return Library(config.library_dir())
+    return open_library(config.library_dir())
 
 
 @st.cache_resource(max_entries=16)
