@@ -36,6 +36,7 @@ def main() -> None:
         st.title("Frame Search Lab")
         library_panel.model_status(ms)
         library_panel.add_films(lib, ms)
+        library_panel.add_model(lib)
         library_panel.film_list(lib)
     if ms.encoder is None:
         st.info("No model is loaded; the sidebar says why and how to fix it.")

@@ -28,7 +28,7 @@ from clip_search.arguments import (
 from clip_search.distributed import expand_sources
 from clip_search.errors import FrameSearchError, ModelLoadError
 from clip_search.fetch import download, is_url
-from clip_search.indexer import IndexOptions, Progress, cached_index, index_film
+from clip_search.indexer import IndexOptions, Progress, cached_index, existing_film, index_film, options_of
 from clip_search.library import Damaged, Film, Library, check_record
 from clip_search.patches import PatchSettings
 from clip_search.search import (
@@ -170,10 +170,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         return _index_on_ray(args, library, options, models)
     encoders: list = []
     failures = 0
+    explicit = args.fps is not None or args.every_frame or args.shots or args.patches
     for ref in expand_sources(args.paths):
         try:
             path = download(ref, library.downloads_dir) if is_url(ref) else Path(ref)
-            cached = cached_index(path, library, models, options)
+            known = None if explicit else existing_film(path, library)
+            film_options = options_of(known, options) if known else options  # a model added: the film's frames
+            cached = cached_index(path, library, models, film_options)
             if cached:
                 m = cached.manifest
                 print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} (already indexed, reused) -> {m.id}")
@@ -206,7 +209,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                 print(f"{name} is being indexed by another process; waiting for it to finish", file=sys.stderr)
 
             try:
-                result = index_film(path, library, encoders, options, progress=show, on_wait=waiting)
+                result = index_film(path, library, encoders, film_options, progress=show, on_wait=waiting)
             finally:
                 bar.close()
             m = result.film.manifest

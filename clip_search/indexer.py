@@ -266,6 +266,20 @@ def vector_set_for(encoder: DualEncoder) -> VectorSet:
     )
 
 
+def options_of(film: Film, base: IndexOptions = IndexOptions()) -> IndexOptions:
+    """The options that reproduce ``film``'s frames (its sampling and patches): what adding a model
+    to it must use, else the frames would differ and it would be a different film."""
+    from dataclasses import replace
+
+    m = film.manifest
+    return replace(base, sampling=m.sampling_settings(), patches=PatchSettings(**m.patches) if m.patches else None)
+
+
+def existing_film(path: str | os.PathLike, library: Library) -> Film | None:
+    """The library's film of this source file, if it has one (any settings)."""
+    return library.get(film_id_for(Path(path)))
+
+
 def _new_manifest(path: Path, options: IndexOptions) -> Manifest:
     """The film's own manifest (no model's fields): what its key is compared on."""
     info = probe(path)
@@ -389,3 +403,42 @@ def index_film(
     film = film.view(encoders[0].model_id) if film.has(encoders[0].model_id) else film
     added = [e.model_id for e in todo] if existing is not None else []
     return IndexResult(film, False, resumed, encoded, time.perf_counter() - t0, added)
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    """How long encoding ``frames`` frames with a model should take on a device, and from what."""
+
+    seconds: float
+    frames: int
+    basis: str
+
+    def sentence(self) -> str:
+        from clip_search.timecode import fmt_time
+
+        return f"about {fmt_time(self.seconds)[:-2]} for {self.frames} frames ({self.basis})"
+
+
+def estimate_adding(library: Library, films: Sequence[Film], encoder: DualEncoder, trial: int = 8) -> TimeEstimate:
+    """The time to add ``encoder``'s vectors to ``films``, shown before it starts: the model's own
+    time per frame measured on this device in this library if it has any, else measured now on a
+    batch of ``trial`` frames (after one warm-up batch). Decoding comes on top."""
+    frames = sum(f.manifest.frames for f in films if not f.has(encoder.model_id))
+    measured = [
+        f.view(encoder.model_id).vector_set
+        for f in library.films(encoder.model_id)
+        if f.view(encoder.model_id).vector_set.device == encoder.device
+    ]
+    measured = [v for v in measured if v.seconds_per_frame]
+    if measured:
+        spf = sum(v.seconds_per_frame * v.frames for v in measured) / sum(v.frames for v in measured)
+        basis = f"{spf * 1000:.0f} ms/frame measured on {encoder.device} in this library; decoding comes on top"
+    else:
+        crop = encoder.pre.crop
+        batch = np.random.default_rng(0).integers(0, 255, (trial, crop, crop, 3), dtype=np.uint8)
+        encoder.encode_prepared(batch)
+        t0 = time.perf_counter()
+        encoder.encode_prepared(batch)
+        spf = (time.perf_counter() - t0) / trial
+        basis = f"{spf * 1000:.0f} ms/frame measured now on {encoder.device}; decoding comes on top"
+    return TimeEstimate(spf * frames, frames, basis)

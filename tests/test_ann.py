@@ -73,7 +73,7 @@ def test_film_filters_use_an_id_selector_or_exact_scoring(archive):
 
 def test_a_stale_index_is_never_read_and_an_update_adds_without_retraining(archive, tmp_path, capsys):
     lib, gen = archive
-    before = json.loads((lib.root / "ann" / "meta.json").read_text())
+    before = json.loads((AnnIndex.folder(lib) / "meta.json").read_text())
     npz = tmp_path / "late.npz"
     np.savez(npz, embeddings=gen.film(3000), times=np.arange(3000, dtype=np.float64))
     # another process adds a film behind the index's back (the import CLI would update it)
@@ -91,10 +91,10 @@ def test_a_stale_index_is_never_read_and_an_update_adds_without_retraining(archi
     )  # a stale index breaks nothing
     capsys.readouterr()
     assert main(["ann", "build", "--library", str(lib.root)]) == 0
-    after = json.loads((lib.root / "ann" / "meta.json").read_text())
+    after = json.loads((AnnIndex.folder(lib) / "meta.json").read_text())
     assert after["trained_on"] == before["trained_on"] and after["nlist"] == before["nlist"]  # no retraining
     assert [f["id"] for f in after["films"]][-1] == "late"
-    assert not (lib.root / "ann" / before["file"]).exists() and (lib.root / "ann" / after["file"]).is_file()
+    assert not (AnnIndex.folder(lib) / before["file"]).exists() and (AnnIndex.folder(lib) / after["file"]).is_file()
     assert "fresh" in capsys.readouterr().out
     assert Searcher(lib.films(), lib).mode == "ann"
 

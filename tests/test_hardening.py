@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from clip_search import config
+from clip_search.ann import AnnIndex
 from clip_search.errors import FrameSearchError
 from clip_search.indexer import index_film
 from clip_search.library import Library
@@ -256,7 +257,7 @@ def ann_library(tmp_path, monkeypatch):
 
 
 def _meta(lib) -> dict:
-    return json.loads((lib.root / "ann" / "meta.json").read_text())
+    return json.loads((AnnIndex.folder(lib) / "meta.json").read_text())
 
 
 def test_an_edited_meta_json_never_makes_ann_build_delete_a_file_outside_the_library(ann_library, tmp_path, capsys):
@@ -265,8 +266,8 @@ def test_an_edited_meta_json_never_makes_ann_build_delete_a_file_outside_the_lib
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     meta = _meta(ann_library)
-    meta["file"] = os.path.relpath(victim, ann_library.root / "ann")  # ../../victim.txt
-    (ann_library.root / "ann" / "meta.json").write_text(json.dumps(meta))
+    meta["file"] = os.path.relpath(victim, AnnIndex.folder(ann_library))  # ../../victim.txt
+    (AnnIndex.folder(ann_library) / "meta.json").write_text(json.dumps(meta))
     assert main(["ann", "status", "--library", str(ann_library.root)]) == 0
     assert "is not a file of" in capsys.readouterr().out
     assert main(["ann", "build", "--library", str(ann_library.root)]) == 0
@@ -279,7 +280,7 @@ def test_a_damaged_meta_json_makes_search_score_exactly_and_say_why(ann_library,
     from clip_search.cli import main
     from clip_search.search import Searcher
 
-    path = ann_library.root / "ann" / "meta.json"
+    path = AnnIndex.folder(ann_library) / "meta.json"
     path.write_text(meta if isinstance(meta, str) else json.dumps(meta))
     searcher = Searcher(ann_library.films(), ann_library)
     assert searcher.mode == "exact" and "meta.json" in searcher.notice and "exactly" in searcher.notice
@@ -314,13 +315,12 @@ def test_ann_build_failures_are_one_line_and_keep_the_old_index(ann_library, mon
     code = main(["ann", "build", "--rebuild", "--library", str(ann_library.root)])
     err = capsys.readouterr().err
     assert code == 2 and "could not be written" in err and "No space left" in err and "Traceback" not in err
-    assert _meta(ann_library)["file"] == before and (ann_library.root / "ann" / before).is_file()
-    assert not list((ann_library.root / "ann").glob(".*.tmp"))
+    assert _meta(ann_library)["file"] == before and (AnnIndex.folder(ann_library) / before).is_file()
+    assert not list((AnnIndex.folder(ann_library)).glob(".*.tmp"))
     monkeypatch.setattr(ann, "_faiss", lambda: real)
-    # films of two vector sizes: one line, the old index kept
+    # another model's vectors, of another size: they have their own index; this model's stays fresh
     import_vectors(ann_library, Manifest.imported("wide", "other", 10.0), np.ones((10, 32)), np.arange(10.0))
-    assert main(["ann", "build", "--library", str(ann_library.root)]) == 2
-    assert "several sizes" in capsys.readouterr().err and _meta(ann_library)["file"] == before
+    assert AnnIndex.status(ann_library).fresh and _meta(ann_library)["file"] == before
 
 
 def test_ann_build_on_a_tiny_library_is_one_line(tmp_path, capsys):
@@ -340,7 +340,7 @@ def test_ann_rebuild_leaves_no_old_index_file_behind(ann_library):
 
     AnnIndex.update(ann_library, rebuild=True)
     AnnIndex.update(ann_library, rebuild=True)
-    files = list((ann_library.root / "ann").glob("*.faiss"))
+    files = list((AnnIndex.folder(ann_library)).glob("*.faiss"))
     assert [f.name for f in files] == [_meta(ann_library)["file"]]
 
 

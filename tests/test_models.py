@@ -150,3 +150,27 @@ def test_imports_refuse_vectors_of_another_size_for_the_same_model(tmp_path, enc
     assert main(["import", "odd", "--npz", str(npz), "--library", str(lib.root)]) == 2
     assert "dimensions" in capsys.readouterr().err
     assert Manifest.imported("x", "m", 1.0).key()["format_version"] == 2
+
+
+def test_the_dashboard_adds_a_model_and_offers_it_as_an_engine(tmp_path, monkeypatch, tiny_clip_dir, siglip_dir):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_dashboard import APP
+
+    lib = Library(tmp_path / "lib")
+    index_film(FLOWER, lib, load_encoder(str(tiny_clip_dir), "cpu", "fp32"))
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(lib.root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.sidebar.text_input(key="add-model").input(str(siglip_dir)).run()
+    assert not at.exception
+    assert any("ms/frame measured now on cpu" in c.value for c in at.sidebar.caption)  # the time, before it starts
+    at.sidebar.button(key="add-model-run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (film,) = Library(lib.root).films()
+    assert set(film.models) == {str(tiny_clip_dir), str(siglip_dir)}
+    assert str(siglip_dir) in at.selectbox(key="search-engine").options  # the new model is an engine
+    at.selectbox(key="search-engine").select(str(siglip_dir)).run()
+    at.text_input(key="query").input("a flower").run()
+    assert not at.exception and not at.error
+    assert any("hits" in m.value for m in at.markdown)

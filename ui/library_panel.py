@@ -9,7 +9,7 @@ import streamlit as st
 from clip_search.errors import FrameSearchError
 from clip_search.fetch import download, is_url
 from clip_search.guard import media_paths
-from clip_search.indexer import IndexOptions, Progress, index_film
+from clip_search.indexer import IndexOptions, Progress, estimate_adding, index_film, options_of
 from clip_search.library import Library
 from clip_search.patches import PatchSettings
 from clip_search.timecode import fmt_time
@@ -134,6 +134,57 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
             st.success(md(note))
 
 
+def add_model(lib: Library) -> None:
+    """The 'Add a model' expander: another model's vectors for films already indexed, on exactly
+    their frames; its time on this device is shown before it starts, then a progress bar."""
+    films = lib.films()
+    if not films:
+        return
+    with st.expander("Add a model to films"):
+        known = lib.models(films)
+        model = st.text_input(
+            "Model",
+            key="add-model",
+            placeholder="google/siglip2-base-patch16-224, open_clip:hf-hub:timm/PE-Core-B-16 or a folder",
+            help="A hub id, open_clip:hf-hub:ORG/REPO, open_clip:ARCH/PRETRAINED or a local folder. "
+            f"In this library: {', '.join(known)}",
+        ).strip()
+        if not model:
+            st.caption("Each model's vectors sit beside the others on the same frames: compare them in every tab.")
+            return
+        try:
+            encoder = state.encoders()(model)
+        except FrameSearchError as e:
+            st.error(md(e))
+            return
+        lacking = [f for f in films if not f.has(encoder.model_id)]
+        if not lacking:
+            st.success(f"Every film has {md(encoder.model_id)} vectors.")
+            return
+        names = {f.name: f for f in lacking}
+        chosen = st.multiselect("Films", list(names), default=list(names), key="add-model-films")
+        chosen_films = [names[n] for n in chosen]
+        if chosen_films:
+            st.caption(md(estimate_adding(lib, chosen_films, encoder).sentence()))
+        if st.button(f"Add {md(encoder.model_id)}", key="add-model-run", disabled=not chosen_films):
+            for film in chosen_films:
+                bar = st.progress(0.0, text=f"{film.name}: starting…")
+
+                def show(p: Progress, bar=bar, name=film.name) -> None:
+                    eta = p.eta_seconds
+                    left = f" — about {fmt_time(eta)[:-2]} left" if eta is not None else ""
+                    bar.progress(p.fraction, text=f"{name}: {p.frames} frames, {p.fraction:.0%}{left}")
+
+                try:
+                    index_film(film.manifest.source, lib, encoder, options_of(film), progress=show, wait=0)
+                    st.session_state.setdefault("notices", []).append(f"{film.name}: {encoder.model_id} added")
+                except (FrameSearchError, OSError) as e:  # the source is gone, the film is busy, ...
+                    st.error(md(f"{film.name}: {getattr(e, 'strerror', None) or e}"))
+                finally:
+                    bar.empty()
+            st.rerun()
+
+
 def index_demo_films(lib: Library, ms: state.ModelState) -> None:
     """Demo mode (``FRAMESEARCH_DEMO=1``, set by scripts/demo.sh), first start: index and offline-tag
     every sample film the example query set names, with one progress bar, so a first-time user lands
@@ -184,6 +235,7 @@ def film_list(lib: Library) -> None:
             f"**{md(m.name)}** · {m.frames} frames · {fmt_time(m.duration)[:-2]} · "
             f"{m.sampling_settings().describe()}" + (" · patches" if m.patches else "")
         )
+        st.caption("models: " + md(", ".join(f.models)))
         credit = credit_for(m.source)
         if credit:
             st.caption(credit)

@@ -92,7 +92,7 @@ def _default_engine(root: str, model_id: str) -> ModelEngine:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _engine_names(root: str, films: tuple, tags_stamp: tuple) -> list[str]:
     lib = Library(root)
-    return available(lib, [f for f in (lib.get(film_id) for film_id, _ in films) if f])
+    return available(lib, [f for f in (lib.get(key[0]) for key in films) if f])
 
 
 def engine_names(lib: Library, films: list) -> list[str]:
@@ -102,7 +102,7 @@ def engine_names(lib: Library, films: list) -> list[str]:
     stamps = tuple(
         (p.stat().st_size, p.stat().st_mtime_ns) for p in (db, db.with_name("tags.sqlite-wal")) if p.exists()
     )
-    return _engine_names(str(lib.root), tuple((f.id, f.version) for f in films), stamps)
+    return _engine_names(str(lib.root), tuple((f.id, f.version, tuple(f.models)) for f in films), stamps)
 
 
 def engine(name: str, lib: Library, ms: ModelState, weight: float = 0.5) -> Engine:
