@@ -57,8 +57,14 @@ def main() -> None:
         return
     if demo:
         st.session_state.setdefault("query", DEMO_QUERY)
-    engines = state.engine_names(lib, films)
-    url_state.restore([f.name for f in films], engines)
+    notice = state.random_model_notice(ms)
+    if notice:  # said in the main area too: the sidebar is hidden on narrow windows
+        st.warning(md(notice))
+    url_state.restore([f.name for f in films], state.engine_names(lib, films))
+    picked = [f for f in films if f.name in (st.session_state.get("search-films") or [])] or films
+    engines = state.engine_names(lib, picked)  # what can run on the films chosen
+    if st.session_state.get("search-engine") not in (None, *engines):
+        st.session_state["search-engine"] = engines[0]
     chosen, params = search_tab.query_inputs(films, engines)
     search, time_tab, compare, evaluation = st.tabs(url_state.TABS, key="tab", on_change="rerun")
     if search.open:
@@ -66,21 +72,20 @@ def main() -> None:
             _search(lib, ms, chosen, params)
     if time_tab.open:
         with time_tab:
-            timeline_tab(chosen, state.model_engines(lib, ms, engines), params["text"])
+            timeline_tab(lib, chosen, state.model_engines(lib, ms, engines), params["text"])
     if compare.open:
         with compare:
             compare_tab(lib, chosen, ms, params["text"])
     if evaluation.open:
         with evaluation:
             evaluate_tab(lib, ms)
-    if not search.open and st.session_state.get("play"):
-        with st.sidebar:  # ▶ from another tab plays here, in view, not in the hidden Search tab
-            search_tab.player(lib)
     url_state.publish()
 
 
+@st.fragment
 def _search(lib, ms, chosen, params) -> None:
-    """Results, the score strip of each film and the player, on one screen."""
+    """Results, the score strip of each film and the player, on one screen. A fragment: a click that
+    concerns only this part (Why?, a strip click, ▶) reruns it alone, not the page around it."""
     query = search_tab.run_query(params)
     left, right = st.columns([3, 2])
     beside = right.container(key="player-box")  # sticky (see STICKY_PLAYER): player and strips stay in view
@@ -92,9 +97,11 @@ def _search(lib, ms, chosen, params) -> None:
         with left:
             hits = search_tab.results(chosen, query, params, lib, ms)
         with beside:
+            search_tab.why(chosen, hits, params, lib, ms)  # beside the grid, where the eye is
             search_tab.strips(chosen, hits, params, query, lib, ms)
     except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
         st.error(md(e))
+    url_state.publish()  # a click here (▶) changes the view's address too
 
 
 try:

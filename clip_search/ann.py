@@ -268,9 +268,11 @@ class AnnIndex:
         faiss = _faiss()
         chosen = {f.id for f in films}
         params = faiss.SearchParametersIVF(nprobe=nprobe)
+        bitmap = None  # FAISS keeps only a pointer to it: alive here, per search (searches run concurrently)
         if chosen != set(self.ranges):
-            params.sel = self._selector(films)
+            params.sel, bitmap = self._selector(films)
         _, ids = self.index.search(np.ascontiguousarray(q[None], np.float32), k, params=params)
+        del bitmap
         ids = ids[0][ids[0] >= 0]
         starts = np.array([self.ranges[f.id][0] for f in films], np.int64)
         order = np.argsort(starts)
@@ -285,6 +287,7 @@ class AnnIndex:
         return out
 
     def _selector(self, films: list[Film]):
+        """A FAISS id selector for ``films``' id ranges, and the bitmap it points into."""
         faiss = _faiss()
         end = max(o + n for o, n in self.ranges.values())
         bitmap = np.zeros((end + 7) // 8, np.uint8)
@@ -293,8 +296,7 @@ class AnnIndex:
             o, n = self.ranges[f.id]
             bits[o : o + n] = True
         bitmap[:] = np.packbits(bits, bitorder="little")
-        self._bitmap = bitmap  # FAISS keeps a pointer: keep the array alive while searching
-        return faiss.IDSelectorBitmap(bitmap)
+        return faiss.IDSelectorBitmap(bitmap), bitmap
 
 
 def _meta_problem(meta) -> str | None:

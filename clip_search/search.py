@@ -96,14 +96,38 @@ def _load_image(image: str | Path | np.ndarray) -> np.ndarray:
         raise ValueError(f"{Path(image).name}: not an image that can be read ({e.__class__.__name__})") from None
 
 
-def frame_scores(film: Film, q: np.ndarray) -> np.ndarray:
-    """Exact score of every sampled frame of ``film`` (best patch in patch mode)."""
+def frame_scores(film: Film, q: np.ndarray, footing: bool = False) -> np.ndarray:
+    """Exact score of every sampled frame of ``film`` (best patch in patch mode).
+
+    ``footing``: the film is searched beside films without patches. The best of a frame and its
+    crops is the maximum of many cosines, so it runs higher than a frame's own cosine for no reason
+    but the count; then the patch film's scores take the values of its own frame-only scores, in
+    the order the crops give (a rank-preserving map onto the frame-only distribution): crops still
+    decide which of its frames match best, but not how its frames compare with other films'."""
     s = np.asarray(film.embeddings @ q, dtype=np.float32)
     patches = film.patch_embeddings
     if patches is not None:
         ppf = film.manifest.patches_per_frame
-        s = np.maximum(s, np.asarray(patches @ q, dtype=np.float32).reshape(-1, ppf).max(axis=1))
+        best = np.maximum(s, np.asarray(patches @ q, dtype=np.float32).reshape(-1, ppf).max(axis=1))
+        s = _onto(_plausible(best), _plausible(s)) if footing else best
     return _plausible(s)
+
+
+def scores_for(films: Sequence[Film], q: np.ndarray) -> list[np.ndarray]:
+    """Every film's frame scores for one search over ``films``: patch films are put on the footing
+    of the others when the set mixes films with and without patches (see :func:`frame_scores`)."""
+    mixed = len({bool(f.manifest.patches_per_frame) for f in films}) > 1
+    return [frame_scores(f, q, footing=mixed) for f in films]
+
+
+def _onto(order_by: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values``' sorted values placed in the order of ``order_by`` (NaN stays NaN, last in both)."""
+    out = np.full(len(order_by), np.nan, np.float32)
+    ok = np.isfinite(order_by)
+    pool = np.sort(values[np.isfinite(values)])[::-1][: int(ok.sum())]
+    rows = np.flatnonzero(ok)[np.argsort(-order_by[ok], kind="stable")][: len(pool)]
+    out[rows] = pool
+    return out
 
 
 def _plausible(s: np.ndarray) -> np.ndarray:
@@ -148,6 +172,8 @@ class Hit:
     start: float
     end: float
     moment_peak: float
+    percentile: float = 0.0  # share of the film's frames scoring at most this (near it, in archive search)
+    label: str | None = None  # what the hit is, in words, where an engine knows (the dialogue line)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,7 +220,7 @@ class Searcher:
             return []
         q = query.vector
         if self.ann is None or self.total <= EXACT_MAX_FRAMES:
-            return rank_frames(self.films, [frame_scores(f, q) for f in self.films], top_k, gap)
+            return rank_frames(self.films, scores_for(self.films, q), top_k, gap)
         k = min(self.total, max(top_k * 64, 2048))
         while True:
             cands = self.ann.candidates(q, self.films, k, self.nprobe)
@@ -311,6 +337,8 @@ def rank_frames(
 
 def _hit(film: Film, i: int, score: float, scores: np.ndarray, soft: np.ndarray, median: float) -> Hit:
     m = moment_around(film.times, scores, i, film.manifest.duration, median=median)
+    finite = scores[np.isfinite(scores)]
+    below = float(np.mean(finite <= score)) if len(finite) else 0.0
     return Hit(
         film=film.name,
         film_id=film.id,
@@ -322,6 +350,7 @@ def _hit(film: Film, i: int, score: float, scores: np.ndarray, soft: np.ndarray,
         start=round(m.start, 3),
         end=round(m.end, 3),
         moment_peak=round(m.peak_score, 6),
+        percentile=round(below, 4),
     )
 
 

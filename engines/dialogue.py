@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from clip_search.library import Film, Library
+from clip_search.search import DEFAULT_GAP, Hit, rank_frames
 from clip_search.subtitles import Dialogue
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
 from tagging.dialogue import CueIndex, film_dialogue, frame_scores_from_cues
@@ -69,6 +70,33 @@ class DialogueEngine(Engine):
     def scores(self, film: Film, query: str | Query) -> np.ndarray:
         index = self.cue_index(film)
         return frame_scores_from_cues(film.times, index.cues, index.scores(as_query(query).text))
+
+    def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
+        """One hit per cue (the frames a line is on screen all score as that line), with the line
+        itself as the hit's label."""
+        films, scores = self.scored(films, query)
+        by_id = {f.id: f for f in films}
+        text = as_query(query).text
+        out, seen = [], set()
+        for h in rank_frames(films, scores, top_k * 8, gap, logit_scale=self.logit_scale):
+            cue = self._cue_at(by_id[h.film_id], h.time, text)
+            key = (h.film_id, cue.start, cue.end) if cue else (h.film_id, h.time)
+            if key in seen:
+                continue
+            seen.add(key)
+            h.label = cue.text if cue else None
+            out.append(h)
+            if len(out) == top_k:
+                break
+        return out
+
+    def _cue_at(self, film: Film, t: float, text: str):
+        """The best-matching cue on screen at ``t`` (None where nothing is said)."""
+        index = self.cue_index(film)
+        on_screen = [
+            (c, s) for c, s in zip(index.cues, index.scores(text), strict=True) if c.start - 0.5 <= t <= c.end + 0.5
+        ]
+        return max(on_screen, key=lambda x: x[1])[0] if on_screen else None
 
     def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
         query = as_query(query)

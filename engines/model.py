@@ -21,6 +21,7 @@ from clip_search.search import (
     Timeline,
     build_query,
     frame_scores,
+    scores_for,
     timeline,
 )
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
@@ -109,6 +110,10 @@ class ModelEngine(Engine):
 
     def scores(self, film: Film, query: str | Query) -> np.ndarray:
         return frame_scores(film.view(self.model), self.vector(query).vector)
+
+    def scores_of(self, films: Sequence[Film], query: str | Query) -> list[np.ndarray]:
+        """Scores over ``films`` together: patch films on the footing of the others (see ``scores_for``)."""
+        return scores_for([f.view(self.model) for f in films], self.vector(query).vector)
 
     def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
         return self.searcher(films).search(self.vector(query), top_k=top_k, gap=gap)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import sys
 import tempfile
 import time
@@ -21,23 +19,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clip_search import config
+from scripts.readme_block import machine, replace_block
 
 BEGIN, END = "<!-- evaluation:begin (scripts/readme_eval.py) -->", "<!-- evaluation:end -->"
 ENGINES = ["clip", "tags:offline", "dialogue", "clip+dialogue"]
-
-
-def machine() -> str:
-    """The CPU model and core count this ran on."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 def section(work: Path) -> str:
@@ -117,12 +102,7 @@ def main() -> int:
     if args.print:
         print(text)
         return 0
-    readme = config.PROJECT_DIR / "README.md"
-    old = readme.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(old):
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} section to replace")
-    readme.write_text(pattern.sub(lambda _: text, old))
+    replace_block(BEGIN, END, text)
     print("README.md: evaluation section rewritten", file=sys.stderr)
     return 0
 

@@ -210,6 +210,8 @@ def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed
     assert "★ also dialogue" in page  # clip+dialogue and dialogue agree on the cue frames: marked
     app.selectbox(key="tag-service").set_value("azure").run()
     assert any("AZURE_VISION_ENDPOINT" in shown(w.value) for w in app.warning)  # no credentials: said, not crashed
+    frames = indexed_library.find("popeye_p1")[0].manifest.frames
+    assert f"azure: {frames} frames -> {frames} calls" in texts(app)  # and first what it would cost
 
 
 def test_evaluate_tab_runs_the_example_query_set(app):
@@ -347,6 +349,8 @@ def test_the_demo_lands_on_a_working_search_without_any_set_up(monkeypatch, tmp_
     assert not at.exception and not at.error
     banner = " ".join(w.value for w in at.sidebar.warning)
     assert "The hub model could not be loaded" in banner and "random-weights CLIP" in banner
+    main = " ".join(w.value for w in at.main.warning)  # said in the main area too (narrow windows)
+    assert "The hub model could not be loaded" in main and "random-weights CLIP" in main
     lib = Library(tmp_path / "lib")
     needed = {q.film for q in load_query_set(QUERY_SET)}  # every film the example evaluation names
     assert {f.name for f in lib.films()} == needed and len(needed) == 8
@@ -354,6 +358,7 @@ def test_the_demo_lands_on_a_working_search_without_any_set_up(monkeypatch, tmp_
     assert "hits** for *a ship at sea*" in texts(at)
     again = AppTest.from_file(APP, default_timeout=120).run()  # a reload reuses the films and the model
     assert not again.exception and "hits** for *a ship at sea*" in texts(again)
+    assert "The hub model could not be loaded" in " ".join(w.value for w in again.main.warning)  # reason kept
 
 
 def test_evaluate_tab_skips_a_query_whose_film_is_missing_and_goes_on(app, tmp_path, monkeypatch):
@@ -457,3 +462,20 @@ def test_a_shared_link_with_an_infinite_play_time_is_ignored(app, indexed_librar
     link.query_params.update({"play": f"{film.id}@inf", "pick": f"{film.id}@nan"})
     link.run()
     assert not link.exception and not link.error and "play" not in link.session_state
+
+
+@pytest.mark.slow
+def test_a_dialogue_hit_reads_its_line_once_and_plays_through_a_proxy(app, indexed_library):
+    from clip_search.proxy import proxy_path
+
+    app.text_input(key="query").input("help me Popeye").run()
+    app.selectbox(key="search-engine").select("dialogue").run()
+    assert not app.exception
+    lines = [m.value for m in app.markdown if m.value.startswith("“")]
+    assert lines and len(lines) == len(set(lines))  # one hit per cue, its line on the card
+    assert any("#1" in m.value and "of its film" in m.value for m in app.markdown)  # rank and standing
+    app.button(key="play-0").click().run()
+    assert not app.exception and not app.error
+    film = indexed_library.get(app.session_state["play"]["film_id"])
+    assert film.name.startswith("popeye") and proxy_path(indexed_library, film).is_file()  # HEVC: its H.264 copy
+    assert app.get("video")

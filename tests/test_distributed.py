@@ -142,3 +142,18 @@ def test_a_killed_driver_is_resumed_with_only_the_missing_segments(tmp_path, tin
     frames = int(rerun.stderr.split(" frames in ")[0].rsplit(" ", 1)[-1])
     assert 0 < frames < tears_8fps.manifest.frames  # only the missing segments were decoded and encoded again
     _same_as_single_process(Library(tmp_path / "lib").films()[0], tears_8fps)
+
+
+def test_ray_adds_another_backends_vectors_to_an_indexed_film(tmp_path, encoder, siglip_dir, ray_local):
+    """Any model runs on Ray: SigLIP's set is added to a film indexed with CLIP, on its frames."""
+    from clip_search.encoders import load_encoder
+    from clip_search.indexer import index_film
+
+    lib = Library(tmp_path / "lib")
+    film = index_film(FLOWER, lib, encoder).film
+    result = index_archive([str(FLOWER)], lib, str(siglip_dir), workers=1)
+    assert not result.failed and len(result.indexed) == 1
+    film = lib.get(film.id)
+    assert set(film.models) == {encoder.model_id, str(siglip_dir)}
+    reference = index_film(FLOWER, Library(tmp_path / "single"), load_encoder(str(siglip_dir), "cpu", "fp32")).film
+    _same_as_single_process(film.view(str(siglip_dir)), reference)

@@ -78,10 +78,10 @@ def test_cuda_without_a_gpu_and_a_decompression_bomb_are_one_line(capsys, tmp_pa
     [
         (["search", "q", "--fusion-weight", "2"], "--fusion-weight: must be a number from 0 to 1"),
         (["search", "   "], "QUERY: is empty"),
-        (["search", "q", "--engine", "bogus"], "unknown 'bogus' (choose from clip, tags:offline"),
+        (["search", "q", "--engine", "bogus"], "unknown engine 'bogus' (choose from clip, tags:offline"),
         (["tag", "film", "--workers", "0"], "--workers: must be a whole number >= 1"),
         (["evaluate", str(QUERY_SET), "--tolerance", "-100"], "--tolerance: must be a number >= 0"),
-        (["evaluate", str(QUERY_SET), "--engines", "clip,nope"], "unknown 'nope'"),
+        (["evaluate", str(QUERY_SET), "--engines", "clip,nope"], "unknown engine 'nope'"),
         (["evaluate", str(QUERY_SET), "--k", "0,5"], "--k"),
         (["evaluate", str(QUERY_SET), "--json", "/no/such/dir/eval.json"], "the folder /no/such/dir does not exist"),
     ],

@@ -174,3 +174,25 @@ def test_the_dashboard_adds_a_model_and_offers_it_as_an_engine(tmp_path, monkeyp
     at.text_input(key="query").input("a flower").run()
     assert not at.exception and not at.error
     assert any("hits" in m.value for m in at.markdown)
+
+
+def test_models_are_evaluated_side_by_side_with_paired_tests_and_costs(tmp_path, encoder, siglip, capsys):
+    from comparisons.cli import main as compare
+
+    lib = Library(tmp_path / "lib")
+    index_film(FLOWER, lib, [encoder, siglip])
+    csv = tmp_path / "q.csv"
+    csv.write_text("film,query,start,end\nflower,a red flower,0,2\nflower,a flower in the wind,2,4\n")
+    out = tmp_path / "eval.json"
+    engines = f"clip,{siglip.model_id}"
+    args = ["evaluate", str(csv), "--library", str(lib.root), "--engines", engines, "--json", str(out)]
+    assert compare([*args, "--model", encoder.model_id]) == 0
+    result = json.loads(out.read_text())
+    names = {r["engine"] for r in result["engines"]}
+    assert {"clip", siglip.model_id, "random"} <= names
+    pairs = {(c["a"], c["b"]) for c in result["comparisons"]} | {(c["b"], c["a"]) for c in result["comparisons"]}
+    assert ("clip", siglip.model_id) in pairs  # a paired test between the two models
+    cost = result["costs"][siglip.model_id]
+    assert cost["usd_per_film_hour"] > 0 and "ms/frame on cpu" in cost["basis"]  # its own measured time
+    assert compare(["evaluate", str(csv), "--library", str(lib.root), "--engines", "clip,no such model"]) == 2
+    assert "unknown engine" in capsys.readouterr().err

@@ -132,3 +132,39 @@ def test_cli_search_errors_are_one_line(indexed_library, tmp_path, capsys):
     assert "No indexed film matches 'casablanca'" in capsys.readouterr().err
     assert main(["search", "", "--library", str(indexed_library.root)]) == 2
     assert "Give a QUERY" in capsys.readouterr().err
+
+
+def test_a_patch_mode_film_takes_about_its_share_of_hits_beside_one_without(tmp_path, encoder):
+    """Random weights: no film is more relevant than another, so each should take about its share
+    of the hits. The best of a frame and its crops runs higher by construction; on one footing
+    (a rank-preserving map onto the patch film's own frame-only scores) that advantage is gone."""
+    import shutil
+
+    from clip_search.indexer import IndexOptions, index_film
+    from clip_search.library import Library
+    from clip_search.patches import PatchSettings
+    from clip_search.video import SamplingSettings
+    from tests.conftest import BUNNY
+
+    lib = Library(tmp_path / "lib")
+    plain_src, patch_src = tmp_path / "plain.mp4", tmp_path / "patched.mp4"
+    shutil.copy(BUNNY, plain_src)
+    shutil.copy(BUNNY, patch_src)
+    plain = index_film(plain_src, lib, encoder, IndexOptions(SamplingSettings(fps=1.0))).film
+    patched = index_film(patch_src, lib, encoder, IndexOptions(SamplingSettings(fps=0.9), PatchSettings())).film
+    films = [plain, patched]
+    share = patched.manifest.frames / (plain.manifest.frames + patched.manifest.frames)
+    queries = ["a rabbit", "a tree", "the sky", "a bird", "grass", "a flower", "water", "a butterfly", "a cave", "dusk"]
+    taken = total = 0
+    for text in queries:
+        hits = Searcher(films, lib, exact=True).search(build_query(encoder, text), top_k=10, gap=0)
+        taken += sum(h.film_id == patched.id for h in hits)
+        total += len(hits)
+    assert abs(taken / total - share) < 0.25, (taken, total, share)
+    alone = Searcher([patched], lib, exact=True).search(build_query(encoder, "a rabbit"), top_k=3, gap=0)
+    q = build_query(encoder, "a rabbit").vector
+    best = np.maximum(
+        np.asarray(patched.embeddings) @ q,
+        (np.asarray(patched.patch_embeddings) @ q).reshape(-1, patched.manifest.patches_per_frame).max(axis=1),
+    )
+    assert alone[0].score == pytest.approx(float(best.max()), abs=1e-5)  # alone, a patch film keeps best-of

@@ -16,7 +16,7 @@ from tagging.taggers import SERVICES, FatalTaggerError, default_service, make_ta
 from tagging.taggers.azure import CELEBRITY_NOTE
 from ui import state
 from ui.charts import TimelineRow, timeline_figure
-from ui.search_tab import play_button
+from ui.search_tab import play_button, player
 from ui.text import md
 from ui.thumbs import evidence_line, show_thumbnail
 
@@ -31,7 +31,9 @@ def tagging_panel(lib: Library, film: Film) -> None:
         c2.caption(CELEBRITY_NOTE)
     try:
         tagger = make_tagger(service)
-    except FatalTaggerError as e:
+    except FatalTaggerError as e:  # no credentials yet: what it would cost first, then what to set
+        frames = film.manifest.frames
+        c2.markdown(f"**Estimate:** {estimate(service, frames, price_table(lib.root)).sentence()}")
         c2.warning(md(e))
         return
     todo = work_left(lib, film, tagger)
@@ -80,9 +82,12 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
         "tag and dialogue engines give 0–1 match scores, clip+dialogue a 0–1 blend. Compare ranks and frames, "
         "not numbers."
     )
-    cols = st.columns(len(engines))
+    playing = st.session_state.get("play") or {}
+    if playing.get("film_id") == film.id:  # ▶ on a card plays here, above the columns, in this tab
+        player(lib)
+    cols = st.columns(max(len(engines), 2))  # one engine alone does not fill the page with one frame
     rows = []
-    for col, engine in zip(cols, engines, strict=True):
+    for col, engine in zip(cols, engines, strict=False):  # a spare column when one engine runs
         with col:
             st.markdown(f"**{md(engine.name)}**")
             hits = found[engine.name]

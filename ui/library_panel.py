@@ -24,12 +24,9 @@ def model_status(ms: state.ModelState) -> None:
     """Which model is loaded; when none could be, why and how to fix it."""
     if ms.encoder:
         st.caption(f"Model: {md(ms.model_id)} on {ms.encoder.device}")
-        if ".cache/clip-random-demo" in ms.model_id:
-            note = st.session_state.get("model_note", "")
-            st.warning(
-                f"{md(note)} Using a random-weights CLIP: the interface works, but rankings are meaningless. "
-                "Set FRAMESEARCH_MODEL to a saved CLIP folder (or connect to the internet) for real results."
-            )
+        notice = state.random_model_notice(ms)
+        if notice:
+            st.warning(md(notice))
         return
     st.error(md(ms.error))
     st.caption("Without network the hub model cannot be fetched. To try the interface anyway:")
@@ -53,18 +50,24 @@ def _sampling_widgets() -> IndexOptions:
     return IndexOptions(sampling=sampling, patches=PatchSettings() if patches else None)
 
 
+def _progress(name: str):
+    """A progress bar for one film's indexing, and the callback that moves it (frames, time left)."""
+    bar = st.progress(0.0, text=f"{name}: starting…")
+
+    def show(p: Progress) -> None:
+        eta = p.eta_seconds
+        left = f" — about {fmt_time(eta)[:-2]} left" if eta is not None else ""
+        bar.progress(p.fraction, text=f"{name}: {p.frames} frames, {p.fraction:.0%}{left}")
+
+    return bar, show
+
+
 def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: IndexOptions) -> int:
     """Index with a progress bar and time left; a bad file is one error line, the rest go on.
     Returns how many films are in the library afterwards."""
     indexed = 0
     for path in paths:
-        bar = st.progress(0.0, text=f"{path.name}: starting…")
-
-        def show(p: Progress, bar=bar, name=path.name) -> None:
-            eta = p.eta_seconds
-            left = f" — about {fmt_time(eta)[:-2]} left" if eta is not None else ""
-            bar.progress(p.fraction, text=f"{name}: {p.frames} frames, {p.fraction:.0%}{left}")
-
+        bar, show = _progress(path.name)
         try:
             result = index_film(path, lib, ms.encoder, options, progress=show, wait=0)
         except FrameSearchError as e:  # a bad file, or the film is being indexed by another process
@@ -168,13 +171,7 @@ def add_model(lib: Library) -> None:
             st.caption(md(estimate_adding(lib, chosen_films, encoder).sentence()))
         if st.button(f"Add {md(encoder.model_id)}", key="add-model-run", disabled=not chosen_films):
             for film in chosen_films:
-                bar = st.progress(0.0, text=f"{film.name}: starting…")
-
-                def show(p: Progress, bar=bar, name=film.name) -> None:
-                    eta = p.eta_seconds
-                    left = f" — about {fmt_time(eta)[:-2]} left" if eta is not None else ""
-                    bar.progress(p.fraction, text=f"{name}: {p.frames} frames, {p.fraction:.0%}{left}")
-
+                bar, show = _progress(film.name)
                 try:
                     index_film(film.manifest.source, lib, encoder, options_of(film), progress=show, wait=0)
                     st.session_state.setdefault("notices", []).append(f"{film.name}: {encoder.model_id} added")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
 from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
 from clip_search.timecode import fmt_time
@@ -116,16 +117,15 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
     for i, h in enumerate(hits):
         with cols[i % GRID_COLUMNS], st.container(border=True):
             show_thumbnail(by_id[h.film_id].thumbnail(h.frame))
-            st.markdown(f"`{fmt_time(h.time)}` · score **{h.score:.3f}**")
-            st.caption(md(h.film))
+            st.markdown(f"**#{i + 1}** · `{fmt_time(h.time)}` · {_standing(h)}")
+            st.progress(h.percentile)  # reads the same for every engine; the raw score is in the caption
+            if h.label:
+                st.markdown(f"“{md(h.label)}”")
+            st.caption(f"{md(h.film)} · score {h.score:.3f}")
             play_button(h, f"play-{i}")
             st.button("Why?", key=f"why-{i}", on_click=_explain_hit, args=(h.film_id, h.frame), width="stretch")
             if playing.get("film_id") == h.film_id and playing.get("time") == h.time and not _source_exists(h.source):
                 st.caption(f"⚠ The source file is gone ({md(h.source)}); the frames stay searchable.")
-    why = st.session_state.get("why")
-    hit = next((h for h in hits if why and (h.film_id, h.frame) == why), None)
-    if hit is not None:
-        explain_panel(by_id[hit.film_id], hit.frame, params, lib, ms)
     if hits:
         table = pd.DataFrame(
             [
@@ -149,6 +149,12 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
 MAX_STRIPS = 6
 
 
+def _standing(hit) -> str:
+    """Where a hit stands among its film's frames, in words that read the same for every engine."""
+    top = max(1.0 - hit.percentile, 0.0) * 100
+    return "best frame of its film" if hit.percentile >= 1.0 else f"top {max(top, 0.1):.1f} % of its film's frames"
+
+
 def distinct_moments(hits: list) -> list[tuple]:
     """Each moment once, best hit first: a hit whose moment overlaps a better hit's moment of the
     same film joins it (the count says how many hits fell in it)."""
@@ -164,6 +170,14 @@ def distinct_moments(hits: list) -> list[tuple]:
 
 def _explain_hit(film_id: str, frame: int) -> None:
     st.session_state.why = (film_id, frame)
+
+
+def why(films: list[Film], hits: list, params: dict, lib: Library, ms: state.ModelState) -> None:
+    """The explanation of the hit whose Why? was clicked (shown beside the grid, in view)."""
+    chosen = st.session_state.get("why")
+    hit = next((h for h in hits if chosen and (h.film_id, h.frame) == chosen), None)
+    if hit is not None:
+        explain_panel({f.id: f for f in films}[hit.film_id], hit.frame, params, lib, ms)
 
 
 def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.ModelState) -> None:
@@ -250,10 +264,20 @@ def player(lib: Library) -> None:
     if not _source_exists(source):
         st.warning(md(f"Cannot play {film.name}: its source file is gone ({source}). Search results are not affected."))
         return
+    from clip_search.proxy import ensure_proxy, playable
+
+    target = playable(lib, film)
+    if target is None:  # HEVC, MKV, ProRes, ...: a browser-playable H.264 copy, made once per film
+        bar = st.progress(0.0, text=f"Making a browser-playable copy of {film.name} (once)…")
+        try:
+            target = ensure_proxy(lib, film, progress=lambda f: bar.progress(f, text=f"Playable copy: {f:.0%}"))
+        except FrameSearchError as e:
+            st.error(md(e))
+            return
+        finally:
+            bar.empty()
     st.markdown(f"**Playing {md(film.name)} from {fmt_time(choice['time'])}**")
-    st.video(source, start_time=int(choice["time"]), autoplay=True, muted=True)  # muted: browsers allow autoplay
-    if source.endswith(".mkv"):
-        st.caption("Browsers play MKV/HEVC only in part; if the player stays black, open the file in a desktop player.")
+    st.video(str(target), start_time=int(choice["time"]), autoplay=True, muted=True)  # muted: browsers allow autoplay
     credit = credit_for(source)
     if credit:
         st.caption(credit)

@@ -73,6 +73,21 @@ def model() -> ModelState:
     return ms
 
 
+def random_model_notice(ms: ModelState) -> str | None:
+    """When the random-weights demo CLIP stands in: the sentence saying so, and why (kept across
+    reruns: the reason is the default model's load error, remembered by the process)."""
+    if ms.encoder is None or ms.model_id != str(config.PROJECT_DIR / ".cache" / "clip-random-demo"):
+        return None
+    reason = st.session_state.get("model_note") or ""
+    if not reason and not os.environ.get("FRAMESEARCH_MODEL"):
+        failed = _load(config.DEFAULT_MODEL)
+        reason = f"The hub model could not be loaded ({failed.error.split(' (')[0]})." if failed.error else ""
+    return (
+        f"{reason} Using a random-weights CLIP: the interface works, but rankings are meaningless. "
+        "Set FRAMESEARCH_MODEL to a saved model folder (or connect to the internet) for real results."
+    ).strip()
+
+
 def library() -> Library:
     """The library folder ($FRAMESEARCH_LIBRARY or ./library)."""
     return open_library(config.library_dir())

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from clip_search.library import Film
+from clip_search.library import Film, Library
 from clip_search.timecode import fmt_time
 from engines import ModelEngine
 from ui.charts import TimelineRow, seconds_of, timeline_figure
-from ui.search_tab import play, selected_points
+from ui.search_tab import play, player, selected_points
 from ui.text import md
 from ui.thumbs import show_thumbnail
 
 MAX_ROWS = 8
 
 
-def timeline_tab(films: list[Film], models: list[ModelEngine], main_query: str) -> None:
+def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], main_query: str) -> None:
     """Film chooser, extra query lines, cosine/probability and colour-scale choices, the clickable
     timeline (a row per query and model the film has) with a cursor at the picked time, and the
     picked frame."""
@@ -71,7 +71,12 @@ def timeline_tab(films: list[Film], models: list[ModelEngine], main_query: str) 
         return
     i = film.nearest_frame(t)
     c1, c2 = st.columns([2, 3])
-    show_thumbnail(film.thumbnail(i), c1)
+    playing = st.session_state.get("play") or {}
+    if playing.get("film_id") == film.id:  # ▶ plays here, where it was clicked, in view
+        with c1:
+            player(lib)
+    else:
+        show_thumbnail(film.thumbnail(i), c1)
     c2.markdown(f"### Frame at `{fmt_time(film.times[i])}`")
     lines = [f"- *{md(q)}*: cosine {tl.scores[i]:.4f}, probability {tl.softmax[i]:.4f}" for q, tl in scores.items()]
     c2.markdown("\n".join(lines))

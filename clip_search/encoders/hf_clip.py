@@ -10,7 +10,18 @@ from clip_search.encoders.hub import from_pretrained, read_json
 CLIP_MAX_TOKENS = 77
 
 
-class HfClipEncoder(TorchEncoder):
+class HfEncoder(TorchEncoder):
+    """What the transformers backends share: ``get_image_features``, and a tokenizer whose full
+    token count says which texts are cut."""
+
+    def _image_features(self, pixels):
+        return self.model.get_image_features(pixel_values=pixels)
+
+    def _cut(self, texts: list[str]) -> list[bool]:
+        return [len(ids) > self.max_tokens for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+
+
+class HfClipEncoder(HfEncoder):
     """A loaded ``CLIPModel`` with its tokenizer and preprocessing."""
 
     backend = "transformers-clip"
@@ -21,14 +32,9 @@ class HfClipEncoder(TorchEncoder):
         super().__init__(model, model_id, device, pre, precision, dim, CLIP_MAX_TOKENS, Scoring("softmax", scale))
         self.tokenizer = tokenizer
 
-    def _image_features(self, pixels):
-        return self.model.get_image_features(pixel_values=pixels)
-
     def _tokens(self, texts: list[str]):
-        full = self.tokenizer(texts, truncation=False)["input_ids"]
-        truncated = [len(ids) > self.max_tokens for ids in full]
         tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        return tok.to(self.device), truncated
+        return tok.to(self.device), self._cut(texts)
 
     def _text_features(self, tok):
         return self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])

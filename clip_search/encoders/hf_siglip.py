@@ -8,13 +8,14 @@ Scores become probabilities with a sigmoid of logit_scale x cosine + logit_bias.
 
 from __future__ import annotations
 
-from clip_search.encoders.base import Preprocessing, Scoring, TorchEncoder, pick_precision, weight_dtype
+from clip_search.encoders.base import Preprocessing, Scoring, pick_precision, weight_dtype
+from clip_search.encoders.hf_clip import HfEncoder
 from clip_search.encoders.hub import from_pretrained, read_json
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 
 
-class HfSiglipEncoder(TorchEncoder):
+class HfSiglipEncoder(HfEncoder):
     """A loaded SigLIP model with its tokenizer and square-resize preprocessing."""
 
     backend = "transformers-siglip"
@@ -28,16 +29,11 @@ class HfSiglipEncoder(TorchEncoder):
         super().__init__(model, model_id, device, pre, precision, dim, max_tokens, Scoring("sigmoid", scale, bias))
         self.tokenizer = tokenizer
 
-    def _image_features(self, pixels):
-        return self.model.get_image_features(pixel_values=pixels)
-
     def _tokens(self, texts: list[str]):
-        full = self.tokenizer(texts, truncation=False)["input_ids"]
-        truncated = [len(ids) > self.max_tokens for ids in full]
         tok = self.tokenizer(
             texts, padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
         )
-        return tok["input_ids"].to(self.device), truncated
+        return tok["input_ids"].to(self.device), self._cut(texts)
 
     def _text_features(self, ids):
         return self.model.get_text_features(input_ids=ids)

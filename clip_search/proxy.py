@@ -1,0 +1,134 @@
+"""Browser-playable proxies: an H.264/AAC MP4 of a film a browser cannot play (HEVC, MKV, ProRes,
+MPEG-2, AVI, ...), made with the libx264 PyAV ships, so no new system dependency.
+
+A proxy is made once per film content (``library/proxies/<fingerprint>.mp4``) under a lock, into a
+temporary file renamed into place, so a reader sees no proxy or a whole one, never half a file.
+Frames keep their presentation times, so the player seeks a proxy to a hit's time exactly as it
+would the source. At most 720 lines (``HEIGHT``), CRF 26: about 1 to 2 MB per film minute at 720p
+for animation and talk, more for grainy live action."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+from clip_search.errors import VideoError
+from clip_search.library import Film, Library
+from clip_search.locks import film_lock
+
+PLAYABLE_CONTAINERS = {"mp4", "mov", "webm", "m4v"}
+PLAYABLE_VIDEO = {"h264", "vp8", "vp9", "av1"}
+PLAYABLE_AUDIO = {"aac", "mp3", "opus", "vorbis", "flac"}
+HEIGHT = 720
+CRF = "26"
+
+
+def needs_proxy(source: str | os.PathLike) -> bool:
+    """Whether browsers cannot play ``source`` as it is (its container or a codec)."""
+    import av
+
+    path = Path(source)
+    if path.suffix.lower().lstrip(".") not in PLAYABLE_CONTAINERS:
+        return True
+    try:
+        with av.open(str(path)) as c:
+            video = [s.codec_context.name for s in c.streams.video]
+            audio = [s.codec_context.name for s in c.streams.audio]
+    except (av.FFmpegError, OSError):
+        return False  # unreadable: the player says so itself
+    return any(v not in PLAYABLE_VIDEO for v in video) or any(a not in PLAYABLE_AUDIO for a in audio)
+
+
+def proxy_path(library: Library, film: Film) -> Path:
+    """Where ``film``'s proxy lives (by content: two copies of one film share it)."""
+    return library.root / "proxies" / f"{film.manifest.fingerprint.replace(':', '-')}.mp4"
+
+
+def playable(library: Library, film: Film) -> Path | None:
+    """What the player should play: the source when browsers can, else its proxy if made (None:
+    not made yet)."""
+    source = Path(film.manifest.source)
+    if not needs_proxy(source):
+        return source
+    proxy = proxy_path(library, film)
+    return proxy if proxy.is_file() else None
+
+
+def ensure_proxy(library: Library, film: Film, progress: Callable[[float], None] | None = None) -> Path:
+    """The film's proxy, made now if missing (under its lock: two sessions make it once)."""
+    target = proxy_path(library, film)
+    with film_lock(library, f"proxy-{target.stem}", busy=f"{film.name}'s playable copy is being made"):
+        if not target.is_file():
+            make_proxy(film.manifest.source, target, progress, film.manifest.duration)
+    return target
+
+
+def make_proxy(
+    source: str | os.PathLike,
+    target: Path,
+    progress: Callable[[float], None] | None = None,
+    duration: float = 0.0,
+    max_seconds: float | None = None,
+) -> Path:
+    """Transcode ``source`` to an H.264 (and AAC, if it has sound) MP4 at ``target``, atomically.
+    ``max_seconds`` stops early (tests). Raises VideoError naming the file on failure."""
+    import av
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.mp4")
+    try:
+        faststart = {"movflags": "faststart"}  # the index first: a browser plays before the whole file arrives
+        with av.open(str(source)) as src, av.open(str(tmp), "w", format="mp4", options=faststart) as dst:
+            _transcode(src, dst, progress, duration, max_seconds)
+        os.replace(tmp, target)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        raise VideoError(f"{Path(source).name}: no playable copy could be made ({e})") from None
+    return target
+
+
+def _transcode(src, dst, progress, duration: float, max_seconds: float | None) -> None:
+    import av
+
+    vin = src.streams.video[0]
+    vin.thread_type = "AUTO"
+    rate = vin.average_rate or Fraction(24)
+    width, height = vin.codec_context.width, vin.codec_context.height
+    scale = min(1.0, HEIGHT / height)
+    w, h = max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+    vout = dst.add_stream("libx264", rate=rate, options={"crf": CRF, "preset": "veryfast"})
+    vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
+    streams = [vin]
+    aout = resampler = None
+    if src.streams.audio:
+        ain = src.streams.audio[0]
+        aout = dst.add_stream("aac", rate=48000)
+        aout.layout = "stereo"
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
+        streams.append(ain)
+    last = -1
+    for packet in src.demux(*streams):
+        frames = packet.decode()
+        if max_seconds is not None and frames and frames[0].time is not None and frames[0].time > max_seconds:
+            break
+        for frame in frames:
+            t = float(frame.time) if frame.time is not None else 0.0
+            if isinstance(frame, av.VideoFrame):
+                pts = round(t * rate)
+                if pts <= last:  # a duplicate or reordered timestamp: dropped, times stay increasing
+                    continue
+                last = pts
+                out = frame.reformat(w, h, "yuv420p")
+                out.pts, out.time_base = pts, Fraction(1, 1) / rate
+                dst.mux(vout.encode(out))
+                if progress and duration:
+                    progress(min(1.0, t / duration))
+            elif aout is not None:
+                frame.pts = None
+                for chunk in resampler.resample(frame):
+                    dst.mux(aout.encode(chunk))
+    dst.mux(vout.encode(None))
+    if aout is not None:
+        dst.mux(aout.encode(None))
