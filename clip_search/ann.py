@@ -165,9 +165,7 @@ class AnnIndex:
         return cls.update(library, model=model)
 
     @classmethod
-    def update(
-        cls, library: Library, progress=None, rebuild: bool = False, model: str | None = None
-    ) -> AnnStatus:
+    def update(cls, library: Library, progress=None, rebuild: bool = False, model: str | None = None) -> AnnStatus:
         """Bring ``model``'s index up to date with the library: add new films without retraining,
         remove gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``)."""
         from clip_search.locks import film_lock

@@ -389,9 +389,7 @@ def _models_of(film: Film) -> list[dict]:
     rows = []
     for model in film.models:
         vs = film.view(model).vector_set
-        rows.append(
-            {"model": model, "dim": vs.dim, "device": vs.device, "seconds_per_frame": vs.seconds_per_frame}
-        )
+        rows.append({"model": model, "dim": vs.dim, "device": vs.device, "seconds_per_frame": vs.seconds_per_frame})
     return rows
 
 
