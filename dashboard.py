@@ -30,10 +30,12 @@ def main() -> None:
     if not access.allowed():  # a lab's dashboard asks for its password before anything else
         return
     st.markdown(STICKY_PLAYER, unsafe_allow_html=True)
-    ms = state.model()
+    with st.sidebar:
+        st.title("Frame Search Lab")  # the page's frame at once, before the model loads
+    with st.spinner("Starting: loading the model (once per process)…"):
+        ms = state.model()
     lib = state.library()
     with st.sidebar:
-        st.title("Frame Search Lab")
         library_panel.model_status(ms)
         library_panel.add_films(lib, ms)
         library_panel.add_model(lib)
@@ -60,7 +62,8 @@ def main() -> None:
     notice = state.random_model_notice(ms)
     if notice:  # said in the main area too: the sidebar is hidden on narrow windows
         st.warning(md(notice))
-    url_state.restore([f.name for f in films], state.engine_names(lib, films))
+    st.session_state["url-film-ids"] = {f.name: f.id for f in films}
+    url_state.restore([f.name for f in films], state.engine_names(lib, films), st.session_state["url-film-ids"])
     picked = [f for f in films if f.name in (st.session_state.get("search-films") or [])] or films
     engines = state.engine_names(lib, picked)  # what can run on the films chosen
     if st.session_state.get("search-engine") not in (None, *engines):

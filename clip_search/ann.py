@@ -34,6 +34,9 @@ RETRAIN_GROWTH = 4.0  # retrain once the library holds this many times the frame
 POINTS_PER_CENTROID = 64  # training sample per coarse centroid (FAISS warns below 39)
 PQ_BYTES = 64  # at most this many bytes per vector (8-bit PQ codes): 1 M 512-d frames = 64 MB of codes
 DEFAULT_NPROBE = 48
+TARGET_RECALL = 0.98  # recall@10 against exact search that ``ann build`` tunes nprobe for
+NPROBES = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048)
+CANDIDATES = 2048  # frames the index proposes per search, re-scored exactly (Searcher's k for top 10..32)
 
 
 def _faiss():
@@ -58,15 +61,23 @@ class AnnStatus:
     nlist: int
     trained_on: int
     reason: str
+    calibration: dict | None = None  # what ``ann build`` measured (see ``_calibrate``)
 
     def describe(self) -> str:
         if not self.exists:
             return f"no archive index ({self.reason})"
         state = "fresh" if self.fresh else f"STALE: {self.reason} (run `python -m clip_search ann build`)"
-        return (
+        line = (
             f"archive index: {self.frames} frames of {self.films} films, IVF{self.nlist} with PQ codes, "
             f"trained on {self.trained_on} frames; {state}"
         )
+        c = self.calibration
+        if c:
+            line += (
+                f"; nprobe {c['nprobe']} measured at recall@10 {c['recall_library']:.3f} (library vectors) and "
+                f"{c['recall_text_like']:.3f} (text-like queries), {c['latency_ms_p50']:.1f} ms per search (p50)"
+            )
+        return line
 
 
 def _film_key(f: Film) -> list:
@@ -135,7 +146,10 @@ class AnnIndex:
                 parts.append(f"{len(ids)} film(s) {what} since it was built ({', '.join(ids[:3])})")
         fresh = not parts
         frames = sum(f["frames"] for f in meta["films"])
-        return AnnStatus(True, fresh, frames, len(held), meta["nlist"], meta["trained_on"], "; ".join(parts))
+        calibration = meta.get("calibration") if isinstance(meta.get("calibration"), dict) else None
+        return AnnStatus(
+            True, fresh, frames, len(held), meta["nlist"], meta["trained_on"], "; ".join(parts), calibration
+        )
 
     @classmethod
     def load(cls, library: Library, films: list[Film] | None = None, model: str | None = None) -> AnnIndex | None:
@@ -207,6 +221,7 @@ class AnnIndex:
                     progress(n + 1, len(todo))
             meta["films"] = sorted(held.values(), key=lambda e: e["offset"])
             meta["updated_at"] = time.time()
+            meta["calibration"] = cls(library, index, meta).calibrate(films)
             cls._write(library, index, meta, previous, model)
         return cls.status(library, model=model)
 
@@ -284,6 +299,70 @@ class AnnIndex:
                 out.append((fi, np.sort(rows)))
         return out
 
+    @property
+    def nprobe(self) -> int:
+        """The nprobe ``ann build`` measured to reach the target recall (the default before that)."""
+        c = self.meta.get("calibration")
+        return int(c["nprobe"]) if isinstance(c, dict) and isinstance(c.get("nprobe"), int) else DEFAULT_NPROBE
+
+    def top_ids(self, q: np.ndarray, films: list[Film], top: int, k: int, nprobe: int) -> list[tuple[int, int]]:
+        """(film index, frame) of the ``top`` best frames as search finds them: ``k`` candidates
+        from the index, re-scored exactly."""
+        cands = self.candidates(q, films, k, nprobe)
+        scored = []
+        for fi, rows in cands:
+            exact = np.asarray(films[fi].embeddings[rows], np.float32) @ q
+            scored += [(float(s), fi, int(r)) for r, s in zip(rows, exact, strict=True)]
+        return [(fi, r) for _, fi, r in sorted(scored, reverse=True)[:top]]
+
+    def calibrate(self, films: list[Film], queries: int = 100, seed: int = 0) -> dict:
+        """Choose nprobe by measuring recall@10 against exact search, on held-out vectors of the
+        library itself and on text-like queries (library vectors moved along one shared direction,
+        as CLIP's text vectors sit apart from its image vectors), until recall@10 >= TARGET_RECALL
+        on both; also the median latency of one search at that setting."""
+        rng = np.random.default_rng(seed)
+        picked = _sample(films, queries)
+        shift = rng.normal(size=picked.shape[1]).astype(np.float32)
+        shift /= np.linalg.norm(shift)
+        text_like = picked + 1.2 * shift  # cosine to its own frame about 0.6, like a good text match
+        text_like /= np.linalg.norm(text_like, axis=1, keepdims=True)
+        sets = {"library": picked, "text_like": text_like}
+        exact = {name: _exact_top(films, qs, 10) for name, qs in sets.items()}
+        k = CANDIDATES
+        nlist = int(self.meta["nlist"])
+        recall: dict[str, float] = {}
+        for nprobe in [p for p in NPROBES if p < nlist] + [nlist]:
+            recall = {
+                name: float(
+                    np.mean(
+                        [
+                            len(set(self.top_ids(q, films, 10, k, nprobe)) & truth) / 10
+                            for q, truth in zip(qs, exact[name], strict=True)
+                        ]
+                    )
+                )
+                for name, qs in sets.items()
+            }
+            if min(recall.values()) >= TARGET_RECALL:
+                break
+        times = []
+        for q in text_like[:50]:
+            t0 = time.perf_counter()
+            self.top_ids(q, films, 10, k, nprobe)
+            times.append(time.perf_counter() - t0)
+        return {
+            "nprobe": nprobe,
+            "candidates": k,
+            "recall_library": round(recall["library"], 4),
+            "recall_text_like": round(recall["text_like"], 4),
+            "target": TARGET_RECALL,
+            "latency_ms_p50": round(float(np.median(times)) * 1000, 2),
+            "queries": len(picked),
+        }
+
+    def _recall(self, q: np.ndarray, films: list[Film], truth: set, k: int, nprobe: int) -> float:
+        return len(set(self.top_ids(q, films, 10, k, nprobe)) & truth) / 10
+
     def _selector(self, films: list[Film]):
         """A FAISS id selector for ``films``' id ranges, and the bitmap it points into."""
         faiss = _faiss()
@@ -333,6 +412,21 @@ def _dim(films: list[Film]) -> int:
         sizes = "; ".join(f"{d}: {', '.join(names[:3])}" for d, names in dims.items())
         raise FrameSearchError(f"The films have vectors of several sizes ({sizes}); one archive index holds one size.")
     return next(iter(dims), 0)
+
+
+def _exact_top(films: list[Film], queries: np.ndarray, top: int, block: int = 65536) -> list[set[tuple[int, int]]]:
+    """The exact ``top`` (film index, frame) of each query over every frame of ``films`` (streamed)."""
+    best = [[] for _ in queries]  # (score, film, frame) candidates, kept short
+    for fi, f in enumerate(films):
+        emb = f.embeddings
+        for lo in range(0, f.manifest.frames, block):
+            scores = np.asarray(emb[lo : lo + block], np.float32) @ queries.T  # (rows, queries)
+            k = min(top, len(scores))
+            rows = np.argpartition(-scores, k - 1, axis=0)[:k]
+            for qi in range(len(queries)):
+                best[qi] += [(float(scores[r, qi]), fi, lo + int(r)) for r in rows[:, qi]]
+                best[qi] = sorted(best[qi], reverse=True)[:top]
+    return [{(fi, r) for _, fi, r in b} for b in best]
 
 
 def _sample(films: list[Film], n: int, seed: int = 0) -> np.ndarray:

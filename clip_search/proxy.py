@@ -4,8 +4,8 @@ MPEG-2, AVI, ...), made with the libx264 PyAV ships, so no new system dependency
 A proxy is made once per film content (``library/proxies/<fingerprint>.mp4``) under a lock, into a
 temporary file renamed into place, so a reader sees no proxy or a whole one, never half a file.
 Frames keep their presentation times, so the player seeks a proxy to a hit's time exactly as it
-would the source. At most 720 lines (``HEIGHT``), CRF 26: about 1 to 2 MB per film minute at 720p
-for animation and talk, more for grainy live action."""
+would the source. At most 720 lines (``HEIGHT``), CRF 26: measured, 7.8 MB for the 62 s Popeye p1
+(1440x1074 HEVC animation), so about 7.5 MB per film-minute of such footage."""
 
 from __future__ import annotations
 

@@ -192,11 +192,11 @@ class Searcher:
         exact: bool = False,
         nprobe: int | None = None,
     ) -> None:
-        from clip_search.ann import ANN_MIN_FRAMES, DEFAULT_NPROBE, AnnIndex
+        from clip_search.ann import ANN_MIN_FRAMES, AnnIndex
 
         self.films = list(films)
         self.total = sum(f.manifest.frames for f in self.films)
-        self.nprobe = nprobe or DEFAULT_NPROBE
+        self.nprobe = nprobe
         self.ann: AnnIndex | None = None
         self.notice: str | None = None
         has_patches = any(f.manifest.patches_per_frame for f in self.films)
@@ -223,7 +223,7 @@ class Searcher:
             return rank_frames(self.films, scores_for(self.films, q), top_k, gap)
         k = min(self.total, max(top_k * 64, 2048))
         while True:
-            cands = self.ann.candidates(q, self.films, k, self.nprobe)
+            cands = self.ann.candidates(q, self.films, k, self.nprobe or self.ann.nprobe)
             film_idx = np.concatenate([np.full(len(rows), fi) for fi, rows in cands]) if cands else np.zeros(0, int)
             local = np.concatenate([rows for _, rows in cands]) if cands else np.zeros(0, int)
             score = _plausible(

@@ -44,3 +44,17 @@ class VideoLikeVectors:
         picks = self.centres[self.rng.integers(len(self.centres), size=n)]
         noise = self.rng.standard_normal((n, self.dim)).astype(np.float32) * (0.8 / np.sqrt(self.dim))
         return _unit(picks + noise + self.gap)
+
+
+class LooseVectors(VideoLikeVectors):
+    """A less clustered archive (wide Gaussian mixtures, a random walk inside each film): each film
+    mixes a few broad content directions with much more spread than ``VideoLikeVectors``, so the
+    coarse quantiser's lists overlap and an index needs more probes to find the exact top 10."""
+
+    def film(self, frames: int) -> np.ndarray:
+        rng, d = self.rng, self.dim
+        mix = self.centres[rng.integers(len(self.centres), size=3)]
+        which = rng.integers(3, size=frames)
+        spread = rng.standard_normal((frames, d)).astype(np.float32) * (1.1 / np.sqrt(d))
+        walk = np.cumsum(rng.standard_normal((frames, d)).astype(np.float32) * (0.08 / np.sqrt(d)), axis=0)
+        return _unit(0.6 * mix[which] + spread + walk)

@@ -58,6 +58,16 @@ def test_import_past_the_threshold_builds_the_index_and_search_uses_it(archive, 
     assert np.mean(found) >= 0.98  # recall@10 after de-dup against exact search
 
 
+def test_ann_build_measures_recall_and_latency_and_search_uses_what_it_chose(archive, capsys):
+    lib, _ = archive
+    c = AnnIndex.status(lib).calibration
+    assert c and c["recall_library"] >= 0.98 and c["recall_text_like"] >= 0.98 and c["latency_ms_p50"] > 0
+    assert AnnIndex.load(lib).nprobe == c["nprobe"]
+    assert main(["ann", "status", "--library", str(lib.root)]) == 0
+    line = capsys.readouterr().out
+    assert f"nprobe {c['nprobe']} measured at recall@10" in line and "ms per search (p50)" in line
+
+
 def test_film_filters_use_an_id_selector_or_exact_scoring(archive):
     lib, gen = archive
     films = lib.films()

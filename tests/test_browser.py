@@ -114,9 +114,13 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     strip = panel.locator(".js-plotly-plot").first
     expect(strip).to_be_visible()
     assert strip.bounding_box()["y"] < 900 and grid.first.bounding_box()["y"] < 900
-    # no horizontal scrolling of the page at 1280 px
+    # no horizontal scrolling of the page at 1280 px, and frames large enough to read
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     images_loaded(page)
+    assert min(grid.nth(i).bounding_box()["width"] for i in range(12)) >= 160
+    # the page (and so Tab) reads the hits in rank order: row by row, left to right
+    boxes = [page.get_by_role("button", name="Why?").nth(i).bounding_box() for i in range(12)]
+    assert [(round(b["y"]), b["x"]) for b in boxes] == sorted((round(b["y"]), b["x"]) for b in boxes)
 
     # hovering a square of the strip shows that frame's thumbnail beside Plotly's time and score
     square = strip.locator(".scatterlayer .trace").nth(1).locator(".points path").nth(20)
@@ -132,8 +136,17 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     page.mouse.move(600, 600)
     expect(preview).to_be_hidden()
 
+    # keys of their own: j / k move between hits in rank order, Enter plays the one in focus
+    plays = panel.get_by_role("button", name=re.compile(r"^▶ "))
+    page.evaluate("document.activeElement.blur()")  # out of the query box, as Tab or a click would
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    assert page.evaluate("document.activeElement.innerText") == plays.nth(1).inner_text()
+    page.keyboard.press("k")
+    assert page.evaluate("document.activeElement.innerText") == plays.nth(0).inner_text()
+
     # ▶ on a hit plays beside the results, and the player stays in view while the grid scrolls
-    act(page, lambda: panel.get_by_role("button", name=re.compile(r"^▶ ")).first.click())
+    act(page, lambda: page.keyboard.press("Enter"))
     video = panel.locator("video")
     expect(video).to_be_attached(timeout=30_000)
     page.mouse.move(600, 600)
@@ -145,7 +158,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     # a hit explains itself: CLIP's crop map over the frame
     act(page, lambda: page.get_by_role("button", name="Why?").first.click())
     expect(page.get_by_text("where in the frame the query matches")).to_be_visible(timeout=60_000)
-    page.get_by_text("where in the frame the query matches").scroll_into_view_if_needed()
+    expect(page.get_by_text("where in the frame the query matches")).to_be_in_viewport()  # beside, in view
     images_loaded(page)
     page.screenshot(path=str(shots / "explain.png"), full_page=False)
 
@@ -157,6 +170,18 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(again.get_by_label("What did you see?")).to_have_value("a ship at sea", timeout=60_000)
     expect(again.get_by_text(re.compile(r"12 hits"))).to_be_visible(timeout=60_000)
     again.close()
+
+    # the same link at 1920 x 1080 and at 1280 x 800: nothing cut off sideways, frames readable
+    for width, height in ((1920, 1080), (1280, 800)):
+        sized = browser.new_page(viewport={"width": width, "height": height})
+        sized.goto(page.url)
+        settled(sized, timeout=90_000)
+        expect(sized.get_by_text(re.compile(r"12 hits"))).to_be_visible(timeout=60_000)
+        images_loaded(sized)
+        assert sized.evaluate("document.documentElement.scrollWidth") <= width
+        frames = sized.locator("[role='tabpanel']").first.locator("[data-testid='stImage'] img")
+        assert min(frames.nth(i).bounding_box()["width"] for i in range(12)) >= 160, (width, height)
+        sized.close()
 
     act(page, lambda: page.get_by_role("tab", name="Timeline").click())
     # only the open tab runs and is in the page; its first chart is the timeline

@@ -199,8 +199,7 @@ def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_p
 def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed_library):
     app.text_input(key="query").input("Sinbad the sailor").run()
     open_tab(app, "Compare engines")
-    names = [f.name for f in indexed_library.films()]
-    app.selectbox(key="cmp-film").select_index(names.index("popeye_p1")).run()
+    app.selectbox(key="cmp-film").select("popeye_p1").run()
     assert not app.exception
     page = texts(app)
     for engine in ("**clip**", "**dialogue**", "**clip+dialogue**"):
@@ -336,6 +335,36 @@ def test_the_view_lives_in_the_url_and_a_link_restores_it(monkeypatch, tiny_clip
     assert "no longer in the library" in texts(link)  # a stale link says so, nothing breaks
     assert "### Frame at `00:12.0`" in texts(link)  # the picked frame of the Timeline tab (film popeye_p2)
     assert fig["layout"]["shapes"]  # drawn as the cursor
+    assert link.session_state["tl-film"] == "popeye_p2"  # the pick's own film, not another
+
+
+def test_every_view_state_round_trips_through_a_link(monkeypatch, tiny_clip_dir, indexed_library):
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(indexed_library.root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.text_input(key="query").input("a ship").run()
+    at.text_input(key="negative").input("a title card").run()
+    open_tab(at, "Timeline")
+    at.text_area(key="tl-queries").input("a giant bird\nSinbad").run()
+    at.toggle(key="tl-softmax").set_value(True).run()
+    at.toggle(key="tl-shared").set_value(True).run()
+    sent = dict(at.query_params)
+    assert sent["neg"] == "a title card" and sent["tlsoft"] == "1" and sent["tlshared"] == "1"
+    open_tab(at, "Compare engines")
+    at.selectbox(key="cmp-film").select("popeye_p1").run()
+    assert at.query_params["cmp"] == "popeye_p1"
+
+    for tab, checks in (
+        ("Timeline", {"negative": "a title card", "tl-softmax": True, "tl-shared": True}),
+        ("Compare engines", {"cmp-film": "popeye_p1"}),
+    ):
+        link = AppTest.from_file(APP, default_timeout=120)
+        link.query_params.update({**sent, "tab": tab, "cmp": "popeye_p1"})
+        link.run()
+        assert not link.exception
+        assert link.session_state["tl-queries"] == "a giant bird\nSinbad"
+        for key, value in checks.items():
+            assert link.session_state[key] == value, key
 
 
 @pytest.mark.slow
@@ -469,8 +498,11 @@ def test_a_dialogue_hit_reads_its_line_once_and_plays_through_a_proxy(app, index
     from clip_search.proxy import proxy_path
 
     app.text_input(key="query").input("help me Popeye").run()
+    app.text_input(key="negative").input("a bird").run()
     app.selectbox(key="search-engine").select("dialogue").run()
     assert not app.exception
+    page = texts(app)
+    assert "hits** for *help me Popeye*" in page and "not a bird" not in page  # only what the engine used
     lines = [m.value for m in app.markdown if m.value.startswith("“")]
     assert lines and len(lines) == len(set(lines))  # one hit per cue, its line on the card
     assert any("#1" in m.value and "of its film" in m.value for m in app.markdown)  # rank and standing

@@ -164,7 +164,8 @@ def cost_figure(points: list[dict], metric: str, chance: float | None = None) ->
     film-hour (log scale; free engines sit at the left edge); chance as a dashed line."""
     fig = go.Figure()
     floor = 1e-4
-    for p in points:
+    positions = ["top center", "bottom center", "middle right", "middle left"]  # neighbours' labels apart
+    for n, p in enumerate(sorted(points, key=lambda p: (max(p["usd"], floor), p["value"]))):
         x = max(p["usd"], floor)
         fig.add_trace(
             go.Scatter(
@@ -172,7 +173,7 @@ def cost_figure(points: list[dict], metric: str, chance: float | None = None) ->
                 y=[p["value"]],
                 mode="markers+text",
                 text=[p["engine"]],
-                textposition="top center",
+                textposition=positions[n % len(positions)],
                 marker={"size": 12},
                 error_y={
                     "type": "data",
@@ -189,7 +190,11 @@ def cost_figure(points: list[dict], metric: str, chance: float | None = None) ->
     fig.update_layout(
         height=360,
         showlegend=False,
-        xaxis={"type": "log", "title": "USD per film-hour (log; free engines at the left edge)"},
+        xaxis={
+            "type": "log",
+            "title": "USD per film-hour (log; free engines at the left edge)",
+            "tickformat": "$.2~g",  # $0.0001, not "100µ"
+        },
         yaxis={"title": metric, "range": [0, 1.05]},
         margin={"t": 30, "b": 40},
     )

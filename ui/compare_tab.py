@@ -36,6 +36,8 @@ def tagging_panel(lib: Library, film: Film) -> None:
         c2.markdown(f"**Estimate:** {estimate(service, frames, price_table(lib.root)).sentence()}")
         c2.warning(md(e))
         return
+    for kind, line in st.session_state.pop("tag-result", []):  # the last run's outcome, kept over the rerun
+        getattr(st, kind)(md(line))
     todo = work_left(lib, film, tagger)
     c2.markdown(f"**Estimate:** {estimate(service, todo.frames, price_table(lib.root), calls=todo.calls).sentence()}")
     if not todo.frames:
@@ -50,15 +52,17 @@ def tagging_panel(lib: Library, film: Film) -> None:
             st.error(md(e))
             return
         bar.empty()
-        (st.error if run.fatal else st.warning if run.errors else st.success)(md(run.summary()))
-        for t, msg in run.errors[:5]:
-            st.caption(f"{fmt_time(t)}: {md(msg)}")
+        kind = "error" if run.fatal else "warning" if run.errors else "success"
+        lines = [(kind, run.summary())] + [("caption", f"{fmt_time(t)}: {msg}") for t, msg in run.errors[:5]]
+        st.session_state["tag-result"] = lines
+        st.rerun()  # the panel again, from what is now stored: no Tag button and estimate for work done
 
 
 def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: str) -> None:
     """Side-by-side hits of every engine for the search box's query."""
     c1, c2 = st.columns([3, 2])
-    film = c1.selectbox("Film", films, format_func=lambda f: f.name, key="cmp-film")
+    by_name = {f.name: f for f in films}  # names, not objects: the choice survives reruns and links
+    film = by_name[c1.selectbox("Film", list(by_name), key="cmp-film")]
     weight = c2.slider("CLIP's share in clip+dialogue", 0.0, 1.0, FUSION_WEIGHT, 0.05, key="cmp-weight")
     with st.expander("Tag this film with a service (cached per frame: never paid twice)"):
         tagging_panel(lib, film)

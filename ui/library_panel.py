@@ -104,10 +104,12 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
         samples = sample_films()
         if samples:
             names = {p.name: p for p in samples}
+            indexed = {Path(f.manifest.source).name for f in lib.films()}
             chosen = st.multiselect(
                 "Sample films (../shared/media)",
                 list(names),
-                default=[n for n in names if n.startswith("big-buck-bunny")],
+                default=[n for n in names if n.startswith("big-buck-bunny") and n not in indexed],
+                format_func=lambda n: f"{n} ✓ indexed" if n in indexed else n,
                 key="samples",
             )
             if st.button("Index sample films", key="index-samples", disabled=not chosen):

@@ -19,7 +19,7 @@ from ui.samples import credit_for
 from ui.text import md
 from ui.thumbs import crop_heat, evidence_line, show_thumbnail
 
-GRID_COLUMNS = 4
+GRID_COLUMNS = 3  # at 1280 px a frame stays at least 160 px wide
 
 
 def play(film_id: str, time: float) -> None:
@@ -112,9 +112,14 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
         st.caption(md(note))
     by_id = {f.id: f for f in films}
     st.markdown(f"**{len(hits)} hits** for *{md(engine.label(query))}*")
-    cols = st.columns(GRID_COLUMNS)
+    if hits:
+        hit_keys()
+        st.caption("Keys: j / k (or ↓ / ↑) move between hits in rank order, Enter plays the one in focus.")
+    cols: list = []
     playing = st.session_state.get("play") or {}
     for i, h in enumerate(hits):
+        if i % GRID_COLUMNS == 0:  # a row at a time: the page (and Tab) reads the hits in rank order
+            cols = st.columns(GRID_COLUMNS)
         with cols[i % GRID_COLUMNS], st.container(border=True):
             show_thumbnail(by_id[h.film_id].thumbnail(h.frame))
             st.markdown(f"**#{i + 1}** · `{fmt_time(h.time)}` · {_standing(h)}")
@@ -281,3 +286,11 @@ def player(lib: Library) -> None:
     credit = credit_for(source)
     if credit:
         st.caption(credit)
+
+
+_keys = st.components.v2.component("hit_keys", js=(Path(__file__).with_name("hit_keys.js")).read_text(encoding="utf-8"))
+
+
+def hit_keys() -> None:
+    """j / k (or the up and down arrows) move between hits in rank order; Enter plays the one in focus."""
+    _keys(key="hit-keys")

@@ -22,7 +22,10 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     if not films:
         return
     c1, c2, c3 = st.columns([3, 2, 2])
-    film = c1.selectbox("Film", films, format_func=lambda f: f.name, key="tl-film")
+    by_name = {f.name: f for f in films}  # names, not objects: the choice survives reruns and links
+    film = by_name[c1.selectbox("Film", list(by_name), key="tl-film")]
+    if (st.session_state.get("play") or {}).get("film_id") not in (None, film.id):
+        player(lib)  # another film playing (a shared link's ▶): at the top, in view
     softmax = c2.toggle(
         "The model's probability instead of raw cosine",
         key="tl-softmax",

@@ -1,4 +1,5 @@
-"""The view in the URL: query, films, engine, top-k, tab, the playing and the picked time live in
+"""The view in the URL: the query and its negative, films, engine, top-k, tab, the playing time,
+the Timeline's film, picked time, extra queries and toggles, and the Compare film live in
 ``st.query_params``, so a link reproduces what the sender saw (a lab demo sent as a link).
 
 ``restore`` runs once per browser session, before the widgets exist, and only takes values that
@@ -14,7 +15,10 @@ import streamlit as st
 TABS = ["Search", "Timeline", "Compare engines", "Evaluate"]
 
 
-def restore(film_names: list[str], engines: list[str]) -> None:
+TOGGLES = {"tlsoft": "tl-softmax", "tlshared": "tl-shared"}  # URL key -> widget key (on when "1")
+
+
+def restore(film_names: list[str], engines: list[str], film_ids: dict[str, str] | None = None) -> None:
     """Seed the widgets from the URL the page was opened with (once per session)."""
     if st.session_state.get("url-restored"):
         return
@@ -22,6 +26,15 @@ def restore(film_names: list[str], engines: list[str]) -> None:
     params = st.query_params
     if params.get("q"):
         st.session_state["query"] = params["q"]
+    if params.get("neg"):
+        st.session_state["negative"] = params["neg"]
+    if params.get("tlq"):
+        st.session_state["tl-queries"] = "\n".join(params.get_all("tlq"))
+    for key, widget in TOGGLES.items():
+        if params.get(key) == "1":
+            st.session_state[widget] = True
+    if params.get("cmp") in film_names:
+        st.session_state["cmp-film"] = params["cmp"]
     films = [f for f in params.get_all("film") if f in film_names]
     if films:
         st.session_state["search-films"] = films
@@ -35,8 +48,10 @@ def restore(film_names: list[str], engines: list[str]) -> None:
     if play:
         st.session_state["play"] = {"film_id": play[0], "time": play[1]}
     pick = _film_time(params.get("pick", ""))
-    if pick:
+    names_by_id = {v: k for k, v in (film_ids or {}).items()}
+    if pick and pick[0] in names_by_id:  # the picked film is the Timeline's film, and its time
         st.session_state["tl-pick"] = {pick[0]: pick[1]}
+        st.session_state["tl-film"] = names_by_id[pick[0]]
 
 
 def _film_time(text: str) -> tuple[str, float] | None:
@@ -55,8 +70,18 @@ def publish() -> None:
     wanted: dict[str, str | list[str]] = {}
     if state.get("query", "").strip():
         wanted["q"] = state["query"]
+    if state.get("negative", "").strip():
+        wanted["neg"] = state["negative"]
     if state.get("search-films"):
         wanted["film"] = list(state["search-films"])
+    extra = [q.strip() for q in state.get("tl-queries", "").splitlines() if q.strip()]
+    if extra:
+        wanted["tlq"] = extra
+    for key, widget in TOGGLES.items():
+        if state.get(widget):
+            wanted[key] = "1"
+    if state.get("cmp-film") and state.get("tab") == "Compare engines":
+        wanted["cmp"] = state["cmp-film"]
     if state.get("search-engine") not in (None, "clip"):
         wanted["engine"] = state["search-engine"]
     if state.get("top-k") not in (None, 12):
@@ -66,9 +91,10 @@ def publish() -> None:
     if state.get("play"):
         wanted["play"] = f"{state['play']['film_id']}@{state['play']['time']:.3f}"
     picks = state.get("tl-pick") or {}
-    film = state.get("tl-film")
-    if film is not None and film.id in picks:  # the frame picked on the Timeline tab
-        wanted["pick"] = f"{film.id}@{picks[film.id]:.3f}"
-    current = {k: (st.query_params.get_all(k) if k == "film" else st.query_params.get(k)) for k in st.query_params}
+    film_id = (state.get("url-film-ids") or {}).get(state.get("tl-film"))
+    if film_id in picks:  # the frame picked on the Timeline tab
+        wanted["pick"] = f"{film_id}@{picks[film_id]:.3f}"
+    many = ("film", "tlq")
+    current = {k: (st.query_params.get_all(k) if k in many else st.query_params.get(k)) for k in st.query_params}
     if current != wanted:
         st.query_params.from_dict(wanted)

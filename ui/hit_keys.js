@@ -1,0 +1,31 @@
+// Keys of their own for the result grid: j / ArrowDown moves to the next hit, k / ArrowUp to the
+// previous one, in rank order (the ▶ button of each card, in page order), and Enter plays the hit
+// under focus (the button's own Enter). Typing in a text box is left alone.
+
+const PLAY = /^▶ /;
+
+function hits() {
+  const panel = document.querySelector("[role='tabpanel']:not([hidden])") || document;
+  return [...panel.querySelectorAll("button")].filter((b) => PLAY.test(b.innerText.trim()));
+}
+
+function onKey(e) {
+  const target = e.target;
+  if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const step = { j: 1, ArrowDown: 1, k: -1, ArrowUp: -1 }[e.key];
+  if (!step) return;
+  const list = hits();
+  if (!list.length) return;
+  const at = list.indexOf(document.activeElement);
+  const next = list[Math.min(list.length - 1, Math.max(0, at < 0 ? 0 : at + step))];
+  e.preventDefault();
+  next.focus();
+  next.scrollIntoView({ block: "nearest" });
+}
+
+export default function () {
+  if (window.__fslHitKeys) return;
+  window.__fslHitKeys = true;
+  document.addEventListener("keydown", onKey);
+}
