@@ -9,6 +9,7 @@ import os
 
 import streamlit as st
 
+from clip_search import config
 from clip_search.errors import FrameSearchError
 from ui import access, library_panel, search_tab, state, url_state
 from ui.compare_tab import compare_tab
@@ -17,7 +18,19 @@ from ui.samples import DEMO_QUERY
 from ui.text import md
 from ui.timeline_tab import timeline_tab
 
-st.set_page_config(page_title="Frame Search Lab", layout="wide")
+
+def _sidebar_state() -> str:
+    """The sidebar opens by itself only while the library is empty (adding films is the first step);
+    after that the frames get the width (at 1280 px a frame stays at least 160 px wide)."""
+    from clip_search.library import Library
+
+    try:
+        return "collapsed" if Library(config.library_dir()).films() else "expanded"
+    except OSError:
+        return "expanded"
+
+
+st.set_page_config(page_title="Frame Search Lab", layout="wide", initial_sidebar_state=_sidebar_state())
 # The player and score strips beside the results stay in view while the grid scrolls: Streamlit
 # gives a keyed container the class st-key-<key>, inside a wrapper whose parent is the column,
 # which the row stretches to the grid's height, so the wrapper can stick.
@@ -92,6 +105,7 @@ def _search(lib, ms, chosen, params) -> None:
     query = search_tab.run_query(params)
     left, right = st.columns([3, 2])
     beside = right.container(key="player-box")  # sticky (see STICKY_PLAYER): player and strips stay in view
+    explained = beside.container()  # first: a Why? opens at the top of the sticky column, in view
     with beside:
         search_tab.player(lib)
     if query is None:
@@ -99,8 +113,9 @@ def _search(lib, ms, chosen, params) -> None:
     try:
         with left:
             hits = search_tab.results(chosen, query, params, lib, ms)
+        with explained:
+            search_tab.why(chosen, hits, params, lib, ms)
         with beside:
-            search_tab.why(chosen, hits, params, lib, ms)  # beside the grid, where the eye is
             search_tab.strips(chosen, hits, params, query, lib, ms)
     except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
         st.error(md(e))

@@ -145,10 +145,11 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     page.keyboard.press("k")
     assert page.evaluate("document.activeElement.innerText") == plays.nth(0).inner_text()
 
-    # ▶ on a hit plays beside the results, and the player stays in view while the grid scrolls
-    act(page, lambda: page.keyboard.press("Enter"))
+    # ▶ on a hit plays beside the results, and the player stays in view while the grid scrolls. The
+    # results are a fragment: its reruns are awaited through what they draw (the player)
+    page.keyboard.press("Enter")
     video = panel.locator("video")
-    expect(video).to_be_attached(timeout=30_000)
+    expect(video).to_be_attached(timeout=180_000)  # an HEVC film's first ▶ makes its H.264 proxy first
     page.mouse.move(600, 600)
     page.mouse.wheel(0, 1500)
     expect(grid.first).not_to_be_in_viewport()
@@ -156,7 +157,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     page.mouse.wheel(0, -3000)
 
     # a hit explains itself: CLIP's crop map over the frame
-    act(page, lambda: page.get_by_role("button", name="Why?").first.click())
+    page.get_by_role("button", name="Why?").first.click()  # a fragment rerun, awaited through its panel
     expect(page.get_by_text("where in the frame the query matches")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("where in the frame the query matches")).to_be_in_viewport()  # beside, in view
     images_loaded(page)
@@ -202,9 +203,9 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
 
     # ▶ from the Timeline tab plays where it was clicked, in view: not in the hidden Search tab, nor
     # at the foot of the sidebar
-    act(page, lambda: page.get_by_role("button", name=re.compile(r"^▶ Play from")).click())
+    act(page, lambda: page.get_by_role("button", name=re.compile(r"^▶ Play from")).click(), timeout=240_000)
     video = page.locator("[role='tabpanel'] video")
-    expect(video).to_be_attached(timeout=30_000)
+    expect(video).to_be_attached(timeout=180_000)  # (a proxy, if this film has none yet)
     expect(video).to_be_in_viewport()
 
     act(page, lambda: page.get_by_role("tab", name="Compare engines").click())

@@ -205,7 +205,7 @@ def test_a_silent_or_dripping_azure_endpoint_is_given_up_on(library, reply):
         run = tag_film(lib, film, AzureTagger(endpoint=cloud.url, key=KEY, retries=0, deadline=1.0))
         took = time.monotonic() - t0
     assert run.fatal and "frames in a row" in run.fatal and run.tagged == 0
-    assert took < 8  # a few rounds of the 1 s deadline, not minutes
+    assert took < 16  # a few rounds of the 1 s deadline, not minutes (a loaded machine adds seconds)
 
 
 @pytest.mark.parametrize("reply", [Scripted(delay=600), Scripted(drip=1.0)])
@@ -214,7 +214,7 @@ def test_a_silent_or_dripping_rekognition_endpoint_is_given_up_on(library, aws, 
     aws.then(*[reply] * 40)
     t0 = time.monotonic()
     run = tag_film(lib, film, RekognitionTagger(deadline=1.0))
-    assert run.fatal and run.tagged == 0 and time.monotonic() - t0 < 10
+    assert run.fatal and run.tagged == 0 and time.monotonic() - t0 < 20  # seconds, not minutes
 
 
 def test_throttling_that_asks_for_an_hour_stops_the_run_at_once(library):

@@ -196,3 +196,58 @@ def test_models_are_evaluated_side_by_side_with_paired_tests_and_costs(tmp_path,
     assert cost["usd_per_film_hour"] > 0 and "ms/frame on cpu" in cost["basis"]  # its own measured time
     assert compare(["evaluate", str(csv), "--library", str(lib.root), "--engines", "clip,no such model"]) == 2
     assert "unknown engine" in capsys.readouterr().err
+
+
+def test_films_check_verifies_every_set_and_names_a_damaged_one(tmp_path, encoder, siglip, capsys):
+    lib = Library(tmp_path / "lib")
+    film = index_film(FLOWER, lib, [encoder, siglip]).film
+    sig = Library(lib.root).get(film.id).view(siglip.model_id)
+    vectors = np.load(sig.set_dir / "embeddings.npy")
+    vectors[-1] *= 3  # no longer unit length
+    np.save(sig.set_dir / "embeddings.npy", vectors)
+    assert main(["films", "--library", str(lib.root), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"[{siglip.model_id}]" in err and "1 damaged" in err
+    (kept,) = Library(lib.root).films()  # the film and its sound set stay usable
+    assert kept.models == [encoder.model_id]
+
+
+def test_a_model_engine_explains_with_its_own_crop_map(tmp_path, encoder, siglip, capsys):
+    from comparisons.cli import main as compare
+
+    lib = Library(tmp_path / "lib")
+    index_film(FLOWER, lib, [encoder, siglip])
+    args = ["search", "a red flower", "--engine", siglip.model_id, "--library", str(lib.root), "--json", "--explain"]
+    assert compare(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    why = rows[0]["explanation"]
+    assert why["engine"] == siglip.model_id and why["grid"]  # where in the frame, by SigLIP's own crops
+    assert why["score"] == pytest.approx(rows[0]["score"], abs=1e-5)
+
+
+def test_loaded_models_are_shared_bounded_and_loaded_once():
+    import threading
+
+    from engines import Encoders
+
+    loads = []
+
+    def loader(model, device, precision):  # stands for load_encoder: records each real load
+        loads.append(model)
+        return type("Enc", (), {"model_id": model, "encode_text": None})()
+
+    cache = Encoders(capacity=2, loader=loader)
+    threads = [threading.Thread(target=cache, args=("a",)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == ["a"]  # eight sessions asking at once: one load
+    cache("b")
+    cache("a")  # a used again: b is now the least recently used
+    cache("c")
+    assert cache.resident() == 2 and loads == ["a", "b", "c"]
+    cache("a")
+    assert loads == ["a", "b", "c"]  # still resident
+    cache("b")
+    assert loads[-1] == "b"  # evicted, so loaded again

@@ -4,9 +4,15 @@
 
 const PLAY = /^▶ /;
 
+function shown(el) {
+  // Streamlit keeps a hidden twin of some buttons (for measuring): only the one on screen counts
+  const r = el.getBoundingClientRect();
+  return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== "hidden";
+}
+
 function hits() {
   const panel = document.querySelector("[role='tabpanel']:not([hidden])") || document;
-  return [...panel.querySelectorAll("button")].filter((b) => PLAY.test(b.innerText.trim()));
+  return [...panel.querySelectorAll("button")].filter((b) => PLAY.test(b.innerText.trim()) && shown(b));
 }
 
 function onKey(e) {

@@ -140,7 +140,6 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
                     "end": fmt_time(h.end),
                     "peak": fmt_time(h.time),
                     "score": round(h.score, 4),
-                    "softmax": round(h.softmax, 4),
                     "hits": n,
                 }
                 for h, n in distinct_moments(hits)

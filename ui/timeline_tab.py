@@ -24,14 +24,19 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     c1, c2, c3 = st.columns([3, 2, 2])
     by_name = {f.name: f for f in films}  # names, not objects: the choice survives reruns and links
     film = by_name[c1.selectbox("Film", list(by_name), key="tl-film")]
-    if (st.session_state.get("play") or {}).get("film_id") not in (None, film.id):
-        player(lib)  # another film playing (a shared link's ▶): at the top, in view
+    playing = (st.session_state.get("play") or {}).get("film_id")
+    if playing not in (None, film.id) and lib.get(playing) is None:
+        player(lib)  # a shared link's ▶ of a film no longer here: said in one line
     softmax = c2.toggle(
-        "The model's probability instead of raw cosine",
+        "Probability, not cosine",
         key="tl-softmax",
         help="CLIP: softmax over the film's frames with its logit scale; SigLIP: its sigmoid of each frame",
     )
-    shared = c3.toggle("One colour scale for all rows", key="tl-shared", help="Off: each row from its own min to max")
+    shared = c3.toggle(
+        "Shared colour scale",
+        key="tl-shared",
+        help="On: one colour scale for all rows. Off: each row from its own min to max",
+    )
     extra = st.text_area(
         "More queries for the timeline, one per line",
         key="tl-queries",
