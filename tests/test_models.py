@@ -174,6 +174,17 @@ def test_the_dashboard_adds_a_model_and_offers_it_as_an_engine(tmp_path, monkeyp
     at.text_input(key="query").input("a flower").run()
     assert not at.exception and not at.error
     assert any("hits" in m.value for m in at.markdown)
+    at.session_state["tab"] = "Timeline"
+    at.run()
+    rows = [t["y"][0] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert len(rows) == 2 and rows[0] == "a flower · clip" and rows[1].startswith("a flower · /")  # a row per model
+    at.session_state["tab"] = "Compare engines"
+    at.run()
+    assert not at.exception
+    headers = {m.value for m in at.markdown}
+    from ui.text import md
+
+    assert "**clip**" in headers and f"**{md(siglip_dir)}**" in headers  # a column per model
 
 
 def test_models_are_evaluated_side_by_side_with_paired_tests_and_costs(tmp_path, encoder, siglip, capsys):
