@@ -88,6 +88,12 @@ def _model(library: Library, model: str | None) -> str:
     return model or library.default_model()
 
 
+def _films_of(library: Library, films: list[Film] | None, model: str | None) -> tuple[str, list[Film]]:
+    """The model an index is for (that of the films given, else ``model`` or the default) and its films."""
+    model = films[0].model if films else _model(library, model)
+    return model, library.films(model) if films is None else films
+
+
 class AnnIndex:
     """A loaded archive index and the film id ranges it holds."""
 
@@ -123,8 +129,7 @@ class AnnIndex:
     @classmethod
     def status(cls, library: Library, films: list[Film] | None = None, model: str | None = None) -> AnnStatus:
         """Whether ``model``'s index exists and holds exactly the library's films as they are now."""
-        model = films[0].model if films else _model(library, model)
-        films = library.films(model) if films is None else films
+        model, films = _films_of(library, films, model)
         return cls._status(library, *cls._read_meta(library, model), films, model)
 
     @classmethod
@@ -155,8 +160,7 @@ class AnnIndex:
     def load(cls, library: Library, films: list[Film] | None = None, model: str | None = None) -> AnnIndex | None:
         """``model``'s index, if it exists and is fresh for the library's films of that model; None
         otherwise (never stale)."""
-        model = films[0].model if films else _model(library, model)
-        films = library.films(model) if films is None else films
+        model, films = _films_of(library, films, model)
         meta, problem = cls._read_meta(library, model)  # read once: the freshness check and the load see one version
         if not cls._status(library, meta, problem, films, model).fresh:
             return None

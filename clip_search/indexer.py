@@ -424,12 +424,8 @@ def estimate_adding(library: Library, films: Sequence[Film], encoder: DualEncode
     time per frame measured on this device in this library if it has any, else measured now on a
     batch of ``trial`` frames (after one warm-up batch). Decoding comes on top."""
     frames = sum(f.manifest.frames for f in films if not f.has(encoder.model_id))
-    measured = [
-        f.view(encoder.model_id).vector_set
-        for f in library.films(encoder.model_id)
-        if f.view(encoder.model_id).vector_set.device == encoder.device
-    ]
-    measured = [v for v in measured if v.seconds_per_frame]
+    sets = [f.vector_set for f in library.films(encoder.model_id)]  # films seen through the model already
+    measured = [v for v in sets if v.device == encoder.device and v.seconds_per_frame]
     if measured:
         spf = sum(v.seconds_per_frame * v.frames for v in measured) / sum(v.frames for v in measured)
         basis = f"{spf * 1000:.0f} ms/frame measured on {encoder.device} in this library; decoding comes on top"

@@ -77,6 +77,14 @@ def film_id_for(path: str | os.PathLike) -> str:
 REQUIRED_FIELDS = {"id": str, "name": str, "source": str, "fingerprint": str, "sampling": dict}
 
 
+def _read_json(path: Path):
+    """A film file's JSON; DamagedFilm naming the file when it cannot be read as JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DamagedFilm(f"{path.name} is not readable JSON ({type(e).__name__})") from None
+
+
 def model_key(model: str) -> str:
     """The folder name of a model's vector set: readable, and unique per model name."""
     return f"{slug(model)[:40]}-{hashlib.sha1(model.encode()).hexdigest()[:8]}"
@@ -102,10 +110,7 @@ class VectorSet:
     @classmethod
     def load(cls, path: Path) -> VectorSet:
         """Read a vectors.json; raises DamagedFilm naming what is wrong."""
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DamagedFilm(f"vectors.json is not readable JSON ({type(e).__name__})") from None
+        data = _read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get("model"), str) or not isinstance(data.get("dim"), int):
             raise DamagedFilm("vectors.json lacks its model or dimension")
         known = set(cls.__dataclass_fields__)
@@ -208,10 +213,7 @@ class Manifest:
     @classmethod
     def load(cls, path: Path) -> Manifest:
         """Read a manifest.json; raises DamagedFilm naming what is wrong (unknown keys are ignored)."""
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DamagedFilm(f"manifest.json is not readable JSON ({type(e).__name__})") from None
+        data = _read_json(path)
         if not isinstance(data, dict):
             raise DamagedFilm(f"manifest.json holds a {type(data).__name__}, not an object")
         bad = [k for k, t in REQUIRED_FIELDS.items() if not isinstance(data.get(k), t)]
@@ -445,6 +447,11 @@ def add_model_command(film_source: str, model: str) -> str:
     return f"python -m clip_search index {shlex.quote(film_source)} --model {shlex.quote(model)}"
 
 
+def lacks_vectors(name: str, source: str, model: str) -> str:
+    """The one line naming a film without ``model``'s vectors, and the command that adds them."""
+    return f"{name} has no {model} vectors; add them with: {add_model_command(source, model)}"
+
+
 class Film:
     """A complete film in the library seen through one of its models (``model``; default: the
     configured model if the film has it, else the first it was indexed with).
@@ -461,11 +468,8 @@ class Film:
             raise DamagedFilm(f"{film_dir.name} has no sound vector set")
         self.model = model if model is not None else preferred_model({m: v for m, (_, v) in sets.items()})
         if self.model not in sets:
-            name = self.record.manifest.name
-            raise MissingVectors(
-                f"{name} has no {self.model} vectors; add them with: "
-                f"{add_model_command(self.record.manifest.source, self.model)}"
-            )
+            m = self.record.manifest
+            raise MissingVectors(lacks_vectors(m.name, m.source, self.model))
         self.set_dir, self.vector_set = sets[self.model]
         self.manifest = self.record.manifest.seen_through(self.vector_set)
         self._embeddings: np.ndarray | None = None
@@ -557,6 +561,26 @@ class Film:
         return i if times[i] - t < t - times[i - 1] else i - 1
 
 
+def _model_counts(films: list[Film]) -> dict[str, int]:
+    """How many of ``films`` have each model's vectors."""
+    counts: dict[str, int] = {}
+    for f in films:
+        for m in f.models:
+            counts[m] = counts.get(m, 0) + 1
+    return counts
+
+
+def _default_of(counts: dict[str, int]) -> str:
+    """The default model given how many films have each: the configured one if any film has it
+    (or none has any), else the one most films have."""
+    from clip_search import config
+
+    configured = config.model_id()
+    if configured in counts or not counts:
+        return configured
+    return min(counts, key=lambda m: (-counts[m], m))
+
+
 @dataclass(frozen=True)
 class Damaged:
     """A film folder that cannot be used, and why (shown to the user by name)."""
@@ -627,28 +651,14 @@ class Library:
 
     def models(self, films: list[Film] | None = None) -> list[str]:
         """Every model the films (default: the library's) have vectors of, the default first."""
-        films = self.films() if films is None else films
-        counts: dict[str, int] = {}
-        for f in films:
-            for m in f.models:
-                counts[m] = counts.get(m, 0) + 1
-        default = self.default_model(films)
+        counts = _model_counts(self.films() if films is None else films)
+        default = _default_of(counts)
         return sorted(counts, key=lambda m: (m != default, -counts[m], m))
 
     def default_model(self, films: list[Film] | None = None) -> str:
         """The library's default model (the engine named ``clip``): the configured model if any
         film has it, else the model most films have, else the configured model."""
-        from clip_search import config
-
-        films = self.films() if films is None else films
-        configured = config.model_id()
-        counts: dict[str, int] = {}
-        for f in films:
-            for m in f.models:
-                counts[m] = counts.get(m, 0) + 1
-        if configured in counts or not counts:
-            return configured
-        return min(counts, key=lambda m: (-counts[m], m))
+        return _default_of(_model_counts(self.films() if films is None else films))
 
     def get(self, film_id: str, model: str | None = None) -> Film | None:
         """The complete, healthy film with this id (seen through ``model`` if given and it has
@@ -732,9 +742,5 @@ class Library:
         """``films`` seen through ``model``, and one line for each film that lacks its vectors
         (naming the command that adds them): never hidden silently."""
         have = [f.view(model) for f in films if f.has(model)]
-        missing = [
-            f"{f.name} has no {model} vectors; add them with: {add_model_command(f.manifest.source, model)}"
-            for f in films
-            if not f.has(model)
-        ]
+        missing = [lacks_vectors(f.name, f.manifest.source, model) for f in films if not f.has(model)]
         return have, missing

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 from clip_search.errors import VideoError
@@ -27,18 +28,30 @@ CRF = "26"
 
 def needs_proxy(source: str | os.PathLike) -> bool:
     """Whether browsers cannot play ``source`` as it is (its container or a codec)."""
-    import av
-
     path = Path(source)
     if path.suffix.lower().lstrip(".") not in PLAYABLE_CONTAINERS:
         return True
     try:
-        with av.open(str(path)) as c:
-            video = [s.codec_context.name for s in c.streams.video]
-            audio = [s.codec_context.name for s in c.streams.audio]
-    except (av.FFmpegError, OSError):
-        return False  # unreadable: the player says so itself
+        st = path.stat()
+    except OSError:
+        return False  # gone: the player says so itself
+    video, audio = _codecs(str(path), st.st_size, st.st_mtime_ns)
     return any(v not in PLAYABLE_VIDEO for v in video) or any(a not in PLAYABLE_AUDIO for a in audio)
+
+
+@lru_cache(maxsize=256)
+def _codecs(path: str, size: int, mtime_ns: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A file's video and audio codec names, probed once per file version (the player asks on every
+    rerun while a film plays)."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            return tuple(s.codec_context.name for s in c.streams.video), tuple(
+                s.codec_context.name for s in c.streams.audio
+            )
+    except (av.FFmpegError, OSError):
+        return (), ()  # unreadable: the player says so itself
 
 
 def proxy_path(library: Library, film: Film) -> Path:

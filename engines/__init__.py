@@ -120,9 +120,14 @@ def engine_names(library: Library | None = None, films: Sequence[Film] | None = 
     names = [DEFAULT, *[f"tags:{s}" for s in SERVICES], "dialogue", FUSED]
     if library is None:
         return names
-    films = library.films() if films is None else films
-    default = library.default_model(list(films) or None)
-    return [DEFAULT, *[m for m in library.models(list(films)) if m != default], *names[1:]]
+    return [*_model_names(library, library.films() if films is None else films), *names[1:]]
+
+
+def _model_names(library: Library, films: Sequence[Film]) -> list[str]:
+    """``clip`` (the default model), then every other model ``films`` have vectors of."""
+    films = list(films)
+    default = library.default_model(films or None)
+    return [DEFAULT, *[m for m in library.models(films) if m != default]]
 
 
 def available(library: Library, films: Sequence[Film]) -> list[str]:
@@ -130,8 +135,7 @@ def available(library: Library, films: Sequence[Film]) -> list[str]:
     have, each service that has tagged all of them, and dialogue when there is any."""
     from tagging.tag_store import tagged_services
 
-    default = library.default_model(list(films) or None)
-    names = [DEFAULT, *[m for m in library.models(list(films)) if m != default]]
+    names = _model_names(library, films)
     services = set(SERVICES)
     for f in films:
         services &= set(tagged_services(library, f))

@@ -159,11 +159,7 @@ class LockedLRU:
                 self._items.move_to_end(key)
                 return self._items[key]
         value = make()
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+        self.put(key, value)
         return value
 
     def __len__(self) -> int:

@@ -37,9 +37,10 @@ class TagEngine(Engine):
         finally:
             store.close()
 
-    def index(self, film: Film) -> TagIndex:
-        """The film's tags by this service, indexed once per film version and tag-store state."""
-        key = self._key(film)
+    def index(self, film: Film, key: tuple | None = None) -> TagIndex:
+        """The film's tags by this service, indexed once per film version and tag-store state
+        (``key``: that state, when the caller has already read it)."""
+        key = key or self._key(film)
 
         def make() -> TagIndex:
             store = TagStore(self.library, readonly=True)
@@ -74,8 +75,8 @@ class TagEngine(Engine):
 
     def scores_of(self, films: Sequence[Film], query: str | Query) -> list[np.ndarray]:
         """Scores of each film with BM25 over all of ``films`` as one corpus (one scale for all films)."""
-        indexes = [self.index(f) for f in films]
-        key = tuple(self._key(f) for f in films)
+        key = tuple(self._key(f) for f in films)  # the tag store is read once per film, not twice
+        indexes = [self.index(f, k) for f, k in zip(films, key, strict=True)]
         corpus = self._corpora.get_or_make(key, lambda: TagCorpus(indexes))
         return corpus.scores(as_query(query).text)
 

@@ -14,6 +14,8 @@ from clip_search.library import Library
 from clip_search.store import open_library
 from engines import Encoders, Engine, ModelEngine, available, make_engine
 
+RANDOM_DEMO_DIR = config.PROJECT_DIR / ".cache" / "clip-random-demo"  # the offline demo's random CLIP
+
 
 @dataclass
 class ModelState:
@@ -44,7 +46,7 @@ def random_demo_model() -> str:
     """A ViT-B/32-shaped CLIP with random weights (UI demo offline; its rankings mean nothing)."""
     from clip_search.encoders.random import build_random_clip
 
-    target = config.PROJECT_DIR / ".cache" / "clip-random-demo"
+    target = RANDOM_DEMO_DIR
     if not (target / "config.json").is_file():
         build_random_clip(target, layers=4, width=256)
     return str(target)
@@ -76,7 +78,7 @@ def model() -> ModelState:
 def random_model_notice(ms: ModelState) -> str | None:
     """When the random-weights demo CLIP stands in: the sentence saying so, and why (kept across
     reruns: the reason is the default model's load error, remembered by the process)."""
-    if ms.encoder is None or ms.model_id != str(config.PROJECT_DIR / ".cache" / "clip-random-demo"):
+    if ms.encoder is None or ms.model_id != str(RANDOM_DEMO_DIR):
         return None
     reason = st.session_state.get("model_note") or ""
     if not reason and not os.environ.get("FRAMESEARCH_MODEL"):
