@@ -9,7 +9,9 @@ Recall@10 compares the top 10 hits after de-duplication (2 s gap) with exact flo
 every frame; latency is the whole ``Searcher.search`` (candidates, exact re-scoring, hits with
 moments), single query, on this machine. Filters: 1 film, 1 % and 10 % of the films.
 
-    python benchmarks/bench_ann.py [--frames 1000000] [--films 200] [--queries 100]
+    python benchmarks/bench_ann.py [--frames 1000000] [--films 200] [--queries 100] [--readme]
+
+``--readme`` puts this run's output in the README's block between the ``ann-bench`` markers.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from clip_search.library import Library, Manifest
 from clip_search.search import QueryVector, Searcher
 from clip_search.store import import_vectors
 from clip_search.synthetic import LooseVectors, VideoLikeVectors
+from scripts.readme_block import Transcript, replace_block
+
+BEGIN, END = "<!-- ann-bench:begin (benchmarks/bench_ann.py --readme) -->", "<!-- ann-bench:end -->"
+say = Transcript()
 
 SETS = {"video-like (clustered)": VideoLikeVectors, "loose (wide mixtures)": LooseVectors}
 
@@ -71,14 +77,16 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--nprobe", default="8,16,32,48,96")
+    ap.add_argument("--readme", action="store_true", help="put this run's output in the README")
     args = ap.parse_args()
     for name, kind in SETS.items():
-        print(f"\n=== {name} ===")
+        say(f"\n=== {name} ===")
         one_set(args, kind)
-    print(
-        f"\nmachine: {os.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; one query at a time"
-    )
-    print("targets at 1 M frames: recall@10 >= 0.98, p50 <= 10 ms, resident index <= 150 MB")
+    say(f"\nmachine: {os.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; one query at a time")
+    say("targets at 1 M frames: recall@10 >= 0.98, p50 <= 10 ms, resident index <= 150 MB")
+    if args.readme:
+        what = f"{args.frames} synthetic {args.dim}-d frames in {args.films} films, {args.queries} text-like queries"
+        replace_block(BEGIN, END, say.block(BEGIN, END, "python benchmarks/bench_ann.py --readme", what))
 
 
 def one_set(args, kind) -> None:
@@ -87,15 +95,15 @@ def one_set(args, kind) -> None:
         t0 = time.perf_counter()
         lib = build(Path(tmp), args.frames, args.films, args.dim, kind)
         took = time.perf_counter() - t0
-        print(f"library: {args.frames} frames x {args.dim}-d in {args.films} films, imported in {took:.0f} s")
+        say(f"library: {args.frames} frames x {args.dim}-d in {args.films} films, imported in {took:.0f} s")
         t0 = time.perf_counter()
         status = AnnIndex.update(lib)
-        print(f"index build (train + add + calibration): {time.perf_counter() - t0:.1f} s; {status.describe()}")
+        say(f"index build (train + add + calibration): {time.perf_counter() - t0:.1f} s; {status.describe()}")
         rss0 = proc.memory_info().rss
         ann = AnnIndex.load(lib)
         resident = (proc.memory_info().rss - rss0) / 2**20
         on_disk = (AnnIndex.folder(lib) / ann.meta["file"]).stat().st_size / 2**20
-        print(f"index resident memory: {resident:.0f} MB (file {on_disk:.0f} MB)   [<= 150 MB]")
+        say(f"index resident memory: {resident:.0f} MB (file {on_disk:.0f} MB)   [<= 150 MB]")
         del ann
         films = lib.films()
         gen = kind(dim=args.dim, clusters=1000, seed=0)
@@ -114,13 +122,13 @@ def one_set(args, kind) -> None:
                 truth.append(keys(exact.search(q, top_k=10)))
                 t_exact.append(time.perf_counter() - t0)
             frames = sum(f.manifest.frames for f in chosen)
-            print(f"\n{label} ({frames} frames): exact float32 p50 {np.median(t_exact) * 1000:.1f} ms")
+            say(f"\n{label} ({frames} frames): exact float32 p50 {np.median(t_exact) * 1000:.1f} ms")
             for nprobe in [None, *(int(n) for n in args.nprobe.split(","))]:
                 recall, p50, p95 = run(lib, chosen, queries, truth, nprobe)
                 shown = "auto" if nprobe is None else f"{nprobe:4d}"
-                print(f"  nprobe {shown}: recall@10 {recall:.3f}   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
+                say(f"  nprobe {shown}: recall@10 {recall:.3f}   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
                 if label != "all films" and frames <= 20_000:
-                    print("  (scored exactly: the filter chooses few enough frames)")
+                    say("  (scored exactly: the filter chooses few enough frames)")
                     break
 
 

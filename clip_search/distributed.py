@@ -94,9 +94,7 @@ def decode_segment(batch: dict, options: IndexOptions, model_id: str) -> Iterato
         return out
 
     after = None if k == 0 else float(start)
-    for fr in iter_frames(path, options.sampling, start_after=after):
-        if fr.time > end:
-            break
+    for fr in iter_frames(path, options.sampling, start_after=after, until=float(end)):
         rows["film_id"].append(film_id)
         rows["seg"].append(int(k))
         rows["time"].append(fr.time)

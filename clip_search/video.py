@@ -218,11 +218,15 @@ class FpsSampler:
         self.fps = fps
         self.next_time = 0.0
 
+    def wants(self, t: float) -> bool:
+        """Whether the frame at ``t`` (frames offered in presentation order) is kept; advances the grid."""
+        if t + 1e-6 < self.next_time:
+            return False
+        self.next_time = (math.floor(t * self.fps + 1e-6) + 1) / self.fps
+        return True
+
     def offer(self, frame: DecodedFrame) -> list[SampledFrame]:
-        if frame.time + 1e-6 < self.next_time:
-            return []
-        self.next_time = (math.floor(frame.time * self.fps + 1e-6) + 1) / self.fps
-        return [SampledFrame(frame.time, frame.rgb())]
+        return [SampledFrame(frame.time, frame.rgb())] if self.wants(frame.time) else []
 
     def finish(self) -> list[SampledFrame]:
         return []
@@ -285,47 +289,110 @@ def make_sampler(settings: SamplingSettings, stream_fps: float = 24.0) -> Sample
     return ShotSampler(settings.shot_threshold, settings.shot_max_gap, stream_fps)
 
 
+REORDER_SPAN = 2.0  # seconds: decode order never strays further than this from presentation order
+
+
+def _seek_for_resume(container, stream, settings: SamplingSettings, start_after: float | None) -> bool:
+    """Seek to the keyframe before ``start_after`` where that is safe; whether it seeked.
+
+    Shot detection needs the frames before, and a raw elementary stream (.h264, .hevc) has no
+    timestamps to seek by, so those decode from the start and only drop the output."""
+    if start_after is None or settings.mode == "shots" or start_after <= 1.0 or stream.start_time is None:
+        return False
+    container.seek(int((start_after - 1.0) / stream.time_base) + stream.start_time, stream=stream, backward=True)
+    return True
+
+
+def _resumed_grid(settings: SamplingSettings, start_after: float) -> float:
+    """The fps grid's next point after ``start_after`` (the sampler's state where a resume begins)."""
+    return (math.floor(start_after * settings.fps + 1e-6) + 1) / settings.fps
+
+
+def _time_of(pts: int, stream) -> float:
+    return max(0.0, float((pts - (stream.start_time or 0)) * stream.time_base))
+
+
+def _wanted_pts(
+    path: str | os.PathLike, settings: SamplingSettings, start_after: float | None, until: float | None
+) -> set[int] | None:
+    """The PTS of the frames the fps sampler will keep, read from the packets alone (no decoding).
+
+    The sampler keeps the first frame at or after each grid point in presentation order, so the
+    packets' timestamps, sorted, decide it exactly; ``iter_frames`` then decodes those frames and
+    the references they need, and lets the decoder drop the other non-reference frames. None where
+    that does not apply (other samplers, streams without timestamps)."""
+    if settings.mode != "fps":
+        return None
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        if stream.start_time is None:
+            return None
+        grid = FpsSampler(settings.fps)
+        if _seek_for_resume(container, stream, settings, start_after):
+            grid.next_time = _resumed_grid(settings, start_after)
+        seen: set[int] = set()
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                seen.add(packet.pts)
+                if until is not None and _time_of(packet.pts, stream) > until + REORDER_SPAN:
+                    break
+        pts = sorted(seen)
+    except av.error.FFmpegError:
+        return None  # the decoding pass says what is wrong with the file
+    finally:
+        container.close()
+    return {p for p in pts if grid.wants(_time_of(p, stream))}
+
+
 def iter_frames(
     path: str | os.PathLike,
     settings: SamplingSettings,
     start_after: float | None = None,
     on_decoded: Callable[[float], None] | None = None,
+    until: float | None = None,
 ) -> Iterator[SampledFrame]:
     """Decode ``path`` once, in order, and yield the sampled frames with their PTS times.
 
+    Sampling at a fixed fps decodes only what it needs: every frame the sampler keeps, and the
+    reference frames they are predicted from; the decoder skips the other non-reference frames
+    (FFmpeg's ``skip_frame``), so the kept frames, their pixels and their times are exactly those
+    of a full decode, at about half the decoding work on typical H.264/HEVC films.
     ``start_after``: skip frames at or before this time (resuming an interrupted index). For
-    grid samplers the decoder seeks once to the keyframe before it; shot detection needs the
-    frames before, so it decodes from the start and only drops the output.
+    grid samplers the decoder seeks once to the keyframe before it.
+    ``until``: stop at the first frame after this time (one segment of a film).
     ``on_decoded`` is called with each decoded frame's time (progress reporting).
     Raises VideoError for unreadable, undecodable or truncated files."""
     name = Path(path).name
+    wanted = _wanted_pts(path, settings, start_after, until)
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame/slice threads inside FFmpeg: decode is not the bottleneck
+        stream.thread_type = "AUTO"  # frame/slice threads inside FFmpeg
+        codec = stream.codec_context
         tb = stream.time_base
         start_pts = stream.start_time or 0
         duration = _duration(container, stream)
         rate = float(stream.guessed_rate or stream.average_rate or 0)
         sampler = make_sampler(settings, rate or 24.0)
         # A raw elementary stream (.h264, .hevc) has no timestamps: frames are timed by their
-        # decode order and the stream's rate, and seeking (which needs timestamps) is not used.
+        # decode order and the stream's rate.
         untimed = stream.start_time is None
-        if start_after is not None and settings.mode != "shots" and start_after > 1.0 and not untimed:
-            container.seek(int((start_after - 1.0) / tb) + start_pts, stream=stream, backward=True)
-            if isinstance(sampler, FpsSampler):
-                sampler.next_time = (math.floor(start_after * settings.fps + 1e-6) + 1) / settings.fps
+        if _seek_for_resume(container, stream, settings, start_after) and isinstance(sampler, FpsSampler):
+            sampler.next_time = _resumed_grid(settings, start_after)
         index = 0
         last_time = -1.0
         rotation = None
         try:
-            for frame in container.decode(stream):
+            for frame in _decode(container, stream, codec, wanted):
                 if frame.pts is not None and not untimed:
                     t = max(0.0, float((frame.pts - start_pts) * tb))
                 elif rate:
                     t = index / rate
                 else:
                     continue
+                if until is not None and t > until:
+                    break
                 if rotation is None:
                     rotation = int(frame.rotation or 0) % 360
                 if on_decoded:
@@ -345,10 +412,21 @@ def iter_frames(
         # The header's duration may include other streams (subtitles, audio) that run a little
         # longer than the picture, so only a clear shortfall counts as truncation.
         slack = max(1.0, 0.01 * duration) if _stream_duration(stream) else max(3.0, 0.02 * duration)
-        if duration > 0 and last_time >= 0 and last_time + slack < duration:
+        if until is None and duration > 0 and last_time >= 0 and last_time + slack < duration:
             raise VideoError(f"{name}: file is truncated: video stops at {last_time:.1f} s of {duration:.1f} s")
     finally:
         container.close()
+
+
+def _decode(container, stream, codec, wanted: set[int] | None) -> Iterator[av.VideoFrame]:
+    """The stream's frames in presentation order; with ``wanted``, a packet whose frame is not
+    wanted is decoded only if other frames are predicted from it (a reference frame)."""
+    if wanted is None:
+        yield from container.decode(stream)
+        return
+    for packet in container.demux(stream):
+        codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in wanted else "NONREF"
+        yield from packet.decode()
 
 
 def frame_at(path: str | os.PathLike, t: float) -> np.ndarray:

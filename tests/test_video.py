@@ -91,6 +91,37 @@ def test_start_after_resumes_on_the_same_grid():
     assert [f.time for f in iter_frames(TEARS, SamplingSettings(), start_after=full[40])] == full[41:]
 
 
+def _full_decode(path, fps: float, after: float = -1.0, until: float = math.inf) -> list[tuple[float, np.ndarray]]:
+    """The reference: every frame decoded (no skipping), timed by its own PTS, the fps grid
+    applied in presentation order: what sampling picked before decoding learned to skip."""
+    kept, next_time = [], 0.0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        for f in c.decode(s):
+            t = max(0.0, float((f.pts - (s.start_time or 0)) * s.time_base))
+            if t + 1e-6 >= next_time:
+                next_time = (math.floor(t * fps + 1e-6) + 1) / fps
+                if after + 1e-6 < t <= until:
+                    kept.append((t, f.to_ndarray(format="rgb24")))
+    return kept
+
+
+@pytest.mark.parametrize(
+    ("path", "resume", "until"), [(BUNNY, None, None), (POPEYE1, None, None), (BUNNY, 12.3, None), (BUNNY, 5.0, 17.5)]
+)
+def test_fps_sampling_skips_frames_it_does_not_need_yet_keeps_the_very_same_frames(path, resume, until):
+    decoded: list[float] = []
+    kw = {"start_after": resume, "until": until, "on_decoded": decoded.append}  # resume; a Ray segment
+    got = list(iter_frames(path, SamplingSettings(fps=1.0), **kw))
+    want = _full_decode(path, 1.0, after=-1.0 if resume is None else resume, until=until or math.inf)
+    assert [f.time for f in got] == [t for t, _ in want]  # true PTS of the frames encoded
+    assert all(np.array_equal(f.image, img) for f, (_, img) in zip(got, want, strict=True))
+    with av.open(str(path)) as c:
+        packets = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+    # the decoder skipped non-reference frames no sample needs (B-frames in these H.264/HEVC films)
+    assert len(decoded) < (0.9 if resume is None else 0.6) * packets
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
