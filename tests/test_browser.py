@@ -96,6 +96,17 @@ def click_point(page, point) -> None:
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 
 
+def reopen(browser, url: str, shows) -> None:
+    """A shared link, opened in a new page, shows the same view (``shows(page)``: what must be visible)."""
+    from playwright.sync_api import expect
+
+    other = browser.new_page(viewport={"width": 1280, "height": 800})
+    other.goto(url)
+    settled(other, timeout=90_000)
+    expect(shows(other)).to_be_visible(timeout=60_000)
+    other.close()
+
+
 def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     from playwright.sync_api import expect
 
@@ -200,6 +211,8 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(timeline.locator(".shapelayer path")).to_have_count(1)  # the cursor at the picked time
     images_loaded(page)
     page.screenshot(path=str(shots / "timeline.png"), full_page=False)
+    expect(page).to_have_url(re.compile(r"tab=Timeline.*pick=|pick=.*tab=Timeline"), timeout=30_000)
+    reopen(browser, page.url, lambda p: p.get_by_role("heading", name=heading.inner_text()))
 
     # ▶ from the Timeline tab plays where it was clicked, in view: not in the hidden Search tab, nor
     # at the foot of the sidebar
@@ -212,6 +225,8 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(page.get_by_text("Timeline, one row per engine")).to_be_visible(timeout=60_000)
     images_loaded(page)
     page.screenshot(path=str(shots / "compare.png"), full_page=False)
+    expect(page).to_have_url(re.compile(r"tab=Compare"), timeout=30_000)
+    reopen(browser, page.url, lambda p: p.get_by_text("Timeline, one row per engine"))
 
     act(page, lambda: page.get_by_role("tab", name="Evaluate").click())
     act(page, lambda: page.get_by_role("button", name="Run evaluation").click(), timeout=300_000)

@@ -104,6 +104,28 @@ def test_play_button_plays_the_film_from_the_hit(app):
     assert app.get("video")
 
 
+def test_the_score_strips_and_the_timeline_can_be_used_from_the_keyboard(app, indexed_library):
+    """A select box beside each chart lists its best moments: choosing one with the keyboard does
+    what a click on a square does (the frame, its time and ▶ from there)."""
+    app.text_input(key="query").input("a ship at sea").run()
+    jump = app.selectbox(key="strip-jump")
+    assert jump.options and all(" · " in o for o in jump.options)
+    choice = jump.options[-1]
+    jump.set_value(choice).run()
+    assert not app.exception
+    name, at = choice.rsplit(" · ", 1)
+    assert f"**{name}** at `{at}`" in texts(app)
+    assert app.button(key="strip-play").label == f"▶ Play from {at}"
+    open_tab(app, "Timeline")
+    film = indexed_library.find_one(app.selectbox(key="tl-film").value)
+    jump = app.selectbox(key=f"tl-jump-{film.id}")
+    jump.set_value(jump.options[0]).run()
+    at = jump.options[0].rsplit(" · ", 1)[1]
+    assert f"### Frame at `{at}`" in texts(app)
+    app.button(key="tl-play").click().run()
+    assert app.get("video")
+
+
 def test_empty_query_gets_a_message_not_an_error(app):
     app.text_input(key="query").input("   ").run()
     assert not app.exception
@@ -153,7 +175,7 @@ def test_index_a_film_from_a_path(monkeypatch, tiny_clip_dir, tmp_path):
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert "Add a film in the sidebar" in texts(at)
     # the sample films from ../shared/media are offered, Big Buck Bunny chosen by default
-    assert at.sidebar.multiselect(key="samples").value == ["big-buck-bunny-30s.mp4"]
+    assert at.sidebar.button_group(key="samples").value == ["big-buck-bunny-30s.mp4"]
     at.sidebar.text_input(key="add-path").input(str(FLOWER)).run()
     at.sidebar.button(key="index-path").click().run()
     assert not at.exception

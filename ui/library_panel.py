@@ -105,12 +105,17 @@ def add_films(lib: Library, ms: state.ModelState) -> None:
         if samples:
             names = {p.name: p for p in samples}
             indexed = {Path(f.manifest.source).name for f in lib.films()}
-            chosen = st.multiselect(
-                "Sample films (../shared/media)",
-                list(names),
-                default=[n for n in names if n.startswith("big-buck-bunny") and n not in indexed],
-                format_func=lambda n: f"{n} ✓ indexed" if n in indexed else n,
-                key="samples",
+            # pills, not a drop-down: one click chooses, and the next one reaches the button
+            chosen = (
+                st.pills(
+                    "Sample films (../shared/media)",
+                    list(names),
+                    selection_mode="multi",
+                    default=[n for n in names if n.startswith("big-buck-bunny") and n not in indexed],
+                    format_func=lambda n: f"{n} ✓ indexed" if n in indexed else n,
+                    key="samples",
+                )
+                or []
             )
             if st.button("Index sample films", key="index-samples", disabled=not chosen):
                 _index([names[n] for n in chosen], lib, ms, options)

@@ -222,7 +222,7 @@ def strips(films: list[Film], hits: list, params: dict, query: Query, lib: Libra
         key="search-strip",
         width="stretch",
         # no mode bar: on a strip this short it would lie over the first row and take its hover
-        config={"scrollZoom": True, "displayModeBar": False},
+        config={"scrollZoom": True, "displayModeBar": False, "showTips": False},
     )
     hover_previews("search-strip", shown)
     caption = (
@@ -233,14 +233,53 @@ def strips(films: list[Film], hits: list, params: dict, query: Query, lib: Libra
         caption += f" · {len(shown)} of {len(films)} films shown (those with hits first)"
     st.caption(caption)
     points = selected_points(event)
-    if not points:
+    peaks = [(f, float(t)) for f, row in zip(shown, rows, strict=True) for t in peak_times(f, row.values)]
+    picked = moment_picker(peaks, "strip-jump", points)
+    if points and picked is None:
+        film = shown[min(int(points[0].get("curve_number", 0)), len(shown) - 1)]
+        at = seconds_of(points[0]["x"])
+    elif picked is not None:
+        film, at = picked
+    else:
         return
-    film = shown[min(int(points[0].get("curve_number", 0)), len(shown) - 1)]
-    i = film.nearest_frame(seconds_of(points[0]["x"]))
+    i = film.nearest_frame(at)
     c1, c2 = st.columns([2, 3])
     show_thumbnail(film.thumbnail(i), c1)
     c2.markdown(f"**{md(film.name)}** at `{fmt_time(film.times[i])}`")
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="strip-play", on_click=play, args=(film.id, film.times[i]))
+
+
+def peak_times(film: Film, scores, limit: int = 5) -> list[float]:
+    """The peak times of a film's best moments for these scores (what the keyboard can jump to)."""
+    from clip_search.moments import find_moments
+
+    return [m.peak_time for m in find_moments(film.times, scores, film.manifest.duration, limit=limit)]
+
+
+def moment_picker(peaks: list[tuple[Film, float]], key: str, points: list[dict]) -> tuple[Film, float] | None:
+    """A select box of the strips' best moments: the keyboard's way to do what a click on a square
+    does. Returns the chosen (film, time) while it is the latest choice: a click on the chart
+    after it takes over, and choosing again takes it back."""
+    labels = {f"{f.name} · {fmt_time(t)}": (f, t) for f, t in peaks}
+    sig = repr(points)
+
+    def chose() -> None:
+        st.session_state[f"{key}-over"] = sig  # the chart selection this choice overrides
+
+    choice = st.selectbox(
+        "Jump to a moment (keyboard)",
+        list(labels),
+        index=None,
+        key=key,
+        placeholder="Jump to a moment: type or use arrow keys",
+        on_change=chose,
+        label_visibility="collapsed",
+    )
+    if choice is None or choice not in labels:
+        return None
+    if points and st.session_state.get(f"{key}-over") != sig:
+        return None  # a click on the chart came later
+    return labels[choice]
 
 
 def selected_points(event) -> list[dict]:

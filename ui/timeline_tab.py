@@ -8,7 +8,7 @@ from clip_search.library import Film, Library
 from clip_search.timecode import fmt_time
 from engines import ModelEngine
 from ui.charts import TimelineRow, seconds_of, timeline_figure
-from ui.search_tab import play, player, selected_points
+from ui.search_tab import moment_picker, peak_times, play, player, selected_points
 from ui.text import md
 from ui.thumbs import show_thumbnail
 
@@ -62,6 +62,10 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     points = selected_points(st.session_state.get("timeline-chart"))  # the click that started this run
     if points:
         picks[film.id] = seconds_of(points[0]["x"])
+    first = next(iter(scores.values()))
+    jumped = moment_picker([(film, t) for t in peak_times(film, first.scores)], f"tl-jump-{film.id}", points)
+    if jumped is not None:
+        picks[film.id] = jumped[1]
     t = picks.get(film.id)
     value = "probability" if softmax else "cosine"
     fig = timeline_figure(rows, value, film.manifest.duration, shared_scale=shared, cursor=t)
@@ -71,7 +75,7 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
         selection_mode="points",
         key="timeline-chart",
         width="stretch",
-        config={"scrollZoom": True, "displaylogo": False},
+        config={"scrollZoom": True, "displaylogo": False, "showTips": False},  # no zoom toast over the help
     )
     scale = "one colour scale for all rows" if shared else "each row coloured from its own minimum to its maximum"
     st.caption(f"{value}, {scale} · click a square to see that frame · drag to zoom · double-click to zoom out")
