@@ -221,7 +221,7 @@ class Searcher:
         q = query.vector
         if self.ann is None or self.total <= EXACT_MAX_FRAMES:
             return rank_frames(self.films, scores_for(self.films, q), top_k, gap)
-        k = min(self.total, max(top_k * 64, 2048))
+        k = min(self.total, max(top_k * 64, self.ann.candidates_k))
         while True:
             cands = self.ann.candidates(q, self.films, k, self.nprobe or self.ann.nprobe)
             film_idx = np.concatenate([np.full(len(rows), fi) for fi, rows in cands]) if cands else np.zeros(0, int)
