@@ -8,7 +8,9 @@ Compares, on the same frames of a 480p film sampled at 1 fps, with a ViT-B/32-si
   index      our end-to-end index_film (decode || prepare || encode || write)
 and the peak RSS of indexing films of growing length (each in its own process).
 
-    python benchmarks/bench_index.py [--minutes 2] [--memory-minutes 2,10] [--device auto]
+    python benchmarks/bench_index.py [--minutes 2] [--memory-minutes 2,10] [--device auto] [--readme]
+
+``--readme`` puts this run's output in the README's block between the ``index-bench`` markers.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ import av
 import numpy as np
 
 from clip_search import config
+from scripts.readme_block import Transcript, replace_block
+
+BEGIN, END = "<!-- index-bench:begin (benchmarks/bench_index.py --readme) -->", "<!-- index-bench:end -->"
+say = Transcript()
 
 CACHE = config.PROJECT_DIR / ".cache"
 SOURCE = config.shared_media_dir() / "big-buck-bunny" / "big-buck-bunny-30s.mp4"
@@ -109,6 +115,18 @@ def decode_only(film: Path) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
+def decoded_share(film: Path) -> tuple[int, int]:
+    """(frames decoded, frames in the film) when sampling at 1 fps: what skipping saves."""
+    from clip_search.video import SamplingSettings, iter_frames
+
+    decoded: list[float] = []
+    for _ in iter_frames(film, SamplingSettings(), on_decoded=decoded.append):
+        pass
+    with av.open(str(film)) as c:
+        total = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+    return len(decoded), total
+
+
 def model_only(encoder, n: int, batch: int) -> float:
     rng = np.random.default_rng(0)
     crop = encoder.pre.crop
@@ -170,6 +188,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto", help="the fast path measured against float32 (auto, bf16)")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--readme", action="store_true", help="put this run's output in the README")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -185,7 +204,7 @@ def main() -> None:
     exact = load_encoder(str(model_dir), args.device, "fp32")
     fast = encoder.precision
     batch = 128 if encoder.device.startswith("cuda") else 32
-    print(
+    say(
         f"film: {film.name} (480p, {args.minutes:g} min), model: ViT-B/32-sized random CLIP on {encoder.device}, "
         f"fast path: {fast}"
     )
@@ -206,27 +225,39 @@ def main() -> None:
         n_base, t_base = baseline(film, model_dir)
         rows.insert(0, ("one-frame-at-a-time loop", n_base, t_base))
     for name, n, t in rows:
-        print(f"  {name:32s} {n:6d} frames  {t:8.2f} s  {n / t:7.2f} frames/s")
+        say(f"  {name:32s} {n:6d} frames  {t:8.2f} s  {n / t:7.2f} frames/s")
     speed = e2e["frames"] / e2e["seconds"]
-    print(f"parity of {fast} against fp32: minimum cosine {parity(encoder, exact):.6f}  [>= 0.999]")
-    print("ratios (targets in brackets):")
-    print(f"  model only {fast} / fp32                 {t_exact / t_model:5.2f}x")
+    say(f"parity of {fast} against fp32: minimum cosine {parity(encoder, exact):.6f}  [>= 0.999]")
+    say("ratios (targets in brackets):")
+    say(f"  model only {fast} / fp32                 {t_exact / t_model:5.2f}x")
     exact_speed = e2e_exact["frames"] / e2e_exact["seconds"]
-    print(f"  end-to-end {fast} / end-to-end fp32      {speed / exact_speed:5.2f}x  [>= 3]")
+    say(f"  end-to-end {fast} / end-to-end fp32      {speed / exact_speed:5.2f}x  [>= 3]")
     if not args.skip_baseline:
-        print(f"  end-to-end {fast} / one-frame loop       {speed / (n_base / t_base):5.2f}x  [>= 4.5]")
-    print(f"  2-hour film at 1 fps, at this speed      {7200 / speed / 60:5.1f} min  [<= 6]")
+        say(f"  end-to-end {fast} / one-frame loop       {speed / (n_base / t_base):5.2f}x  [>= 4.5]")
+    say(f"  2-hour film at 1 fps, at this speed      {7200 / speed / 60:5.1f} min  [<= 6]")
     if encoder.device.startswith("cuda"):
-        print(f"  wall / max(decode, model)               {e2e['seconds'] / max(t_dec, t_model):5.2f}   [<= 1.1]")
+        say(f"  wall / max(decode, model)               {e2e['seconds'] / max(t_dec, t_model):5.2f}   [<= 1.1]")
     else:
-        print(f"  wall / (decode + model)                 {e2e['seconds'] / (t_dec + t_model):5.2f}   [<= 1.1]")
-    print("peak RSS of indexing (own process, model included):")
+        say(f"  wall / (decode + model)                 {e2e['seconds'] / (t_dec + t_model):5.2f}   [<= 1.1]")
+    say("peak RSS of indexing (own process, model included):")
     for minutes in [float(m) for m in args.memory_minutes.split(",") if m]:
         r = run_child(looped_film(minutes), model_dir, args.device, args.precision)
-        print(
+        say(
             f"  {minutes:6g} min film: {r['frames']:6d} frames  peak RSS {r['peak_rss_mb']:7.0f} MB "
             f"(model loaded: {r['rss_after_model_load_mb']:.0f} MB)  [< 2048 MB for 120 min]"
         )
+
+    say("frames decoded to sample at 1 fps (non-reference frames no sample needs are skipped):")
+    media = config.shared_media_dir()
+    for path in sorted(p for p in media.glob("*/*") if p.suffix in (".mp4", ".mkv", ".webm")):
+        done, total = decoded_share(path)
+        say(f"  {path.name:42s} {done:5d} of {total:5d} ({done / total:4.0%})")
+    if args.readme:
+        what = (
+            f"480p film at 1 fps, {args.minutes:g} minutes, ViT-B/32-sized random weights, "
+            f"peak RSS for {args.memory_minutes} min"
+        )
+        replace_block(BEGIN, END, say.block(BEGIN, END, "python benchmarks/bench_index.py --readme", what))
 
 
 if __name__ == "__main__":

@@ -98,6 +98,21 @@ def test_bfloat16_on_the_cpu_keeps_the_float32_vectors(tiny_clip_dir, encoder):
     assert ((fast.encode_text(texts).vectors * encoder.encode_text(texts).vectors).sum(axis=1) >= 0.999).all()
 
 
+@pytest.mark.parametrize("model_dir", ["tiny_clip_dir", "siglip_dir", "open_clip_dir"])
+def test_every_backend_in_bfloat16_keeps_its_float32_vectors(model_dir, request):
+    """Each backend the library loads (transformers CLIP and SigLIP, open_clip) under bf16 autocast:
+    frames and texts within cosine 0.999 of float32, and still unit vectors."""
+    path = str(request.getfixturevalue(model_dir))
+    exact, fast = load_encoder(path, "cpu", "fp32"), load_encoder(path, "cpu", "bf16")
+    assert (exact.precision, fast.precision) == ("fp32", "bf16")
+    frames = [f.image for f in iter_frames(BUNNY, SamplingSettings(fps=0.5))][:6]
+    a, b = fast.encode_images(frames), exact.encode_images(frames)
+    assert (a * b).sum(axis=1).min() >= 0.999
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-4)
+    texts = ["a bird on a branch", "Vizzini says inconceivable"]
+    assert ((fast.encode_text(texts).vectors * exact.encode_text(texts).vectors).sum(axis=1) >= 0.999).all()
+
+
 def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(monkeypatch):
     import clip_search.encoders.base as model
 
