@@ -233,4 +233,6 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(page.get_by_text("Quality per dollar")).to_be_visible(timeout=60_000)
     page.locator("[role='tabpanel'] .js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "evaluate.png"), full_page=False)
+    expect(page).to_have_url(re.compile(r"tab=Evaluate"), timeout=30_000)
+    reopen(browser, page.url, lambda p: p.get_by_role("button", name="Run evaluation"))
     page.close()
