@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search.atomic import atomic_write_json
+from clip_search.atomic import atomic_save_npy, atomic_write_json
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library, model_key
 
@@ -36,6 +36,8 @@ PQ_BYTES = 64  # at most this many bytes per vector (8-bit PQ codes): 1 M 512-d 
 DEFAULT_NPROBE = 48
 TARGET_RECALL = 0.98  # recall@10 against exact search that ``ann build`` tunes nprobe for
 NPROBES = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048)
+QUERIES_FILE = "queries.npy"  # the lab's own query vectors, kept for every later calibration
+OWN_QUERIES = 100  # at most this many of them are kept and measured
 CANDIDATES = 2048  # frames the index proposes per search, re-scored exactly (Searcher's k for top 10..32)
 
 
@@ -75,8 +77,14 @@ class AnnStatus:
         if c:
             line += (
                 f"; nprobe {c['nprobe']} measured at recall@10 {c['recall_library']:.3f} (library vectors) and "
-                f"{c['recall_text_like']:.3f} (text-like queries), {c['latency_ms_p50']:.1f} ms per search (p50)"
+                f"{c['recall_text_like']:.3f} (text-like queries)"
             )
+            if "recall_own" in c:
+                line += f" and {c['recall_own']:.3f} ({c['own_queries']} of your queries)"
+            line += f", {c.get('candidates', CANDIDATES)} candidates, {c['latency_ms_p50']:.1f} ms per search (p50)"
+            target = c.get("target", TARGET_RECALL)
+            if min(v for k, v in c.items() if k.startswith("recall_")) < target:
+                line += f"; BELOW the {target} target even at the widest setting"
         return line
 
 
@@ -183,9 +191,19 @@ class AnnIndex:
         return cls.update(library, model=model)
 
     @classmethod
-    def update(cls, library: Library, progress=None, rebuild: bool = False, model: str | None = None) -> AnnStatus:
+    def update(
+        cls,
+        library: Library,
+        progress=None,
+        rebuild: bool = False,
+        model: str | None = None,
+        queries: np.ndarray | None = None,
+    ) -> AnnStatus:
         """Bring ``model``'s index up to date with the library: add new films without retraining,
-        remove gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``)."""
+        remove gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``).
+
+        ``queries``: (n, dim) vectors of the lab's own queries (its text queries, encoded by the
+        model); kept beside the index, and measured by this and every later calibration."""
         from clip_search.locks import film_lock
 
         model = _model(library, model)
@@ -225,9 +243,31 @@ class AnnIndex:
                     progress(n + 1, len(todo))
             meta["films"] = sorted(held.values(), key=lambda e: e["offset"])
             meta["updated_at"] = time.time()
-            meta["calibration"] = cls(library, index, meta).calibrate(films)
+            own = cls._own_queries(library, model, dim, queries)
+            meta["calibration"] = cls(library, index, meta).calibrate(films, own=own)
             cls._write(library, index, meta, previous, model)
         return cls.status(library, model=model)
+
+    @classmethod
+    def _own_queries(cls, library: Library, model: str, dim: int, queries: np.ndarray | None) -> np.ndarray | None:
+        """The lab's query vectors: the ones given now (checked, kept), else the ones kept before."""
+        path = cls.folder(library, model) / QUERIES_FILE
+        if queries is None:
+            try:
+                kept = np.load(path)
+            except (OSError, ValueError):
+                return None
+            return kept if kept.ndim == 2 and kept.shape[1] == dim else None
+        q = np.asarray(queries, np.float32)
+        if q.ndim != 2 or q.shape[1] != dim or len(q) == 0:
+            raise FrameSearchError(f"Queries for calibration must be vectors of {dim} dimensions, not shape {q.shape}.")
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        if not (np.all(np.isfinite(q)) and np.all(norms > 0)):
+            raise FrameSearchError("Queries for calibration must be finite, non-zero vectors.")
+        q = q[:OWN_QUERIES] / norms[:OWN_QUERIES]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_npy(path, q)
+        return q
 
     @staticmethod
     def _train(films: list[Film], total: int, dim: int):
@@ -334,7 +374,7 @@ class AnnIndex:
             scored += [(float(s), fi, int(r)) for r, s in zip(rows, exact, strict=True)]
         return [(fi, r) for _, fi, r in sorted(scored, reverse=True)[:top]]
 
-    def calibrate(self, films: list[Film], queries: int = 100, seed: int = 0) -> dict:
+    def calibrate(self, films: list[Film], queries: int = 100, seed: int = 0, own: np.ndarray | None = None) -> dict:
         """Choose nprobe and the candidates re-scored by measuring recall@10 against exact search,
         on held-out vectors of the library itself and on text-like queries, until recall@10 >=
         TARGET_RECALL on both; also the median latency of one search at that setting.
@@ -351,6 +391,8 @@ class AnnIndex:
         text_like = blend + 1.2 * shift
         text_like /= np.linalg.norm(text_like, axis=1, keepdims=True)
         sets = {"library": picked, "text_like": text_like}
+        if own is not None:  # the lab's own queries, when it gave them: the distribution that matters
+            sets["own"] = own
         exact = {name: _exact_top(films, qs, 10) for name, qs in sets.items()}
         nlist = int(self.meta["nlist"])
         recall: dict[str, float] = {}
@@ -367,7 +409,7 @@ class AnnIndex:
             if min(recall.values()) >= TARGET_RECALL:
                 break
         times = []
-        for q in text_like[:50]:
+        for q in (own if own is not None else text_like)[:50]:
             t0 = time.perf_counter()
             self.top_ids(q, films, 10, k, nprobe)
             times.append(time.perf_counter() - t0)
@@ -379,6 +421,7 @@ class AnnIndex:
             "target": TARGET_RECALL,
             "latency_ms_p50": round(float(np.median(times)) * 1000, 2),
             "queries": len(picked),
+            **({"recall_own": round(recall["own"], 4), "own_queries": len(own)} if own is not None else {}),
         }
 
     def _recall(self, q: np.ndarray, films: list[Film], truth: set, k: int, nprobe: int) -> float:

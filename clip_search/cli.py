@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(p)
     p.add_argument("--rebuild", action="store_true", help="retrain from scratch instead of updating")
     p.add_argument("--model", help="whose vectors (default: the library's default model)")
+    p.add_argument(
+        "--queries",
+        type=Path,
+        help="calibrate on your own queries too: a .txt file (one query a line, encoded by the model) or a "
+        ".npy of query vectors; kept for later updates",
+    )
     return parser
 
 
@@ -433,6 +439,27 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration_queries(path: Path, model: str, args: argparse.Namespace):
+    """``ann build --queries``: vectors from a .npy file, or the lines of a text file encoded by the model."""
+    if not path.is_file():
+        raise FrameSearchError(f"--queries: {path} is not a file.")
+    if path.suffix == ".npy":
+        try:
+            return np.load(path)
+        except (OSError, ValueError) as e:
+            raise FrameSearchError(f"--queries: {path.name} is not a readable .npy file ({e}).") from None
+    try:
+        lines = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise FrameSearchError(f"--queries: {path.name} cannot be read as UTF-8 text ({e}).") from None
+    if not lines:
+        raise FrameSearchError(f"--queries: {path.name} has no queries (one a line).")
+    from clip_search.encoders import load_encoder
+
+    encoder = load_encoder(model, getattr(args, "device", "auto") or "auto")
+    return encoder.encode_text(lines).vectors
+
+
 def cmd_ann(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -452,8 +479,9 @@ def cmd_ann(args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
+    queries = _calibration_queries(args.queries, model, args) if args.queries else None
     try:
-        status = AnnIndex.update(library, progress=show, rebuild=args.rebuild, model=model)
+        status = AnnIndex.update(library, progress=show, rebuild=args.rebuild, model=model, queries=queries)
     finally:
         bar.close()
     print(status.describe())

@@ -253,18 +253,26 @@ def _distinct_top(
 
     Equal scores keep the candidates' order (earlier film, earlier frame), or a random order drawn
     from ``rng`` (what tie-aware evaluation averages over)."""
-    chosen: list[tuple[int, int, float]] = []
-    taken: dict[int, list[float]] = {}
     order = np.argsort(-score, kind="stable") if rng is None else np.lexsort((rng.random(len(score)), -score))
-    for j in order:
-        f, i = int(film_idx[j]), int(local[j])
-        t = float(films[f].times[i])
-        if any(abs(t - u) < gap for u in taken.get(f, ())):
-            continue
-        taken.setdefault(f, []).append(t)
-        chosen.append((f, i, float(score[j])))
-        if len(chosen) == top_k:
+    film_of = np.asarray(film_idx)[order]
+    local_of = np.asarray(local)[order]
+    time_of = np.empty(len(order), np.float64)
+    for f in np.unique(film_of):  # each film's times read once, not one frame at a time
+        mine = film_of == f
+        time_of[mine] = np.asarray(films[int(f)].times)[local_of[mine]]
+    # Greedy in score order, vectorised: take the best frame still open, close every candidate of
+    # its film within ``gap`` of it, repeat (the same choice as walking the candidates one by one).
+    open_ = np.ones(len(order), bool)
+    chosen: list[tuple[int, int, float]] = []
+    start = 0
+    while len(chosen) < top_k:
+        rest = np.flatnonzero(open_[start:])
+        if not len(rest):
             break
+        j = start + int(rest[0])
+        chosen.append((int(film_of[j]), int(local_of[j]), float(score[order[j]])))
+        open_ &= ~((film_of == film_of[j]) & (np.abs(time_of - time_of[j]) < gap))
+        start = j + 1
     return chosen
 
 
