@@ -34,6 +34,8 @@ from clip_search import config
 from scripts.readme_block import Transcript, replace_block
 
 BEGIN, END = "<!-- index-bench:begin (benchmarks/bench_index.py --readme) -->", "<!-- index-bench:end -->"
+MEM_BEGIN = "<!-- index-memory:begin (benchmarks/bench_index.py --memory-only --readme) -->"
+MEM_END = "<!-- index-memory:end -->"
 say = Transcript()
 
 CACHE = config.PROJECT_DIR / ".cache"
@@ -193,6 +195,17 @@ def run_child(film: Path, model_dir: Path, device: str, precision: str = "auto")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def memory_rows(model_dir: Path, args: argparse.Namespace) -> None:
+    """Peak RSS of indexing films of each length in ``--memory-minutes``, each in its own process."""
+    say("peak RSS of indexing (own process, model included):")
+    for minutes in [float(m) for m in args.memory_minutes.split(",") if m]:
+        r = run_child(looped_film(minutes), model_dir, args.device, args.precision)
+        say(
+            f"  {minutes:6g} min film: {r['frames']:6d} frames  peak RSS {r['peak_rss_mb']:7.0f} MB "
+            f"(model loaded: {r['rss_after_model_load_mb']:.0f} MB)  [< 2048 MB for 120 min]"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=2.0, help="film length for the speed ratios")
@@ -201,11 +214,22 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="the fast path measured against float32 (auto, bf16)")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--readme", action="store_true", help="put this run's output in the README")
+    ap.add_argument(
+        "--memory-only", action="store_true", help="only the peak-RSS rows (their own README block, e.g. 120 min)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(index_once(Path(args.child), Path(args.model_dir), args.device, args.precision)))
+        return
+
+    if args.memory_only:
+        memory_rows(full_size_clip(), args)
+        if args.readme:
+            what = f"480p films at 1 fps of {args.memory_minutes} min, ViT-B/32-sized random weights"
+            command = "python benchmarks/bench_index.py --memory-only --readme"
+            replace_block(MEM_BEGIN, MEM_END, say.block(MEM_BEGIN, MEM_END, command, what))
         return
 
     from clip_search.encoders import load_encoder
@@ -253,13 +277,7 @@ def main() -> None:
         say(f"  wall / max(decode, model)               {e2e['seconds'] / max(t_dec, t_model):5.2f}   [<= 1.1]")
     else:
         say(f"  wall / (decode + model)                 {e2e['seconds'] / (t_dec + t_model):5.2f}   [<= 1.1]")
-    say("peak RSS of indexing (own process, model included):")
-    for minutes in [float(m) for m in args.memory_minutes.split(",") if m]:
-        r = run_child(looped_film(minutes), model_dir, args.device, args.precision)
-        say(
-            f"  {minutes:6g} min film: {r['frames']:6d} frames  peak RSS {r['peak_rss_mb']:7.0f} MB "
-            f"(model loaded: {r['rss_after_model_load_mb']:.0f} MB)  [< 2048 MB for 120 min]"
-        )
+    memory_rows(model_dir, args)
 
     say("frames decoded to sample at 1 fps (non-reference frames no sample needs are skipped):")
     media = config.shared_media_dir()

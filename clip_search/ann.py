@@ -323,32 +323,39 @@ class AnnIndex:
     ) -> list[tuple[int, np.ndarray]]:
         """Up to ``k`` candidate frames for ``q`` among ``films``: [(film index, local frame rows)]."""
         faiss = _faiss()
-        chosen = {f.id for f in films}
         bitmap = None  # FAISS keeps only a pointer to it: alive here, per search (searches run concurrently)
-        sel = None
-        if chosen != set(self.ranges):
-            sel, bitmap = self._selector(films)
-            # A filter keeps only its share of each probed list, so as many more lists are probed
-            # to see as many of its frames (the true top 10 of a few films lies in more lists).
-            share = sum(f.manifest.frames for f in films) / max(1, self.index.ntotal)
-            nprobe = min(int(self.meta["nlist"]), math.ceil(nprobe / max(share, 1e-6)))
-        params = faiss.SearchParametersIVF(nprobe=nprobe)
-        if sel is not None:
-            params.sel = sel
+        params = faiss.SearchParametersIVF(nprobe=self.probes(films, nprobe))
+        if self._filtered(films):
+            params.sel, bitmap = self._selector(films)
         _, ids = self.index.search(np.ascontiguousarray(q[None], np.float32), k, params=params)
         del bitmap
-        ids = ids[0][ids[0] >= 0]
+        ids = np.sort(ids[0][ids[0] >= 0])
         starts = np.array([self.ranges[f.id][0] for f in films], np.int64)
-        order = np.argsort(starts)
         out = []
-        pos = np.searchsorted(starts[order], ids, side="right") - 1
-        for j in np.unique(pos):
-            fi = int(order[j])
-            rows = ids[pos == j] - starts[fi]
-            rows = rows[(rows >= 0) & (rows < films[fi].manifest.frames)]
-            if len(rows):
-                out.append((fi, np.sort(rows)))
+        for fi in np.argsort(starts):  # each film's id range cut from the sorted ids, no mask per film
+            lo = starts[fi]
+            a, b = np.searchsorted(ids, [lo, lo + films[fi].manifest.frames])
+            if b > a:
+                out.append((int(fi), ids[a:b] - lo))
         return out
+
+    def _filtered(self, films: list[Film]) -> bool:
+        return {f.id for f in films} != set(self.ranges)
+
+    def probes(self, films: list[Film], nprobe: int) -> int:
+        """The lists a search of ``films`` probes: a filter keeps only its share of each list, so as
+        many more lists are probed to see as many of its frames (the top 10 of a few films lies in
+        more lists), up to every list."""
+        nlist = int(self.meta["nlist"])
+        if not self._filtered(films):
+            return min(nlist, nprobe)
+        share = sum(f.manifest.frames for f in films) / max(1, self.index.ntotal)
+        return min(nlist, math.ceil(nprobe / max(share, 1e-6)))
+
+    def scans_all(self, films: list[Film], nprobe: int) -> bool:
+        """Whether a filtered search would probe every list: then scoring its films exactly costs
+        less than the index (it reads only their vectors) and is exact."""
+        return self._filtered(films) and self.probes(films, nprobe) >= int(self.meta["nlist"])
 
     @property
     def nprobe(self) -> int:

@@ -508,7 +508,9 @@ class Film:
     def embeddings(self) -> np.ndarray:
         """(N, D) float32 unit vectors of this model, memory-mapped."""
         if self._embeddings is None:
-            self._embeddings = np.load(self.set_dir / "embeddings.npy", mmap_mode="r")
+            # a plain ndarray over the mapping: np.memmap's Python-level indexing costs ~20 us a call,
+            # and archive search gathers from a hundred films per query
+            self._embeddings = np.asarray(np.load(self.set_dir / "embeddings.npy", mmap_mode="r"))
         return self._embeddings
 
     @property
@@ -524,7 +526,7 @@ class Film:
         if not self.manifest.patches_per_frame:
             return None
         if self._patches is None:
-            self._patches = np.load(self.set_dir / "patch_embeddings.npy", mmap_mode="r")
+            self._patches = np.asarray(np.load(self.set_dir / "patch_embeddings.npy", mmap_mode="r"))
         return self._patches
 
     def thumbnail(self, i: int) -> bytes:

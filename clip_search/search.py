@@ -219,11 +219,12 @@ class Searcher:
         if self.total == 0 or top_k <= 0:
             return []
         q = query.vector
-        if self.ann is None or self.total <= EXACT_MAX_FRAMES:
+        nprobe = (self.nprobe or self.ann.nprobe) if self.ann is not None else 0
+        if self.ann is None or self.total <= EXACT_MAX_FRAMES or self.ann.scans_all(self.films, nprobe):
             return rank_frames(self.films, scores_for(self.films, q), top_k, gap)
         k = min(self.total, max(top_k * 64, self.ann.candidates_k))
         while True:
-            cands = self.ann.candidates(q, self.films, k, self.nprobe or self.ann.nprobe)
+            cands = self.ann.candidates(q, self.films, k, nprobe)
             film_idx = np.concatenate([np.full(len(rows), fi) for fi, rows in cands]) if cands else np.zeros(0, int)
             local = np.concatenate([rows for _, rows in cands]) if cands else np.zeros(0, int)
             score = _plausible(
@@ -257,9 +258,10 @@ def _distinct_top(
     film_of = np.asarray(film_idx)[order]
     local_of = np.asarray(local)[order]
     time_of = np.empty(len(order), np.float64)
-    for f in np.unique(film_of):  # each film's times read once, not one frame at a time
-        mine = film_of == f
-        time_of[mine] = np.asarray(films[int(f)].times)[local_of[mine]]
+    by_film = np.argsort(film_of, kind="stable")
+    cuts = np.flatnonzero(np.diff(film_of[by_film])) + 1
+    for group in np.split(by_film, cuts) if len(by_film) else []:  # each film's times read once
+        time_of[group] = np.asarray(films[int(film_of[group[0]])].times)[local_of[group]]
     # Greedy in score order, vectorised: take the best frame still open, close every candidate of
     # its film within ``gap`` of it, repeat (the same choice as walking the candidates one by one).
     open_ = np.ones(len(order), bool)

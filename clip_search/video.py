@@ -370,8 +370,6 @@ def iter_frames(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame/slice threads inside FFmpeg
         codec = stream.codec_context
-        tb = stream.time_base
-        start_pts = stream.start_time or 0
         duration = _duration(container, stream)
         rate = float(stream.guessed_rate or stream.average_rate or 0)
         sampler = make_sampler(settings, rate or 24.0)
@@ -386,7 +384,7 @@ def iter_frames(
         try:
             for frame in _decode(container, stream, codec, wanted):
                 if frame.pts is not None and not untimed:
-                    t = max(0.0, float((frame.pts - start_pts) * tb))
+                    t = _time_of(frame.pts, stream)  # the very arithmetic that chose the wanted frames
                 elif rate:
                     t = index / rate
                 else:

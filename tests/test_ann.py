@@ -79,6 +79,20 @@ def test_film_filters_use_an_id_selector_or_exact_scoring(archive):
     assert _keys(hits) == _keys(Searcher(films[2:3], lib, exact=True).search(q, top_k=10, gap=3.0))
     two = Searcher([films[0], films[3]], lib).search(q, top_k=10, gap=3.0)
     assert {h.film_id for h in two} <= {films[0].id, films[3].id}
+    # a filter keeping a quarter of the frames probes four times the lists
+    ann = one.ann
+    assert (ann.probes(films, 4), ann.probes(films[2:3], 4)) == (4, 16)
+    # ...and one that would probe every list is scored exactly from its films' vectors, not the index
+    wide = Searcher(films[2:3], lib, nprobe=ann.meta["nlist"])
+    assert wide.ann.scans_all(films[2:3], ann.meta["nlist"])
+
+    def unused(*a, **k):  # the index's candidate search: must not run for this filter
+        raise AssertionError("the index was searched")
+
+    wide.ann.candidates = unused
+    assert _keys(wide.search(q, top_k=10, gap=3.0)) == _keys(
+        Searcher(films[2:3], lib, exact=True).search(q, top_k=10, gap=3.0)
+    )
 
 
 def test_a_stale_index_is_never_read_and_an_update_adds_without_retraining(archive, tmp_path, capsys):

@@ -193,6 +193,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
         assert sized.evaluate("document.documentElement.scrollWidth") <= width
         frames = sized.locator("[role='tabpanel']").first.locator("[data-testid='stImage'] img")
         assert min(frames.nth(i).bounding_box()["width"] for i in range(12)) >= 160, (width, height)
+        sized.screenshot(path=str(shots / f"search-{width}x{height}.png"), full_page=False)
         sized.close()
 
     act(page, lambda: page.get_by_role("tab", name="Timeline").click())
