@@ -88,7 +88,8 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
     )
     playing = st.session_state.get("play") or {}
     if playing.get("film_id") == film.id:  # ▶ on a card plays here, above the columns, in this tab
-        player(lib)
+        with st.columns([1, 1])[0]:  # half the width: the columns below stay on the first screen
+            player(lib)
     cols = st.columns(max(len(engines), 2))  # one engine alone does not fill the page with one frame
     rows = []
     for col, engine in zip(cols, engines, strict=False):  # a spare column when one engine runs
