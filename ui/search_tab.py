@@ -9,6 +9,7 @@ import streamlit as st
 
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
+from clip_search.moments import find_moments
 from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
 from clip_search.timecode import fmt_time
 from engines import Query
@@ -20,6 +21,7 @@ from ui.text import md
 from ui.thumbs import crop_heat, evidence_line, show_thumbnail
 
 GRID_COLUMNS = 3  # at 1280 px a frame stays at least 160 px wide
+JUMP_MOMENTS = 5  # best moments per film the keyboard's "Jump to a moment" box lists
 
 
 def play(film_id: str, time: float) -> None:
@@ -249,10 +251,8 @@ def strips(films: list[Film], hits: list, params: dict, query: Query, lib: Libra
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="strip-play", on_click=play, args=(film.id, film.times[i]))
 
 
-def peak_times(film: Film, scores, limit: int = 5) -> list[float]:
+def peak_times(film: Film, scores, limit: int = JUMP_MOMENTS) -> list[float]:
     """The peak times of a film's best moments for these scores (what the keyboard can jump to)."""
-    from clip_search.moments import find_moments
-
     return [m.peak_time for m in find_moments(film.times, scores, film.manifest.duration, limit=limit)]
 
 

@@ -8,7 +8,7 @@ from clip_search.library import Film, Library
 from clip_search.timecode import fmt_time
 from engines import ModelEngine
 from ui.charts import TimelineRow, seconds_of, timeline_figure
-from ui.search_tab import moment_picker, peak_times, play, player, selected_points
+from ui.search_tab import JUMP_MOMENTS, moment_picker, play, player, selected_points
 from ui.text import md
 from ui.thumbs import show_thumbnail
 
@@ -62,8 +62,9 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     points = selected_points(st.session_state.get("timeline-chart"))  # the click that started this run
     if points:
         picks[film.id] = seconds_of(points[0]["x"])
-    first = next(iter(scores.values()))
-    jumped = moment_picker([(film, t) for t in peak_times(film, first.scores)], f"tl-jump-{film.id}", points)
+    first = next(iter(scores.values()))  # its moments, best first, came with its timeline
+    peaks = [(film, m.peak_time) for m in first.moments[:JUMP_MOMENTS]]
+    jumped = moment_picker(peaks, f"tl-jump-{film.id}", points)
     if jumped is not None:
         picks[film.id] = jumped[1]
     t = picks.get(film.id)
