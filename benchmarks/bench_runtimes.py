@@ -40,27 +40,28 @@ say = Transcript()
 
 
 def tower(encoder):
-    """The image tower as a module: normalised pixels (B, 3, H, W) float32 -> image features."""
+    """The encoder's own image forward (``_image_features``) as a module, for export:
+    normalised pixels (B, 3, H, W) float32 -> image features."""
     import torch
 
     class Tower(torch.nn.Module):
-        def __init__(self, model) -> None:
+        def __init__(self) -> None:
             super().__init__()
-            self.model = model
+            self.model = encoder.model  # registered, so export sees its weights
 
         def forward(self, pixel_values):
-            out = self.model.get_image_features(pixel_values=pixel_values)
+            out = encoder._image_features(pixel_values)
             return getattr(out, "pooler_output", out)  # newer transformers wrap the features
 
-    return Tower(encoder.model).eval()
+    return Tower().eval()
 
 
 def normalised(encoder, frames: np.ndarray) -> np.ndarray:
-    """What ``encode_prepared`` feeds the model: (B, 3, H, W) float32, mean/std applied."""
-    x = frames.transpose(0, 3, 1, 2).astype(np.float32)
-    mean = np.array(encoder.pre.mean, np.float32).reshape(1, 3, 1, 1) * 255
-    std = np.array(encoder.pre.std, np.float32).reshape(1, 3, 1, 1) * 255
-    return (x - mean) / std
+    """What ``encode_prepared`` feeds the model: (B, 3, H, W) float32, with the encoder's own mean/std."""
+    import torch
+
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    return ((x - encoder._mean) / encoder._std).numpy()
 
 
 def rate(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, images: int, batch: int) -> tuple[float, np.ndarray]:
