@@ -38,6 +38,13 @@ EXAMPLE_FILMS = [
     MEDIA / "intel" / "bottle-detection.mp4",
 ]
 
+
+def assert_no_error(at) -> None:
+    """The page ran without an exception or an error line; a failure prints what the page said."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
 if not BUNNY.is_file():
     pytest.exit(f"The shared films are missing ({MEDIA}); the tests need ../shared beside the checkout.", 2)
 

@@ -13,7 +13,7 @@ from clip_search import config
 from clip_search.library import Library
 from comparisons.evaluate import load_query_set
 from tagging.tag_store import load_tags
-from tests.conftest import FLOWER, QUERY_SET
+from tests.conftest import FLOWER, QUERY_SET, assert_no_error
 
 APP = str(config.PROJECT_DIR / "dashboard.py")
 
@@ -315,7 +315,7 @@ def test_evaluate_tab_indexes_and_tags_the_example_films_it_lacks(monkeypatch, t
     open_tab(at, "Evaluate")
     assert any("2 film(s) of the example set are not indexed and tagged" in w.value for w in at.warning)
     at.button(key="eval-prepare").click().run(timeout=300)
-    assert not at.exception and not at.error
+    assert_no_error(at)
     assert sorted(f.name for f in lib.films()) == ["bug_video_640", "flower"]
     assert all(load_tags(lib, f, "offline") for f in lib.films())
     assert not any("not indexed and tagged" in w.value for w in at.warning)
@@ -397,7 +397,7 @@ def test_the_demo_lands_on_a_working_search_without_any_set_up(monkeypatch, tmp_
     monkeypatch.setenv("FRAMESEARCH_DEMO", "1")
     monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path / "lib"))
     at = AppTest.from_file(APP, default_timeout=300).run()
-    assert not at.exception and not at.error
+    assert_no_error(at)
     banner = " ".join(w.value for w in at.sidebar.warning)
     assert "The hub model could not be loaded" in banner and "random-weights CLIP" in banner
     main = " ".join(w.value for w in at.main.warning)  # said in the main area too (narrow windows)
@@ -512,7 +512,8 @@ def test_a_shared_link_with_an_infinite_play_time_is_ignored(app, indexed_librar
     film = indexed_library.films()[0]
     link.query_params.update({"play": f"{film.id}@inf", "pick": f"{film.id}@nan"})
     link.run()
-    assert not link.exception and not link.error and "play" not in link.session_state
+    assert_no_error(link)
+    assert "play" not in link.session_state
 
 
 @pytest.mark.slow
@@ -529,7 +530,7 @@ def test_a_dialogue_hit_reads_its_line_once_and_plays_through_a_proxy(app, index
     assert lines and len(lines) == len(set(lines))  # one hit per cue, its line on the card
     assert any("#1" in m.value and "of its film" in m.value for m in app.markdown)  # rank and standing
     app.button(key="play-0").click().run()
-    assert not app.exception and not app.error
+    assert_no_error(app)
     film = indexed_library.get(app.session_state["play"]["film_id"])
     assert film.name.startswith("popeye") and proxy_path(indexed_library, film).is_file()  # HEVC: its H.264 copy
     assert app.get("video")

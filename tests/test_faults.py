@@ -23,7 +23,7 @@ from tagging.tag_store import TagStore
 from tagging.taggers import FatalTaggerError, TaggerError, all_tags
 from tagging.taggers.azure import AzureTagger
 from tagging.taggers.rekognition import RekognitionTagger
-from tests.conftest import BUNNY, FLOWER, QUERY_SET
+from tests.conftest import BUNNY, FLOWER, QUERY_SET, assert_no_error
 from tests.fake_cloud import FakeCloud, Scripted
 
 FRAME = (np.random.default_rng(0).random((120, 160, 3)) * 255).astype(np.uint8)
@@ -296,7 +296,7 @@ def test_play_on_a_hit_whose_source_is_gone_says_so_and_the_next_query_works(
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.text_input(key="query").input("a bird").run()
     at.button(key="play-0").click().run()
-    assert not at.exception and not at.error
+    assert_no_error(at)
     assert any("its source file is gone" in w.value for w in at.warning)
     assert any("The source file is gone" in c.value for c in at.caption)
     at.text_input(key="query").input("a tree").run()

@@ -17,7 +17,7 @@ from clip_search.indexer import index_film, make_thumbnail
 from clip_search.library import DamagedFilm, Library, Manifest, VectorSet, check_film
 from clip_search.locks import FilmBusy, film_lock
 from clip_search.store import StagedFilm, import_vectors, open_library
-from tests.conftest import BUNNY, FLOWER, TEARS
+from tests.conftest import BUNNY, FLOWER, TEARS, assert_no_error
 
 THUMB = make_thumbnail(np.full((48, 64, 3), 90, np.uint8))
 
@@ -103,7 +103,7 @@ def test_the_dashboard_shows_the_damaged_film_and_searches_the_rest(three_films,
     monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
     monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(three_films.root))
     at = AppTest.from_file(APP, default_timeout=120).run()
-    assert not at.exception and not at.error
+    assert_no_error(at)
     assert any("bravo: damaged" in w.value for w in at.sidebar.warning)
     at.text_input(key="query").input("a ship").run()
     assert not at.exception
