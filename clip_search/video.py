@@ -337,12 +337,12 @@ def _wanted_pts(
                 seen.add(packet.pts)
                 if until is not None and _time_of(packet.pts, stream) > until + REORDER_SPAN:
                     break
-        pts = sorted(seen)
+        # while the container is open: a closed stream's time_base is None
+        return {p for p in sorted(seen) if grid.wants(_time_of(p, stream))}
     except av.error.FFmpegError:
         return None  # the decoding pass says what is wrong with the file
     finally:
         container.close()
-    return {p for p in pts if grid.wants(_time_of(p, stream))}
 
 
 def iter_frames(

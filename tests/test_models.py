@@ -54,7 +54,11 @@ def test_adding_a_model_encodes_the_same_frames_and_keeps_the_film(tmp_path, enc
     assert main(["films", "--library", root, "--check"]) == 0
     capsys.readouterr()
 
-    assert main(["search", "a flower", "--library", root, "--model", siglip.model_id, "--json"]) == 0
+    # fp32 like the reference vectors below: `auto` would pick bf16 on a CPU that has it
+    assert (
+        main(["search", "a flower", "--library", root, "--model", siglip.model_id, "--precision", "fp32", "--json"])
+        == 0
+    )
     hits = json.loads(capsys.readouterr().out)
     q = siglip.encode_text(["a flower"]).vectors[0]
     assert hits and hits[0]["score"] == pytest.approx(float(np.max(np.asarray(sig.embeddings) @ q)), abs=1e-5)
