@@ -16,6 +16,7 @@ from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
 from clip_search.encoders import load_encoder, preprocessing_for, resolve
+from clip_search.encoders.base import matmul_modules
 from clip_search.encoders.hf_clip import CLIP_MAX_TOKENS
 from clip_search.errors import ModelLoadError
 from clip_search.video import SamplingSettings, iter_frames
@@ -88,7 +89,8 @@ def test_hub_id_offline_gives_clear_error(monkeypatch):
 
 
 def test_bfloat16_on_the_cpu_keeps_the_float32_vectors(tiny_clip_dir, encoder):
-    """The fast CPU path: bfloat16 matrix work under autocast, weights in float32, parity measured."""
+    """The fast CPU path: bfloat16 matrix work under autocast (matrix weights held in bf16, norms and
+    input in float32), parity measured."""
     fast = load_encoder(str(tiny_clip_dir), "cpu", "bf16")
     assert fast.precision == "bf16" and fast.dtype == torch.float32
     frames = [f.image for f in iter_frames(BUNNY, SamplingSettings(fps=0.5))][:8]
@@ -105,6 +107,10 @@ def test_every_backend_in_bfloat16_keeps_its_float32_vectors(model_dir, request)
     path = str(request.getfixturevalue(model_dir))
     exact, fast = load_encoder(path, "cpu", "fp32"), load_encoder(path, "cpu", "bf16")
     assert (exact.precision, fast.precision) == ("fp32", "bf16")
+    # matrix weights held in bf16 (not cast on every call), norms in float32 (as autocast runs them)
+    assert {p.dtype for m in matmul_modules(fast.model) for p in m.parameters()} == {torch.bfloat16}
+    norms = [m for m in fast.model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and {p.dtype for m in norms for p in m.parameters()} == {torch.float32}
     frames = [f.image for f in iter_frames(BUNNY, SamplingSettings(fps=0.5))][:6]
     a, b = fast.encode_images(frames), exact.encode_images(frames)
     assert (a * b).sum(axis=1).min() >= 0.999
@@ -152,7 +158,14 @@ def test_a_bfloat16_batch_that_comes_out_non_finite_is_computed_again_in_float32
     frames = [f.image for f in iter_frames(BUNNY, SamplingSettings(fps=0.5))][:4]
     vectors = fast.encode_images(frames)
     assert np.all(np.isfinite(vectors)) and fast.fallbacks == 1
-    assert np.allclose(vectors, encoder.encode_images(frames), atol=1e-5)  # the float32 answer
+    # float32 arithmetic on the weights the bf16 path holds (loaded in bf16, its norms widened after)
+    rounded = load_encoder(str(tiny_clip_dir), "cpu", "fp32")
+    for p in rounded.model.parameters():
+        p.data = p.data.to(torch.bfloat16).float()
+    assert np.allclose(vectors, rounded.encode_images(frames), atol=1e-5)
+    assert (vectors * encoder.encode_images(frames)).sum(axis=1).min() >= 0.999  # and float32's within parity
+    held = [p.dtype for m in matmul_modules(fast.model) for p in m.parameters()]
+    assert held and set(held) == {torch.bfloat16}  # narrowed back: the next batch runs the bf16 path again
 
 
 FRAMES_FROM = (BUNNY, TEARS, POPEYE1)  # three aspect ratios and codecs
