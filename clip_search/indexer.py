@@ -21,7 +21,9 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +41,7 @@ from clip_search.subtitles import load_dialogue
 from clip_search.video import SamplingSettings, iter_frames, probe
 
 THUMB_WIDTH = 256
+PREPARE_AHEAD = 4  # decoded frames that may wait for the preparing thread (each a full-size RGB frame)
 
 if TYPE_CHECKING:  # torch is imported only when a model is really needed
     from clip_search.encoders import DualEncoder
@@ -134,22 +137,33 @@ class _Producer(threading.Thread):
     def _seen(self, t: float) -> None:
         self.decoded = t
 
+    def _prepare(self, fr) -> _Item:
+        """One sampled frame made ready for the models: crops (shared by models that prepare alike),
+        patch crops and the thumbnail."""
+        pieces = crop_patches(fr.image, self.options.patches)
+        done: dict = {}
+        for enc in self.encoders:
+            if enc.pre not in done:
+                done[enc.pre] = (enc.prepare(fr.image), [enc.prepare(c) for c in pieces])
+        pixels = [done[enc.pre][0] for enc in self.encoders]
+        crops = [done[enc.pre][1] for enc in self.encoders]
+        return _Item(fr.time, pixels, thumb=make_thumbnail(fr.image) if self.thumbnails else b"", patches=crops)
+
     def run(self) -> None:
+        # Decoding and preparing run on two threads (PIL's resizes and JPEG release the GIL), so
+        # the decoder is never idle while a frame is resized; at most AHEAD frames wait in between.
+        pending: deque[Future] = deque()
         try:
-            patches = self.options.patches
-            for fr in iter_frames(
-                self.path, self.options.sampling, start_after=self.start_after, on_decoded=self._seen
-            ):
-                pieces = crop_patches(fr.image, patches)
-                done: dict = {}  # models that prepare frames alike share one crop
-                for enc in self.encoders:
-                    if enc.pre not in done:
-                        done[enc.pre] = (enc.prepare(fr.image), [enc.prepare(c) for c in pieces])
-                pixels = [done[enc.pre][0] for enc in self.encoders]
-                crops = [done[enc.pre][1] for enc in self.encoders]
-                thumb = make_thumbnail(fr.image) if self.thumbnails else b""
-                if not self._put(_Item(fr.time, pixels, thumb, crops)):
-                    return
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+                for fr in iter_frames(
+                    self.path, self.options.sampling, start_after=self.start_after, on_decoded=self._seen
+                ):
+                    pending.append(pool.submit(self._prepare, fr))
+                    if len(pending) >= PREPARE_AHEAD and not self._put(pending.popleft().result()):
+                        return
+                while pending:
+                    if not self._put(pending.popleft().result()):
+                        return
             self.queue.put(_DONE)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised on its thread
             self.queue.put(e)
