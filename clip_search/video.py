@@ -337,7 +337,7 @@ def _wanted_pts(
                 seen.add(packet.pts)
                 if until is not None and _time_of(packet.pts, stream) > until + REORDER_SPAN:
                     break
-        # while the container is open: a closed stream's time_base is None
+        # while the container is open: a closed stream's time_base reads freed memory (None or garbage)
         return {p for p in sorted(seen) if grid.wants(_time_of(p, stream))}
     except av.error.FFmpegError:
         return None  # the decoding pass says what is wrong with the file
