@@ -76,7 +76,7 @@ def measure(devices: list[str], minutes: float, frames: int) -> list[dict]:
         for device in devices:
             encoder = load_encoder(str(folder), device, "auto")
             batch = 128 if device == "cuda" else 32
-            seconds = model_only(encoder, frames, batch)
+            seconds, _ = model_only(encoder, frames, batch)
             if device == "cuda":
                 torch.cuda.synchronize()
             n, wall = end_to_end(film, encoder)

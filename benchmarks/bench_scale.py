@@ -71,18 +71,18 @@ def main() -> None:
     from clip_search.encoders import load_encoder
 
     model = full_size_clip()
+    encoder = load_encoder(str(model), "cpu")
     frames_total = 0
     decode_s = 0.0
     for f in FILMS:
-        n, s = decode_only(f)
+        n, s, _ = decode_only(f, encoder)
         frames_total += n
         decode_s += s
-    encoder = load_encoder(str(model), "cpu")
-    model_s = model_only(encoder, 256, 32) / 256
+    model_s = model_only(encoder, 256, 32)[0] / 256
     del encoder
     print(f"films: {len(FILMS)} sample films, {frames_total} frames at 1 fps; ViT-B/32-sized CLIP on CPU")
     per_decode, per_model = decode_s / frames_total * 1000, model_s * 1000
-    print(f"per sampled frame: decode + sample {per_decode:.0f} ms, model {per_model:.0f} ms (batch 32)")
+    print(f"per sampled frame: decode + prepare {per_decode:.0f} ms, model {per_model:.0f} ms (batch 32)")
     single = run(0, model)
     rate1 = single["frames"] / single["seconds"]
     print(f"single process:  {single['frames']} frames in {single['seconds']:.1f} s = {rate1:.2f} frames/s")
