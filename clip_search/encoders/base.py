@@ -142,9 +142,9 @@ def pick_precision(precision: str | None, device: str) -> str:
     return precision
 
 
-def weight_dtype(precision: str, device: str):
-    """The dtype weights are loaded in: that of the precision (bf16 on the CPU too, so a model is
-    never held twice while it is narrowed; ``TorchEncoder`` widens its norms back to float32)."""
+def weight_dtype(precision: str):
+    """The dtype weights are loaded in: that of the precision, on every device (on the CPU a bf16
+    model is then never held in float32 as well; ``TorchEncoder`` widens its norms back)."""
     import torch
 
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)

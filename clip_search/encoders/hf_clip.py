@@ -54,7 +54,7 @@ def load(ref, device: str, precision: str | None, offline: bool) -> HfClipEncode
 
     model_id = ref.target
     precision = pick_precision(precision, device)
-    model = from_pretrained(CLIPModel, model_id, offline, dtype=weight_dtype(precision, device))
+    model = from_pretrained(CLIPModel, model_id, offline, dtype=weight_dtype(precision))
     tokenizer = from_pretrained(CLIPTokenizerFast, model_id, offline)
     model.eval().to(device)
     return HfClipEncoder(model, tokenizer, model_id, device, preprocessing(ref, offline), precision)

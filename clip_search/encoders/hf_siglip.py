@@ -61,7 +61,7 @@ def load(ref, device: str, precision: str | None, offline: bool) -> HfSiglipEnco
     from transformers import AutoModel, AutoTokenizer
 
     precision = pick_precision(precision, device)
-    model = from_pretrained(AutoModel, ref.target, offline, dtype=weight_dtype(precision, device))
+    model = from_pretrained(AutoModel, ref.target, offline, dtype=weight_dtype(precision))
     if not hasattr(model, "logit_bias") or not hasattr(model, "get_text_features"):
         from clip_search.errors import ModelLoadError
 
