@@ -30,7 +30,7 @@ import numpy as np
 from clip_search import config
 from clip_search.errors import FrameSearchError
 from clip_search.fetch import download, is_url
-from clip_search.indexer import IndexOptions, _complete_index, _new_manifest, make_thumbnail, vector_set_for
+from clip_search.indexer import IndexOptions, _complete_index, _new_manifest, frame_thumbnail, vector_set_for
 from clip_search.library import Film, Library
 from clip_search.locks import FilmBusy, film_lock
 from clip_search.store import StagedFilm
@@ -99,7 +99,7 @@ def decode_segment(batch: dict, options: IndexOptions, model_id: str) -> Iterato
         rows["seg"].append(int(k))
         rows["time"].append(fr.time)
         rows["pixels"].append(prepare_image(fr.image, pre))
-        rows["thumb"].append(make_thumbnail(fr.image))
+        rows["thumb"].append(frame_thumbnail(fr))
         count += 1
         if len(rows["time"]) == DECODE_BATCH:
             yield block(last=False)

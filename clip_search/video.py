@@ -9,6 +9,7 @@ one small interface so new strategies plug in without touching the decoder.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import av
 import numpy as np
+from PIL import Image
 
 from clip_search.errors import VideoError
 from clip_search.timecode import parse_time
@@ -102,13 +104,43 @@ class DecodedFrame:
         height = max(2, round(f.height * width / f.width / 2) * 2)
         return _rotate(f.reformat(width=width, height=height, format="bgr24").to_ndarray(), self._rotation)
 
+    def small(self, width: int) -> np.ndarray:
+        """An RGB copy ``width`` pixels wide once rotated, scaled inside swscale (area-averaged)."""
+        f = self._frame
+        turned = self._rotation % 180 != 0
+        src_w, src_h = (f.height, f.width) if turned else (f.width, f.height)
+        height = max(1, round(src_h * width / src_w))
+        w, h = (height, width) if turned else (width, height)
+        scaled = f.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
+        return _rotate(scaled.to_ndarray(), self._rotation)
 
-@dataclass
+
 class SampledFrame:
-    """A frame that was kept: its true time and its RGB pixels."""
+    """A frame that was kept: its true time and its RGB pixels.
 
-    time: float
-    image: np.ndarray
+    Made from a decoded frame, the pixels are converted on first use of ``image`` (on whichever
+    thread asks: the indexer's preparing thread, not the decoder's), and ``small`` scales the
+    decoded picture itself, so a thumbnail never needs the full-size RGB frame."""
+
+    __slots__ = ("_decoded", "_image", "time")
+
+    def __init__(self, time: float, image: np.ndarray | None = None, decoded: DecodedFrame | None = None) -> None:
+        self.time, self._image, self._decoded = time, image, decoded
+
+    @property
+    def image(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, rotation applied."""
+        if self._image is None:
+            self._image = self._decoded.rgb()
+        return self._image
+
+    def small(self, width: int) -> np.ndarray:
+        """An RGB copy ``width`` pixels wide (area-averaged; for thumbnails, not for the models)."""
+        if self._decoded is not None:
+            return self._decoded.small(width)
+        img = Image.fromarray(self._image)
+        height = max(1, round(img.height * width / img.width))
+        return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
 
 
 def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
@@ -226,7 +258,7 @@ class FpsSampler:
         return True
 
     def offer(self, frame: DecodedFrame) -> list[SampledFrame]:
-        return [SampledFrame(frame.time, frame.rgb())] if self.wants(frame.time) else []
+        return [SampledFrame(frame.time, decoded=frame)] if self.wants(frame.time) else []
 
     def finish(self) -> list[SampledFrame]:
         return []
@@ -236,7 +268,7 @@ class EveryFrameSampler:
     """Keep every decoded frame."""
 
     def offer(self, frame: DecodedFrame) -> list[SampledFrame]:
-        return [SampledFrame(frame.time, frame.rgb())]
+        return [SampledFrame(frame.time, decoded=frame)]
 
     def finish(self) -> list[SampledFrame]:
         return []
@@ -312,15 +344,27 @@ def _time_of(pts: int, stream) -> float:
     return max(0.0, float((pts - (stream.start_time or 0)) * stream.time_base))
 
 
-def _wanted_pts(
+@dataclass
+class _Plan:
+    """Which packets an fps-sampled decode needs: ``wanted`` (the PTS of the frames the sampler
+    keeps) and ``dropped`` (the PTS of packets never sent to the decoder at all)."""
+
+    wanted: set[int]
+    dropped: set[int]
+
+
+def _decode_plan(
     path: str | os.PathLike, settings: SamplingSettings, start_after: float | None, until: float | None
-) -> set[int] | None:
-    """The PTS of the frames the fps sampler will keep, read from the packets alone (no decoding).
+) -> _Plan | None:
+    """What to decode, read from the packets alone (no decoding).
 
     The sampler keeps the first frame at or after each grid point in presentation order, so the
-    packets' timestamps, sorted, decide it exactly; ``iter_frames`` then decodes those frames and
-    the references they need, and lets the decoder drop the other non-reference frames. None where
-    that does not apply (other samplers, streams without timestamps)."""
+    packets' timestamps, sorted, decide the wanted frames exactly; ``iter_frames`` then decodes
+    those frames and the references they need, and lets the decoder drop the other non-reference
+    frames. Beyond that, the packets of a GOP after its last wanted one (in decode order) are
+    dropped when the next keyframe starts a closed GOP (``_closed``): nothing from there on is
+    predicted from them. None where this does not apply (other samplers, streams without
+    timestamps)."""
     if settings.mode != "fps":
         return None
     container = _open(path)
@@ -331,18 +375,66 @@ def _wanted_pts(
         grid = FpsSampler(settings.fps)
         if _seek_for_resume(container, stream, settings, start_after):
             grid.next_time = _resumed_grid(settings, start_after)
-        seen: set[int] = set()
+        order: list[int] = []  # PTS in decode order
+        gop_starts: list[int] = []  # where in ``order`` each closed GOP begins
+        prefix = _length_prefix(stream)
         for packet in container.demux(stream):
-            if packet.pts is not None:
-                seen.add(packet.pts)
-                if until is not None and _time_of(packet.pts, stream) > until + REORDER_SPAN:
-                    break
+            if packet.pts is None:
+                continue
+            if packet.is_keyframe and _closed(packet, stream.codec_context.name, prefix):
+                gop_starts.append(len(order))
+            order.append(packet.pts)
+            if until is not None and _time_of(packet.pts, stream) > until + REORDER_SPAN:
+                break
         # while the container is open: a closed stream's time_base reads freed memory (None or garbage)
-        return {p for p in sorted(seen) if grid.wants(_time_of(p, stream))}
+        wanted = {p for p in sorted(order) if grid.wants(_time_of(p, stream))}
+        dropped: set[int] = set()
+        for a, b in itertools.pairwise(gop_starts):  # a GOP followed by a closed one
+            needed = [i for i in range(a, b) if order[i] in wanted]
+            dropped.update(order[(needed[-1] + 1 if needed else a) : b])
+        return _Plan(wanted, dropped - wanted)
     except av.error.FFmpegError:
         return None  # the decoding pass says what is wrong with the file
     finally:
         container.close()
+
+
+def _length_prefix(stream) -> int:
+    """Bytes of the NAL length prefix of an MP4/Matroska H.264 or HEVC stream (0: Annex B start codes)."""
+    extra = stream.codec_context.extradata or b""
+    name = stream.codec_context.name
+    if name == "h264" and len(extra) > 4 and extra[0] == 1:
+        return (extra[4] & 3) + 1
+    if name == "hevc" and len(extra) > 21 and extra[0] == 1:
+        return (extra[21] & 3) + 1
+    return 0
+
+
+def _closed(packet, codec: str, prefix: int) -> bool:
+    """Whether this keyframe starts a closed GOP: no later frame is predicted from an earlier one.
+    True for an H.264 IDR, an HEVC IDR, a VP8/VP9 keyframe; False where unsure (open-GOP I-frames,
+    HEVC CRA, other codecs), which only costs decoding."""
+    if codec in ("vp8", "vp9"):
+        return True  # a keyframe resets every reference
+    if codec not in ("h264", "hevc"):
+        return False
+    data = bytes(packet)
+    idr = (lambda b: (b & 0x1F) == 5) if codec == "h264" else (lambda b: (b >> 1) & 0x3F in (19, 20))
+    return any(idr(data[i]) for i in _nal_starts(data, prefix))
+
+
+def _nal_starts(data: bytes, prefix: int) -> Iterator[int]:
+    """Offsets of the NAL unit headers in a packet (length-prefixed, or Annex B start codes)."""
+    if prefix:
+        i = 0
+        while i + prefix < len(data):
+            yield i + prefix
+            i += prefix + int.from_bytes(data[i : i + prefix], "big")
+        return
+    i = data.find(b"\x00\x00\x01")
+    while 0 <= i < len(data) - 3:
+        yield i + 3
+        i = data.find(b"\x00\x00\x01", i + 3)
 
 
 def iter_frames(
@@ -356,15 +448,16 @@ def iter_frames(
 
     Sampling at a fixed fps decodes only what it needs: every frame the sampler keeps, and the
     reference frames they are predicted from; the decoder skips the other non-reference frames
-    (FFmpeg's ``skip_frame``), so the kept frames, their pixels and their times are exactly those
-    of a full decode, at about half the decoding work on typical H.264/HEVC films.
+    (FFmpeg's ``skip_frame``) and never sees a GOP's frames after its last wanted one when a
+    closed GOP follows, so the kept frames, their pixels and their times are exactly those of a
+    full decode, at about half the decoding work on typical H.264/HEVC films.
     ``start_after``: skip frames at or before this time (resuming an interrupted index). For
     grid samplers the decoder seeks once to the keyframe before it.
     ``until``: stop at the first frame after this time (one segment of a film).
     ``on_decoded`` is called with each decoded frame's time (progress reporting).
     Raises VideoError for unreadable, undecodable or truncated files."""
     name = Path(path).name
-    wanted = _wanted_pts(path, settings, start_after, until)
+    plan = _decode_plan(path, settings, start_after, until)
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -382,7 +475,7 @@ def iter_frames(
         last_time = -1.0
         rotation = None
         try:
-            for frame in _decode(container, stream, codec, wanted):
+            for frame in _decode(container, stream, codec, plan):
                 if frame.pts is not None and not untimed:
                     t = _time_of(frame.pts, stream)  # the very arithmetic that chose the wanted frames
                 elif rate:
@@ -416,14 +509,17 @@ def iter_frames(
         container.close()
 
 
-def _decode(container, stream, codec, wanted: set[int] | None) -> Iterator[av.VideoFrame]:
-    """The stream's frames in presentation order; with ``wanted``, a packet whose frame is not
-    wanted is decoded only if other frames are predicted from it (a reference frame)."""
-    if wanted is None:
+def _decode(container, stream, codec, plan: _Plan | None) -> Iterator[av.VideoFrame]:
+    """The stream's frames in presentation order; with a ``plan``, a packet it drops is never
+    decoded, and one whose frame is not wanted is decoded only if other frames are predicted
+    from it (a reference frame)."""
+    if plan is None:
         yield from container.decode(stream)
         return
     for packet in container.demux(stream):
-        codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in wanted else "NONREF"
+        if packet.pts is not None and packet.pts in plan.dropped:
+            continue
+        codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in plan.wanted else "NONREF"
         yield from packet.decode()
 
 

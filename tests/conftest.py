@@ -100,14 +100,17 @@ def write_video(
     rotation: int | None = None,
     codec: str = "libx264",
     rate: int = 24,
+    options: dict[str, str] | None = None,
 ) -> Path:
-    """Encode RGB frames to a real video file with PyAV; ``pts`` in 1/time_base s (variable frame rate)."""
+    """Encode RGB frames to a real video file with PyAV; ``pts`` in 1/time_base s (variable frame
+    rate); ``options``: the encoder's (e.g. x264's GOP length)."""
     from fractions import Fraction
 
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = options or {}
         stream.time_base = Fraction(1, time_base)
         stream.codec_context.time_base = Fraction(1, time_base)
         if rotation is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -9,16 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from clip_search.cli import main
-from clip_search.indexer import IndexOptions, index_film
+from clip_search.indexer import THUMB_WIDTH, IndexOptions, frame_thumbnail, index_film, make_thumbnail
 from clip_search.library import Library
 from clip_search.patches import PatchSettings
-from clip_search.video import SamplingSettings
-from tests.conftest import BUNNY, FLOWER, TEARS
+from clip_search.video import SamplingSettings, iter_frames
+from tests.conftest import BUNNY, FLOWER, TEARS, write_video
 
 
 class CountingEncoder:
@@ -49,6 +52,21 @@ def test_index_stores_vectors_times_thumbnails_and_manifest(tmp_path, encoder):
     assert np.load(film.dir / "times.npy").tolist() == [float(i) for i in range(30)]
     assert film.thumbnail(3)[:2] == b"\xff\xd8"  # JPEG
     assert not list((tmp_path / "staging").glob("*/parts/*"))
+
+
+@pytest.mark.parametrize("rotation", [None, 90])
+def test_thumbnails_scaled_from_the_decoded_picture_show_the_frame_as_a_player_does(tmp_path, rotation):
+    """The indexer's thumbnail (scaled inside swscale from the decoded picture) is the frame's own
+    picture, turned as the player turns it, THUMB_WIDTH wide, like one scaled from its RGB pixels."""
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:24, :32] = (250, 30, 30)  # a red quarter, top left
+    path = write_video(tmp_path / "t.mp4", [img] * 30, rotation=rotation)
+    fr = next(iter(iter_frames(path, SamplingSettings())))
+    fast = np.asarray(Image.open(io.BytesIO(frame_thumbnail(fr))), float)
+    slow = np.asarray(Image.open(io.BytesIO(make_thumbnail(fr.image))), float)
+    assert fast.shape == slow.shape and fast.shape[1] == THUMB_WIDTH
+    assert fast.shape[0] > fast.shape[1] if rotation else fast.shape[0] < fast.shape[1]
+    assert np.abs(fast - slow).mean() < 6
 
 
 def test_reindex_same_settings_does_no_encoding(tmp_path, encoder):
@@ -142,3 +160,27 @@ def test_cli_url_without_network_is_a_clear_error(tmp_path, capsys):
     assert code == 1
     assert err.strip().startswith("error: Could not download https://www.youtube.com/watch?v=dQw4w9WgXcQ: ")
     assert "Traceback" not in err
+
+
+def test_a_bf16_model_on_a_small_cpu_leaves_the_decoder_a_core_and_gives_it_back(monkeypatch):
+    """torch's thread count is the process's: indexing changes it only for a bf16 model on the CPU
+    of a small machine, and restores it after, also when a second run in the process overlaps."""
+    import torch
+
+    from clip_search.indexer import CoreSplit
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})  # a 2-core machine
+    before = torch.get_num_threads()
+
+    def model(device: str, precision: str) -> SimpleNamespace:
+        return SimpleNamespace(device=device, precision=precision)
+
+    with CoreSplit([model("cpu", "bf16")]):
+        assert torch.get_num_threads() == 1
+        with CoreSplit([model("cpu", "bf16")]):  # a second run meanwhile leaves it alone
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    for others in ([model("cpu", "fp32")], [model("cuda", "fp16")], [model("cpu", "bf16"), model("cpu", "fp32")]):
+        with CoreSplit(others):
+            assert torch.get_num_threads() == before

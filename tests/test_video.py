@@ -13,7 +13,7 @@ import pytest
 from clip_search.errors import VideoError
 from clip_search.patches import PatchSettings, crop_patches
 from clip_search.video import SamplingSettings, iter_frames, probe
-from tests.conftest import BUNNY, FLOWER, POPEYE1, TEARS, level_frame, write_video
+from tests.conftest import BUNNY, FLOWER, MEDIA, POPEYE1, TEARS, level_frame, write_video
 
 
 def times(path, **kw):
@@ -120,6 +120,40 @@ def test_fps_sampling_skips_frames_it_does_not_need_yet_keeps_the_very_same_fram
         packets = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
     # the decoder skipped non-reference frames no sample needs (B-frames in these H.264/HEVC films)
     assert len(decoded) < (0.9 if resume is None else 0.6) * packets
+
+
+@pytest.mark.parametrize("gop", ["closed", "open"])
+def test_fps_sampling_leaves_out_the_ends_of_closed_gops_and_still_keeps_the_very_same_frames(tmp_path, gop):
+    """Short GOPs (x264, 12 frames, B-frames): after a GOP's last sampled frame nothing is decoded
+    up to the next IDR frame; an open GOP's I-frame is no such boundary (later frames may be
+    predicted across it), so there only non-reference frames are skipped."""
+    rng = np.random.default_rng(0)
+    frames = [
+        np.clip(level_frame(20 + i) + rng.integers(0, 30, (48, 64, 3)), 0, 255).astype(np.uint8) for i in range(96)
+    ]
+    params = "keyint=12:min-keyint=12:scenecut=0:bframes=2" + (":open-gop=1" if gop == "open" else "")
+    path = write_video(tmp_path / f"{gop}.mp4", frames, options={"x264-params": params})
+    decoded: list[float] = []
+    got = list(iter_frames(path, SamplingSettings(fps=1.0), on_decoded=decoded.append))
+    want = _full_decode(path, 1.0)
+    assert [f.time for f in got] == [t for t, _ in want] == [0.0, 1.0, 2.0, 3.0]
+    assert all(np.array_equal(f.image, img) for f, (_, img) in zip(got, want, strict=True))
+    if gop == "closed":  # each sampled frame starts its GOP: the rest of it is never decoded (but
+        # the last GOP's: no IDR frame follows it)
+        assert [t for t in decoded if t < 3.5] == [0.0, 1.0, 2.0, 3.0]
+    else:
+        assert len(decoded) > 30
+
+
+def test_a_short_gop_film_decodes_a_fraction_of_its_frames():
+    # one-by-one-person-detection.mp4: a keyframe every second, at 10 fps; sampled at 1 fps
+    path = MEDIA / "intel" / "one-by-one-person-detection.mp4"
+    decoded: list[float] = []
+    got = list(iter_frames(path, SamplingSettings(fps=1.0), on_decoded=decoded.append))
+    want = _full_decode(path, 1.0)
+    assert [f.time for f in got] == [t for t, _ in want]
+    assert all(np.array_equal(f.image, img) for f, (_, img) in zip(got, want, strict=True))
+    assert len(decoded) < 0.2 * 1394
 
 
 @pytest.mark.parametrize(
