@@ -133,8 +133,8 @@ class CoreSplit:
     Decoding and preparing need about one core, and a bf16 ViT-B/32 costs about as much per frame
     as decoding 480p does, so the decoder is never short of a core and the model's one thread
     never waits at the barrier of a thread the decoder preempted. A float32 model costs three times
-    as much: it keeps every core, as on a GPU or a larger machine. torch's thread count is per process, so a second run of this process started
-    meanwhile leaves it as the first set it."""
+    as much: it keeps every core, as on a GPU or a larger machine. torch's thread count is per
+    process, so a second run of this process started meanwhile leaves it as the first set it."""
 
     _lock = threading.Lock()
     _users = 0
