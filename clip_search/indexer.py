@@ -148,6 +148,7 @@ class CoreSplit:
         )
 
     def __enter__(self) -> CoreSplit:
+        self.counted = self.active  # every run that would split counts, so the last one out is known
         if self.active:
             import torch
 
@@ -160,12 +161,13 @@ class CoreSplit:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.active:
+        if self.counted:
             import torch
 
             with CoreSplit._lock:
-                torch.set_num_threads(CoreSplit._before)
                 CoreSplit._users -= 1
+                if self.active:
+                    torch.set_num_threads(CoreSplit._before)
 
 
 class _Producer(threading.Thread):

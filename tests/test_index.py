@@ -181,6 +181,9 @@ def test_a_bf16_model_on_a_small_cpu_leaves_the_decoder_a_core_and_gives_it_back
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+    with CoreSplit([model("cpu", "bf16")]):  # the overlapping run is over: a later run splits again
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
     for others in ([model("cpu", "fp32")], [model("cuda", "fp16")], [model("cpu", "bf16"), model("cpu", "fp32")]):
         with CoreSplit(others):
             assert torch.get_num_threads() == before
