@@ -38,7 +38,7 @@ from clip_search.locks import film_lock
 from clip_search.patches import PatchSettings, crop_patches
 from clip_search.store import StagedFilm
 from clip_search.subtitles import load_dialogue
-from clip_search.video import SampledFrame, SamplingSettings, iter_frames, probe
+from clip_search.video import SampledFrame, SamplingSettings, iter_frames, probe, scale_rgb
 
 THUMB_WIDTH = 256
 SMALL_MACHINE_CORES = 4  # up to this many cores, a bf16 model on the CPU leaves the decoder a core (``CoreSplit``)
@@ -110,9 +110,7 @@ _DONE = object()
 
 def make_thumbnail(rgb: np.ndarray, width: int = THUMB_WIDTH, quality: int = 80) -> bytes:
     """A small JPEG of a frame (what the dashboard's result grid shows)."""
-    img = Image.fromarray(rgb)
-    h = max(1, round(img.height * width / img.width))
-    return _jpeg(img.resize((width, h), Image.Resampling.BILINEAR), quality)
+    return _jpeg(Image.fromarray(scale_rgb(rgb, width)), quality)
 
 
 def frame_thumbnail(frame: SampledFrame, width: int = THUMB_WIDTH, quality: int = 80) -> bytes:

@@ -135,12 +135,16 @@ class SampledFrame:
         return self._image
 
     def small(self, width: int) -> np.ndarray:
-        """An RGB copy ``width`` pixels wide (area-averaged; for thumbnails, not for the models)."""
-        if self._decoded is not None:
-            return self._decoded.small(width)
-        img = Image.fromarray(self._image)
-        height = max(1, round(img.height * width / img.width))
-        return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
+        """An RGB copy ``width`` pixels wide (for thumbnails, not for the models): scaled in
+        swscale from the decoded picture, else ``scale_rgb`` of the pixels."""
+        return self._decoded.small(width) if self._decoded is not None else scale_rgb(self._image, width)
+
+
+def scale_rgb(rgb: np.ndarray, width: int) -> np.ndarray:
+    """An RGB array ``width`` pixels wide, its aspect kept (PIL, bilinear)."""
+    img = Image.fromarray(rgb)
+    height = max(1, round(img.height * width / img.width))
+    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
 
 
 def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
@@ -391,8 +395,8 @@ def _decode_plan(
         dropped: set[int] = set()
         for a, b in itertools.pairwise(gop_starts):  # a GOP followed by a closed one
             needed = [i for i in range(a, b) if order[i] in wanted]
-            dropped.update(order[(needed[-1] + 1 if needed else a) : b])
-        return _Plan(wanted, dropped - wanted)
+            dropped.update(order[(needed[-1] + 1 if needed else a) : b])  # after its last wanted packet
+        return _Plan(wanted, dropped)
     except av.error.FFmpegError:
         return None  # the decoding pass says what is wrong with the file
     finally:
@@ -517,7 +521,7 @@ def _decode(container, stream, codec, plan: _Plan | None) -> Iterator[av.VideoFr
         yield from container.decode(stream)
         return
     for packet in container.demux(stream):
-        if packet.pts is not None and packet.pts in plan.dropped:
+        if packet.pts in plan.dropped:  # (None never is)
             continue
         codec.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in plan.wanted else "NONREF"
         yield from packet.decode()
