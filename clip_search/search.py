@@ -234,11 +234,25 @@ class Searcher:
             )
             keep = np.isfinite(score)
             film_idx, local, score = film_idx[keep], local[keep], score[keep]
-            chosen = _distinct_top(self.films, film_idx, local, score, top_k, gap)
+            chosen = _distinct_top(self.films, *_leading(film_idx, local, score, top_k * 64), top_k, gap)
+            if len(chosen) < top_k:  # the leading candidates held too few distinct moments: all of them
+                chosen = _distinct_top(self.films, film_idx, local, score, top_k, gap)
             if len(chosen) == top_k or k >= self.total:
                 break
             k = min(self.total, k * 4)
         return [_windowed_hit(self.films[f], i, sc, q) for f, i, sc in chosen]
+
+
+def _leading(
+    film_idx: np.ndarray, local: np.ndarray, score: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates scoring at least the ``n``-th best score, in their order: a prefix of the
+    ranking (ties included), so ``_distinct_top`` picks from it what it would pick from all of them,
+    as long as it finds enough there."""
+    if len(score) <= n:
+        return film_idx, local, score
+    keep = score >= np.partition(score, len(score) - n)[len(score) - n]
+    return film_idx[keep], local[keep], score[keep]
 
 
 def _distinct_top(
@@ -282,11 +296,7 @@ def _windowed_hit(film: Film, i: int, score: float, q: np.ndarray) -> Hit:
     """A hit of archive search: its moment and softmax from the exact scores of nearby frames."""
     lo, hi = max(0, i - ANN_WINDOW), min(film.manifest.frames, i + ANN_WINDOW + 1)
     near = np.asarray(film.embeddings[lo:hi] @ q, np.float32)
-    soft = np.zeros(film.manifest.frames, np.float32)
-    soft[lo:hi] = probabilities(film, near)
-    scores = np.full(film.manifest.frames, -np.inf, np.float32)
-    scores[lo:hi] = near
-    return _hit(film, i, score, scores, soft, float(np.median(near)))
+    return _hit(film, i, score, near, probabilities(film, near), float(np.median(near)), lo)
 
 
 def top_frames(
@@ -345,8 +355,11 @@ def rank_frames(
     return [_hit(films[f], i, sc, *stats[f]) for f, i, sc in chosen]
 
 
-def _hit(film: Film, i: int, score: float, scores: np.ndarray, soft: np.ndarray, median: float) -> Hit:
-    m = moment_around(film.times, scores, i, film.manifest.duration, median=median)
+def _hit(film: Film, i: int, score: float, scores: np.ndarray, soft: np.ndarray, median: float, lo: int = 0) -> Hit:
+    """Frame ``i``'s hit; ``scores`` and ``soft`` are of the film's frames from ``lo`` on (all of them,
+    or the window archive search scored)."""
+    times = film.times[lo : lo + len(scores) + 1]  # one frame past a window: when its last frame ends
+    m = moment_around(times, scores, i - lo, film.manifest.duration, median=median)
     finite = scores[np.isfinite(scores)]
     below = float(np.mean(finite <= score)) if len(finite) else 0.0
     return Hit(
@@ -356,7 +369,7 @@ def _hit(film: Film, i: int, score: float, scores: np.ndarray, soft: np.ndarray,
         frame=i,
         time=round(float(film.times[i]), 3),
         score=round(score, 6),
-        softmax=float(soft[i]),
+        softmax=float(soft[i - lo]),
         start=round(m.start, 3),
         end=round(m.end, 3),
         moment_peak=round(m.peak_score, 6),
