@@ -27,6 +27,7 @@ import numpy as np
 from clip_search.atomic import atomic_save_npy, atomic_write_json
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library, model_key
+from clip_search.ranking import DEFAULT_GAP, LEADING, at, distinct_top
 
 ANN_MIN_FRAMES = 200_000  # libraries at least this large are searched through the index
 EXACT_MAX_FRAMES = 20_000  # a film filter choosing at most this many frames is scored exactly
@@ -381,21 +382,31 @@ class AnnIndex:
         c = self.meta.get("calibration")
         return int(c[key]) if isinstance(c, dict) and isinstance(c.get(key), int) and c[key] > 0 else default
 
-    def top_ids(self, q: np.ndarray, films: list[Film], top: int, k: int, nprobe: int) -> list[tuple[int, int]]:
-        """(film index, frame) of the ``top`` best frames as search finds them: ``k`` candidates
-        from the index, re-scored exactly."""
+    def rescored(
+        self, q: np.ndarray, films: list[Film], k: int, nprobe: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Up to ``k`` candidates for ``q`` among ``films``, re-scored exactly from their vectors:
+        (film index, frame, cosine) arrays, film by film in library order."""
         cands = self.candidates(q, films, k, nprobe)
         if not cands:
-            return []
-        exact = np.concatenate([films[fi].embeddings[rows] @ q for fi, rows in cands])
-        which = np.concatenate([np.full(len(rows), fi) for fi, rows in cands])
-        local = np.concatenate([rows for _, rows in cands])
-        best = np.argsort(-exact, kind="stable")[:top]
-        return list(zip(which[best].tolist(), local[best].tolist(), strict=True))
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return (
+            np.concatenate([np.full(len(rows), fi) for fi, rows in cands]),
+            np.concatenate([rows for _, rows in cands]),
+            np.concatenate([films[fi].embeddings[rows] @ q for fi, rows in cands]),
+        )
+
+    def top_ids(
+        self, q: np.ndarray, films: list[Film], top: int, k: int, nprobe: int, gap: float = DEFAULT_GAP
+    ) -> list[tuple[int, int]]:
+        """(film index, frame) of the ``top`` hits search finds (``k`` candidates from the index,
+        re-scored exactly, de-duplicated by ``gap`` seconds), without their moments."""
+        film_idx, local, score = self.rescored(q, films, k, nprobe)
+        return [(fi, r) for fi, r, _ in distinct_top(films, score, at(film_idx, local), top, gap)]
 
     def calibrate(self, films: list[Film], queries: int = 100, seed: int = 0, own: np.ndarray | None = None) -> dict:
-        """Choose nprobe and the candidates re-scored by measuring recall@10 against exact search,
-        on held-out vectors of the library itself and on text-like queries, until recall@10 >=
+        """Choose nprobe and the candidates re-scored by measuring recall@10 of search's hits (de-
+        duplicated, as search returns them) against exact search's, on held-out vectors of the library itself and on text-like queries, until recall@10 >=
         TARGET_RECALL (+ CALIBRATION_MARGIN) on both; of the settings that reach it, the one with
         the lowest measured median latency.
 
@@ -468,7 +479,7 @@ class AnnIndex:
         }
 
     def _recall(self, q: np.ndarray, films: list[Film], truth: set, k: int, nprobe: int) -> float:
-        return len(set(self.top_ids(q, films, 10, k, nprobe)) & truth) / 10
+        return len(set(self.top_ids(q, films, 10, k, nprobe)) & truth) / max(1, len(truth))
 
     def _selector(self, films: list[Film]):
         """A FAISS id selector for ``films``' id ranges, and the bitmap it points into."""
@@ -521,19 +532,32 @@ def _dim(films: list[Film]) -> int:
     return next(iter(dims), 0)
 
 
-def _exact_top(films: list[Film], queries: np.ndarray, top: int, block: int = 65536) -> list[set[tuple[int, int]]]:
-    """The exact ``top`` (film index, frame) of each query over every frame of ``films`` (streamed)."""
-    best = [[] for _ in queries]  # (score, film, frame) candidates, kept short
+def _exact_top(
+    films: list[Film], queries: np.ndarray, top: int, gap: float = DEFAULT_GAP, block: int = 65536
+) -> list[set[tuple[int, int]]]:
+    """The exact hits of each query over every frame of ``films``, as exact search returns them:
+    (film index, frame) of the ``top`` best, de-duplicated by ``gap`` seconds. Frames are scored in
+    blocks of every query at once; each query keeps its LEADING x ``top`` best frames to walk."""
+    keep = top * LEADING
+    n = len(queries)
+    best_s = np.zeros((n, 0), np.float32)
+    best_f = np.zeros((n, 0), np.int64)
+    best_r = np.zeros((n, 0), np.int64)
     for fi, f in enumerate(films):
         emb = f.embeddings
         for lo in range(0, f.manifest.frames, block):
             scores = np.asarray(emb[lo : lo + block], np.float32) @ queries.T  # (rows, queries)
-            k = min(top, len(scores))
-            rows = np.argpartition(-scores, k - 1, axis=0)[:k]
-            for qi in range(len(queries)):
-                best[qi] += [(float(scores[r, qi]), fi, lo + int(r)) for r in rows[:, qi]]
-                best[qi] = sorted(best[qi], reverse=True)[:top]
-    return [{(fi, r) for _, fi, r in b} for b in best]
+            k = min(keep, len(scores))
+            rows = np.argpartition(-scores, k - 1, axis=0)[:k].T  # (queries, k)
+            best_s = np.concatenate([best_s, np.take_along_axis(scores.T, rows, 1)], axis=1)
+            best_f = np.concatenate([best_f, np.full(rows.shape, fi)], axis=1)
+            best_r = np.concatenate([best_r, rows + lo], axis=1)
+            if best_s.shape[1] > keep:
+                cut = np.argpartition(-best_s, keep - 1, axis=1)[:, :keep]
+                best_s, best_f, best_r = (np.take_along_axis(a, cut, 1) for a in (best_s, best_f, best_r))
+    return [
+        {(fi, r) for fi, r, _ in distinct_top(films, best_s[i], at(best_f[i], best_r[i]), top, gap)} for i in range(n)
+    ]
 
 
 def _sample(films: list[Film], n: int, seed: int = 0) -> np.ndarray:

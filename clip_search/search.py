@@ -17,8 +17,9 @@ import numpy as np
 
 from clip_search.library import Film, Library
 from clip_search.moments import Moment, find_moments, moment_around
+from clip_search.ranking import DEFAULT_GAP as DEFAULT_GAP  # engines, views and the CLI take it from here
+from clip_search.ranking import at, distinct_top
 
-DEFAULT_GAP = 2.0
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 MAX_IMAGE_PIXELS = 40_000_000  # a query image larger than this is refused before it is decoded
 ANN_WINDOW = 256  # in archive mode a hit's moment and softmax use the frames this close to it
@@ -224,72 +225,12 @@ class Searcher:
             return rank_frames(self.films, scores_for(self.films, q), top_k, gap)
         k = min(self.total, max(top_k * 64, self.ann.candidates_k))
         while True:
-            cands = self.ann.candidates(q, self.films, k, nprobe)
-            film_idx = np.concatenate([np.full(len(rows), fi) for fi, rows in cands]) if cands else np.zeros(0, int)
-            local = np.concatenate([rows for _, rows in cands]) if cands else np.zeros(0, int)
-            score = _plausible(
-                np.concatenate([np.asarray(self.films[fi].embeddings[rows]) @ q for fi, rows in cands])
-                if cands
-                else np.zeros(0, np.float32)
-            )
-            keep = np.isfinite(score)
-            film_idx, local, score = film_idx[keep], local[keep], score[keep]
-            chosen = _distinct_top(self.films, *_leading(film_idx, local, score, top_k * 64), top_k, gap)
-            if len(chosen) < top_k:  # the leading candidates held too few distinct moments: all of them
-                chosen = _distinct_top(self.films, film_idx, local, score, top_k, gap)
+            film_idx, local, score = self.ann.rescored(q, self.films, k, nprobe)
+            chosen = distinct_top(self.films, _plausible(score), at(film_idx, local), top_k, gap)
             if len(chosen) == top_k or k >= self.total:
                 break
             k = min(self.total, k * 4)
         return [_windowed_hit(self.films[f], i, sc, q) for f, i, sc in chosen]
-
-
-def _leading(
-    film_idx: np.ndarray, local: np.ndarray, score: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidates scoring at least the ``n``-th best score, in their order: a prefix of the
-    ranking (ties included), so ``_distinct_top`` picks from it what it would pick from all of them,
-    as long as it finds enough there."""
-    if len(score) <= n:
-        return film_idx, local, score
-    keep = score >= np.partition(score, len(score) - n)[len(score) - n]
-    return film_idx[keep], local[keep], score[keep]
-
-
-def _distinct_top(
-    films: Sequence[Film],
-    film_idx: np.ndarray,
-    local: np.ndarray,
-    score: np.ndarray,
-    top_k: int,
-    gap: float,
-    rng: np.random.Generator | None = None,
-) -> list[tuple[int, int, float]]:
-    """The best candidates, best first, skipping any within ``gap`` seconds of a better one of its film.
-
-    Equal scores keep the candidates' order (earlier film, earlier frame), or a random order drawn
-    from ``rng`` (what tie-aware evaluation averages over)."""
-    order = np.argsort(-score, kind="stable") if rng is None else np.lexsort((rng.random(len(score)), -score))
-    film_of = np.asarray(film_idx)[order]
-    local_of = np.asarray(local)[order]
-    time_of = np.empty(len(order), np.float64)
-    by_film = np.argsort(film_of, kind="stable")
-    cuts = np.flatnonzero(np.diff(film_of[by_film])) + 1
-    for group in np.split(by_film, cuts) if len(by_film) else []:  # each film's times read once
-        time_of[group] = np.asarray(films[int(film_of[group[0]])].times)[local_of[group]]
-    # Greedy in score order, vectorised: take the best frame still open, close every candidate of
-    # its film within ``gap`` of it, repeat (the same choice as walking the candidates one by one).
-    open_ = np.ones(len(order), bool)
-    chosen: list[tuple[int, int, float]] = []
-    start = 0
-    while len(chosen) < top_k:
-        rest = np.flatnonzero(open_[start:])
-        if not len(rest):
-            break
-        j = start + int(rest[0])
-        chosen.append((int(film_of[j]), int(local_of[j]), float(score[order[j]])))
-        open_ &= ~((film_of == film_of[j]) & (np.abs(time_of - time_of[j]) < gap))
-        start = j + 1
-    return chosen
 
 
 def _windowed_hit(film: Film, i: int, score: float, q: np.ndarray) -> Hit:
@@ -307,31 +248,17 @@ def top_frames(
     rng: np.random.Generator | None = None,
 ) -> list[tuple[int, int, float]]:
     """(film index, frame, score) of the top ``top_k`` frames over films, best first, no two from one
-    film closer than ``gap`` seconds. Ties go to the earlier frame, or are broken at random by ``rng``.
-
-    Only the best frames are walked (every frame tied with the last of them included, so a tie
-    order never depends on which of equal frames a partial sort kept)."""
+    film closer than ``gap`` seconds. Ties go to the earlier frame, or are broken at random by ``rng``."""
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in per_film])]).astype(np.int64)
-    total = int(offsets[-1])
-    if total == 0 or top_k <= 0:
+    if offsets[-1] == 0:
         return []
     flat = np.concatenate(per_film) if len(per_film) > 1 else per_film[0]
-    finite = np.isfinite(flat)
-    if not finite.all():  # a NaN score (a damaged vector) is never a hit, nor a NaN in --json
-        flat = np.where(finite, flat, -np.inf)
-    valid = int(finite.sum())
-    m = min(valid, max(top_k * 64, 2048))
-    while True:
-        if m < valid:  # the m-th best score is finite, so frames scoring -inf are never candidates
-            cand = np.flatnonzero(flat >= np.partition(flat, total - m)[total - m])
-        else:
-            cand = np.flatnonzero(finite)
-        film_idx = np.searchsorted(offsets, cand, side="right") - 1
-        local = cand - offsets[film_idx]
-        chosen = _distinct_top(films, film_idx, local, flat[cand].astype(np.float32), top_k, gap, rng)
-        if len(chosen) == top_k or m >= valid:
-            return chosen
-        m = min(valid, m * 4)
+
+    def where(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        film_idx = np.searchsorted(offsets, positions, side="right") - 1
+        return film_idx, positions - offsets[film_idx]
+
+    return distinct_top(films, flat, where, top_k, gap, rng)
 
 
 def rank_frames(

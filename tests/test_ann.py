@@ -11,7 +11,7 @@ import pytest
 from clip_search.ann import ANN_MIN_FRAMES, CALIBRATION_MARGIN, EXACT_MAX_FRAMES, PQ_BYTES, TARGET_RECALL, AnnIndex
 from clip_search.cli import main
 from clip_search.library import Library
-from clip_search.search import QueryVector, Searcher, _distinct_top, _leading
+from clip_search.search import QueryVector, Searcher
 from clip_search.synthetic import LooseVectors, VideoLikeVectors
 
 DIM = 128
@@ -173,26 +173,6 @@ def test_ann_build_calibrates_on_the_labs_own_queries_and_keeps_them(archive, tm
     np.save(tmp_path / "bad.npy", np.ones((3, DIM + 1), np.float32))
     assert main(["ann", "build", "--library", str(lib.root), "--queries", str(tmp_path / "bad.npy")]) == 2
     assert f"vectors of {DIM} dimensions" in capsys.readouterr().err
-
-
-def test_hits_from_the_leading_candidates_are_those_from_all_of_them():
-    """Archive search de-duplicates only the best-scoring candidates when they hold enough distinct
-    moments: the hits must be exactly those of de-duplicating every candidate, ties included."""
-
-    class Reel:  # what _distinct_top reads of a film: its frame times
-        def __init__(self, n):
-            self.times = np.arange(n, dtype=np.float64)
-
-    rng = np.random.default_rng(5)
-    films = [Reel(400) for _ in range(3)]
-    film_idx = rng.integers(3, size=3000)
-    local = rng.integers(400, size=3000)
-    score = np.round(rng.random(3000), 2).astype(np.float32)  # many ties
-    for n in (15, 40, 200, 3000):
-        part = _distinct_top(films, *_leading(film_idx, local, score, n), 10, 2.0)
-        if len(part) == 10:
-            assert part == _distinct_top(films, film_idx, local, score, 10, 2.0)
-    assert len(_distinct_top(films, *_leading(film_idx, local, score, 640), 10, 2.0)) == 10
 
 
 def test_the_loose_set_wanders_around_its_mixture_and_stays_less_clustered():

@@ -10,6 +10,7 @@ from PIL import Image
 
 from clip_search.cli import main
 from clip_search.moments import Moment, find_moments, moment_around
+from clip_search.ranking import at, distinct_top
 from clip_search.search import Searcher, build_query, frame_scores, softmax_over_frames, timeline
 from clip_search.video import SamplingSettings, iter_frames
 
@@ -168,3 +169,40 @@ def test_a_patch_mode_film_takes_about_its_share_of_hits_beside_one_without(tmp_
         (np.asarray(patched.patch_embeddings) @ q).reshape(-1, patched.manifest.patches_per_frame).max(axis=1),
     )
     assert alone[0].score == pytest.approx(float(best.max()), abs=1e-5)  # alone, a patch film keeps best-of
+
+
+def test_ranking_walks_only_the_leading_frames_and_picks_what_walking_all_would():
+    """Every search ranks through ``distinct_top``, which walks only the best-scoring entries (ties
+    included) while they hold enough distinct moments: its hits must be those of walking every
+    entry one by one in score order, ties kept in entry order, a NaN never a hit."""
+
+    class Reel:  # what ranking reads of a film: its frame times
+        def __init__(self, n):
+            self.times = np.arange(n, dtype=np.float64) * 0.5
+
+    def walk_all(films, film_idx, local, score, top_k, gap):
+        chosen = []
+        finite = [j for j in range(len(score)) if np.isfinite(score[j])]
+        for j in sorted(finite, key=lambda j: -score[j]):  # sorted() is stable
+            t = films[film_idx[j]].times[local[j]]
+            if all(f != film_idx[j] or abs(films[f].times[r] - t) >= gap for f, r, _ in chosen):
+                chosen.append((int(film_idx[j]), int(local[j]), float(score[j])))
+            if len(chosen) == top_k:
+                break
+        return chosen
+
+    rng = np.random.default_rng(5)
+    films = [Reel(4000) for _ in range(3)]
+    film_idx, local = rng.integers(3, size=6000), rng.integers(4000, size=6000)
+    ties = np.round(rng.random(6000), 2).astype(np.float32)  # many equal scores
+    ties[::97] = np.nan
+    # the best 5 000 entries all lie in the first second of one film: one hit closes them all,
+    # so the walk must reach past its first leading entries to find ten
+    crowded = rng.random(6000).astype(np.float32)
+    film_idx_c, local_c = film_idx.copy(), local.copy()
+    top = np.argsort(-crowded)[:5000]
+    film_idx_c[top], local_c[top] = 0, rng.integers(2, size=5000)
+    for f, r, s in ((film_idx, local, ties), (film_idx_c, local_c, crowded)):
+        for top_k in (1, 10, 32):
+            got = distinct_top(films, s, at(f, r), top_k, 2.0)
+            assert got == walk_all(films, f, r, s, top_k, 2.0) and len(got) == top_k
