@@ -405,10 +405,11 @@ class AnnIndex:
         return [(fi, r) for fi, r, _ in distinct_top(films, score, at(film_idx, local), top, gap)]
 
     def calibrate(self, films: list[Film], queries: int = 100, seed: int = 0, own: np.ndarray | None = None) -> dict:
-        """Choose nprobe and the candidates re-scored by measuring recall@10 of search's hits (de-
-        duplicated, as search returns them) against exact search's, on held-out vectors of the library itself and on text-like queries, until recall@10 >=
-        TARGET_RECALL (+ CALIBRATION_MARGIN) on both; of the settings that reach it, the one with
-        the lowest measured median latency.
+        """Choose nprobe and the candidates re-scored by measuring recall@10 of search's hits
+        (de-duplicated, as search returns them) against exact search's, on held-out vectors of the
+        library itself and on text-like queries, until recall@10 >= TARGET_RECALL (+
+        CALIBRATION_MARGIN) on both; of the settings that reach it, the one with the lowest
+        measured median latency (finding and ranking the hits, before their moments).
 
         A text-like query is a blend of three frames of the library (a concept several scenes
         share, not one frame) moved along one shared direction, as CLIP's text vectors sit apart
