@@ -36,12 +36,13 @@ POINTS_PER_CENTROID = 64  # training sample per coarse centroid (FAISS warns bel
 PQ_BYTES = 64  # at most this many bytes per vector (two 4-bit PQ codes a byte): 1 M 512-d frames = 64 MB of codes
 DEFAULT_NPROBE = 48
 TARGET_RECALL = 0.98  # recall@10 against exact search that ``ann build`` tunes nprobe for
-# calibration asks this much more of its own queries: new queries of the same kind then reach the
-# target too (about two standard errors of recall@10 over 100 queries)
-CALIBRATION_MARGIN = 0.01
+# calibration asks this much more of the queries it measures, so that new queries of the same kind
+# reach the target too: about one standard error of recall@10 over 300 queries, the optimism of
+# keeping the first setting that passes
+CALIBRATION_MARGIN = 0.005
 NPROBES = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048)
 QUERIES_FILE = "queries.npy"  # the lab's own query vectors, kept for every later calibration
-OWN_QUERIES = 100  # at most this many of them are kept and measured
+OWN_QUERIES = 300  # at most this many of them are kept and measured (100 give recall@10 to about +-0.007)
 CANDIDATES = 2048  # frames the index proposes per search, re-scored exactly (Searcher's k for top 10..32)
 CANDIDATE_STEPS = (CANDIDATES, 2 * CANDIDATES, 4 * CANDIDATES)  # what calibration tries
 
@@ -105,6 +106,20 @@ def _films_of(library: Library, films: list[Film] | None, model: str | None) -> 
     """The model an index is for (that of the films given, else ``model`` or the default) and its films."""
     model = films[0].model if films else _model(library, model)
     return model, library.films(model) if films is None else films
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The films a search is over, as the index sees them: whether they are a filter, and their id
+    ranges in id order (film index, first id, end id)."""
+
+    films: list[Film]
+    count: int
+    filtered: bool
+    order: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    frames: int
 
 
 class AnnIndex:
@@ -336,22 +351,32 @@ class AnnIndex:
         _, ids = self.index.search(np.ascontiguousarray(q[None], np.float32), k, params=params)
         del bitmap
         ids = np.sort(ids[0][ids[0] >= 0])
-        starts = np.array([self.ranges[f.id][0] for f in films], np.int64)
-        out = []
-        for fi in np.argsort(starts):  # each film's id range cut from the sorted ids, no mask per film
-            lo = starts[fi]
-            a, b = np.searchsorted(ids, [lo, lo + films[fi].manifest.frames])
-            if b > a:
-                out.append((int(fi), ids[a:b] - lo))
-        return out
+        chosen = self._chosen(films)  # each film's id range cut from the sorted ids, no mask per film
+        cuts = zip(
+            chosen.order.tolist(),
+            chosen.starts.tolist(),
+            np.searchsorted(ids, chosen.starts).tolist(),
+            np.searchsorted(ids, chosen.ends).tolist(),
+            strict=True,
+        )
+        return [(fi, ids[a:b] - lo) for fi, lo, a, b in cuts if b > a]
 
     def _filtered(self, films: list[Film]) -> bool:
-        """Whether ``films`` are not all the index holds (remembered for the last list asked about:
-        a search asks three times, and a Searcher always passes the same list)."""
-        last = getattr(self, "_last_filter", None)
-        if last is None or last[0] is not films or last[1] != len(films):
-            last = self._last_filter = (films, len(films), {f.id for f in films} != set(self.ranges))
-        return last[2]
+        return self._chosen(films).filtered
+
+    def _chosen(self, films: list[Film]) -> _Chosen:
+        """What a search of ``films`` needs of them, remembered for the last list asked about (a
+        search asks several times, and a Searcher always passes the same list)."""
+        last = getattr(self, "_last_chosen", None)
+        if last is None or last.films is not films or last.count != len(films):
+            starts = np.array([self.ranges[f.id][0] for f in films], np.int64)
+            sizes = np.array([f.manifest.frames for f in films], np.int64)
+            order = np.argsort(starts, kind="stable")
+            starts, ends = starts[order], starts[order] + sizes[order]
+            filtered = {f.id for f in films} != set(self.ranges)
+            last = _Chosen(films, len(films), filtered, order, starts, ends, int(sizes.sum()))
+            self._last_chosen = last
+        return last
 
     def probes(self, films: list[Film], nprobe: int) -> int:
         """The lists a search of ``films`` probes: a filter keeps only its share of each list, so as
@@ -360,7 +385,7 @@ class AnnIndex:
         nlist = int(self.meta["nlist"])
         if not self._filtered(films):
             return min(nlist, nprobe)
-        share = sum(f.manifest.frames for f in films) / max(1, self.index.ntotal)
+        share = self._chosen(films).frames / max(1, self.index.ntotal)
         return min(nlist, math.ceil(nprobe / max(share, 1e-6)))
 
     def scans_all(self, films: list[Film], nprobe: int) -> bool:
