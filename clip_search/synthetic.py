@@ -51,7 +51,8 @@ class LooseVectors(VideoLikeVectors):
     """A less clustered archive: each film draws every frame from a wide mixture of ``components``
     content directions, plus wide per-frame spread and a bounded random walk (it wanders around
     the mixture, never away from it). Lists of the coarse quantiser overlap far more than with
-    ``VideoLikeVectors``: at the default settings an index finds about 90 % of the exact top 10."""
+    ``VideoLikeVectors``, so an index must probe many more of them for the same recall
+    (``bench_ann.py`` prints how many)."""
 
     def __init__(
         self,
