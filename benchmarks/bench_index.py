@@ -158,11 +158,14 @@ def decoded_share(film: Path) -> tuple[int, int]:
     return len(decoded), total
 
 
-def model_only(encoder, n: int, batch: int) -> tuple[float, float]:
-    """The model alone on ``n`` prepared frames, with the threads indexing gives it (``CoreSplit``):
+def model_only(encoder, n: int, batch: int, split: bool = True) -> tuple[float, float]:
+    """The model alone on ``n`` prepared frames, with the threads indexing starts it on
+    (``CoreSplit``), or every core (``split=False``: an index that gave the model every core back):
     (wall seconds, CPU seconds)."""
     from clip_search.indexer import CoreSplit
 
+    if not split:
+        return _model_only(encoder, n, batch)
     with CoreSplit([encoder]):
         return _model_only(encoder, n, batch)
 
@@ -212,6 +215,7 @@ def index_once(film: Path, model_dir: Path, device: str, precision: str) -> dict
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_model_load_mb": rss_before,
         "device": encoder.device,
+        "decoder_core": result.decoder_core,
     }
 
 
@@ -271,7 +275,6 @@ def main() -> None:
         return
 
     from clip_search.encoders import load_encoder
-    from clip_search.indexer import CoreSplit
 
     model_dir = full_size_clip()
     film = looped_film(args.minutes)
@@ -285,10 +288,10 @@ def main() -> None:
     )
 
     n_dec, t_dec, cpu_dec = decode_only(film, encoder)
-    t_exact, _ = model_only(exact, n_dec, batch)
-    t_model, cpu_model = model_only(encoder, n_dec, batch)
     e2e_exact = run_child(film, model_dir, args.device, "fp32")
     e2e = run_child(film, model_dir, args.device, args.precision)
+    t_exact, _ = model_only(exact, n_dec, batch)
+    t_model, cpu_model = model_only(encoder, n_dec, batch, split=e2e["decoder_core"])  # the threads it ended on
     then = issue_day_path(film, model_dir) if encoder.device == "cpu" else "not measured on a GPU"
     rows = [
         ("decode + prepare only", n_dec, t_dec),
@@ -328,7 +331,7 @@ def main() -> None:
             f"model {cpu_model / n_dec * 1e3:.1f} CPU-ms a frame) = {ceiling / exact_speed:.2f}x end-to-end fp32"
             + (f", {ceiling / (n_base / t_base):.2f}x the one-frame loop" if not args.skip_baseline else "")
         )
-    if encoder.device.startswith("cuda") or CoreSplit([encoder]).active:  # the model has cores of its own
+    if encoder.device.startswith("cuda") or e2e["decoder_core"]:  # the model has cores of its own
         say(f"  wall / max(decode, model)               {e2e['seconds'] / max(t_dec, t_model):5.2f}   [<= 1.1]")
     else:  # decoding and the model share every core
         say(f"  wall / (decode + model)                 {e2e['seconds'] / (t_dec + t_model):5.2f}   [<= 1.1]")

@@ -42,6 +42,9 @@ from clip_search.video import SampledFrame, SamplingSettings, iter_frames, probe
 
 THUMB_WIDTH = 256
 SMALL_MACHINE_CORES = 4  # up to this many cores, a bf16 model on the CPU leaves the decoder a core (``CoreSplit``)
+SPLIT_SETTLE = 1  # batches of start-up (the queue filling, first-batch set-up) the split is not judged on
+SPLIT_WATCH = 4  # batches the split is then judged on
+SPLIT_GIVE_UP = 0.25  # the decoder's waiting share above which the model gets every core back
 CPU_BATCH = 16  # one thread of a ViT-B/32 is fastest per frame at 16 (at 4: a third slower; at 32: 5 %)
 PREPARE_AHEAD = 4  # decoded frames that may wait for the preparing thread (each a full-size RGB frame)
 
@@ -91,6 +94,7 @@ class IndexResult:
     encoded_frames: int
     seconds: float
     added_to: list[str] = field(default_factory=list)  # models added to a film indexed with others
+    decoder_core: bool = False  # the model left the decoder a core to the end (``CoreSplit``)
 
 
 ProgressFn = Callable[[Progress], None]
@@ -126,17 +130,23 @@ def _jpeg(img: Image.Image, quality: int) -> bytes:
 
 class CoreSplit:
     """The model's torch threads while a film is indexed on a small machine with a bf16 model on
-    its CPU: one core fewer than the machine has, restored after.
+    its CPU: one core fewer than the machine has, restored after, or as soon as the model proves
+    to be the slower side.
 
-    Decoding and preparing need about one core, and a bf16 ViT-B/32 costs about as much per frame
-    as decoding 480p does, so the decoder is never short of a core and the model's one thread
-    never waits at the barrier of a thread the decoder preempted. A float32 model costs three times
-    as much: it keeps every core, as on a GPU or a larger machine. torch's thread count is per
-    process, so a second run of this process started meanwhile leaves it as the first set it."""
+    Decoding and preparing need about one core, and on a CPU with AMX a bf16 ViT-B/32 costs about
+    as much per frame as decoding 480p does, so the decoder is never short of a core and the
+    model's one thread never waits at the barrier of a thread the decoder preempted. Where the
+    model costs clearly more (AVX-512 BF16 without AMX, a larger model, a smaller film), the
+    decoder would idle on a full queue: ``watch`` sees that over the first batches and gives the
+    model every core back. A float32 model costs three times as much: it keeps every core, as on
+    a GPU or a larger machine. torch's thread count is per process (and read once by each thread,
+    so only the model's own thread changes it), so a second run of this process started meanwhile
+    leaves it as the first set it."""
 
     _lock = threading.Lock()
     _users = 0
     _before = 0
+    gave_up = False  # the model got every core back after the first batches
 
     def __init__(self, encoders: Sequence[DualEncoder]) -> None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -144,6 +154,8 @@ class CoreSplit:
         self.active = 1 < cores <= SMALL_MACHINE_CORES and all(
             e.device == "cpu" and getattr(e, "precision", "") == "bf16" for e in encoders
         )
+        self.batches = 0
+        self.start: tuple[float, float] = (0.0, 0.0)  # (clock, decoder's blocked seconds) when watching began
 
     def __enter__(self) -> CoreSplit:
         self.counted = self.active  # every run that would split counts, so the last one out is known
@@ -167,6 +179,26 @@ class CoreSplit:
                 if self.active:
                     torch.set_num_threads(CoreSplit._before)
 
+    def watch(self, blocked: float, now: float | None = None) -> None:
+        """Called on the model's thread after each batch with the seconds the decoder has spent
+        waiting on a full queue so far. After the first SPLIT_WATCH batches (past SPLIT_SETTLE of
+        start-up), a decoder that waited more than SPLIT_GIVE_UP of that time means the model on
+        one core fewer is the bottleneck; the model gets every core back (2 cores: sharing them pays
+        once the decoder would idle a quarter of the time, measured 1.2x on a Zen 4)."""
+        if not self.active:
+            return
+        now = time.perf_counter() if now is None else now
+        self.batches += 1
+        if self.batches == SPLIT_SETTLE:
+            self.start = (now, blocked)
+        elif self.batches == SPLIT_SETTLE + SPLIT_WATCH:
+            elapsed = now - self.start[0]
+            if elapsed > 0 and (blocked - self.start[1]) / elapsed > SPLIT_GIVE_UP:
+                import torch
+
+                torch.set_num_threads(CoreSplit._before)
+                self.gave_up = True
+
 
 class _Producer(threading.Thread):
     """Decodes, samples and prepares frames (resize/crop, thumbnail, patch crops) into a bounded queue."""
@@ -186,6 +218,7 @@ class _Producer(threading.Thread):
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.stop = threading.Event()
         self.decoded = start_after or 0.0  # film time reached by the decoder, for progress
+        self.blocked = 0.0  # seconds spent waiting for room in the queue (the model is slower)
 
     def _seen(self, t: float) -> None:
         self.decoded = t
@@ -222,13 +255,17 @@ class _Producer(threading.Thread):
             self.queue.put(e)
 
     def _put(self, item: _Item) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        t0 = time.perf_counter()
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.queue.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        finally:
+            self.blocked += time.perf_counter() - t0
 
     def items(self) -> Iterator[_Item]:
         """The prepared frames in order; re-raises the decoder's error on the caller's thread."""
@@ -447,11 +484,17 @@ def index_film(
                 )
 
         producer.start()
+        split = CoreSplit(todo)
+
+        def after_batch(encoded: int) -> None:
+            split.watch(producer.blocked)
+            report(encoded)
+
         try:
             keep = existing.times if existing is not None else None
-            with CoreSplit(todo):
+            with split:
                 encoded, seconds = _encode_into(
-                    staged, producer.items(), todo, batch_size, options.chunk_frames, report, keep
+                    staged, producer.items(), todo, batch_size, options.chunk_frames, after_batch, keep
                 )
         finally:
             producer.stop.set()
@@ -470,7 +513,8 @@ def index_film(
         film = staged.publish(dialogue, round(time.perf_counter() - t0, 3), seconds)
     film = film.view(encoders[0].model_id) if film.has(encoders[0].model_id) else film
     added = [e.model_id for e in todo] if existing is not None else []
-    return IndexResult(film, False, resumed, encoded, time.perf_counter() - t0, added)
+    split_kept = split.active and not split.gave_up
+    return IndexResult(film, False, resumed, encoded, time.perf_counter() - t0, added, split_kept)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 from clip_search.library import Film, Library
 from clip_search.moments import Moment, find_moments, moment_around
 from clip_search.ranking import DEFAULT_GAP as DEFAULT_GAP  # engines, views and the CLI take it from here
-from clip_search.ranking import at, distinct_top
+from clip_search.ranking import LEADING, at, distinct_top
 
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 MAX_IMAGE_PIXELS = 40_000_000  # a query image larger than this is refused before it is decoded
@@ -223,7 +223,7 @@ class Searcher:
         nprobe = (self.nprobe or self.ann.nprobe) if self.ann is not None else 0
         if self.ann is None or self.total <= EXACT_MAX_FRAMES or self.ann.scans_all(self.films, nprobe):
             return rank_frames(self.films, scores_for(self.films, q), top_k, gap)
-        k = min(self.total, max(top_k * 64, self.ann.candidates_k))
+        k = min(self.total, max(top_k * LEADING, self.ann.candidates_k))
         while True:
             film_idx, local, score = self.ann.rescored(q, self.films, k, nprobe)
             chosen = distinct_top(self.films, _plausible(score), at(film_idx, local), top_k, gap)

@@ -187,3 +187,34 @@ def test_a_bf16_model_on_a_small_cpu_leaves_the_decoder_a_core_and_gives_it_back
     for others in ([model("cpu", "fp32")], [model("cuda", "fp16")], [model("cpu", "bf16"), model("cpu", "fp32")]):
         with CoreSplit(others):
             assert torch.get_num_threads() == before
+
+
+def test_the_split_gives_the_model_every_core_back_when_the_decoder_waits_on_it(monkeypatch):
+    """Where a bf16 model is the slower side (a CPU without AMX, a larger model), leaving the
+    decoder a core only makes it idle on a full queue: after the first batches the model gets
+    every core back; a decoder that keeps the model busy keeps its core. The clock and the
+    decoder's waiting seconds are given, as the indexer reads them after each batch."""
+    import torch
+
+    from clip_search.indexer import SPLIT_SETTLE, SPLIT_WATCH, CoreSplit
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    before = torch.get_num_threads()
+    bf16 = [SimpleNamespace(device="cpu", precision="bf16")]
+
+    def run(waiting_share: float) -> tuple[list[int], CoreSplit]:
+        threads = []
+        with CoreSplit(bf16) as split:
+            for batch in range(1, SPLIT_SETTLE + SPLIT_WATCH + 3):
+                split.watch(blocked=waiting_share * batch, now=float(batch))  # one second a batch
+                threads.append(torch.get_num_threads())
+        return threads, split
+
+    threads, split = run(0.5)  # the decoder waited half the time: the model is the bottleneck
+    assert split.gave_up
+    assert threads[: SPLIT_SETTLE + SPLIT_WATCH - 1] == [1] * (SPLIT_SETTLE + SPLIT_WATCH - 1)
+    assert threads[SPLIT_SETTLE + SPLIT_WATCH - 1 :] == [before] * 3  # and it stays so
+    assert torch.get_num_threads() == before
+    threads, split = run(0.05)  # a little slack only: the decoder needs its core
+    assert not split.gave_up and threads == [1] * len(threads)
+    assert torch.get_num_threads() == before
