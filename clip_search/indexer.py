@@ -136,7 +136,7 @@ class CoreSplit:
     Decoding and preparing need about one core, and on a CPU with AMX a bf16 ViT-B/32 costs about
     as much per frame as decoding 480p does, so the decoder is never short of a core and the
     model's one thread never waits at the barrier of a thread the decoder preempted. Where the
-    model costs clearly more (AVX-512 BF16 without AMX, a larger model, a smaller film), the
+    model costs clearly more (AVX-512 BF16 without AMX, a larger model, a smaller picture), the
     decoder would idle on a full queue: ``watch`` sees that over the first batches and gives the
     model every core back. A float32 model costs three times as much: it keeps every core, as on
     a GPU or a larger machine. torch's thread count is per process (and read once by each thread,
