@@ -146,7 +146,6 @@ class CoreSplit:
     _lock = threading.Lock()
     _users = 0
     _before = 0
-    gave_up = False  # the model got every core back after the first batches
 
     def __init__(self, encoders: Sequence[DualEncoder]) -> None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -197,7 +196,7 @@ class CoreSplit:
                 import torch
 
                 torch.set_num_threads(CoreSplit._before)
-                self.gave_up = True
+                self.active = False  # the model has every core again; leaving restores nothing more
 
 
 class _Producer(threading.Thread):
@@ -513,8 +512,7 @@ def index_film(
         film = staged.publish(dialogue, round(time.perf_counter() - t0, 3), seconds)
     film = film.view(encoders[0].model_id) if film.has(encoders[0].model_id) else film
     added = [e.model_id for e in todo] if existing is not None else []
-    split_kept = split.active and not split.gave_up
-    return IndexResult(film, False, resumed, encoded, time.perf_counter() - t0, added, split_kept)
+    return IndexResult(film, False, resumed, encoded, time.perf_counter() - t0, added, split.active)
 
 
 @dataclass(frozen=True)
