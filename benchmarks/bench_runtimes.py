@@ -50,7 +50,7 @@ def tower(encoder):
             self.model = encoder.model  # registered, so export sees its weights
 
         def forward(self, pixel_values):
-            out = encoder._image_features(pixel_values)
+            out = encoder._image_features(encoder.model, pixel_values)
             return getattr(out, "pooler_output", out)  # newer transformers wrap the features
 
     return Tower().eval()

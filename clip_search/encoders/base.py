@@ -6,14 +6,21 @@ decode side, off the model thread), ``encode_prepared`` (a batch of crops -> uni
 ``max_tokens`` and the model's own score -> probability (``scoring``: CLIP's softmax with its
 logit scale, SigLIP's sigmoid with logit scale and bias).
 
-Precision: float16 on CUDA; on the CPU bfloat16 (``torch.autocast``, the weights stay float32)
-where the CPU computes it natively (AVX-512 BF16 or AMX), float32 elsewhere or when asked. A
+Precision: float16 on CUDA; on the CPU bfloat16 (``torch.autocast``, the matrix weights held in
+bf16) where the CPU computes it natively (AVX-512 BF16 or AMX), float32 elsewhere or when asked. A
 bf16 batch with a non-finite or non-unit vector is computed again in float32, never stored.
+
+Thread safety: an encoder is shared (by dashboard sessions, by the threads an actor runs on), so
+nothing here mutates a loaded model. The float32 re-run uses a float32 twin of the model, made
+once under a lock and never changed after; the tokenizer (a Rust object that refuses to be
+re-configured while another thread uses it) is called under its own lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -203,7 +210,8 @@ class DualEncoder(Protocol):
 class TorchEncoder:
     """What the torch backends share: uint8 crops normalised on the model's device, bf16 under
     autocast with a float32 re-run of any unsound batch, unit vectors out. A backend supplies
-    ``_image_features(pixels)``, ``_tokens(texts)`` and ``_text_features(tokens)``."""
+    ``_image_features(model, pixels)``, ``_tokens(texts)`` and ``_text_features(model, tokens)``
+    (``model``: the loaded model, or its float32 twin for a re-run)."""
 
     backend = "torch"
 
@@ -218,6 +226,9 @@ class TorchEncoder:
         self.pre = pre
         self.precision = precision  # fp32, bf16 (autocast on the CPU) or fp16 (CUDA weights)
         self.fallbacks = 0  # bf16 batches computed again in float32 (a non-finite vector came out)
+        self._twin = None  # the float32 twin of the model (``_float32_twin``)
+        self._twin_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         # bf16 on the CPU runs under autocast with the matrix weights held in bf16 (what autocast
         # would cast them to on every call: a fifth of a ViT-B/32 forward on one core) and the
         # rest (norms, embeddings) in float32; the input stays float32. fp16/bf16 on CUDA: all
@@ -249,7 +260,17 @@ class TorchEncoder:
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).float()
             x = ((x - self._mean) / self._std).to(self.dtype)
-            return self._checked(lambda: self._image_features(x))
+            return self._checked(lambda model: self._image_features(model, x.float() if model is not self.model else x))
+
+    def encode_float32(self, batch: np.ndarray) -> np.ndarray:
+        """``encode_prepared`` in float32 arithmetic (the float32 twin of a reduced-precision model):
+        what a spot check holds stored vectors against, and what a failed chunk is encoded with."""
+        import torch
+
+        model = self.model if self.precision == "fp32" else self._float32_twin()
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2).float()
+            return unit(self._image_features(model, (x - self._mean) / self._std))
 
     def encode_images(self, images: list[np.ndarray | Image.Image]) -> np.ndarray:
         """Whole images (any size) -> (B, D) unit vectors."""
@@ -259,32 +280,30 @@ class TorchEncoder:
         """Texts -> (B, D) unit vectors; texts longer than the token limit are cut, and flagged."""
         import torch
 
-        with torch.inference_mode():
+        with self._tokenizer_lock:
             tokens, truncated = self._tokens(list(texts))
-            return TextEncoding(self._checked(lambda: self._text_features(tokens)), truncated)
+        with torch.inference_mode():
+            return TextEncoding(self._checked(lambda model: self._text_features(model, tokens)), truncated)
 
     def _checked(self, forward) -> np.ndarray:
+        """``forward(model)`` as unit vectors: at the encoder's precision, and again in float32 on
+        the float32 twin when a reduced-precision batch came out unsound."""
         with self._autocast():
-            vectors = unit(forward())
-        if self.precision == "bf16" and not sound(vectors):
-            self.fallbacks += 1
-            with self._float32():
-                vectors = unit(forward())
+            vectors = unit(forward(self.model))
+        if self.precision != "fp32" and not sound(vectors):
+            with self._twin_lock:
+                self.fallbacks += 1
+            vectors = unit(forward(self._float32_twin()))
         return vectors
 
-    @contextlib.contextmanager
-    def _float32(self):
-        """The model in float32 arithmetic for one forward (its bf16 matrix weights widened, exactly,
-        and narrowed back after: bf16 -> fp32 -> bf16 is lossless)."""
-        import torch
-
-        for m in self._matmuls:
-            m.float()
-        try:
-            yield
-        finally:
-            for m in self._matmuls:
-                m.to(torch.bfloat16)
+    def _float32_twin(self):
+        """A float32 copy of the model, made on first need and never changed after: the shared model
+        itself is never widened in place (another thread may be in a forward on it)."""
+        with self._twin_lock:
+            if self._twin is None:
+                twin = copy.deepcopy(self.model)
+                self._twin = twin.float().eval()
+            return self._twin
 
     def _autocast(self):
         import torch
@@ -293,13 +312,13 @@ class TorchEncoder:
             return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _image_features(self, pixels):  # pragma: no cover - each backend defines it
+    def _image_features(self, model, pixels):  # pragma: no cover - each backend defines it
         raise NotImplementedError
 
     def _tokens(self, texts: list[str]):  # pragma: no cover - each backend defines it
         raise NotImplementedError
 
-    def _text_features(self, tokens):  # pragma: no cover - each backend defines it
+    def _text_features(self, model, tokens):  # pragma: no cover - each backend defines it
         raise NotImplementedError
 
 

@@ -14,8 +14,8 @@ class HfEncoder(TorchEncoder):
     """What the transformers backends share: ``get_image_features``, and a tokenizer whose full
     token count says which texts are cut."""
 
-    def _image_features(self, pixels):
-        return self.model.get_image_features(pixel_values=pixels)
+    def _image_features(self, model, pixels):
+        return model.get_image_features(pixel_values=pixels)
 
     def _cut(self, texts: list[str]) -> list[bool]:
         return [len(ids) > self.max_tokens for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
@@ -36,8 +36,8 @@ class HfClipEncoder(HfEncoder):
         tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         return tok.to(self.device), self._cut(texts)
 
-    def _text_features(self, tok):
-        return self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+    def _text_features(self, model, tok):
+        return model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
 
 
 def preprocessing(ref, offline: bool = False) -> Preprocessing:

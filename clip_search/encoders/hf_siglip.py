@@ -35,8 +35,8 @@ class HfSiglipEncoder(HfEncoder):
         )
         return tok["input_ids"].to(self.device), self._cut(texts)
 
-    def _text_features(self, ids):
-        return self.model.get_text_features(input_ids=ids)
+    def _text_features(self, model, ids):
+        return model.get_text_features(input_ids=ids)
 
 
 def preprocessing(ref, offline: bool = False) -> Preprocessing:

@@ -32,8 +32,8 @@ class OpenClipEncoder(TorchEncoder):
         super().__init__(model, model_id, device, pre, precision, dim, int(tokenizer.context_length), scoring)
         self.tokenizer = tokenizer
 
-    def _image_features(self, pixels):
-        return self.model.encode_image(pixels)
+    def _image_features(self, model, pixels):
+        return model.encode_image(pixels)
 
     def _tokens(self, texts: list[str]):
         return self.tokenizer(texts).to(self.device), [self._length(t) > self.max_tokens for t in texts]
@@ -48,8 +48,8 @@ class OpenClipEncoder(TorchEncoder):
             return len(inner(text)["input_ids"])
         return 0
 
-    def _text_features(self, ids):
-        return self.model.encode_text(ids)
+    def _text_features(self, model, ids):
+        return model.encode_text(ids)
 
 
 def _probe_dim(model) -> int:

@@ -1,0 +1,106 @@
+"""One encoder shared by many threads gives exactly what it gives one thread: the dashboard's
+sessions share loaded models, and Ray Data runs an actor's calls on a thread of its own. Nothing
+may mutate a model while another thread computes with it (the float32 re-run of an unsound bf16
+batch once widened the shared weights in place, mid-forward on the other threads)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from clip_search.encoders import load_encoder
+
+THREADS = 8
+ROUNDS = 6
+TEXTS = [
+    ["a ship at sea", "a man hanging from a boom barrier"],
+    ["Vizzini says inconceivable", "a wide shot of a girl practising ballet", "a red flower opening"],
+    ["James Cagney dancing down the stairs"],
+    ["people walk to a table in a white room", "three water bottles", "a beetle on a flower", "a church tower"],
+]
+
+
+def _batches(encoder) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    crop = encoder.pre.crop
+    return [rng.integers(0, 256, (n, crop, crop, 3), dtype=np.uint8) for n in (5, 16, 3, 9)]
+
+
+def _work(encoder, batches, k: int) -> list[tuple[str, int, np.ndarray]]:
+    out = []
+    for r in range(ROUNDS):
+        i = (k + r) % len(batches)
+        out.append(("image", i, encoder.encode_prepared(batches[i])))
+        j = (k + r) % len(TEXTS)
+        out.append(("text", j, encoder.encode_text(TEXTS[j]).vectors))
+    return out
+
+
+def _run_threaded(encoder, batches) -> list[tuple[str, int, np.ndarray]]:
+    barrier = threading.Barrier(THREADS)
+
+    def task(k: int):
+        barrier.wait()  # every thread starts at once, so the forwards overlap
+        return _work(encoder, batches, k)
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return [r for rs in pool.map(task, range(THREADS)) for r in rs]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_eight_threads_on_one_encoder_give_the_single_threaded_vectors(tiny_clip_dir, precision):
+    encoder = load_encoder(str(tiny_clip_dir), "cpu", precision)
+    batches = _batches(encoder)
+    alone = {("image", i): encoder.encode_prepared(b) for i, b in enumerate(batches)}
+    alone |= {("text", j): encoder.encode_text(t).vectors for j, t in enumerate(TEXTS)}
+    results = _run_threaded(encoder, batches)
+    assert len(results) == THREADS * ROUNDS * 2
+    worst = min(float(np.min(np.sum(v * alone[(kind, i)], axis=1))) for kind, i, v in results)
+    assert worst >= 0.9999, f"a threaded call gave other vectors (min cosine {worst:.6f})"
+
+
+def test_a_float32_rerun_on_one_thread_leaves_the_others_bf16_forwards_alone(tiny_clip_dir):
+    """One thread's batches come out unsound (the rare NaN of a bf16 forward: injected here on the
+    threads named ``unlucky``) and are computed again in float32 while seven threads run bf16."""
+    encoder = load_encoder(str(tiny_clip_dir), "cpu", "bf16")
+    reference = load_encoder(str(tiny_clip_dir), "cpu", "bf16")  # a second load: nobody else touches it
+    batches = _batches(encoder)
+    alone = {i: reference.encode_prepared(b) for i, b in enumerate(batches)}
+    real = encoder._image_features
+
+    def sometimes_nan(model, pixels):
+        out = real(model, pixels)
+        if threading.current_thread().name.startswith("unlucky") and torch.is_autocast_enabled("cpu"):
+            out.pooler_output[0] = float("nan")
+        return out
+
+    encoder._image_features = sometimes_nan
+    held = {name: (p.dtype, p.data_ptr()) for name, p in encoder.model.named_parameters()}
+    barrier = threading.Barrier(THREADS)
+    results: list[tuple[int, np.ndarray]] = []
+    lock = threading.Lock()
+
+    def task(k: int) -> None:
+        barrier.wait()
+        for r in range(ROUNDS):
+            i = (k + r) % len(batches)
+            v = encoder.encode_prepared(batches[i])
+            with lock:
+                results.append((i, v))
+
+    threads = [
+        threading.Thread(target=task, args=(k,), name=("unlucky" if k == 0 else "lucky") + str(k))
+        for k in range(THREADS)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == THREADS * ROUNDS and encoder.fallbacks == ROUNDS
+    worst = min(float(np.min(np.sum(v * alone[i], axis=1))) for i, v in results)
+    assert worst >= 0.999, f"a forward computed on half-converted weights (min cosine {worst:.6f})"
+    assert {name: (p.dtype, p.data_ptr()) for name, p in encoder.model.named_parameters()} == held
