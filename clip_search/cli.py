@@ -26,7 +26,7 @@ from clip_search.arguments import (
     text,
 )
 from clip_search.distributed import expand_sources
-from clip_search.errors import FrameSearchError, ModelLoadError
+from clip_search.errors import FrameSearchError, ModelLoadError, one_line
 from clip_search.fetch import download, is_url
 from clip_search.indexer import IndexOptions, Progress, cached_index, existing_film, index_film, options_of
 from clip_search.library import Damaged, Film, Library, check_record
@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--check", action="store_true", help="verify every film's files in full (exit 1 if any is damaged)")
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="with --check: also decode a sample of each film's frames and encode them again in float32 with "
+        "every model it has (exit 1 if a set disagrees with its film)",
+    )
 
     p = sub.add_parser("export", help="write a film's vectors and times to .npz")
     p.add_argument("film", metavar="FILM")
@@ -148,12 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _err(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
+    print(f"error: {one_line(msg)}", file=sys.stderr)
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {one_line(msg)}", file=sys.stderr)
+
+
+def _note(msg: str) -> None:
+    print(f"note: {one_line(msg)}", file=sys.stderr)
 
 
 def _warn_damaged(library: Library) -> None:
     for d in library.damaged():
-        print(f"warning: {d.describe()}", file=sys.stderr)
+        _warn(d.describe())
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -230,7 +244,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                 how = f"encoded {result.encoded_frames} frames"
             print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} ({how}, {result.seconds:.1f} s) -> {m.id}")
             if m.dialogue and m.dialogue.get("warning"):
-                print(f"warning: {m.dialogue['warning']}", file=sys.stderr)
+                _warn(m.dialogue["warning"])
         except ModelLoadError:
             raise  # no film can be indexed without the model: fatal
         except FrameSearchError as e:
@@ -322,7 +336,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     model = library.model_for(films, args.model)
     films, missing = Library.through(films, model)
     for line in missing:
-        print(f"warning: {line}", file=sys.stderr)
+        _warn(line)
     if not films:
         raise FrameSearchError(f"No film chosen has {model} vectors; {missing[0].split('; ', 1)[1]}")
     encoder = load_encoder(model, args.device, args.precision)
@@ -331,10 +345,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise FrameSearchError(str(e)) from None
     for note in query.notices:
-        print(f"note: {note}", file=sys.stderr)
+        _note(note)
     searcher = Searcher(films, library, exact=args.exact)
     if searcher.notice:
-        print(f"note: {searcher.notice}", file=sys.stderr)
+        _note(searcher.notice)
     hits = searcher.search(query, top_k=args.top_k, gap=args.gap)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2))
@@ -364,6 +378,8 @@ def cmd_films(args: argparse.Namespace) -> int:
                 if isinstance(vs, FrameSearchError):
                     damaged.append(Damaged(f"{f.id} [{model.lstrip('?')}]", set_dir, str(vs)))
         films = healthy
+        if args.deep:
+            damaged += _reencoded(films)
     if args.json:
         rows = [
             dict(f.record.manifest.to_dict(), path=str(f.dir), status="complete", models=_models_of(f)) for f in films
@@ -383,12 +399,35 @@ def cmd_films(args: argparse.Namespace) -> int:
                 per_frame = f", {row['seconds_per_frame'] * 1000:.1f} ms/frame" if row["seconds_per_frame"] else ""
                 print(f"    {row['model']}  ({row['dim']}-d on {row['device'] or '?'}{per_frame})")
         for d in damaged:
-            print(f"warning: {d.describe()}", file=sys.stderr)
+            _warn(d.describe())
         if args.check:
             print(
                 f"checked {len(films) + len(damaged)} films: {len(films)} ok, {len(damaged)} damaged", file=sys.stderr
             )
     return 1 if args.check and damaged else 0
+
+
+def _reencoded(films: list[Film]) -> list[Damaged]:
+    """``films --check --deep``: each film's sets against a sample of its frames decoded again and
+    encoded in float32; a set that disagrees is damaged, a source or model that cannot be had is a warning."""
+    from clip_search.encoders import load_encoder, spot_check
+    from clip_search.errors import VideoError
+
+    encoders: dict[str, object] = {}
+    found = []
+    for f in films:
+        for model in f.models:
+            try:
+                if model not in encoders:
+                    encoders[model] = load_encoder(model, "auto", "fp32")
+                worst = spot_check.sample_agreement(f.view(model), encoders[model])
+            except (VideoError, ValueError, OSError, ModelLoadError) as e:
+                _warn(f"{f.name} [{model}]: not re-encoded ({e})")
+                continue
+            if worst < spot_check.SPOT_MIN_COSINE:
+                problem = f"its vectors disagree with the film's frames encoded again (min cosine {worst:.4f})"
+                found.append(Damaged(f"{f.id} [{model}]", f.view(model).set_dir, problem))
+    return found
 
 
 def _models_of(film: Film) -> list[dict]:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from clip_search import config
+from clip_search.encoders import spot_check
 from clip_search.errors import FrameSearchError
 from clip_search.fetch import download, is_url
 from clip_search.indexer import IndexOptions, _complete_index, _new_manifest, frame_thumbnail, vector_set_for
@@ -120,9 +121,14 @@ class ClipActor:
 
         torch.set_num_threads(max(1, threads))
         self.encoder = load_encoder(model_id, device)
+        self.calls = 0
 
     def __call__(self, batch: dict) -> dict:
-        vecs = self.encoder.encode_prepared(np.stack(batch["pixels"]))
+        pixels = np.stack(batch["pixels"])
+        vecs, redone = spot_check.checked(self.encoder, pixels, self.encoder.encode_prepared(pixels))
+        self.calls += 1
+        # a call whose spot check failed is named, so the driver counts each such chunk once per film
+        tag = f"{os.getpid()}-{self.calls}" if redone else ""
         return {
             "film_id": batch["film_id"],
             "seg": batch["seg"],
@@ -130,6 +136,7 @@ class ClipActor:
             "thumb": batch["thumb"],
             "seg_total": batch["seg_total"],
             "embedding": vecs,
+            "float32_chunk": np.full(len(vecs), tag, dtype=object),
         }
 
 
@@ -171,6 +178,7 @@ class _FilmJob:
         self.todo = {s.index for s in segments} - staged.segments_done()
         self.rows: dict[int, list] = {k: [] for k in self.todo}
         self.totals: dict[int, int] = {}
+        self.float32_chunks: set[str] = set()  # encode calls whose spot check failed (``spot_check``)
 
     def add(self, seg: int, t: float, emb: np.ndarray, thumb: bytes, total: int) -> bool:
         """Take one encoded frame; returns True when its segment became complete (and was written)."""
@@ -273,6 +281,7 @@ def index_archive(
     def finish(job: _FilmJob) -> None:
         try:
             dialogue = load_dialogue(job.path) if job.staged.film is None else None
+            job.staged.sets[0].float32_chunks += len(job.float32_chunks)
             film = job.staged.publish(dialogue, indexing_seconds=round(time.perf_counter() - t0, 3))
             result.indexed.append(film)
         except FrameSearchError as e:
@@ -306,18 +315,21 @@ def index_archive(
         frames = 0
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for fid, seg, t, emb, thumb, total in zip(
+                for fid, seg, t, emb, thumb, total, redone in zip(
                     batch["film_id"],
                     batch["seg"],
                     batch["time"],
                     batch["embedding"],
                     batch["thumb"],
                     batch["seg_total"],
+                    batch["float32_chunk"],
                     strict=True,
                 ):
                     job = jobs.get(str(fid))
                     if job is None:
                         continue
+                    if redone:
+                        job.float32_chunks.add(str(redone))
                     frames += int(t >= 0)
                     if job.add(int(seg), float(t), emb, bytes(thumb), int(total)) and not job.todo:
                         finish(job)

@@ -19,3 +19,9 @@ class FilmNotFound(FrameSearchError):
 
 class DownloadError(FrameSearchError):
     """A video URL that could not be downloaded."""
+
+
+def one_line(text: object) -> str:
+    """``text`` as one printable line: a newline, tab or other control character in a file name or a
+    message is shown escaped (``\\n``), so an error is always exactly one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))

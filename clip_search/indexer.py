@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from clip_search import config
+from clip_search.encoders import spot_check
 from clip_search.errors import VideoError
 from clip_search.library import Film, Library, Manifest, VectorSet, film_id_for, fingerprint
 from clip_search.locks import film_lock
@@ -294,6 +295,8 @@ def _encode_into(
     adding models) only frames at those times are encoded."""
     encoded = 0
     seconds = [0.0] * len(encoders)
+    checks = [spot_check.needs_check(e) for e in encoders]
+    inputs: list[list[tuple[np.ndarray, int]]] = [[] for _ in encoders]  # a checked model's batches of the chunk
     vecs: list[list[np.ndarray]] = [[] for _ in encoders]
     patches: list[list[np.ndarray]] = [[] for _ in encoders]
     times: list[float] = []
@@ -309,8 +312,11 @@ def _encode_into(
             for it in batch:
                 pixels.extend(it.patches[k])
             t0 = time.perf_counter()
-            out = enc.encode_prepared(np.stack(pixels))
+            stacked = np.stack(pixels)
+            out = enc.encode_prepared(stacked)
             seconds[k] += time.perf_counter() - t0
+            if checks[k]:
+                inputs[k].append((stacked, n))
             vecs[k].append(out[:n])
             if n < len(out):  # rows n.. are the patches, already frame-major: (frame, patch)
                 patches[k].append(out[n:])
@@ -319,7 +325,22 @@ def _encode_into(
         thumbs.extend(it.thumb for it in batch)
         encoded += n
 
+    def verify(k: int) -> None:
+        """Spot-check model k's vectors of this chunk; encode the chunk again in float32 if they disagree."""
+        t0 = time.perf_counter()
+        frames = np.concatenate([b[:n] for b, n in inputs[k]])
+        if spot_check.agreement(encoders[k], frames, np.concatenate(vecs[k])) < spot_check.SPOT_MIN_COSINE:
+            redone = [encoders[k].encode_float32(b) for b, _ in inputs[k]]
+            vecs[k][:] = [out[:n] for out, (_, n) in zip(redone, inputs[k], strict=True)]
+            patches[k][:] = [out[n:] for out, (_, n) in zip(redone, inputs[k], strict=True) if n < len(out)]
+            staged.sets[k].float32_chunks += 1
+        inputs[k].clear()
+        seconds[k] += time.perf_counter() - t0
+
     def flush() -> None:
+        for k in range(len(encoders)):
+            if checks[k] and inputs[k]:
+                verify(k)
         if times:
             staged.write_chunk(
                 [np.concatenate(v) for v in vecs],

@@ -106,6 +106,7 @@ class VectorSet:
     seconds_per_frame: float | None = None  # the model's own time per frame, measured
     completed_at: float | None = None
     format: int = SET_FORMAT
+    float32_chunks: int = 0  # chunks whose spot check failed and that were encoded again in float32
 
     @classmethod
     def load(cls, path: Path) -> VectorSet:

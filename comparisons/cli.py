@@ -23,7 +23,7 @@ from clip_search.arguments import (
     positive_ints,
     query_text,
 )
-from clip_search.errors import FrameSearchError
+from clip_search.errors import FrameSearchError, one_line
 from clip_search.library import Film, Library
 from clip_search.search import DEFAULT_GAP
 from clip_search.store import open_library
@@ -175,9 +175,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
         bar.close()
     print(run.summary())
     for t, msg in run.errors[:10]:
-        print(f"error: {film.name} at {fmt_time(t)}: {msg}", file=sys.stderr)
+        print("error: " + one_line(f"{film.name} at {fmt_time(t)}: {msg}"), file=sys.stderr)
     if run.fatal:
-        print(f"error: {run.fatal}", file=sys.stderr)
+        print(f"error: {one_line(run.fatal)}", file=sys.stderr)
         return 2
     return 1 if run.errors else 0
 
@@ -239,7 +239,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         scope=args.scope,
     )
     for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {one_line(w)}", file=sys.stderr)
     print("\n".join(report.text_lines(result)))
     drops = None
     if args.robustness:
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     except (FrameSearchError, FatalTaggerError, EngineUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; frames tagged so far are kept", file=sys.stderr)

@@ -1,0 +1,68 @@
+"""Soak: the scenario of ``tests/test_distributed.py::test_ray_adds_another_backends_vectors_to_an_indexed_film``
+run many times in a row (not CI): a film indexed with CLIP in this process, a SigLIP set added by a
+one-worker Ray at the machine's own precision (bf16 where the CPU has it), each time compared with
+the single-process float32 SigLIP vectors. Prints each run's least cosine and ``N/N exact`` (every
+vector at cosine >= 0.9999 of the reference) at the end.
+
+    python benchmarks/soak_ray.py [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from clip_search import config
+
+FILM = config.shared_media_dir() / "closeups" / "flower.mp4"
+EXACT = 0.9999
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args()
+
+    import ray
+
+    from clip_search.distributed import index_archive
+    from clip_search.encoders import cpu_has_bf16, load_encoder
+    from clip_search.encoders.random import build_random_clip, build_random_siglip
+    from clip_search.indexer import index_film
+    from clip_search.library import Library
+
+    root = Path(tempfile.mkdtemp(prefix="soak-ray-"))
+    clip_dir, siglip_dir = build_random_clip(root / "clip"), build_random_siglip(root / "siglip" / "model")
+    clip = load_encoder(str(clip_dir), "cpu", "fp32")
+    reference = index_film(FILM, Library(root / "single"), load_encoder(str(siglip_dir), "cpu", "fp32")).film
+    print(f"Ray actor precision: {'bf16' if cpu_has_bf16() else 'fp32'} (auto); {args.runs} runs", flush=True)
+    exact = 0
+    for run in range(1, args.runs + 1):
+        lib = Library(root / f"lib-{run}")
+        index_film(FILM, lib, clip)
+        t0 = time.perf_counter()
+        result = index_archive([str(FILM)], lib, str(siglip_dir), workers=1)
+        ray.shutdown()  # as the test's fixture does: each run starts its own local Ray
+        film = lib.films()[0].view(str(siglip_dir))
+        cos = np.sum(np.asarray(film.embeddings) * np.asarray(reference.embeddings), axis=1)
+        ok = not result.failed and film.times.tolist() == reference.times.tolist() and cos.min() >= EXACT
+        exact += ok
+        redone = film.vector_set.float32_chunks
+        print(
+            f"run {run:2d}: min cosine {cos.min():.6f}, chunks encoded again in float32 {redone}, "
+            f"{time.perf_counter() - t0:.1f} s -> {'exact' if ok else 'WRONG'}",
+            flush=True,
+        )
+    print(f"{exact}/{args.runs} exact")
+    return 0 if exact == args.runs else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
