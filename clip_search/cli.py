@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --check: also decode a sample of each film's frames and encode them again in float32 with "
         "every model it has (exit 1 if a set disagrees with its film)",
     )
+    p.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="merge film folders that hold the same content (indexed from two paths by an older version) into one",
+    )
 
     p = sub.add_parser("export", help="write a film's vectors and times to .npz")
     p.add_argument("film", metavar="FILM")
@@ -363,6 +368,20 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_films(args: argparse.Namespace) -> int:
     library = open_library(config.library_dir(args.library))
+    if args.dedupe:
+        from clip_search.store import merge_duplicates
+
+        lines = merge_duplicates(library)
+        for line in lines:
+            print(line)
+        print(f"{len(lines)} duplicate film folders" if lines else "no duplicate films", file=sys.stderr)
+        _keep_archive_index(library, library.models())
+    duplicates = library.duplicates()
+    if duplicates:
+        _note(
+            f"{len(duplicates)} film folders hold the same content as another and are listed once "
+            "(merge them with: python -m clip_search films --dedupe)"
+        )
     films, damaged = library.scan()
     if args.check:  # the full check: every vector of every set read
         healthy = []
@@ -395,6 +414,8 @@ def cmd_films(args: argparse.Namespace) -> int:
                 f"{m.name:40.40s} {m.frames:7d} frames  {fmt_time(m.duration):>10s}  "
                 f"{m.sampling_settings().describe():12s} id={m.id}"
             )
+            for other in f.manifest.sources:
+                print(f"    also at {other}")
             for row in _models_of(f):
                 per_frame = f", {row['seconds_per_frame'] * 1000:.1f} ms/frame" if row["seconds_per_frame"] else ""
                 print(f"    {row['model']}  ({row['dim']}-d on {row['device'] or '?'}{per_frame})")

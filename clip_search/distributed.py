@@ -34,7 +34,7 @@ from clip_search.fetch import download, is_url
 from clip_search.indexer import IndexOptions, _complete_index, _new_manifest, frame_thumbnail, vector_set_for
 from clip_search.library import Film, Library
 from clip_search.locks import FilmBusy, film_lock
-from clip_search.store import StagedFilm
+from clip_search.store import StagedFilm, add_source
 from clip_search.subtitles import load_dialogue
 from clip_search.video import iter_frames
 
@@ -249,7 +249,7 @@ def index_archive(
         path = Path(ref)
         try:
             path = download(ref, library.downloads_dir) if is_url(ref) else path
-            manifest = _new_manifest(path, options)
+            manifest = _new_manifest(path, options, library)
             lock = film_lock(library, manifest.id, wait=0)
             lock.__enter__()
         except FilmBusy as e:
@@ -260,7 +260,7 @@ def index_archive(
             continue
         existing = _complete_index(library, manifest)
         if existing and existing.has(model_id):
-            result.reused.append(existing.view(model_id))
+            result.reused.append(add_source(library, existing, path, locked=True).view(model_id))
             lock.__exit__(None, None, None)
             continue
         if probe_encoder is None:

@@ -16,6 +16,7 @@ cross-process lock from the cache check to the publish (``clip_search.store``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import queue
@@ -35,9 +36,9 @@ from clip_search import config
 from clip_search.encoders import spot_check
 from clip_search.errors import VideoError
 from clip_search.library import Film, Library, Manifest, VectorSet, film_id_for, fingerprint
-from clip_search.locks import film_lock
+from clip_search.locks import FilmBusy, film_lock
 from clip_search.patches import PatchSettings, crop_patches
-from clip_search.store import StagedFilm
+from clip_search.store import StagedFilm, add_source
 from clip_search.subtitles import load_dialogue
 from clip_search.video import SampledFrame, SamplingSettings, iter_frames, probe, scale_rgb
 
@@ -400,19 +401,31 @@ def options_of(film: Film, base: IndexOptions = IndexOptions()) -> IndexOptions:
 
 
 def existing_film(path: str | os.PathLike, library: Library) -> Film | None:
-    """The library's film of this source file, if it has one (any settings)."""
-    return library.get(film_id_for(Path(path)))
+    """The library's film of this file's content, if it has one (any settings, any path to it); None
+    for a file that cannot be read (indexing it then says why)."""
+    try:
+        return library.by_content(fingerprint(path))
+    except OSError:
+        return None
 
 
-def _new_manifest(path: Path, options: IndexOptions) -> Manifest:
-    """The film's own manifest (no model's fields): what its key is compared on."""
+def _new_manifest(path: Path, options: IndexOptions, library: Library) -> Manifest:
+    """The film's own manifest (no model's fields): what its key is compared on. A film is its
+    content: a path to bytes the library already has gets that film's id, so it is reused."""
     info = probe(path)
     w, h = info.display_size
+    content = fingerprint(path)
+    known = library.by_content(content)
     return Manifest(
-        id=film_id_for(path),
+        id=known.id if known else film_id_for(path),
+        sources=[
+            s
+            for s in ([known.record.manifest.source, *known.record.manifest.sources] if known else [])
+            if s != str(path.resolve())
+        ],
         name=path.stem,
         source=str(path.resolve()),
-        fingerprint=fingerprint(path),
+        fingerprint=content,
         model="",
         sampling=options.sampling.key(),
         patches=asdict(options.patches) if options.patches else None,
@@ -438,9 +451,11 @@ def cached_index(
     library has it (seen through the first model). Needs no model, so a re-run over indexed films
     returns at once."""
     models = _models(model_id)
-    film = _complete_index(library, _new_manifest(Path(path), options))
+    film = _complete_index(library, _new_manifest(Path(path), options, library))
     if film is None or not all(film.has(m) for m in models):
         return None
+    with contextlib.suppress(FilmBusy):  # another process holds the film: the path is noted next time
+        film = add_source(library, film, path)
     return film.view(models[0])
 
 
@@ -478,10 +493,12 @@ def index_film(
     path = Path(path)
     encoders = list(encoder) if isinstance(encoder, (list, tuple)) else [encoder]
     t0 = time.perf_counter()
-    manifest = _new_manifest(path, options)
+    manifest = _new_manifest(path, options, library)
     with film_lock(library, manifest.id, wait, on_wait):
         existing = _complete_index(library, manifest)
         todo = [e for e in encoders if existing is None or not existing.has(e.model_id)]
+        if existing is not None:
+            existing = add_source(library, existing, path, locked=True)
         if existing and not todo:
             film = existing.view(encoders[0].model_id)
             return IndexResult(film, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)

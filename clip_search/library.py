@@ -149,6 +149,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     logit_bias: float = 0.0
     scoring: str = "softmax"
+    sources: list[str] = field(default_factory=list)  # other paths to the same content, found later
 
     SET_FIELDS = ("model", "dim", "logit_scale", "logit_bias", "scoring", "device", "indexing_seconds")
 
@@ -584,6 +585,18 @@ def _default_of(counts: dict[str, int]) -> str:
     return min(counts, key=lambda m: (-counts[m], m))
 
 
+def _duplicates(films: list[Film]) -> list[tuple[Film, Film]]:
+    """(extra, kept) pairs among ``films``: same content fingerprint and same frames (sampling, patches)."""
+    groups: dict[str, list[Film]] = {}
+    for f in films:
+        groups.setdefault(json.dumps(f.manifest.key(), sort_keys=True), []).append(f)
+    pairs = []
+    for group in groups.values():
+        group.sort(key=lambda f: (-len(f.models), f.manifest.completed_at or 0, f.id))
+        pairs += [(extra, group[0]) for extra in group[1:]]
+    return pairs
+
+
 @dataclass(frozen=True)
 class Damaged:
     """A film folder that cannot be used, and why (shown to the user by name)."""
@@ -628,7 +641,23 @@ class Library:
 
     def scan(self) -> tuple[list[Film], list[Damaged]]:
         """Healthy films (by name) and damaged ones (by id, with the problem); a damaged vector set
-        of a film that has others is listed as ``<id> [<model>]``, its film stays usable."""
+        of a film that has others is listed as ``<id> [<model>]``, its film stays usable. A film is
+        its content: of two folders with the same content and frames (indexed from two paths before
+        films were found by content), one is listed; :meth:`duplicates` names the other."""
+        films, damaged = self._scan()
+        extra = {id(f) for f, _ in _duplicates(films)}
+        return [f for f in films if id(f) not in extra], damaged
+
+    def duplicates(self) -> list[tuple[Film, Film]]:
+        """(extra, kept) for each film folder holding the same content and frames as another one: the
+        kept one has the most models, then was indexed first. ``films --dedupe`` merges them."""
+        return _duplicates(self._scan()[0])
+
+    def by_content(self, fingerprint: str) -> Film | None:
+        """The film of this content (what a second path to the same bytes reuses), if the library has it."""
+        return next((f for f in self.scan()[0] if f.manifest.fingerprint == fingerprint), None)
+
+    def _scan(self) -> tuple[list[Film], list[Damaged]]:
         films, damaged = [], []
         for d in self._folders():
             try:

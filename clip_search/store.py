@@ -483,3 +483,55 @@ def migrate(library: Library) -> int:
         except (FilmBusy, OSError, ValueError, AttributeError, DamagedFilm):
             continue
     return done
+
+
+def add_source(library: Library, film: Film, path: str | os.PathLike, locked: bool = False) -> Film:
+    """Record another path to ``film``'s content (a copy, or the same file reached another way) in its
+    manifest; returns the film as it now is. Nothing is encoded: a film is its content. ``locked``:
+    the caller holds the film's lock already."""
+    where = str(Path(path).resolve())
+    m = film.record.manifest
+    if where == m.source or where in m.sources:
+        return film
+    with film_lock(library, film.id, wait=10) if not locked else _nowhere():
+        current = Manifest.load(film.dir / "manifest.json")
+        if where != current.source and where not in current.sources:
+            current.sources = [*current.sources, where]
+            atomic_write_json(film.dir / "manifest.json", current.to_dict())
+    return Film(film.dir, model=film.model)
+
+
+def merge_duplicates(library: Library) -> list[str]:
+    """Fold each film folder that holds the same content and frames as another into that one
+    (``films --dedupe``): its vector sets the kept film lacks move over (the frames are the same),
+    its paths become the kept film's sources, and only then is the extra folder removed, so nothing
+    indexed is lost (tags are stored by content and stay). Returns one line per film merged."""
+    lines = []
+    for extra, kept in library.duplicates():
+        try:
+            with film_lock(library, kept.id, wait=30), film_lock(library, extra.id, wait=30):
+                if not np.array_equal(extra.times, kept.times):
+                    lines.append(f"{extra.id}: kept apart from {kept.id} (same content, other frame times)")
+                    continue
+                moved = []
+                for model in extra.models:
+                    if kept.has(model):
+                        continue
+                    source_dir = extra.view(model).set_dir
+                    target = kept.dir / "vectors" / source_dir.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source_dir, target)
+                    moved.append(model)
+                current = Manifest.load(kept.dir / "manifest.json")
+                other = [extra.record.manifest.source, *extra.record.manifest.sources]
+                current.sources = list(dict.fromkeys(s for s in [*current.sources, *other] if s != current.source))
+                atomic_write_json(kept.dir / "manifest.json", current.to_dict())
+                trash = extra.dir.with_name(f".merged-{extra.dir.name}")
+                os.replace(extra.dir, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        except (FilmBusy, OSError, DamagedFilm) as e:
+            lines.append(f"{extra.id}: not merged ({e})")
+            continue
+        what = f", with its {', '.join(moved)} vectors" if moved else ""
+        lines.append(f"{extra.id}: merged into {kept.id}{what}")
+    return lines

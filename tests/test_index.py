@@ -87,12 +87,15 @@ def test_changed_file_is_reindexed_and_films_live_side_by_side(tmp_path, encoder
     copy = tmp_path / "clip.mp4"
     shutil.copy(FLOWER, copy)
     before = index_film(copy, lib, encoder).film.manifest.fingerprint
-    index_film(BUNNY, lib, encoder)
-    shutil.copy(BUNNY, copy)  # same path, new content
+    bunny = index_film(BUNNY, lib, encoder).film
+    shutil.copy(TEARS, copy)  # same path, content the library does not have
     after = index_film(copy, lib, encoder)
     assert not after.reused and after.film.manifest.fingerprint != before
-    assert after.film.manifest.frames == 30
+    assert after.film.manifest.frames == 71
     assert sorted(f.name for f in lib.films()) == ["big-buck-bunny-30s", "clip"]
+    shutil.copy(BUNNY, copy)  # same path, content the library has: a film is its content, reused
+    again = index_film(copy, lib, encoder)
+    assert again.reused and again.film.id == bunny.id and str(copy.resolve()) in again.film.manifest.sources
 
 
 def test_patch_mode_stores_patch_vectors(tmp_path, encoder):

@@ -151,6 +151,8 @@ def test_a_patch_mode_film_takes_about_its_share_of_hits_beside_one_without(tmp_
     plain_src, patch_src = tmp_path / "plain.mp4", tmp_path / "patched.mp4"
     shutil.copy(BUNNY, plain_src)
     shutil.copy(BUNNY, patch_src)
+    with open(patch_src, "ab") as f:  # other bytes (a film is its content), the same frames
+        f.write(b"\0" * 64)
     plain = index_film(plain_src, lib, encoder, IndexOptions(SamplingSettings(fps=1.0))).film
     patched = index_film(patch_src, lib, encoder, IndexOptions(SamplingSettings(fps=0.9), PatchSettings())).film
     films = [plain, patched]

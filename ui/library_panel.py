@@ -233,6 +233,21 @@ def film_list(lib: Library) -> None:
         st.caption(f"No films in {md(lib.root)} yet.")
     for d in damaged:
         st.warning(md(d.describe()))
+    duplicates = lib.duplicates()
+    if duplicates:
+        names = ", ".join(sorted({extra.name for extra, _ in duplicates}))
+        st.info(md(f"{len(duplicates)} film folders hold the same content as another ({names}); each is listed once."))
+        if st.button(
+            "Merge duplicates", key="merge_duplicates", help="their vectors join the kept film; nothing is lost"
+        ):
+            from clip_search.store import merge_duplicates
+
+            for line in merge_duplicates(lib):
+                st.caption(md(line))
+            from clip_search.ann import AnnIndex
+
+            for model in lib.models():
+                AnnIndex.keep_current(lib, model)
     for f in films:
         m = f.manifest
         st.markdown(
@@ -240,6 +255,8 @@ def film_list(lib: Library) -> None:
             f"{m.sampling_settings().describe()}" + (" · patches" if m.patches else "")
         )
         st.caption("models: " + md(", ".join(f.models)))
+        if m.sources:
+            st.caption("also at: " + md(", ".join(m.sources)))
         credit = credit_for(m.source)
         if credit:
             st.caption(credit)
