@@ -77,6 +77,8 @@ def main() -> None:
         st.warning(md(notice))
     st.session_state["url-film-ids"] = {f.name: f.id for f in films}
     url_state.restore([f.name for f in films], state.engine_names(lib, films), st.session_state["url-film-ids"])
+    if st.session_state.get("url-ignored"):
+        st.caption(md(st.session_state.pop("url-ignored")))
     picked = [f for f in films if f.name in (st.session_state.get("search-films") or [])] or films
     engines = state.engine_names(lib, picked)  # what can run on the films chosen
     if st.session_state.get("search-engine") not in (None, *engines):

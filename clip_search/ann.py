@@ -197,6 +197,8 @@ class AnnIndex:
             index = faiss.read_index(str(cls.folder(library, model) / meta["file"]))
         except RuntimeError:
             return None
+        if index.ntotal != sum(f["frames"] for f in meta["films"]):  # ids that would name other frames
+            return None
         return cls(library, index, meta)
 
     # -- writing ---------------------------------------------------------------------------------
@@ -535,6 +537,13 @@ def _meta_problem(meta) -> str | None:
             and all(isinstance(entry.get(k), int) and entry[k] >= 0 for k in ("offset", "frames"))
         ):
             return "a film entry lacks id, key, offset or frames"
+    position = 0  # the films' id ranges tile the index from 0, each as long as its film
+    for entry in sorted(meta["films"], key=lambda e: e["offset"]):
+        if entry["offset"] != position:
+            return f"film {entry['id']!r} starts at id {entry['offset']}, not {position} where the film before it ends"
+        if len(entry["key"]) > 2 and entry["key"][2] != entry["frames"]:
+            return f"film {entry['id']!r} has {entry['frames']} ids for its {entry['key'][2]} frames"
+        position += entry["frames"]
     return None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -29,7 +30,7 @@ from clip_search.distributed import expand_sources
 from clip_search.errors import FrameSearchError, ModelLoadError, one_line
 from clip_search.fetch import download, is_url
 from clip_search.indexer import IndexOptions, Progress, cached_index, existing_film, index_film, options_of
-from clip_search.library import Damaged, Film, Library, check_record
+from clip_search.library import Damaged, Film, Library, VectorSet, check_record
 from clip_search.patches import PatchSettings
 from clip_search.search import (
     DEFAULT_GAP,
@@ -192,10 +193,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     )
     library = open_library(config.library_dir(args.library))
     models = list(dict.fromkeys(config.model_id(m) for m in (args.model or [None])))
+    empty = [ref for ref in args.paths if Path(ref).expanduser().is_dir() and not expand_sources([ref])]
+    for ref in empty:  # said, never a silent success
+        _err(f"no videos found in {ref} (looked for {', '.join(sorted(config.VIDEO_SUFFIXES))})")
+    if len(empty) == len(args.paths):
+        return 1
     if args.workers:
-        return _index_on_ray(args, library, options, models)
+        return _index_on_ray(args, library, options, models) or (1 if empty else 0)
     encoders: list = []
-    failures = 0
+    failures = len(empty)
     explicit = args.fps is not None or args.every_frame or args.shots or args.patches
     for ref in expand_sources(args.paths):
         try:
@@ -463,14 +469,26 @@ def _models_of(film: Film) -> list[dict]:
 def cmd_export(args: argparse.Namespace) -> int:
     library = open_library(config.library_dir(args.library))
     film = library.find_one(args.film)
-    film = film.view(library.model_for([film], args.model))
+    model = library.model_for([film], args.model)
+    damaged = {m: vs for m, (_, vs) in check_record(film.dir, deep=True).sets.items() if not isinstance(vs, VectorSet)}
+    if model in damaged:  # every vector read, as films --check does: a damaged set is never exported
+        raise FrameSearchError(f"{film.name} [{model}]: damaged ({damaged[model]}); re-index its source to repair it.")
+    film = film.view(model)
     out = args.output
-    np.savez(
-        out,
-        embeddings=np.asarray(film.embeddings, np.float32),
-        times=np.asarray(film.times, np.float64),
-        model=np.array(film.model),
-    )
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:  # written under a temporary name and renamed: a full disk leaves no partial file at OUT
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                embeddings=np.asarray(film.embeddings, np.float32),
+                times=np.asarray(film.times, np.float64),
+                model=np.array(film.model),
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} ({film.model}) -> {out}")
     return 0
 

@@ -81,6 +81,23 @@ def _decode(raw: bytes, name: str) -> tuple[str, str | None]:
 
 
 _ARROW = re.compile(r"-->")
+_STAMP = re.compile(r"(\d{1,2}):(\d{1,2}):(\d{1,2})[.,](\d{1,3})")  # pysubs2's own timestamp
+
+
+def _srt_cues_only(text: str) -> tuple[str, int]:
+    """SRT text without the blocks whose timing line is broken, and how many there were. pysubs2
+    reads every line up to the next timing line as text, so such a cue would be glued onto the cue
+    before it; here it is dropped and counted instead."""
+    kept, dropped = [], 0
+    for block in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
+        lines = [line for line in block.split("\n") if line.strip()]
+        if not lines:
+            continue
+        if any(len(_STAMP.findall(line)) == 2 for line in lines[:2]):
+            kept.append("\n".join(lines))
+        else:
+            dropped += 1
+    return "\n\n".join(kept) + "\n", dropped
 
 
 def read_sidecar(path: Path) -> Dialogue:
@@ -90,6 +107,9 @@ def read_sidecar(path: Path) -> Dialogue:
     try:
         text, warning = _decode(path.read_bytes(), path.name)
         fmt = {".srt": "srt", ".vtt": "vtt", ".ass": "ass", ".ssa": "ssa"}[path.suffix.lower()]
+        broken = 0
+        if fmt == "srt":
+            text, broken = _srt_cues_only(text)
         events = [e for e in pysubs2.SSAFile.from_string(text, format_=fmt) if not e.is_comment]
         cues = [Cue(e.start / 1000, e.end / 1000, clean(e.plaintext)) for e in events if e.end > e.start]
     except Exception as e:  # noqa: BLE001 - pysubs2 raises many types for malformed files
@@ -100,7 +120,7 @@ def read_sidecar(path: Path) -> Dialogue:
             "the film is indexed without dialogue.",
         )
     if fmt in ("srt", "vtt"):  # every cue has one timing line: those not parsed were dropped
-        dropped = sum(1 for line in text.splitlines() if _ARROW.search(line)) - len(events)
+        dropped = broken + sum(1 for line in text.splitlines() if _ARROW.search(line)) - len(events)
         if dropped > 0:
             note = f"Subtitles {path.name}: {dropped} cue(s) with broken timestamps were dropped."
             warning = f"{warning} {note}" if warning else note

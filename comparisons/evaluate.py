@@ -413,6 +413,7 @@ def evaluate(
                 progress(n + 1, len(engines))
             continue
         ranked = [rank_query(engine, task, ks, tol, gap, depth, rng) for task in tasks]
+        warnings += _cut_queries(engine, tasks)
         rows += [row(task, engine.name, r) for task, r in zip(tasks, ranked, strict=True)]
         per_query = [r.metrics for r in ranked]
         moments = chance.moments(ranked)
@@ -448,6 +449,17 @@ def _result(
     return EngineResult(
         name, "ok", None, means, len(answered), len(per_query) - len(answered), ci, notes, dict(chance or {}), tied or 0
     )
+
+
+def _cut_queries(engine, tasks: list[Task]) -> list[str]:
+    """One line per engine that read some queries only in part (longer than its token limit), naming
+    them: scored on their beginning, said, as ``search`` says it."""
+    cut = [q for q in dict.fromkeys(t.query for t in tasks) if engine.notices(q)]
+    if not cut:
+        return []
+    names = ", ".join(repr(q[:40] + "…" if len(q) > 40 else q) for q in cut[:5]) + (", …" if len(cut) > 5 else "")
+    what = "query was" if len(cut) == 1 else f"{len(cut)} queries were"
+    return [f"{engine.name}: {what} longer than the model's token limit and scored on their beginning only: {names}"]
 
 
 def _fallback_notes(engine, films: dict) -> list[str]:

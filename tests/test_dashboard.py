@@ -516,6 +516,16 @@ def test_a_shared_link_with_an_infinite_play_time_is_ignored(app, indexed_librar
     assert "play" not in link.session_state
 
 
+@pytest.mark.parametrize("k", ["²", "٣", "0", "1e3", "-5"])
+def test_a_shared_link_with_a_bad_top_k_is_ignored_with_a_note_and_the_view_shows(app, k):
+    link = AppTest.from_file(APP, default_timeout=120)
+    link.query_params.update({"k": k, "q": "a ship at sea"})
+    link.run()
+    assert_no_error(link)
+    assert link.session_state["top-k"] == 12 and "hits** for *a ship at sea*" in texts(link)
+    assert any(f"k={k!r}" in c.value and "was ignored" in c.value for c in link.caption)
+
+
 @pytest.mark.slow
 def test_a_dialogue_hit_reads_its_line_once_and_plays_through_a_proxy(app, indexed_library):
     from clip_search.proxy import proxy_path

@@ -302,3 +302,17 @@ def test_in_library_scope_one_query_text_is_one_query_answered_in_any_of_its_fil
     assert row["metrics"]["hit@1"] == 1 and row["hits"][0]["film"] == indexed_library.find_one("popeye_p1").id
     dialogue = next(e for e in result.engines if e.engine == "dialogue")
     assert dialogue.queries == 1 and dialogue.no_answer == 1
+
+
+def test_queries_cut_to_the_models_token_limit_are_named(indexed_library, tiny_clip_dir, tmp_path, monkeypatch):
+    from comparisons.evaluate import evaluate, load_query_set
+    from engines import make_engine
+
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    rows = tmp_path / "q.csv"
+    long = "a rabbit in a meadow " * 10_000  # a 200 000-character cell
+    rows.write_text(f"film,query,start,end\nbig-buck-bunny-30s,{long},10,20\nbig-buck-bunny-30s,a bird,1,3\n")
+    result = evaluate(indexed_library, load_query_set(rows), [make_engine("clip", indexed_library)])
+    cut = [w for w in result.warnings if "token limit" in w]
+    assert len(cut) == 1 and "'a rabbit in a meadow a rabbit in a meado…'" in cut[0] and "a bird" not in cut[0]
+    assert "\n" not in cut[0] and len(cut[0]) < 300

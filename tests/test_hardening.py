@@ -290,6 +290,20 @@ def test_a_damaged_meta_json_makes_search_score_exactly_and_say_why(ann_library,
     assert "damaged" in out or "cannot be read" in out
 
 
+def test_shifted_film_offsets_in_meta_json_make_search_score_exactly_and_say_why(ann_library, capsys):
+    from clip_search.cli import main
+    from clip_search.search import Searcher
+
+    meta = _meta(ann_library)
+    later = max(meta["films"], key=lambda f: f["offset"])
+    later["offset"] += 7  # its hits would be read 7 frames off, from the wrong film's ids
+    (AnnIndex.folder(ann_library) / "meta.json").write_text(json.dumps(meta))
+    searcher = Searcher(ann_library.films(), ann_library)
+    assert searcher.mode == "exact" and "starts at id" in searcher.notice and "exactly" in searcher.notice
+    assert main(["ann", "status", "--library", str(ann_library.root)]) == 0
+    assert "damaged" in capsys.readouterr().out
+
+
 def test_ann_build_failures_are_one_line_and_keep_the_old_index(ann_library, monkeypatch, capsys):
     import clip_search.ann as ann
     from clip_search.cli import main

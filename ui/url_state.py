@@ -9,6 +9,7 @@ view back after every run."""
 from __future__ import annotations
 
 import math
+import re
 
 import streamlit as st
 
@@ -40,10 +41,20 @@ def restore(film_names: list[str], engines: list[str], film_ids: dict[str, str] 
         st.session_state["search-films"] = films
     if params.get("engine") in engines:
         st.session_state["search-engine"] = params["engine"]
-    if params.get("k", "").isdigit() and 1 <= int(params["k"]) <= 100:
-        st.session_state["top-k"] = int(params["k"])
+    ignored = []
+    k = params.get("k")
+    if k is not None:  # ASCII digits only: str.isdigit also takes "²", which int() refuses
+        if re.fullmatch(r"[0-9]{1,3}", k) and 1 <= int(k) <= 100:
+            st.session_state["top-k"] = int(k)
+        else:
+            ignored.append(f"k={k!r} (a number of hits from 1 to 100)")
+    for key, known in (("tab", TABS), ("engine", engines)):
+        if params.get(key) is not None and params.get(key) not in known:
+            ignored.append(f"{key}={params.get(key)!r} (not one of {', '.join(known)})")
     if params.get("tab") in TABS:
         st.session_state["tab"] = params["tab"]
+    if ignored:  # shown once above the results: the view still shows, with the defaults for these
+        st.session_state["url-ignored"] = "The link's " + "; ".join(ignored) + " was ignored."
     play = _film_time(params.get("play", ""))
     if play:
         st.session_state["play"] = {"film_id": play[0], "time": play[1]}
