@@ -262,7 +262,8 @@ class StagedFilm:
         if self.film is not None:
             return self._publish_sets(times)
         m.frames = n
-        if not m.duration and m.frames:  # a raw stream's header has no duration: the last frame's end
+        if m.frames and times[-1] >= m.duration:  # a raw stream's header has no duration, and joined
+            # MPEG-TS files report their first part's: the last frame's end
             m.duration = float(times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1.0))
         m.status = "complete"
         m.completed_at = now

@@ -335,6 +335,8 @@ def _seek_for_resume(container, stream, settings: SamplingSettings, start_after:
     timestamps to seek by, so those decode from the start and only drop the output."""
     if start_after is None or settings.mode == "shots" or start_after <= 1.0 or stream.start_time is None:
         return False
+    if "mpegts" in container.format.name:  # its timestamps may start again mid-file: a time names no one place
+        return False
     container.seek(int((start_after - 1.0) / stream.time_base) + stream.start_time, stream=stream, backward=True)
     return True
 
@@ -385,6 +387,8 @@ def _decode_plan(
         for packet in container.demux(stream):
             if packet.pts is None:
                 continue
+            if order and _time_of(packet.pts, stream) < _time_of(order[-1], stream) - REORDER_SPAN:
+                return None  # timestamps start again (joined MPEG-TS files): PTS name no frame alone
             if packet.is_keyframe and _closed(packet, stream.codec_context.name, prefix):
                 gop_starts.append(len(order))
             order.append(packet.pts)
@@ -478,10 +482,17 @@ def iter_frames(
         index = 0
         last_time = -1.0
         rotation = None
+        raw_last, shift = None, 0.0
         try:
             for frame in _decode(container, stream, codec, plan):
                 if frame.pts is not None and not untimed:
                     t = _time_of(frame.pts, stream)  # the very arithmetic that chose the wanted frames
+                    if raw_last is not None and t < raw_last - REORDER_SPAN:
+                        # a timestamp discontinuity (MPEG-TS files joined, a broadcast's counter reset):
+                        # the film goes on, so its times go on, one frame after the last one
+                        shift = last_time + 1.0 / (rate or 24.0) - t
+                    raw_last = t
+                    t += shift
                 elif rate:
                     t = index / rate
                 else:

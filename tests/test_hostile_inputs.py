@@ -85,3 +85,23 @@ def test_a_film_name_with_a_newline_gives_a_one_line_error(tmp_path, capsys):
     assert main(["index", str(bad), "--library", str(tmp_path / "lib")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "two\\nlines.mp4" in err
+
+
+def test_joined_mpeg_ts_files_index_whole_with_times_that_go_on(tmp_path, encoder):
+    """Two 4-second TS files joined byte for byte: the second's timestamps start again at zero (a
+    discontinuity TS allows); all 8 seconds are indexed, in order, not the first half alone."""
+    from tests.conftest import write_video
+
+    parts = []
+    for name, shade in (("a", 40), ("b", 200)):
+        frames = [np.full((120, 160, 3), shade, np.uint8) for _ in range(96)]
+        for i, f in enumerate(frames):
+            f[:, (i * 3) % 160] = 255
+        parts.append(write_video(tmp_path / f"{name}.ts", frames, rate=24).read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    film = index_film(joined, Library(tmp_path / "lib"), encoder).film
+    assert len(film.times) == 8 and np.allclose(film.times, np.arange(8.0), atol=0.05)  # ms timestamps
+    assert film.manifest.duration >= 8.0
+    second_half = film.embeddings[4:]  # the bright frames: another picture than the first half's
+    assert np.min(np.sum(second_half * film.embeddings[0], axis=1)) < 0.999
