@@ -11,6 +11,7 @@ a film whose source file changed since it was indexed is not tagged (its frames 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -28,6 +29,8 @@ from tagging.taggers.base import FatalTaggerError, Tag, Tagger, TaggerError
 
 BATCH = 16  # frames per call of a tagger that works in batches (amortises starting Tesseract)
 BREAKER = 3  # consecutive failed frames that stop a run
+GIVE_UP_AFTER = 40.0  # seconds without any answer from the service that stop a run (the calls in flight
+# then end within their own deadline: a silent or dripping endpoint costs under a minute in all)
 
 
 @dataclass
@@ -93,6 +96,7 @@ def tag_film(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     breaker: int = BREAKER,
+    give_up_after: float = GIVE_UP_AFTER,
 ) -> TagRun:
     """Tag every sampled frame of ``film`` that the store lacks; keep each response as it arrives.
 
@@ -105,7 +109,7 @@ def tag_film(
     with film_lock(library, f"tag-{film.id}-{tagger.service}", wait=None, busy=waiting):
         store = TagStore(library)
         try:
-            return _tag_film(store, film, tagger, workers, progress, breaker)
+            return _tag_film(store, film, tagger, workers, progress, breaker, give_up_after)
         finally:
             store.close()
 
@@ -125,9 +129,11 @@ def check_source(film: Film) -> None:
         )
 
 
-def _tag_film(store: TagStore, film, tagger, workers, progress, breaker) -> TagRun:
+def _tag_film(store: TagStore, film, tagger, workers, progress, breaker, give_up_after) -> TagRun:
     """``tag_film`` under the film's tagging lock, into ``store``."""
     t0 = time.perf_counter()
+    heard = [time.monotonic()]  # when the service last answered (a result or an error it sent)
+    stop = threading.Event()
     todo = store.missing(film, tagger.service, tagger.model_version, tagger.features)
     run = TagRun(film.name, tagger.service, total=len(film.times), reused=len(film.times) - len(todo))
     run.notice = store.notice
@@ -139,14 +145,32 @@ def _tag_film(store: TagStore, film, tagger, workers, progress, breaker) -> TagR
         store.put(film, t, tagger.service, feature, tagger.model_version, tags, served)
 
     def tag_one(t: float, image: np.ndarray) -> list[TaggerError]:
-        """Runs on a worker: every missing feature of one frame, each stored as it arrives."""
+        """Runs on a worker: every missing feature of one frame, each stored as it arrives. A call the
+        service did not answer ends the frame (its other calls would wait as long); so does a stopped run."""
         errors = []
+        if stop.is_set():
+            return [TaggerError("not asked: the run had stopped", unreachable=True)]
         for r in tagger.responses(image, tuple(todo[time_key(t)])):
             if r.error is not None:
                 errors.append(r.error)
+                if r.error.unreachable or stop.is_set():
+                    break
+                heard[0] = time.monotonic()
             else:
+                heard[0] = time.monotonic()
                 store_response(t, r.feature, r.tags or [], r.served_version)
         return errors
+
+    def silent() -> bool:
+        """The whole run's bound: no answer for ``give_up_after`` seconds stops it, whatever each call's."""
+        if time.monotonic() - heard[0] <= give_up_after:
+            return False
+        run.fatal = run.fatal or (
+            f"{tagger.service} gave no answer for {give_up_after:g} s; stopped. Check the endpoint and the "
+            "network, then run again: frames tagged so far are kept."
+        )
+        stop.set()
+        return True
 
     def record(t: float, errors: list[TaggerError] | BaseException) -> None:
         if isinstance(errors, FatalTaggerError):
@@ -177,18 +201,28 @@ def _tag_film(store: TagStore, film, tagger, workers, progress, breaker) -> TagR
     if batch_fn and len(tagger.features) == 1:
         _run_batches(frames, batch_fn, tagger.features[0], store_response, record, run)
     else:  # per-frame calls in parallel (network-bound cloud services)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            pending: dict[Future, float] = {}
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=f"tag-{tagger.service}")
+        pending: dict[Future, float] = {}
+
+        def settle(until_below: int) -> None:
+            """Record finished frames until fewer than ``until_below`` are in flight, or the run is silent."""
+            while len(pending) >= max(1, until_below) and not silent():
+                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    record(pending.pop(fut), fut.exception() or fut.result())
+
+        try:
             for t, img in frames:
                 pending[pool.submit(tag_one, t, img)] = t
-                if len(pending) >= workers * 2:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        record(pending.pop(fut), fut.exception() or fut.result())
+                settle(workers * 2)
                 if run.fatal:
                     break
-            for fut in list(pending):
-                record(pending.pop(fut), fut.exception() or fut.result())
+            settle(1)
+        finally:
+            stop.set()
+            # frames not started are not asked; those in flight end within one call's deadline (a frame
+            # stops at its first unanswered call), and an answer that still arrives is paid for: kept
+            pool.shutdown(wait=True, cancel_futures=True)
     run.seconds = time.perf_counter() - t0
     store.record_run(film, tagger.service, run.tagged, run.seconds)
     return run

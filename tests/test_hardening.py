@@ -217,6 +217,30 @@ def test_a_silent_or_dripping_rekognition_endpoint_is_given_up_on(library, aws, 
     assert run.fatal and run.tagged == 0 and time.monotonic() - t0 < 20  # seconds, not minutes
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("reply", [Scripted(delay=600), Scripted(drip=1.0)], ids=["silent", "dripping"])
+def test_with_the_default_limits_a_sick_rekognition_endpoint_costs_under_a_minute(library, aws, reply):
+    """The README's promise, measured with the shipped limits (a 15 s call deadline, three calls a
+    frame, two frames at once): the whole run is bounded, not each call (136 s before)."""
+    lib, film = library
+    aws.then(*[reply] * 60)
+    t0 = time.monotonic()
+    run = tag_film(lib, film, RekognitionTagger())
+    took = time.monotonic() - t0
+    assert run.fatal and run.tagged == 0
+    assert took < 60, f"gave up after {took:.0f} s"
+
+
+def test_a_run_that_hears_nothing_for_its_bound_stops_whatever_each_call_allows(library, aws):
+    lib, film = library
+    aws.then(*[Scripted(delay=600)] * 40)
+    t0 = time.monotonic()
+    run = tag_film(lib, film, RekognitionTagger(deadline=6.0), breaker=100, give_up_after=2.0)
+    took = time.monotonic() - t0
+    assert run.fatal and "gave no answer for 2 s" in run.fatal and run.tagged == 0
+    assert took < 2.0 + 6.0 + 5  # the bound, then the calls in flight end within their own deadline
+
+
 def test_throttling_that_asks_for_an_hour_stops_the_run_at_once(library):
     lib, film = library
     storm = Scripted(429, {"error": {"code": "429", "message": "slow down"}}, {"Retry-After": "3600"})
