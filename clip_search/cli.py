@@ -212,6 +212,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             if cached:
                 m = cached.manifest
                 print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} (already indexed, reused) -> {m.id}")
+                _embed_dialogue(library, cached)
                 continue
             if not encoders:  # loaded only when some film needs encoding
                 from clip_search.encoders import load_encoder
@@ -256,6 +257,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} ({how}, {result.seconds:.1f} s) -> {m.id}")
             if m.dialogue and m.dialogue.get("warning"):
                 _warn(m.dialogue["warning"])
+            _embed_dialogue(library, result.film)
         except ModelLoadError:
             raise  # no film can be indexed without the model: fatal
         except FrameSearchError as e:
@@ -266,6 +268,29 @@ def cmd_index(args: argparse.Namespace) -> int:
             _err(f"{Path(ref).name}: {e.strerror or e}")
     _keep_archive_index(library, models)
     return 1 if failures else 0
+
+
+def _embed_dialogue(library: Library, film: Film) -> None:
+    """A film's subtitle cues embedded now, with a bar, and kept with it: no query embeds them."""
+    from tqdm import tqdm
+
+    from tagging.dialogue import prepare_cues  # the CLI is an entry point: it may reach up the layers
+
+    bar = None
+
+    def show(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None and total > 2048:  # a few cues take no time worth a bar
+            bar = tqdm(total=total, desc=f"{film.name[:30]} dialogue", unit="cue", file=sys.stderr)
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+
+    try:
+        prepare_cues(library, film, show)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _index_on_ray(args: argparse.Namespace, library: Library, options: IndexOptions, models: list[str]) -> int:

@@ -536,3 +536,25 @@ def merge_duplicates(library: Library) -> list[str]:
         what = f", with its {', '.join(moved)} vectors" if moved else ""
         lines.append(f"{extra.id}: merged into {kept.id}{what}")
     return lines
+
+
+def save_derived(library: Library, film: Film, name: str, arrays: dict[str, np.ndarray]) -> bool:
+    """Keep a cache derived from a film's own data (e.g. its cue vectors) in its folder, atomically;
+    False when another process holds the film (the cache is simply made again later)."""
+    if Path(name).name != name or not name.endswith(".npz"):
+        raise ValueError(f"a derived file is a plain .npz name, not {name!r}")
+    try:
+        with film_lock(library, film.id, wait=0):
+            target = film.dir / name
+            tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **arrays)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except (FilmBusy, OSError):
+        return False
+    return True

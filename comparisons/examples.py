@@ -12,6 +12,7 @@ from pathlib import Path
 from clip_search import config
 from clip_search.errors import FrameSearchError
 from clip_search.library import Library
+from tagging.dialogue import prepare_cues
 
 EXAMPLE_SET = config.PROJECT_DIR / "data" / "queries.csv"
 TAG_COST = 2.0  # offline tagging takes about twice as long per frame as indexing, for the progress bar
@@ -106,6 +107,7 @@ def prepare(
         try:
             index_part.at(0.0, "indexing")
             film = index_film(path, library, encoder, wait=None, progress=index_part.indexing).film
+            prepare_cues(library, film)  # its dialogue embedded now, so no query has to
             run = tag_film(library, film, tagger, progress=tag_part.tagging)
             if run.fatal:
                 raise FrameSearchError(run.fatal)

@@ -21,15 +21,15 @@ DIALOGUE_FILMS = 16  # films whose cue vectors a dialogue engine keeps (each fil
 class _Cues:
     """One film's dialogue and, once asked for, its embedded cues (embedded once, under a lock)."""
 
-    def __init__(self, dialogue: Dialogue) -> None:
-        self.dialogue = dialogue
+    def __init__(self, library: Library, film: Film, dialogue: Dialogue) -> None:
+        self.library, self.film, self.dialogue = library, film, dialogue
         self._index: CueIndex | None = None
         self._lock = threading.Lock()
 
     def index(self) -> CueIndex:
         with self._lock:
-            if self._index is None:
-                self._index = CueIndex(self.dialogue.cues)
+            if self._index is None:  # read from the film's folder (embedded when it was indexed)
+                self._index = CueIndex.for_film(self.library, self.film, self.dialogue.cues)
             return self._index
 
 
@@ -49,7 +49,7 @@ class DialogueEngine(Engine):
             key = (film.id, film.record.manifest.completed_at, store.version(film, "offline"))
         finally:
             store.close()
-        return self._films.get_or_make(key, lambda: _Cues(film_dialogue(self.library, film)))
+        return self._films.get_or_make(key, lambda: _Cues(self.library, film, film_dialogue(self.library, film)))
 
     def dialogue(self, film: Film) -> Dialogue:
         """The film's dialogue, read once per film version and OCR state."""

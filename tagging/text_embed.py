@@ -12,6 +12,7 @@ import numpy as np
 
 _lock = threading.Lock()
 _cache: OrderedDict[str, np.ndarray] = OrderedDict()  # least recently used first
+SENTENCE_MODEL = "all-MiniLM-L6-v2"  # what stored cue vectors were made with (they are of this model alone)
 CACHE_SIZE = 50_000  # texts (about 77 MB of vectors): tags, cues and queries of a large library
 STOPWORDS = frozenset(
     "a an and are as at be by for from has he her his in is it its of on or she that the their them they this "

@@ -645,3 +645,36 @@ def test_a_films_subtitle_cues_are_embedded_once_not_on_every_query(tmp_path, en
     for query in ("the sea at night", "line number 7", "a ship at sea"):
         engine.search([film], query, top_k=3)
     assert sum(encoded) <= 3  # later queries embed only the query itself
+
+
+def test_indexing_embeds_a_films_cues_so_that_no_query_does(tmp_path, tiny_clip_dir, monkeypatch):
+    """A long subtitle file (3 000 cues here; 100 000 is the same, larger) is embedded by ``index``
+    and kept with the film: a dialogue search in a new process reads the vectors and embeds only
+    its query (the first query used to embed every cue, 90 s and more for 100 000)."""
+    from clip_search.cli import main
+    from engines import make_engine
+    from tagging import text_embed
+    from tagging.dialogue import CUE_VECTORS
+    from tests.conftest import FLOWER
+
+    source = tmp_path / "flower.mp4"
+    source.write_bytes(FLOWER.read_bytes())
+    lines = []
+    for i in range(3000):  # milliseconds apart, as in the test above
+        a, b = i * 1.5, i * 1.5 + 1.0
+        lines.append(
+            f"{i + 1}\n00:00:0{int(a // 1000)},{int(a % 1000):03d} --> 00:00:0{int(b // 1000)},"
+            f"{int(b % 1000):03d}\nline number {i} about the sea\n"
+        )
+    source.with_suffix(".srt").write_text("\n".join(lines))
+    lib = tmp_path / "lib"
+    assert main(["index", str(source), "--library", str(lib), "--model", str(tiny_clip_dir)]) == 0
+    film = Library(lib).films()[0]
+    assert (film.dir / CUE_VECTORS).is_file() and len(film.dialogue().cues) == 3000
+    text_embed._cache.clear()  # as in a new process: nothing remembered
+    model = text_embed.sentence_model()
+    encoded: list[int] = []
+    real = model.encode
+    monkeypatch.setattr(model, "encode", lambda texts, **kw: encoded.append(len(texts)) or real(texts, **kw))
+    hits = make_engine("dialogue", Library(lib)).search([film], "line number 7 about the sea", top_k=3)
+    assert hits and sum(encoded) == 1  # the query alone

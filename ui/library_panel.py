@@ -15,6 +15,7 @@ from clip_search.patches import PatchSettings
 from clip_search.timecode import fmt_time
 from clip_search.video import SamplingSettings
 from comparisons.examples import example_films, missing, prepare
+from tagging.dialogue import prepare_cues
 from ui import state
 from ui.samples import VIDEO_SUFFIXES, credit_for, sample_films
 from ui.text import md
@@ -62,6 +63,11 @@ def _progress(name: str):
     return bar, show
 
 
+def _dialogue_progress(bar, name: str):
+    """The film's bar, telling how far embedding its subtitle lines is (done once, at indexing)."""
+    return lambda done, total: bar.progress(done / max(total, 1), text=f"{name}: dialogue, {done} of {total} lines")
+
+
 def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: IndexOptions) -> int:
     """Index with a progress bar and time left; a bad file is one error line, the rest go on.
     Returns how many films are in the library afterwards."""
@@ -78,8 +84,9 @@ def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: Index
             bar.empty()
             st.error(md(f"{path.name}: {e.strerror or e}"))
             continue
-        bar.empty()
         m = result.film.manifest
+        prepare_cues(lib, result.film, _dialogue_progress(bar, m.name))
+        bar.empty()
         st.session_state.setdefault("notices", []).append(
             f"{m.name}: already indexed" if result.reused else f"{m.name}: indexed {m.frames} frames"
         )
