@@ -678,3 +678,17 @@ def test_indexing_embeds_a_films_cues_so_that_no_query_does(tmp_path, tiny_clip_
     monkeypatch.setattr(model, "encode", lambda texts, **kw: encoded.append(len(texts)) or real(texts, **kw))
     hits = make_engine("dialogue", Library(lib)).search([film], "line number 7 about the sea", top_k=3)
     assert hits and sum(encoded) == 1  # the query alone
+
+
+@pytest.mark.parametrize(("reply", "code"), [(Scripted(500, {"message": "down"}), 2), (None, 0)])
+def test_comparisons_tag_exits_as_the_readme_documents(library, aws, reply, code, capsys):
+    """2 when the breaker stopped the run (README's exit-code table), 0 when every frame was tagged."""
+    from comparisons.cli import main
+
+    lib, film = library
+    if reply is not None:
+        aws.then(*[reply] * 200)
+    args = ["tag", film.id, "--service", "rekognition" if reply is not None else "offline", "--yes"]
+    assert main([*args, "--library", str(lib.root)]) == code
+    if code:
+        assert "frames in a row" in capsys.readouterr().err
