@@ -4,7 +4,7 @@ one-worker Ray at the machine's own precision (bf16 where the CPU has it), each 
 the single-process float32 SigLIP vectors. Prints each run's least cosine and ``N/N exact`` (every
 vector at cosine >= 0.9999 of the reference) at the end.
 
-    python benchmarks/soak_ray.py [--runs 30]
+    python benchmarks/soak_ray.py [--runs 30] [--readme]
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from clip_search import config
+from scripts.readme_block import Transcript, replace_block
+
+BEGIN, END = "<!-- soak-bench:begin (benchmarks/soak_ray.py --readme) -->", "<!-- soak-bench:end -->"
 
 FILM = config.shared_media_dir() / "closeups" / "flower.mp4"
 EXACT = 0.9999
@@ -28,7 +31,9 @@ EXACT = 0.9999
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--readme", action="store_true", help="write this run's output into README.md")
     args = ap.parse_args()
+    say = Transcript()
 
     import ray
 
@@ -42,7 +47,7 @@ def main() -> int:
     clip_dir, siglip_dir = build_random_clip(root / "clip"), build_random_siglip(root / "siglip" / "model")
     clip = load_encoder(str(clip_dir), "cpu", "fp32")
     reference = index_film(FILM, Library(root / "single"), load_encoder(str(siglip_dir), "cpu", "fp32")).film
-    print(f"Ray actor precision: {'bf16' if cpu_has_bf16() else 'fp32'} (auto); {args.runs} runs", flush=True)
+    say(f"Ray actor precision: {'bf16' if cpu_has_bf16() else 'fp32'} (auto); {args.runs} runs")
     exact = 0
     for run in range(1, args.runs + 1):
         lib = Library(root / f"lib-{run}")
@@ -55,12 +60,14 @@ def main() -> int:
         ok = not result.failed and film.times.tolist() == reference.times.tolist() and cos.min() >= EXACT
         exact += ok
         redone = film.vector_set.float32_chunks
-        print(
+        say(
             f"run {run:2d}: min cosine {cos.min():.6f}, chunks encoded again in float32 {redone}, "
-            f"{time.perf_counter() - t0:.1f} s -> {'exact' if ok else 'WRONG'}",
-            flush=True,
+            f"{time.perf_counter() - t0:.1f} s -> {'exact' if ok else 'WRONG'}"
         )
-    print(f"{exact}/{args.runs} exact")
+    say(f"{exact}/{args.runs} exact")
+    if args.readme:
+        what = "the Ray test's scenario repeated: SigLIP added on a one-worker local Ray to a film indexed with CLIP"
+        replace_block(BEGIN, END, say.block(BEGIN, END, "python benchmarks/soak_ray.py --readme", what))
     return 0 if exact == args.runs else 1
 
 

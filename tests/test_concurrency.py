@@ -104,3 +104,41 @@ def test_a_float32_rerun_on_one_thread_leaves_the_others_bf16_forwards_alone(tin
     worst = min(float(np.min(np.sum(v * alone[i], axis=1))) for i, v in results)
     assert worst >= 0.999, f"a forward computed on half-converted weights (min cosine {worst:.6f})"
     assert {name: (p.dtype, p.data_ptr()) for name, p in encoder.model.named_parameters()} == held
+
+
+def test_four_sessions_on_the_shared_engine_at_once_get_the_clis_hits(indexed_library, tiny_clip_dir, capsys):
+    """What four dashboard sessions share is the process's cached model and engine (``ui.state``:
+    one encoder, one engine per model): four threads search through one such engine at the same
+    moment, as four sessions' Search tabs do (``engine.search(films, query, top_k, gap)``), each
+    query in another order, and every result equals the CLI's for that query (film, time, score).
+    The browser benchmark ``bench_sessions.py`` does the same through real sessions and pages."""
+    import json
+
+    from clip_search.cli import main
+    from clip_search.search import DEFAULT_GAP
+    from engines import make_engine
+
+    root = str(indexed_library.root)
+    queries = ["a ship at sea", "a giant bird", "people at a table", "a rabbit in a meadow", "a bottle"]
+    expected = {}
+    for q in queries:
+        assert main(["search", q, "--top-k", "12", "--json", "--library", root, "--model", str(tiny_clip_dir)]) == 0
+        expected[q] = [(h["film"], h["time"], round(h["score"], 5)) for h in json.loads(capsys.readouterr().out)]
+    engine = make_engine(str(tiny_clip_dir), indexed_library)  # loads the model once, as the dashboard does
+    films = indexed_library.films()
+    barrier = threading.Barrier(4)
+
+    def session(k: int) -> dict[str, list]:
+        barrier.wait()
+        out = {}
+        for _ in range(3):
+            for q in queries[k:] + queries[:k]:
+                hits = engine.search(films, q, 12, DEFAULT_GAP)
+                out.setdefault(q, []).append([(h.film, h.time, round(h.score, 5)) for h in hits])
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        pages = list(pool.map(session, range(4)))
+    for k, page in enumerate(pages):
+        for q, results in page.items():
+            assert all(r == expected[q] for r in results), f"session {k}, {q!r}"
