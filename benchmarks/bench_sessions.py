@@ -26,42 +26,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
+from bench_dashboard import DONE, QUERIES, thumbnails
 
 from clip_search.library import Library, Manifest
 from clip_search.store import import_vectors
 from clip_search.timecode import fmt_time
 from scripts.readme_block import Transcript, replace_block
-from ui.launch import launch_chromium, start_dashboard
+from ui.launch import WATCH_RUNS, launch_chromium, start_dashboard
 
 BEGIN, END = "<!-- sessions-bench:begin (benchmarks/bench_sessions.py --readme) -->", "<!-- sessions-bench:end -->"
 
-QUERIES = [
-    "a ship at sea",
-    "a man hanging from a boom barrier",
-    "a girl practising ballet",
-    "a bird on a branch",
-    "a close-up of a face",
-    "a burning building",
-    "two people talking at night",
-]
 TOP_K = 12  # the dashboard's default top-k
 CARDS = """() => {
   const ranks = [...document.querySelectorAll('[data-testid="stMarkdownContainer"] p')]
     .map(p => p.innerText.match(/^#(\\d+) · (\\S+)/)).filter(Boolean).map(m => m[2]);
   const films = [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
     .map(c => c.innerText.match(/^(.*) · score (-?\\d+\\.\\d{3})$/)).filter(Boolean).map(m => [m[1], m[2]]);
-  return ranks.map((t, i) => [films[i] ? films[i][0] : null, t, films[i] ? films[i][1] : null]);
+  return ranks.map((t, i) => [films[i] ? films[i][0] : null, t, films[i] ? films[i][1] : null]);  // rank order
 }"""
-DONE = """q => [...document.querySelectorAll('p')].some(p => p.innerText.endsWith('for ' + q))
-      && [...document.querySelectorAll("[data-testid='stImage'] img")]
-           .filter(im => im.complete && im.naturalWidth > 0).length >= 12
-      && document.querySelector('.js-plotly-plot .scatterlayer, .js-plotly-plot .gl-canvas')
-      && !document.querySelector("[data-testid='stStatusWidget']")"""
 
 
 def build_library(root: Path, model_dir: str, films: int = 3, minutes: float = 20.0) -> None:
-    from bench_dashboard import thumbnails
-
     from clip_search.encoders import load_encoder
 
     enc = load_encoder(model_dir, "cpu")
@@ -110,12 +95,14 @@ def session(url: str, queries: list[str], start: threading.Barrier | None, out: 
         box = page.get_by_label("What did you see?")
         box.wait_for(timeout=300_000)
         box.fill("warm-up")
+        page.evaluate(WATCH_RUNS)
         box.press("Enter")
         page.wait_for_function(DONE, arg="warm-up", timeout=300_000, polling=20)
         if start:
             start.wait()  # every session types its queries at the same time
         for q in queries:
             box.fill(q)
+            page.evaluate(WATCH_RUNS)
             t0 = time.perf_counter()
             box.press("Enter")
             page.wait_for_function(DONE, arg=q, timeout=300_000, polling=20)
@@ -161,6 +148,10 @@ def main() -> int:
     say(f"one session alone:        {figures(alone['seconds'])}")
     say(f"{args.sessions} sessions at once:     {figures([s for r in runs for s in r.get('seconds', [])])}")
     say(f"hits equal to the CLI's (film, time, score to 3 places, in rank order): {same}/{total} result pages")
+    for k, r in enumerate([alone, *runs]):
+        for q in queries:
+            if r.get("cards", {}).get(q) != expected[q]:
+                print(f"  session {k} {q!r}: page {r.get('cards', {}).get(q)} != CLI {expected[q]}")
     if args.readme:
         what = (
             "three 20-minute films at 1 fps, ViT-B/32-sized CLIP (random weights), Enter -> 12 thumbnails + "

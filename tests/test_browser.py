@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from clip_search import config
-from ui.launch import CHROMIUM, launch_chromium, start_dashboard
+from ui.launch import CHROMIUM, RUN_DONE, WATCH_RUNS, launch_chromium, start_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -57,19 +57,6 @@ def settled(page, timeout: float = 60_000) -> None:
     expect(page.locator("[data-testid='stApp']")).to_have_attribute(
         "data-test-script-state", "notRunning", timeout=timeout
     )
-
-
-WATCH_RUNS = """() => {
-  const app = document.querySelector("[data-testid='stApp']");
-  if (window.__runWatch) window.__runWatch.disconnect();
-  window.__runs = 0;
-  window.__runWatch = new MutationObserver(() => {
-    if (app.dataset.testScriptState === "running") window.__runs += 1;
-  });
-  window.__runWatch.observe(app, { attributes: true, attributeFilter: ["data-test-script-state"] });
-}"""
-RUN_DONE = """() => window.__runs > 0
-  && document.querySelector("[data-testid='stApp']").dataset.testScriptState === "notRunning" """
 
 
 def act(page, action, timeout: float = 60_000) -> None:

@@ -74,3 +74,19 @@ def start_dashboard(library: str, model: str, timeout: float = 90.0) -> tuple[su
 def launch_chromium(playwright):
     """Debian's Chromium through Playwright (Playwright's own browser download is not possible here)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# A page's script runs, as a browser driver waits for them (the tests and the benchmarks): Streamlit
+# sets data-test-script-state on the app; a watcher set up before an action counts the run that the
+# action starts, so the moment before the server starts it is never taken for its end.
+WATCH_RUNS = """() => {
+  const app = document.querySelector("[data-testid='stApp']");
+  if (window.__runWatch) window.__runWatch.disconnect();
+  window.__runs = 0;
+  window.__runWatch = new MutationObserver(() => {
+    if (app.dataset.testScriptState === "running") window.__runs += 1;
+  });
+  window.__runWatch.observe(app, { attributes: true, attributeFilter: ["data-test-script-state"] });
+}"""
+RUN_DONE = """() => window.__runs > 0
+  && document.querySelector("[data-testid='stApp']").dataset.testScriptState === "notRunning" """
