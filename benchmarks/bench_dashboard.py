@@ -24,7 +24,7 @@ from PIL import Image
 
 from clip_search.library import Library, Manifest
 from clip_search.store import import_vectors
-from scripts.readme_block import Transcript, replace_block
+from scripts.readme_block import Transcript
 from ui.launch import RUN_DONE, WATCH_RUNS, launch_chromium, start_dashboard
 
 BEGIN, END = "<!-- dashboard-bench:begin (benchmarks/bench_dashboard.py --readme) -->", "<!-- dashboard-bench:end -->"
@@ -51,6 +51,24 @@ DONE = (
            .filter(im => im.complete && im.naturalWidth > 0).length >= 12
       && document.querySelector('.js-plotly-plot .scatterlayer, .js-plotly-plot .gl-canvas')"""
 )
+
+
+def open_search(page, url: str, timeout_ms: float) -> object:
+    """Open the dashboard in ``page`` and wait for its query box (the model loads on the first visit)."""
+    page.goto(url)
+    box = page.get_by_label("What did you see?")
+    box.wait_for(timeout=timeout_ms)
+    return box
+
+
+def ask(page, box, query: str, timeout_ms: float = 60_000) -> float:
+    """Type ``query``, press Enter and wait for ``DONE``: the seconds from Enter to frames on screen."""
+    box.fill(query)
+    page.evaluate(WATCH_RUNS)
+    t0 = time.perf_counter()
+    box.press("Enter")
+    page.wait_for_function(DONE, arg=query, timeout=timeout_ms, polling=20)
+    return time.perf_counter() - t0
 
 
 def thumbnails(n: int) -> list[bytes]:
@@ -94,20 +112,9 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = launch_chromium(p)
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.goto(url)
-                box = page.get_by_label("What did you see?")
-                box.wait_for(timeout=180_000)
-                samples = []
-                for i, q in enumerate(["warm-up", *QUERIES[: args.queries]]):
-                    box.fill(q)
-                    page.evaluate(WATCH_RUNS)
-                    t0 = time.perf_counter()
-                    box.press("Enter")
-                    page.wait_for_function(DONE, arg=q, timeout=60_000, polling=20)
-                    if i:
-                        samples.append(time.perf_counter() - t0)
-                    else:  # the first query also makes the strip's hover thumbnails (then cached)
-                        first = time.perf_counter() - t0
+                box = open_search(page, url, 180_000)
+                first = ask(page, box, "warm-up")  # also makes the strip's hover thumbnails (then cached)
+                samples = [ask(page, box, q) for q in QUERIES[: args.queries]]
                 browser.close()
         finally:
             proc.terminate()
@@ -121,7 +128,7 @@ def main() -> None:
     say(f"first query of the session (also makes the strip's hover thumbnails): {first * 1000:.0f} ms")
     if args.readme:
         what = "Enter -> the run ended, 12 thumbnails loaded and the strip drawn, headless Chromium at 1280x900"
-        replace_block(BEGIN, END, say.block(BEGIN, END, "python benchmarks/bench_dashboard.py --readme", what))
+        say.to_readme(BEGIN, END, "python benchmarks/bench_dashboard.py --readme", what)
 
 
 if __name__ == "__main__":

@@ -19,20 +19,19 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from bench_dashboard import DONE, QUERIES, thumbnails
+from bench_dashboard import QUERIES, ask, open_search, thumbnails
 
 from clip_search.library import Library, Manifest
 from clip_search.store import import_vectors
 from clip_search.timecode import fmt_time
-from scripts.readme_block import Transcript, replace_block
-from ui.launch import WATCH_RUNS, launch_chromium, start_dashboard
+from scripts.readme_block import Transcript
+from ui.launch import launch_chromium, start_dashboard
 
 BEGIN, END = "<!-- sessions-bench:begin (benchmarks/bench_sessions.py --readme) -->", "<!-- sessions-bench:end -->"
 
@@ -91,22 +90,12 @@ def session(url: str, queries: list[str], start: threading.Barrier | None, out: 
     with sync_playwright() as p:
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1920, "height": 1080})
-        page.goto(url)
-        box = page.get_by_label("What did you see?")
-        box.wait_for(timeout=300_000)
-        box.fill("warm-up")
-        page.evaluate(WATCH_RUNS)
-        box.press("Enter")
-        page.wait_for_function(DONE, arg="warm-up", timeout=300_000, polling=20)
+        box = open_search(page, url, 300_000)
+        ask(page, box, "warm-up", 300_000)
         if start:
             start.wait()  # every session types its queries at the same time
         for q in queries:
-            box.fill(q)
-            page.evaluate(WATCH_RUNS)
-            t0 = time.perf_counter()
-            box.press("Enter")
-            page.wait_for_function(DONE, arg=q, timeout=300_000, polling=20)
-            out.setdefault("seconds", []).append(time.perf_counter() - t0)
+            out.setdefault("seconds", []).append(ask(page, box, q, 300_000))
             out.setdefault("cards", {})[q] = page.evaluate(CARDS)
         browser.close()
 
@@ -157,7 +146,7 @@ def main() -> int:
             "three 20-minute films at 1 fps, ViT-B/32-sized CLIP (random weights), Enter -> 12 thumbnails + "
             "strip rendered in headless Chromium at 1920x1080, each session its own browser"
         )
-        replace_block(BEGIN, END, say.block(BEGIN, END, "python benchmarks/bench_sessions.py --readme", what))
+        say.to_readme(BEGIN, END, "python benchmarks/bench_sessions.py --readme", what)
     return 0 if same == total else 1
 
 

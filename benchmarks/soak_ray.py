@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from clip_search import config
-from scripts.readme_block import Transcript, replace_block
+from scripts.readme_block import Transcript
 
 BEGIN, END = "<!-- soak-bench:begin (benchmarks/soak_ray.py --readme) -->", "<!-- soak-bench:end -->"
 
@@ -67,7 +67,7 @@ def main() -> int:
     say(f"{exact}/{args.runs} exact")
     if args.readme:
         what = "the Ray test's scenario repeated: SigLIP added on a one-worker local Ray to a film indexed with CLIP"
-        replace_block(BEGIN, END, say.block(BEGIN, END, "python benchmarks/soak_ray.py --readme", what))
+        say.to_readme(BEGIN, END, "python benchmarks/soak_ray.py --readme", what)
     return 0 if exact == args.runs else 1
 
 
