@@ -192,7 +192,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         chunk_frames=args.chunk_frames,
     )
     library = open_library(config.library_dir(args.library))
-    models = list(dict.fromkeys(config.model_id(m) for m in (args.model or [None])))
+    # without --model: the library's own model when it has films (so an offline library stays usable)
+    chosen = args.model or [library.default_model() if library.films() else None]
+    models = list(dict.fromkeys(config.model_id(m) for m in chosen))
     empty = [ref for ref in args.paths if Path(ref).expanduser().is_dir() and not expand_sources([ref])]
     for ref in empty:  # said, never a silent success
         _err(f"no videos found in {ref} (looked for {', '.join(sorted(config.VIDEO_SUFFIXES))})")

@@ -105,3 +105,15 @@ def test_joined_mpeg_ts_files_index_whole_with_times_that_go_on(tmp_path, encode
     assert film.manifest.duration >= 8.0
     second_half = film.embeddings[4:]  # the bright frames: another picture than the first half's
     assert np.min(np.sum(second_half * film.embeddings[0], axis=1)) < 0.999
+
+
+def test_index_without_a_model_uses_the_librarys_own(tmp_path, tiny_clip_dir, monkeypatch, capsys):
+    """Offline, the hub model cannot load: a library indexed with a local model keeps indexing with it."""
+    from tests.conftest import BUNNY
+
+    monkeypatch.delenv("FRAMESEARCH_MODEL", raising=False)
+    lib = str(tmp_path / "lib")
+    assert main(["index", str(FLOWER), "--library", lib, "--model", str(tiny_clip_dir)]) == 0
+    assert main(["index", str(BUNNY), "--library", lib]) == 0
+    assert f"model {tiny_clip_dir} on" in capsys.readouterr().err
+    assert all(f.models == [str(tiny_clip_dir)] for f in Library(lib).films())
