@@ -115,11 +115,10 @@ class ClipActor:
     """Ray actor: loads CLIP once, encodes blocks of prepared frames into unit vectors."""
 
     def __init__(self, model_id: str, device: str, threads: int) -> None:
-        import torch
-
         from clip_search.encoders import load_encoder
+        from clip_search.encoders.base import set_threads
 
-        torch.set_num_threads(max(1, threads))
+        set_threads(threads)  # never above an inherited OMP_THREAD_LIMIT (see capped_threads)
         self.encoder = load_encoder(model_id, device)
         self.calls = 0
 

@@ -34,6 +34,7 @@ from PIL import Image
 
 from clip_search import config
 from clip_search.encoders import spot_check
+from clip_search.encoders.base import set_threads
 from clip_search.errors import VideoError
 from clip_search.library import Film, Library, Manifest, VectorSet, film_id_for, fingerprint
 from clip_search.locks import FilmBusy, film_lock
@@ -168,17 +169,15 @@ class CoreSplit:
                 self.active = CoreSplit._users == 1
                 if self.active:
                     CoreSplit._before = torch.get_num_threads()
-                    torch.set_num_threads(self.threads)
+                    set_threads(self.threads)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.counted:
-            import torch
-
             with CoreSplit._lock:
                 CoreSplit._users -= 1
                 if self.active:
-                    torch.set_num_threads(CoreSplit._before)
+                    set_threads(CoreSplit._before)
 
     def watch(self, blocked: float, now: float | None = None) -> None:
         """Called on the model's thread after each batch with the seconds the decoder has spent
@@ -195,9 +194,7 @@ class CoreSplit:
         elif self.batches == SPLIT_SETTLE + SPLIT_WATCH:
             elapsed = now - self.start[0]
             if elapsed > 0 and (blocked - self.start[1]) / elapsed > SPLIT_GIVE_UP:
-                import torch
-
-                torch.set_num_threads(CoreSplit._before)
+                set_threads(CoreSplit._before)
                 self.active = False  # the model has every core again; leaving restores nothing more
 
 

@@ -142,3 +142,50 @@ def test_four_sessions_on_the_shared_engine_at_once_get_the_clis_hits(indexed_li
     for k, page in enumerate(pages):
         for q, results in page.items():
             assert all(r == expected[q] for r in results), f"session {k}, {q!r}"
+
+
+THREAD_LIMIT_SCRIPT = """
+import sys, numpy as np, torch
+sys.path.insert(0, {root!r})
+torch.set_num_threads(2)  # what a Ray actor or the machine's default asks for
+from clip_search.encoders import load_encoder
+fast, exact = load_encoder({model!r}, "cpu", "bf16"), load_encoder({model!r}, "cpu", "fp32")
+rng, worst = np.random.default_rng(0), 1.0
+for n in (32, 32, 7, 5, 16, 1):  # the kernels are planned per shape: the wrong vectors came with some
+    batch = rng.integers(0, 256, (n, exact.pre.crop, exact.pre.crop, 3), dtype=np.uint8)
+    worst = min(worst, float(np.min(np.sum(fast.encode_prepared(batch) * exact.encode_prepared(batch), axis=1))))
+print(torch.get_num_threads(), worst)
+"""
+
+
+def test_an_openmp_thread_limit_below_torchs_threads_never_gives_wrong_vectors(siglip_dir):
+    """The Ray actor's wrong vectors (min cosine -0.099): the offline tagger had put OMP_THREAD_LIMIT=1
+    into the environment, Ray's workers inherited it, and torch ran at 2 threads; oneDNN's bf16
+    kernels planned for 2 threads got 1 and left part of each vector uncomputed. Here, in a process
+    started under that limit: the encoder keeps torch within it and its vectors are the float32 ones."""
+    import os
+    import subprocess
+    import sys
+
+    from clip_search import config
+
+    script = THREAD_LIMIT_SCRIPT.format(root=str(config.PROJECT_DIR), model=str(siglip_dir))
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    threads, worst = out.stdout.split()
+    assert int(threads) == 1 and float(worst) >= 0.999, out.stdout
+
+
+def test_the_offline_tagger_limits_tesseract_alone_not_this_process(monkeypatch):
+    import os
+
+    import pytesseract
+
+    from tagging.taggers.offline import OfflineTagger
+
+    monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
+    OfflineTagger()
+    assert "OMP_THREAD_LIMIT" not in os.environ  # nor in any process started later (Ray's workers)
+    tesseract_env = dict(pytesseract.pytesseract.environ)
+    assert tesseract_env["OMP_THREAD_LIMIT"] == "1" and tesseract_env["PATH"] == os.environ["PATH"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,31 @@ def pick_precision(precision: str | None, device: str) -> str:
     return precision
 
 
+def omp_thread_limit() -> int | None:
+    """The OpenMP thread limit of this process (``OMP_THREAD_LIMIT``), if one is set."""
+    try:
+        limit = int(os.environ.get("OMP_THREAD_LIMIT", ""))
+    except ValueError:
+        return None
+    return limit if limit > 0 else None
+
+
+def capped_threads(threads: int) -> int:
+    """``threads`` for torch, never above the OpenMP thread limit. oneDNN plans a bf16 kernel's work
+    for torch's thread count; under a lower limit OpenMP starts fewer threads than planned and the
+    other threads' share of the output is never computed: finite, unit-length vectors of nothing
+    (the Ray actor's wrong vectors: OMP_THREAD_LIMIT=1 inherited, torch at 2 threads)."""
+    limit = omp_thread_limit()
+    return max(1, min(threads, limit) if limit else threads)
+
+
+def set_threads(threads: int) -> None:
+    """``torch.set_num_threads``, capped by :func:`capped_threads` (the one way this code sets it)."""
+    import torch
+
+    torch.set_num_threads(capped_threads(threads))
+
+
 def weight_dtype(precision: str):
     """The dtype weights are loaded in: that of the precision, on every device (on the CPU a bf16
     model is then never held in float32 as well; ``TorchEncoder`` widens its norms back)."""
@@ -220,6 +246,8 @@ class TorchEncoder:
     ) -> None:
         import torch
 
+        if torch.get_num_threads() > capped_threads(torch.get_num_threads()):
+            set_threads(torch.get_num_threads())  # torch's default (the cores) may exceed the limit too
         self.model = model
         self.model_id = model_id
         self.device = device

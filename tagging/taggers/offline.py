@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,6 +45,20 @@ _COLOUR_NAMES = list(COLOURS)
 _COLOUR_LAB = cv2.cvtColor(np.array([list(COLOURS.values())], np.uint8), cv2.COLOR_RGB2LAB)[0].astype(np.float32)
 
 
+class _TesseractEnv(Mapping):
+    """This process's environment as it is at each call, with ``OMP_THREAD_LIMIT=1`` for Tesseract
+    (pytesseract passes its module's ``environ`` to every tesseract process it starts)."""
+
+    def __getitem__(self, key: str) -> str:
+        return "1" if key == "OMP_THREAD_LIMIT" else os.environ[key]
+
+    def __iter__(self):
+        return iter({*os.environ, "OMP_THREAD_LIMIT"})
+
+    def __len__(self) -> int:
+        return len({*os.environ, "OMP_THREAD_LIMIT"})
+
+
 class OfflineTagger:
     """OCR, faces, shot scale, colours and brightness for one frame, on the CPU."""
 
@@ -57,7 +71,10 @@ class OfflineTagger:
 
         if shutil.which("tesseract") is None:
             raise FatalTaggerError("The offline tagger needs Tesseract OCR: install Debian's tesseract-ocr package.")
-        os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one thread per call: callers run frames in parallel
+        # one thread per Tesseract call (callers run frames in parallel), for Tesseract's processes
+        # alone: set in os.environ it reached every process started later, Ray's encode workers too,
+        # where it made torch's bf16 kernels compute part of each vector (see capped_threads)
+        pytesseract.pytesseract.environ = _TesseractEnv()
         self._tess = pytesseract
         self.model_version = f"tesseract-{pytesseract.get_tesseract_version()}+opencv-{cv2.__version__}"
         self.ocr_min_confidence = ocr_min_confidence
