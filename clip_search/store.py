@@ -494,11 +494,14 @@ def add_source(library: Library, film: Film, path: str | os.PathLike, locked: bo
     m = film.record.manifest
     if where == m.source or where in m.sources:
         return film
-    with film_lock(library, film.id, wait=10) if not locked else _nowhere():
-        current = Manifest.load(film.dir / "manifest.json")
-        if where != current.source and where not in current.sources:
-            current.sources = [*current.sources, where]
-            atomic_write_json(film.dir / "manifest.json", current.to_dict())
+    try:
+        with film_lock(library, film.id, wait=10) if not locked else _nowhere():
+            current = Manifest.load(film.dir / "manifest.json")
+            if where != current.source and where not in current.sources:
+                current.sources = [*current.sources, where]
+                atomic_write_json(film.dir / "manifest.json", current.to_dict())
+    except OSError:  # a read-only library: the film is still reused, the path just not noted
+        return film
     return Film(film.dir, model=film.model)
 
 

@@ -96,3 +96,19 @@ def test_the_sidebar_lists_duplicates_once_and_merges_them(tmp_path, tiny_clip_d
     at.button(key="merge_duplicates").click().run()
     assert_no_error(at)
     assert not lib.duplicates() and len(list(lib.films_dir.iterdir())) == 1
+
+
+def test_a_copy_on_a_read_only_library_is_still_reused(tmp_path, tiny_clip_dir, copies, monkeypatch, capsys):
+    import errno
+
+    import clip_search.store as store
+
+    lib = str(tmp_path / "lib")
+    assert main(["index", str(FLOWER), "--library", lib, "--model", str(tiny_clip_dir)]) == 0
+
+    def read_only(path, obj):  # stands for a library on a read-only mount
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(store, "atomic_write_json", read_only)
+    assert main(["index", str(copies[0]), "--library", lib, "--model", str(tiny_clip_dir)]) == 0
+    assert "already indexed, reused" in capsys.readouterr().out
