@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search import config
+from clip_search import config, text_vectors
 from clip_search.arguments import (
     Parser,
     device,
@@ -377,7 +377,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         _warn(line)
     if not films:
         raise FrameSearchError(f"No film chosen has {model} vectors; {missing[0].split('; ', 1)[1]}")
-    encoder = load_encoder(model, args.device, args.precision)
+    # a text already searched with this model is read from the library's cache: no torch, no model
+    key = text_vectors.model_key(model, args.device, args.precision)
+    encoder = text_vectors.CachedTextEncoder(
+        library, model, key, lambda: load_encoder(model, args.device, args.precision)
+    )
     try:
         query = build_query(encoder, args.query, args.negative, args.image, args.negative_weight)
     except ValueError as e:
