@@ -57,7 +57,7 @@ def build_query(
     enc = encoder.encode_text(texts) if texts else None
     if text:
         parts.append(enc.vectors[0])
-        labels.append(text)
+        labels.append(f"{enc.used[0]} …" if enc.truncated[0] and enc.used else text)  # the words the model read
         if enc.truncated[0]:
             notices.append(
                 f"The query is longer than {encoder.model_id}'s {encoder.max_tokens} tokens; "

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS texts (
     text TEXT NOT NULL,        -- the text exactly as encoded
     vector BLOB NOT NULL,      -- float32 unit vector
     truncated INTEGER NOT NULL, -- whether the model's token limit cut it
+    used TEXT NOT NULL,        -- the words of it the model read
     PRIMARY KEY (model, text)
 );
 CREATE TABLE IF NOT EXISTS models (model TEXT PRIMARY KEY, max_tokens INTEGER NOT NULL, dim INTEGER NOT NULL);
@@ -55,7 +56,7 @@ class TextVectors:
         con.executescript(SCHEMA)
         return con
 
-    def get(self, texts: list[str]) -> tuple[dict[str, tuple[np.ndarray, bool]], int | None]:
+    def get(self, texts: list[str]) -> tuple[dict[str, tuple[np.ndarray, bool, str]], int | None]:
         """The cached vectors of ``texts`` (those it has) and the model's token limit, if known."""
         if not self.path.is_file():
             return {}, None
@@ -65,10 +66,10 @@ class TextVectors:
                 found = {}
                 for text in dict.fromkeys(texts):
                     row = con.execute(
-                        "SELECT vector, truncated FROM texts WHERE model = ? AND text = ?", (self.key, text)
+                        "SELECT vector, truncated, used FROM texts WHERE model = ? AND text = ?", (self.key, text)
                     ).fetchone()
                     if row:
-                        found[text] = (np.frombuffer(row[0], np.float32).copy(), bool(row[1]))
+                        found[text] = (np.frombuffer(row[0], np.float32).copy(), bool(row[1]), row[2])
                 meta = con.execute("SELECT max_tokens FROM models WHERE model = ?", (self.key,)).fetchone()
             finally:
                 con.close()
@@ -87,16 +88,23 @@ class TextVectors:
                         (self.key, int(max_tokens), int(encoded.vectors.shape[1])),
                     )
                     con.executemany(
-                        "INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?, ?)",
                         [
-                            (self.key, t, np.asarray(v, np.float32).tobytes(), int(cut))
-                            for t, v, cut in zip(texts, encoded.vectors, encoded.truncated, strict=True)
+                            (self.key, t, np.asarray(v, np.float32).tobytes(), int(cut), used)
+                            for t, v, cut, used in zip(
+                                texts, encoded.vectors, encoded.truncated, _used(texts, encoded), strict=True
+                            )
                         ],
                     )
             finally:
                 con.close()
         except (sqlite3.Error, OSError):
             pass
+
+
+def _used(texts: list[str], encoded: TextEncoding) -> list[str]:
+    """Of each text, the words the model read (the text itself when the encoding does not say)."""
+    return encoded.used or list(texts)
 
 
 class CachedTextEncoder:
@@ -133,8 +141,17 @@ class CachedTextEncoder:
             encoded = self.encoder.encode_text(missing)
             self.cache.put(missing, encoded, self.encoder.max_tokens)
             self._max_tokens = self.encoder.max_tokens
-            found.update({t: (v, cut) for t, v, cut in zip(missing, encoded.vectors, encoded.truncated, strict=True)})
-        return TextEncoding(np.stack([found[t][0] for t in texts]), [found[t][1] for t in texts])
+            found.update(
+                {
+                    t: (v, cut, used)
+                    for t, v, cut, used in zip(
+                        missing, encoded.vectors, encoded.truncated, _used(missing, encoded), strict=True
+                    )
+                }
+            )
+        return TextEncoding(
+            np.stack([found[t][0] for t in texts]), [found[t][1] for t in texts], [found[t][2] for t in texts]
+        )
 
     def encode_images(self, images: list) -> np.ndarray:
         return self.encoder.encode_images(images)

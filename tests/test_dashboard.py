@@ -544,3 +544,14 @@ def test_a_dialogue_hit_reads_its_line_once_and_plays_through_a_proxy(app, index
     film = indexed_library.get(app.session_state["play"]["film_id"])
     assert film.name.startswith("popeye") and proxy_path(indexed_library, film).is_file()  # HEVC: its H.264 copy
     assert app.get("video")
+
+
+def test_a_query_longer_than_the_token_limit_shows_only_the_words_the_model_read(app):
+    words = " ".join(f"word{i}" for i in range(1200))  # about 9 000 characters, far past 77 tokens
+    app.text_input(key="query").input(words).run()
+    assert_no_error(app)
+    (header,) = [m.value for m in app.markdown if "hits** for *" in m.value]
+    shown_query = shown(header).split("hits** for *", 1)[1]
+    assert shown_query.startswith("word0 word1 ") and shown_query.rstrip("*").endswith(" …")
+    assert len(shown_query) < 400 and "word1199" not in shown_query
+    assert any("longer than" in c.value and "tokens" in c.value for c in app.caption)  # and it says so

@@ -66,6 +66,11 @@ def test_long_text_is_truncated_and_flagged(encoder):
     # the vector is that of the text cut at 77 tokens
     cut = encoder.tokenizer.decode(ids[1 : CLIP_MAX_TOKENS - 1])
     assert float(enc.vectors[0] @ encoder.encode_text([cut]).vectors[0]) > 0.999
+    # the words it read, for a header: as many of the first words as fit, and no more
+    used = enc.used[0]
+    assert long.startswith(used) and len(encoder.tokenizer(used)["input_ids"]) <= CLIP_MAX_TOKENS
+    one_more = " ".join(long.split()[: len(used.split()) + 1])
+    assert len(encoder.tokenizer(one_more)["input_ids"]) > CLIP_MAX_TOKENS
 
 
 def test_missing_folder_gives_one_clear_sentence(tmp_path):

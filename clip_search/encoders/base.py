@@ -22,7 +22,7 @@ import contextlib
 import copy
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -185,10 +185,12 @@ def weight_dtype(precision: str):
 
 @dataclass
 class TextEncoding:
-    """Unit vectors for a list of texts, and which texts were cut to the model's token limit."""
+    """Unit vectors for a list of texts, which texts were cut to the model's token limit, and of a
+    cut text the words the model read (what a header shows instead of a 5 000-character query)."""
 
     vectors: np.ndarray
     truncated: list[bool]
+    used: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -310,8 +312,21 @@ class TorchEncoder:
 
         with self._tokenizer_lock:
             tokens, truncated = self._tokens(list(texts))
+            used = [self._used(t) if cut else t for t, cut in zip(texts, truncated, strict=True)]
         with torch.inference_mode():
-            return TextEncoding(self._checked(lambda model: self._text_features(model, tokens)), truncated)
+            return TextEncoding(self._checked(lambda model: self._text_features(model, tokens)), truncated, used)
+
+    def _used(self, text: str) -> str:
+        """The words of a cut ``text`` that fit the token limit (the most words whose tokens fit)."""
+        words = text.split()
+        lo, hi = 0, len(words)
+        while lo < hi:  # a binary search: a few tokenizer calls even for a 200 000-character text
+            mid = (lo + hi + 1) // 2
+            if self._token_count(" ".join(words[:mid])) <= self.max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        return " ".join(words[:lo])
 
     def _checked(self, forward) -> np.ndarray:
         """``forward(model)`` as unit vectors: at the encoder's precision, and again in float32 on
@@ -344,6 +359,10 @@ class TorchEncoder:
         raise NotImplementedError
 
     def _tokens(self, texts: list[str]):  # pragma: no cover - each backend defines it
+        raise NotImplementedError
+
+    def _token_count(self, text: str) -> int:  # pragma: no cover - each backend defines it
+        """Tokens of ``text`` before the tokenizer cuts it, start and end included."""
         raise NotImplementedError
 
     def _text_features(self, model, tokens):  # pragma: no cover - each backend defines it

@@ -20,6 +20,9 @@ class HfEncoder(TorchEncoder):
     def _cut(self, texts: list[str]) -> list[bool]:
         return [len(ids) > self.max_tokens for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
 
+    def _token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
 
 class HfClipEncoder(HfEncoder):
     """A loaded ``CLIPModel`` with its tokenizer and preprocessing."""

@@ -36,9 +36,9 @@ class OpenClipEncoder(TorchEncoder):
         return model.encode_image(pixels)
 
     def _tokens(self, texts: list[str]):
-        return self.tokenizer(texts).to(self.device), [self._length(t) > self.max_tokens for t in texts]
+        return self.tokenizer(texts).to(self.device), [self._token_count(t) > self.max_tokens for t in texts]
 
-    def _length(self, text: str) -> int:
+    def _token_count(self, text: str) -> int:
         """Tokens of ``text`` before the tokenizer cuts it (open_clip's own BPE adds start and end)."""
         tok = self.tokenizer
         if hasattr(tok, "encoder") and hasattr(tok, "encode"):  # SimpleTokenizer (CLIP BPE)
