@@ -84,6 +84,7 @@ def main() -> None:
     if st.session_state.get("search-engine") not in (None, *engines):
         st.session_state["search-engine"] = engines[0]
     chosen, params = search_tab.query_inputs(films, engines)
+    search_tab.lacking_note(lib, picked)
     search, time_tab, compare, evaluation = st.tabs(url_state.TABS, key="tab", on_change="rerun")
     if search.open:
         with search:

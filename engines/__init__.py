@@ -145,6 +145,20 @@ def available(library: Library, films: Sequence[Film]) -> list[str]:
     return names
 
 
+def lacking(library: Library, films: Sequence[Film]) -> dict[str, list[str]]:
+    """Engines that some of ``films`` can run but not all, each with the names of the films that
+    lack what it needs (a tagging service's tags): what the engine list leaves out, said."""
+    from tagging.tag_store import tagged_services
+
+    tagged = {f.name: set(tagged_services(library, f)) for f in films}
+    out = {}
+    for s in SERVICES:
+        lack = sorted(name for name, services in tagged.items() if s not in services)
+        if lack and len(lack) < len(tagged):
+            out[f"tags:{s}"] = lack
+    return out
+
+
 def make_engine(
     name: str,
     library: Library,

@@ -555,3 +555,26 @@ def test_a_query_longer_than_the_token_limit_shows_only_the_words_the_model_read
     assert shown_query.startswith("word0 word1 ") and shown_query.rstrip("*").endswith(" …")
     assert len(shown_query) < 400 and "word1199" not in shown_query
     assert any("longer than" in c.value and "tokens" in c.value for c in app.caption)  # and it says so
+
+
+def test_a_film_without_offline_tags_is_named_and_one_button_adds_them(monkeypatch, tiny_clip_dir, tmp_path, encoder):
+    from clip_search.indexer import index_film
+    from tagging.run import tag_film
+    from tagging.taggers import make_tagger
+    from tests.conftest import MEDIA
+
+    lib = Library(tmp_path / "lib")
+    flower = index_film(FLOWER, lib, encoder).film
+    index_film(MEDIA / "closeups" / "bug_video_640.mp4", lib, encoder)  # an upload: not tagged
+    tag_film(lib, flower, make_tagger("offline"))
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(lib.root))
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    assert_no_error(at)
+    assert "tags:offline" not in at.selectbox(key="search-engine").options
+    note = [c.value for c in at.caption if "is not offered" in c.value]
+    assert note and "tags:offline" in shown(note[0]) and "bug_video_640" in shown(note[0]) and "flower" not in note[0]
+    at.button(key="tag-lacking-offline").click().run(timeout=300)
+    assert_no_error(at)
+    assert "tags:offline" in at.selectbox(key="search-engine").options
+    assert not any("is not offered" in c.value for c in at.caption)

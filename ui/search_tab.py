@@ -73,6 +73,42 @@ def query_inputs(films: list[Film], engine_options: list[str]) -> tuple[list[Fil
     }
 
 
+def lacking_note(lib: Library, films: list[Film]) -> None:
+    """Say which engines the list leaves out for these films and which films lack what they need;
+    the free offline tags are added by one button (a paid service's, from Compare's tagging panel)."""
+    for name, lack in state.lacking_engines(lib, films).items():
+        service = name.split(":", 1)[1]
+        shown = ", ".join(lack[:5]) + (f" and {len(lack) - 5} more" if len(lack) > 5 else "")
+        c1, c2 = st.columns([5, 2], vertical_alignment="center")
+        where = "" if service == "offline" else " (tag them in *Compare engines*, which shows the cost first)"
+        c1.caption(md(f"{name} is not offered for these films: {shown} lack {service} tags") + where)
+        if service == "offline" and c2.button(f"Tag {len(lack)} film(s) offline", key="tag-lacking-offline"):
+            _tag_offline(lib, [f for f in films if f.name in lack])
+
+
+def _tag_offline(lib: Library, films: list[Film]) -> None:
+    """Tag ``films`` with the offline tagger under one progress bar, then show the engine on offer."""
+    from tagging.run import tag_film
+    from tagging.taggers import make_tagger
+
+    tagger = make_tagger("offline")
+    bar = st.progress(0.0, text="tagging offline…")
+    for n, film in enumerate(films):
+        run = tag_film(
+            lib,
+            film,
+            tagger,
+            progress=lambda done, total, n=n, film=film: bar.progress(
+                (n + done / max(total, 1)) / len(films), text=f"{film.name}: {done} of {total} frames tagged"
+            ),
+        )
+        if run.fatal:
+            st.error(md(run.summary()))
+            return
+    bar.empty()
+    st.rerun()
+
+
 def run_query(params: dict) -> Query | None:
     """The query as typed (text, negative, image), or None after saying why not (empty query,
     unreadable image)."""

@@ -12,7 +12,7 @@ from clip_search.encoders import DualEncoder
 from clip_search.errors import ModelLoadError
 from clip_search.library import Library
 from clip_search.store import open_library
-from engines import Encoders, Engine, ModelEngine, available, make_engine
+from engines import Encoders, Engine, ModelEngine, available, lacking, make_engine
 
 RANDOM_DEMO_DIR = config.PROJECT_DIR / ".cache" / "clip-random-demo"  # the offline demo's random CLIP
 
@@ -112,14 +112,30 @@ def _engine_names(root: str, films: tuple, tags_stamp: tuple) -> list[str]:
     return available(lib, [f for f in (lib.get(key[0]) for key in films) if f])
 
 
-def engine_names(lib: Library, films: list) -> list[str]:
-    """The engines these films can be searched with, worked out once per film versions and tag
-    store state (not on every rerun: it reads every film's subtitles and the tag database)."""
+@st.cache_data(max_entries=16, show_spinner=False)
+def _lacking(root: str, films: tuple, tags_stamp: tuple) -> dict[str, list[str]]:
+    lib = Library(root)
+    return lacking(lib, [f for f in (lib.get(key[0]) for key in films) if f])
+
+
+def _state_key(lib: Library, films: list) -> tuple[str, tuple, tuple]:
+    """Film versions and the tag store's state: what the engines on offer depend on."""
     db = lib.root / "tags.sqlite"
     stamps = tuple(
         (p.stat().st_size, p.stat().st_mtime_ns) for p in (db, db.with_name("tags.sqlite-wal")) if p.exists()
     )
-    return _engine_names(str(lib.root), tuple((f.id, f.version, tuple(f.models)) for f in films), stamps)
+    return str(lib.root), tuple((f.id, f.version, tuple(f.models)) for f in films), stamps
+
+
+def engine_names(lib: Library, films: list) -> list[str]:
+    """The engines these films can be searched with, worked out once per film versions and tag
+    store state (not on every rerun: it reads every film's subtitles and the tag database)."""
+    return _engine_names(*_state_key(lib, films))
+
+
+def lacking_engines(lib: Library, films: list) -> dict[str, list[str]]:
+    """Engines left out because some of ``films`` lack what they need, with those films (cached alike)."""
+    return _lacking(*_state_key(lib, films))
 
 
 def engine(name: str, lib: Library, ms: ModelState, weight: float = 0.5) -> Engine:
