@@ -55,6 +55,7 @@ from comparisons.statistics import (
     compare_all,
     interval,
     moment_chance,
+    verdict,
 )
 
 __all__ = ["DEFAULT_KS", "DEFAULT_TOLERANCE", "RankedHit", "is_relevant", "mean_metrics", "metric_names"]
@@ -159,6 +160,7 @@ class Evaluation:
     headline: str = "mrr"
     costs: dict[str, dict] = field(default_factory=dict)  # engine -> usd_per_film_hour, basis
     scope: str = DEFAULT_SCOPE  # "library": each query searched all films of the set; "film": its own
+    verdict: str = ""  # the comparisons in one line (``statistics.verdict``)
 
     def table(self) -> list[dict]:
         """One row per engine: engine, status, and each metric (None when skipped)."""
@@ -187,6 +189,7 @@ class Evaluation:
             "scope": self.scope,
             "engines": self.table(),
             "headline": self.headline,
+            "verdict": self.verdict,
             "comparisons": self.comparisons,
             "costs": self.costs,
             "warnings": self.warnings,
@@ -427,7 +430,8 @@ def evaluate(
     note = f"expected values under random ranking ({DRAWS} draws per query); R1@IoU0.5: see each engine's own chance"
     results.append(_result("random", chance.per_query, [note], tied=None))
     by_engine["random"] = chance.per_query
-    comparisons = [c.to_dict() for c in compare_all(by_engine, headline, nulls)]
+    tested = compare_all(by_engine, headline, nulls)
+    comparisons = [c.to_dict() for c in tested]
     from engines import priced_without_calls
 
     priced = {e.name: e for e in engines}
@@ -435,7 +439,7 @@ def evaluate(
         priced.setdefault(e.name, e)
     costs = {k: v.to_dict() for k, v in engine_costs(library, film_list, list(priced.values()), machine_usd).items()}
     costs["random"] = {"engine": "random", "usd_per_film_hour": 0.0, "basis": "no per-frame work"}
-    return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline, costs, scope)
+    return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline, costs, scope, verdict(tested))
 
 
 def _result(

@@ -67,6 +67,8 @@ def text_lines(ev: Evaluation) -> list[str]:
         "random), on its 'chance' line"
     )
     out += [line for c in ev.comparisons for line in _wrap(c["sentence"])]
+    if ev.verdict:
+        out += _wrap(f"verdict: {ev.verdict}")
     return out
 
 
@@ -144,6 +146,8 @@ def markdown(ev: Evaluation, drops: Sequence[Drop] | None = None, tagged: dict[s
         name = "random (chance)" if row["engine"] == "random" else row["engine"]
         lines.append(f"| {name} | {row['queries']} | " + " | ".join(cells) + " |")
     lines += ["", *(f"- {c['sentence']}" for c in ev.comparisons)]
+    if ev.verdict:
+        lines += ["", f"**Verdict.** {ev.verdict}"]
     if drops:
         metric = short(drops[0].metric)
         lines += [

@@ -254,6 +254,8 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     said = [m.value for m in app.success] + [c.value for c in app.caption]
     assert any("clip vs random" in t or "beats random" in t for t in said)  # whether an engine beats chance
     assert any("tie-aware" in c.value for c in app.caption)
+    (verdict,) = [shown(m.value) for m in app.markdown if m.value.startswith("**Verdict.**")]
+    assert verdict.startswith("**Verdict.** On MRR: ") and "chance" in verdict  # the whole result in one line
     assert any(m.value.startswith("**Quality per dollar**") for m in app.markdown)
     (costs,) = [d.value for d in app.dataframe if "USD per film-hour" in d.value.columns]
     by_engine = dict(zip(costs["engine"], costs["USD per film-hour"], strict=True))

@@ -316,3 +316,17 @@ def test_queries_cut_to_the_models_token_limit_are_named(indexed_library, tiny_c
     cut = [w for w in result.warnings if "token limit" in w]
     assert len(cut) == 1 and "'a rabbit in a meadow a rabbit in a meado…'" in cut[0] and "a bird" not in cut[0]
     assert "\n" not in cut[0] and len(cut[0]) < 300
+
+
+def test_the_verdict_says_who_beats_whom_and_who_is_within_chance():
+    from comparisons.statistics import Comparison, verdict
+
+    tested = [
+        Comparison("dialogue", "clip", "mrr", 0.52, 0.31, 0.001, 0.004, 63),
+        Comparison("dialogue", "random", "mrr", 0.52, 0.10, 0.0001, 0.0004, 63),
+        Comparison("clip", "random", "mrr", 0.31, 0.10, 0.001, 0.003, 63),
+        Comparison("tags:azure", "random", "mrr", 0.12, 0.10, 0.4, 0.8, 63),
+        Comparison("tags:azure", "clip", "mrr", 0.12, 0.31, 0.02, 0.06, 63),
+    ]
+    assert verdict(tested) == "On MRR: dialogue beats clip (p = 0.004); tags:azure is within chance."
+    assert verdict(tested[1:3]) == "On MRR: no engine beats another significantly; every engine beats chance."

@@ -126,13 +126,15 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
     if ok:
         chance = next((r for r in ok if r["engine"] == "random"), None)
         engines = [r for r in ok if r["engine"] != "random"]
+        if result.verdict:
+            st.markdown(f"**Verdict.** {md(result.verdict)}")
         st.plotly_chart(metrics_figure(engines, cols, chance), key="eval-bars", width="stretch")
         for c in result.comparisons:  # against chance too: whether an engine beats random is a test, not a guess
             (st.success if c["significant"] else st.caption)(md(c["sentence"]))
         table = pd.DataFrame(ok)[["engine", "queries", *cols]].round(3)
         chance_r1 = [r.get("r1@iou0.5_chance") for r in ok]
         table.insert(len(table.columns), "r1@iou0.5 chance", [None if c is None else round(c, 3) for c in chance_r1])
-        st.dataframe(table, hide_index=True, width="stretch")
+        st.dataframe(table.style.format(na_rep="—", precision=3), hide_index=True, width="stretch")  # not "None"
         st.caption(
             f"Each query searched {SCOPES[result.scope]} · queries: those with an answer, used in each mean · "
             "tie-aware: a query whose top frames tie scores the mean over random tie orders · "
@@ -198,7 +200,7 @@ def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> Non
         for name, c in result.costs.items()
         if name != "random"
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows).style.format(na_rep="—", precision=4), hide_index=True, width="stretch")
     st.caption("Machine prices and service prices: tagging/prices.json (or <library>/prices.json); edit to yours.")
 
 
