@@ -218,13 +218,14 @@ def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_p
     assert at.sidebar.button(key="use-random-model")
 
 
-def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed_library):
+def test_compare_tab_shows_a_column_per_engine_and_the_tagging_cost(app, indexed_library, tiny_clip_dir):
     app.text_input(key="query").input("Sinbad the sailor").run()
     open_tab(app, "Compare engines")
     app.selectbox(key="cmp-film").select("popeye_p1").run()
     assert not app.exception
     page = texts(app)
-    for engine in ("**clip**", "**dialogue**", "**clip+dialogue**"):
+    clip = f"**clip · {tiny_clip_dir.name} (local)**"  # the column names the model clip is, by its folder's name
+    for engine in (clip, "**dialogue**", f"**clip+dialogue · {tiny_clip_dir.name} (local)**"):
         assert engine in page
     assert "runs locally, no cost" in page  # the estimate is shown before any tagging run
     assert "Scores are not comparable across engines" in page

@@ -173,7 +173,7 @@ def test_the_dashboard_adds_a_model_and_offers_it_as_an_engine(tmp_path, monkeyp
     assert_no_error(at)
     (film,) = Library(lib.root).films()
     assert set(film.models) == {str(tiny_clip_dir), str(siglip_dir)}
-    assert str(siglip_dir) in at.selectbox(key="search-engine").options  # the new model is an engine
+    assert f"{siglip_dir.name} (local)" in at.selectbox(key="search-engine").options  # the new model is an engine
     at.selectbox(key="search-engine").select(str(siglip_dir)).run()
     at.text_input(key="query").input("a flower").run()
     assert_no_error(at)
@@ -181,14 +181,20 @@ def test_the_dashboard_adds_a_model_and_offers_it_as_an_engine(tmp_path, monkeyp
     at.session_state["tab"] = "Timeline"
     at.run()
     rows = [t["y"][0] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
-    assert len(rows) == 2 and rows[0] == "a flower · clip" and rows[1].startswith("a flower · /")  # a row per model
+    from ui.charts import short_label
+
+    local = f"{tiny_clip_dir.name} (local)"  # a local model by its folder's name, not its whole path
+    labels = [f"a flower · clip · {local}", f"a flower · {siglip_dir.name} (local)"]
+    assert rows == [short_label(t) for t in labels]  # a row per model (the whole label is hovered)
     at.session_state["tab"] = "Compare engines"
     at.run()
     assert not at.exception
     headers = {m.value for m in at.markdown}
     from ui.text import md
 
-    assert "**clip**" in headers and f"**{md(siglip_dir)}**" in headers  # a column per model
+    assert (
+        f"**clip · {md(local)}**" in headers and f"**{md(siglip_dir.name)} (local)**" in headers
+    )  # a column per model
 
 
 def test_models_are_evaluated_side_by_side_with_paired_tests_and_costs(tmp_path, encoder, siglip, capsys):

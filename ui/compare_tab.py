@@ -17,7 +17,7 @@ from tagging.taggers.azure import CELEBRITY_NOTE
 from ui import state
 from ui.charts import TimelineRow, timeline_figure
 from ui.search_tab import play_button, player
-from ui.text import md
+from ui.text import engine_label, md
 from ui.thumbs import evidence_line, show_thumbnail
 
 TOP = 4
@@ -94,12 +94,12 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
     rows = []
     for col, engine in zip(cols, engines, strict=False):  # a spare column when one engine runs
         with col:
-            st.markdown(f"**{md(engine.name)}**")
+            st.markdown(f"**{md(engine_label(engine))}**")
             hits = found[engine.name]
             if not isinstance(hits, list):
                 st.caption(md(hits))
                 continue
-            rows.append(TimelineRow(engine.name, film.times, engine.scores(film, query)))
+            rows.append(TimelineRow(engine_label(engine), film.times, engine.scores(film, query)))
             for i, h in enumerate(hits):
                 with st.container(border=True):
                     show_thumbnail(film.thumbnail(h.frame))

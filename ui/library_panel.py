@@ -18,7 +18,7 @@ from comparisons.examples import example_films, missing, prepare
 from tagging.dialogue import prepare_cues
 from ui import state
 from ui.samples import VIDEO_SUFFIXES, credit_for, sample_films
-from ui.text import md
+from ui.text import md, model_label
 
 
 def model_status(ms: state.ModelState) -> None:
@@ -261,7 +261,7 @@ def film_list(lib: Library) -> None:
             f"**{md(m.name)}** · {m.frames} frames · {fmt_time(m.duration)[:-2]} · "
             f"{m.sampling_settings().describe()}" + (" · patches" if m.patches else "")
         )
-        st.caption("models: " + md(", ".join(f.models)))
+        st.caption("models: " + md(", ".join(model_label(m) for m in f.models)))
         if m.sources:
             st.caption("also at: " + md(", ".join(m.sources)))
         credit = credit_for(m.source)

@@ -17,7 +17,7 @@ from ui import state
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.hover_preview import hover_previews
 from ui.samples import credit_for
-from ui.text import md
+from ui.text import md, model_label
 from ui.thumbs import crop_heat, evidence_line, show_thumbnail
 
 GRID_COLUMNS = 3  # at 1280 px a frame stays at least 160 px wide
@@ -51,6 +51,7 @@ def query_inputs(films: list[Film], engine_options: list[str]) -> tuple[list[Fil
         "Engine",
         engine_options,
         key="search-engine",
+        format_func=model_label,  # a local model by its folder's name, not a path cut after 16 characters
         help="clip: what is seen, by the library's default model; a model's name: what that model sees; "
         "dialogue: what is said (subtitles or on-screen text); tags:<service>: a tagging service's tags",
     )

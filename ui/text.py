@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 # what can start markup: links and images ([ ] !), emphasis and code (* _ `), HTML and autolinks (< >),
 # tables (|), strike-through (~), LaTeX ($), headings (#), the escape itself; and, at the start, a list
@@ -24,3 +25,20 @@ def md(value: object) -> str:
 def plain(value: object) -> str:
     """``value`` for a Plotly label, legend or hover text: markup shown as text."""
     return html.escape(str(value), quote=False)
+
+
+def model_label(model: str) -> str:
+    """A model as a person reads it: a hub id as it is; a local folder by its own name, marked local
+    (its full path, cut to a column's width, said nothing)."""
+    if model.startswith(("/", "~", ".")):
+        return f"{Path(model).expanduser().name or model} (local)"
+    return model
+
+
+def engine_label(engine) -> str:
+    """An engine's column or row title: its name, and for a model's engine named otherwise (``clip``)
+    the model it runs."""
+    model = getattr(engine, "model", None)
+    if isinstance(model, str) and model != engine.name:
+        return f"{engine.name} · {model_label(model)}"
+    return model_label(engine.name)

@@ -9,7 +9,7 @@ from clip_search.timecode import fmt_time
 from engines import ModelEngine
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.search_tab import JUMP_MOMENTS, moment_picker, play, player, selected_points
-from ui.text import md
+from ui.text import engine_label, md
 from ui.thumbs import show_thumbnail
 
 MAX_ROWS = 8
@@ -54,7 +54,7 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
         return
     for line in dict.fromkeys(lines[:MAX_ROWS]):
         for engine in models:
-            label = line if len(models) == 1 else f"{line} · {engine.name}"
+            label = line if len(models) == 1 else f"{line} · {engine_label(engine)}"
             tl = engine.timeline(film, line)
             scores[label] = tl
             rows.append(TimelineRow(label, tl.times, tl.softmax if softmax else tl.scores))
