@@ -32,3 +32,17 @@ def atomic_save_npy(path: Path, arr: np.ndarray) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` of ``arrays`` to exactly ``path`` (numpy appends .npz to a bare name; a file object
+    keeps it), atomically: a full disk or a kill leaves no partial file there."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

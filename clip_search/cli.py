@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import zipfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from clip_search.arguments import (
     sampling_fps,
     text,
 )
+from clip_search.atomic import atomic_savez
 from clip_search.distributed import expand_sources
 from clip_search.errors import FrameSearchError, ModelLoadError, one_line
 from clip_search.fetch import download, is_url
@@ -506,20 +506,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise FrameSearchError(f"{film.name} [{model}]: damaged ({damaged[model]}); re-index its source to repair it.")
     film = film.view(model)
     out = args.output
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:  # written under a temporary name and renamed: a full disk leaves no partial file at OUT
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                embeddings=np.asarray(film.embeddings, np.float32),
-                times=np.asarray(film.times, np.float64),
-                model=np.array(film.model),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_savez(  # exactly OUT, and no partial file there on a full disk
+        out,
+        {
+            "embeddings": np.asarray(film.embeddings, np.float32),
+            "times": np.asarray(film.times, np.float64),
+            "model": np.array(film.model),
+        },
+    )
     print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} ({film.model}) -> {out}")
     return 0
 

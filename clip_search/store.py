@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search.atomic import atomic_write_json
+from clip_search.atomic import atomic_savez, atomic_write_json
 from clip_search.errors import FrameSearchError
 from clip_search.library import (
     DamagedFilm,
@@ -548,16 +548,7 @@ def save_derived(library: Library, film: Film, name: str, arrays: dict[str, np.n
         raise ValueError(f"a derived file is a plain .npz name, not {name!r}")
     try:
         with film_lock(library, film.id, wait=0):
-            target = film.dir / name
-            tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
-            try:
-                with open(tmp, "wb") as f:
-                    np.savez(f, **arrays)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
+            atomic_savez(film.dir / name, arrays)
     except (FilmBusy, OSError):
         return False
     return True

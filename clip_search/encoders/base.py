@@ -264,9 +264,8 @@ class TorchEncoder:
         # rest (norms, embeddings) in float32; the input stays float32. fp16/bf16 on CUDA: all
         # weights in that dtype, no autocast.
         cpu_bf16 = precision == "bf16" and not device.startswith("cuda")
-        self._matmuls = matmul_modules(model) if cpu_bf16 else []
         if cpu_bf16:
-            _split_precision(model, self._matmuls)
+            _split_precision(model, matmul_modules(model))
         self.dtype = torch.float32 if cpu_bf16 else next(model.parameters()).dtype
         self.dim = int(dim)
         self.max_tokens = int(max_tokens)
