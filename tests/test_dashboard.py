@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import numpy as np
@@ -258,6 +259,10 @@ def test_evaluate_tab_runs_the_example_query_set(app):
     (verdict,) = [shown(m.value) for m in app.markdown if m.value.startswith("**Verdict.**")]
     assert verdict.startswith("**Verdict.** On MRR: ") and "chance" in verdict  # the whole result in one line
     assert any(m.value.startswith("**Quality per dollar**") for m in app.markdown)
+    cost_chart = [json.loads(c.proto.spec) for c in app.get("plotly_chart") if '"USD per film-hour' in c.proto.spec]
+    ticks = cost_chart[0]["layout"]["xaxis"]["tickvals"]
+    assert 2 <= len(ticks) <= 13  # a few labelled ticks (1, 2, 5 per decade at most), not one per digit
+    assert all(round(t / 10 ** math.floor(math.log10(t)), 6) in (1, 2, 5) for t in ticks)
     (costs,) = [d.value for d in app.dataframe if "USD per film-hour" in d.value.columns]
     by_engine = dict(zip(costs["engine"], costs["USD per film-hour"], strict=True))
     assert by_engine["tags:azure"] > 0 and by_engine["tags:rekognition"] > 0  # estimated without credentials

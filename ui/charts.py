@@ -6,6 +6,7 @@ picture and a click on one reports its time."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,11 +195,24 @@ def cost_figure(points: list[dict], metric: str, chance: float | None = None) ->
             "type": "log",
             "title": "USD per film-hour (log; free engines at the left edge)",
             "tickformat": "$.2~g",  # $0.0001, not "100µ"
+            "tickvals": _log_ticks([max(p["usd"], floor) for p in points]),
         },
         yaxis={"title": metric, "range": [0, 1.05]},
         margin={"t": 30, "b": 40},
     )
     return fig
+
+
+def _log_ticks(xs: list[float]) -> list[float]:
+    """Few labelled ticks for a log axis over ``xs``: each power of ten, and 2 and 5 times it only
+    when the span is under three decades (Plotly's own labels every digit of a narrow span, and
+    "$0.0005$0.0006…" ran together)."""
+    if not xs:
+        return []
+    lo, hi = math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs)))
+    hi = max(hi, lo + 1)
+    steps = (1,) if hi - lo >= 3 else (1, 2, 5)
+    return [m * 10.0**k for k in range(lo, hi + 1) for m in steps if m * 10.0**k <= 10.0**hi]
 
 
 def _whisker(row: dict, metric: str, side: str) -> float:
