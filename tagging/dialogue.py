@@ -51,10 +51,8 @@ class CueIndex:
     made when the film is indexed and kept with it (``for_film``), so a query reads them: a
     100 000-cue subtitle file is embedded once, with a progress bar, never at query time."""
 
-    def __init__(self, cues: list[Cue], vectors: np.ndarray | None = None) -> None:
+    def __init__(self, cues: list[Cue], vectors: np.ndarray) -> None:
         self.cues = cues
-        if vectors is None:
-            vectors = embed([c.text for c in cues], remember=False) if cues else np.zeros((0, 384), np.float32)
         self.vectors = vectors
         self.words = [set(tokens(c.text)) for c in cues]
 

@@ -16,19 +16,19 @@ def needs_check(encoder) -> bool:
     return getattr(encoder, "precision", "fp32") != "fp32" and hasattr(encoder, "encode_float32")
 
 
-def agreement(encoder, pixels: np.ndarray, vectors: np.ndarray, rows: int | None = None) -> float:
-    """The least cosine between ``vectors`` and float32 vectors of ``SPOT_FRAMES`` of the first
-    ``rows`` frames of ``pixels`` (the frames, not the patch crops that may follow them)."""
-    n = len(vectors) if rows is None else rows
+def agreement(encoder, pixels: np.ndarray, vectors: np.ndarray) -> float:
+    """The least cosine between ``vectors`` (of the frames ``pixels``) and float32 vectors of
+    ``SPOT_FRAMES`` of those frames: the first, middle and last."""
+    n = len(vectors)
     picks = np.unique(np.linspace(0, n - 1, min(n, SPOT_FRAMES)).round().astype(np.int64))
     exact = encoder.encode_float32(pixels[picks])
     return float(np.min(np.sum(exact * vectors[picks], axis=1)))
 
 
-def checked(encoder, pixels: np.ndarray, vectors: np.ndarray, rows: int | None = None) -> tuple[np.ndarray, bool]:
+def checked(encoder, pixels: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, bool]:
     """``vectors`` (what ``encoder`` gave for ``pixels``) if a spot check agrees, else ``pixels``
     encoded again in float32; and whether that happened."""
-    if not needs_check(encoder) or not len(vectors) or agreement(encoder, pixels, vectors, rows) >= SPOT_MIN_COSINE:
+    if not needs_check(encoder) or not len(vectors) or agreement(encoder, pixels, vectors) >= SPOT_MIN_COSINE:
         return vectors, False
     return encoder.encode_float32(pixels), True
 
