@@ -115,11 +115,11 @@ def _search(lib, ms, chosen, params) -> None:
         return
     try:
         with left:
-            hits = search_tab.results(chosen, query, params, lib, ms)
+            result = search_tab.results(chosen, query, params, lib, ms)
         with explained:
-            search_tab.why(chosen, hits, params, lib, ms)
+            search_tab.why(chosen, result)
         with beside:
-            search_tab.strips(chosen, hits, params, query, lib, ms)
+            search_tab.strips(chosen, result)
     except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
         st.error(md(e))
     url_state.publish()  # a click here (▶) changes the view's address too

@@ -8,7 +8,7 @@ cosines; smaller libraries, small film filters and ``exact=True`` score every fr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -215,22 +215,43 @@ class Searcher:
 
     def search(self, query: QueryVector, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
         """Top ``top_k`` frames, best first, no two from one film closer than ``gap`` seconds."""
+        _, picks, make = self.ranked(query, top_k, gap)
+        return [make(f, i, sc) for f, i, sc in picks]
+
+    def ranked(
+        self, query: QueryVector, top_k: int = 10, gap: float = DEFAULT_GAP, rng: np.random.Generator | None = None
+    ) -> tuple[list[np.ndarray] | None, list[tuple[int, int, float]], Callable[[int, int, float], Hit]]:
+        """The exact scores of every film (None when the archive index gave the candidates), the
+        chosen (film index, frame, score), best first (ties in the order ``rng`` draws), and the
+        builder of each one's hit."""
+        q = query.vector
+        if self.total == 0 or top_k <= 0:
+            return [np.zeros(0, np.float32) for _ in self.films], [], hit_maker(self.films, [])
+        if self.scans_all():
+            per_film = scores_for(self.films, q)
+            return per_film, top_frames(self.films, per_film, top_k, gap, rng), hit_maker(self.films, per_film)
+        return None, self.ann_top(q, top_k, gap, rng), lambda f, i, sc: _windowed_hit(self.films[f], i, sc, q)
+
+    def scans_all(self) -> bool:
+        """Whether a search scores every frame (no index, a small set, or the index would scan it all)."""
         from clip_search.ann import EXACT_MAX_FRAMES
 
-        if self.total == 0 or top_k <= 0:
-            return []
-        q = query.vector
-        nprobe = (self.nprobe or self.ann.nprobe) if self.ann is not None else 0
-        if self.ann is None or self.total <= EXACT_MAX_FRAMES or self.ann.scans_all(self.films, nprobe):
-            return rank_frames(self.films, scores_for(self.films, q), top_k, gap)
+        if self.ann is None or self.total <= EXACT_MAX_FRAMES:
+            return True
+        return self.ann.scans_all(self.films, self.nprobe or self.ann.nprobe)
+
+    def ann_top(
+        self, q: np.ndarray, top_k: int, gap: float, rng: np.random.Generator | None = None
+    ) -> list[tuple[int, int, float]]:
+        """The best frames from the archive index's candidates, re-scored exactly."""
+        nprobe = self.nprobe or self.ann.nprobe
         k = min(self.total, max(top_k * LEADING, self.ann.candidates_k))
         while True:
             film_idx, local, score = self.ann.rescored(q, self.films, k, nprobe)
-            chosen = distinct_top(self.films, _plausible(score), at(film_idx, local), top_k, gap)
+            chosen = distinct_top(self.films, _plausible(score), at(film_idx, local), top_k, gap, rng)
             if len(chosen) == top_k or k >= self.total:
-                break
+                return chosen
             k = min(self.total, k * 4)
-        return [_windowed_hit(self.films[f], i, sc, q) for f, i, sc in chosen]
 
 
 def _windowed_hit(film: Film, i: int, score: float, q: np.ndarray) -> Hit:
@@ -272,14 +293,25 @@ def rank_frames(
     from one film closer than ``gap`` seconds, each with its moment.
 
     ``logit_scale`` for the softmax column (default: each film's model's own probability)."""
-    chosen = top_frames(films, per_film, top_k, gap)
+    make = hit_maker(films, per_film, logit_scale)
+    return [make(f, i, sc) for f, i, sc in top_frames(films, per_film, top_k, gap)]
+
+
+def hit_maker(
+    films: Sequence[Film], per_film: list[np.ndarray], logit_scale: float | None = None
+) -> Callable[[int, int, float], Hit]:
+    """Builds the hit of (film index, frame, score) from the films' exact scores: its moment, its
+    softmax and its standing among its film's frames, each film's statistics computed once."""
     stats: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # per film: scores, softmax, median score
-    for f, _, _ in chosen:
+
+    def make(f: int, i: int, score: float) -> Hit:
         if f not in stats:
             s = per_film[f]
             s = s if np.all(np.isfinite(s)) else np.where(np.isfinite(s), s, -np.inf)  # damaged frames weigh 0
             stats[f] = s, probabilities(films[f], s, logit_scale), float(np.median(s))
-    return [_hit(films[f], i, sc, *stats[f]) for f, i, sc in chosen]
+        return _hit(films[f], i, score, *stats[f])
+
+    return make
 
 
 def _hit(film: Film, i: int, score: float, scores: np.ndarray, soft: np.ndarray, median: float, lo: int = 0) -> Hit:

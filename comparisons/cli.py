@@ -11,8 +11,6 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from clip_search import config
 from clip_search.arguments import (
     Parser,
@@ -188,23 +186,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not films:
         raise FrameSearchError(f"The library {library.root} has no indexed films.")
     (engine,) = _make_engines(library, [args.engine], films, args)
-    hits = engine.search(films, args.query, top_k=args.top_k, gap=args.gap)
+    result = engine.run(films, args.query, top_k=args.top_k, gap=args.gap)
     by_id = {f.id: f for f in films}
-    ranked: dict[str, np.ndarray] = {}
-    if args.explain:  # an explanation's score is the hit's: scored over the same films, on one scale
-        used, per_film = engine.scored(films, args.query)
-        ranked = {f.id: s for f, s in zip(used, per_film, strict=True)}
     rows = []
-    for h in hits:
+    for h in result.hits:
         row = h.to_dict()
         row["engine"] = engine.name
         if args.explain or engine.evidence_in_listing:
-            why = engine.explain(by_id[h.film_id], h.frame, args.query, crops=args.explain)
+            # an explanation's score is the hit's: scored over the same films, on one scale
+            why = result.explain(by_id[h.film_id], h.frame, crops=args.explain)
             if engine.evidence_in_listing:
                 row["matched"] = [{"kind": e.kind, "text": e.text, "confidence": e.confidence} for e in why.evidence]
             if args.explain:
-                if h.film_id in ranked:
-                    why.score = float(ranked[h.film_id][h.frame])
                 row["explanation"] = why.to_dict()
         rows.append(row)
     if args.json:

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search.moments import moment_around
-from clip_search.search import DEFAULT_GAP, top_frames
+from clip_search.search import DEFAULT_GAP
 from comparisons.costs import engine_costs
 from comparisons.metrics import (
     DEFAULT_KS,
@@ -272,38 +271,24 @@ class Ranked:
 def rank_query(
     engine, task: Task, ks: Sequence[int], tol: float, gap: float, depth: int, rng: np.random.Generator, text=None
 ) -> Ranked:
-    """Rank one query (``text``, default the task's) with ``engine`` and score it, tie-aware: when equal
-    scores reach into the top ``depth`` frames, the metrics are the mean over random orders of them."""
+    """Rank one query (``text``, default the task's) with ``engine`` exactly as Search serves it
+    (``Engine.run``: the archive index, one hit per line of dialogue, ...) and score its hits, tie-aware:
+    when equal scores reach into the top ``depth`` frames, the metrics are the mean over random
+    orders of them, each order the engine's own choice from the same scores."""
     from engines import EngineUnavailable
 
     try:
-        films, per_film = engine.scored(task.search, task.query if text is None else text)
+        result = engine.run(task.search, task.query if text is None else text, depth, gap)
     except EngineUnavailable:
         return Ranked([], query_metrics([], task.intervals, ks, tol))
-    medians: dict[int, float] = {}
-
-    def hits(chosen: list[tuple[int, int, float]], moments: int) -> list[RankedHit]:
-        out = []
-        for n, (f, i, score) in enumerate(chosen):
-            film, t = films[f], round(float(films[f].times[i]), 3)
-            if n < moments:  # only the top hit's moment enters a metric (R1@IoU)
-                median = medians.setdefault(f, float(np.median(per_film[f])))
-                m = moment_around(film.times, per_film[f], i, film.manifest.duration, median=median)
-                out.append(RankedHit(t, round(score, 6), round(m.start, 3), round(m.end, 3), film.id))
-            else:
-                out.append(RankedHit(t, round(score, 6), t, t, film.id))
-        return out
-
-    chosen = top_frames(films, per_film, depth, gap)
-    listed = hits(chosen, len(chosen))
+    listed = _ranked(result, len(result.picks))
     metrics = query_metrics(listed, task.intervals, ks, tol)
-    if metrics is None or not _tied(per_film, chosen, depth):
+    if metrics is None or not result.tied(depth):
         return Ranked(listed, metrics)
     values: dict[str, list[float]] = {k: [] for k in metrics}
     while len(values["mrr"]) < TIE_DRAWS:
         for _ in range(TIE_BATCH):
-            drawn = hits(top_frames(films, per_film, depth, gap, rng), 1)
-            for k, v in query_metrics(drawn, task.intervals, ks, tol).items():
+            for k, v in query_metrics(_ranked(result.redrawn(rng), 1), task.intervals, ks, tol).items():
                 values[k].append(v)
         n = len(values["mrr"])
         if all(np.std(v) / math.sqrt(n) < TIE_SE for v in values.values()):
@@ -311,12 +296,19 @@ def rank_query(
     return Ranked(listed, {k: float(np.mean(v)) for k, v in values.items()}, len(values["mrr"]))
 
 
-def _tied(per_film: list[np.ndarray], chosen: list[tuple[int, int, float]], depth: int) -> bool:
-    """Whether equal scores reach into the top ``depth`` (then the order among them is arbitrary)."""
-    flat = np.concatenate(per_film) if per_film else np.zeros(0, np.float32)
-    low = chosen[-1][2] if len(chosen) == depth else -np.inf
-    top = flat[flat >= np.float32(low)] if np.isfinite(low) else flat
-    return len(np.unique(top)) < len(top)
+def _ranked(result, moments: int) -> list[RankedHit]:
+    """The result's hits as evaluation reads them; only the first ``moments`` carry their moment
+    (only the top hit's enters a metric, R1@IoU), the rest are built without one."""
+    out = []
+    for n, (f, i, score) in enumerate(result.picks):
+        if n < moments:
+            h = result.hit(n) if moments < len(result.picks) else result.hits[n]
+            out.append(RankedHit(h.time, h.score, h.start, h.end, h.film_id))
+        else:
+            film = result.films[f]
+            t = round(float(film.times[i]), 3)
+            out.append(RankedHit(t, round(score, 6), t, t, film.id))
+    return out
 
 
 class _Chance:

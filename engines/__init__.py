@@ -24,6 +24,7 @@ from engines.base import Engine, EngineUnavailable, Evidence, Explanation, Locke
 from engines.dialogue import DialogueEngine
 from engines.fused import FUSION_WEIGHT, FusedEngine
 from engines.model import EXPLAIN_CROPS, ModelEngine
+from engines.result import Result
 from engines.tags import TagEngine
 from tagging.taggers import SERVICES
 
@@ -39,6 +40,7 @@ __all__ = [
     "FusedEngine",
     "ModelEngine",
     "Query",
+    "Result",
     "TagEngine",
     "as_query",
     "available",

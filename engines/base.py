@@ -14,7 +14,8 @@ import numpy as np
 
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film
-from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, Hit, rank_frames
+from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, Hit, hit_maker, top_frames
+from engines.result import Pick, Result
 from tagging.pricing import CostContext, EngineCost
 
 
@@ -74,7 +75,8 @@ class Explanation:
 
 
 class Engine:
-    """The protocol: ``usable``, ``scores``, ``explain``, ``cost``; ``search`` ranks like CLIP search.
+    """The protocol: ``usable``, ``scores``, ``explain``, ``cost``; ``run`` ranks like CLIP search and
+    returns the one ``Result`` every view and the evaluation read.
 
     ``text_only``: only the query's text is used (no image, no negative); ``score_label`` names
     what the scores are (cosine, or a 0..1 match score); ``model``: the model whose vectors the
@@ -131,10 +133,46 @@ class Engine:
         films = self.usable(films)
         return films, self.scores_of(films, query)
 
+    def run(
+        self,
+        films: Sequence[Film],
+        query: str | Query,
+        top_k: int = 10,
+        gap: float = DEFAULT_GAP,
+    ) -> Result:
+        """The one search path: every view and the evaluation read this result. The top ``top_k``
+        frames, best first, no two of a film within ``gap`` seconds, ties earlier frame first."""
+        query = as_query(query).used(self.text_only)
+        films, per_film = self.scored(in_order(films), query)
+        make = hit_maker(films, per_film, self.logit_scale)
+        hit = self._labelled(films, query, make)
+
+        choose = self.chooser(films, per_film, query, top_k, gap)
+        return Result(self, query, films, choose(None), hit, choose, per_film)
+
+    def chooser(
+        self, films: Sequence[Film], per_film: list[np.ndarray], query: Query, top_k: int, gap: float
+    ) -> Callable[[np.random.Generator | None], list[Pick]]:
+        """How this engine picks the frames it serves from one search's scores, ties ordered by the
+        generator given (None: earlier frame first): the best, ``gap`` apart. An engine that serves
+        one hit per line of dialogue, say, overrides this."""
+        return lambda rng: top_frames(films, per_film, top_k, gap, rng)
+
+    def hit_label(self, film: Film, frame: int, query: Query) -> str | None:
+        """What a hit is, in words, where the engine knows (the line of dialogue)."""
+        return None
+
+    def _labelled(self, films: Sequence[Film], query: Query, make) -> Callable[[int, int, float], Hit]:
+        def hit(f: int, i: int, score: float) -> Hit:
+            h = make(f, i, score)
+            h.label = self.hit_label(films[f], i, query)
+            return h
+
+        return hit
+
     def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
-        """Top hits with the same ranking, de-duplication and moments as CLIP search."""
-        films, scores = self.scored(films, query)
-        return rank_frames(films, scores, top_k, gap, logit_scale=self.logit_scale)
+        """The hits of ``run``."""
+        return self.run(films, query, top_k, gap).hits
 
     def _explanation(
         self, film: Film, frame: int, query: Query, evidence: list[Evidence], note=None, score: float | None = None
@@ -142,6 +180,12 @@ class Engine:
         """The explanation of one frame; ``score`` when the caller already scored the film."""
         score = float(self.scores(film, query)[frame]) if score is None else score
         return Explanation(self.name, film.name, frame, float(film.times[frame]), score, evidence, note)
+
+
+def in_order(films: Sequence[Film]) -> list[Film]:
+    """The films in the library's order (by name, then id), each once: equal scores go to the earlier
+    film, so a search must not depend on the order a front end happened to list its films in."""
+    return sorted({f.id: f for f in films}.values(), key=lambda f: (f.name, f.id))
 
 
 class LockedLRU:

@@ -4,14 +4,15 @@ subtitles), as an engine."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from clip_search.library import Film, Library
-from clip_search.search import DEFAULT_GAP, Hit, rank_frames
+from clip_search.search import top_frames
 from clip_search.subtitles import Dialogue
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
+from engines.result import Pick
 from tagging.dialogue import CueIndex, film_dialogue, frame_scores_from_cues
 from tagging.tag_store import TagStore
 
@@ -71,32 +72,36 @@ class DialogueEngine(Engine):
         index = self.cue_index(film)
         return frame_scores_from_cues(film.times, index.cues, index.scores(as_query(query).text))
 
-    def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
-        """One hit per cue (the frames a line is on screen all score as that line), with the line
-        itself as the hit's label."""
-        films, scores = self.scored(films, query)
-        by_id = {f.id: f for f in films}
-        text = as_query(query).text
-        out, seen = [], set()
-        for h in rank_frames(films, scores, top_k * 8, gap, logit_scale=self.logit_scale):
-            cue = self._cue_at(by_id[h.film_id], h.time, text)
-            key = (h.film_id, cue.start, cue.end) if cue else (h.film_id, h.time)
-            if key in seen:
-                continue
-            seen.add(key)
-            h.label = cue.text if cue else None
-            out.append(h)
-            if len(out) == top_k:
-                break
-        return out
+    def chooser(
+        self, films: Sequence[Film], per_film: list[np.ndarray], query: Query, top_k: int, gap: float
+    ) -> Callable[[np.random.Generator | None], list[Pick]]:
+        """One hit per cue: the frames a line is on screen all score as that line, so only the best
+        of them is served. Each film's cues and their scores are looked up once per search."""
+        lines = [self._lines(f, query.text) for f in films]
 
-    def _cue_at(self, film: Film, t: float, text: str):
-        """The best-matching cue on screen at ``t`` (None where nothing is said)."""
+        def choose(rng: np.random.Generator | None) -> list[Pick]:
+            out, seen = [], set()
+            for f, i, score in top_frames(films, per_film, top_k * 8, gap, rng):
+                cue = _cue_at(lines[f], float(films[f].times[i]))
+                key = (f, cue.start, cue.end) if cue else (f, i)
+                if key not in seen:
+                    seen.add(key)
+                    out.append((f, i, score))
+                    if len(out) == top_k:
+                        break
+            return out
+
+        return choose
+
+    def hit_label(self, film: Film, frame: int, query: Query) -> str | None:
+        """The line of dialogue itself."""
+        cue = _cue_at(self._lines(film, query.text), float(film.times[frame]))
+        return cue.text if cue else None
+
+    def _lines(self, film: Film, text: str) -> list[tuple]:
+        """The film's cues, each with its score for ``text``."""
         index = self.cue_index(film)
-        on_screen = [
-            (c, s) for c, s in zip(index.cues, index.scores(text), strict=True) if c.start - 0.5 <= t <= c.end + 0.5
-        ]
-        return max(on_screen, key=lambda x: x[1])[0] if on_screen else None
+        return list(zip(index.cues, index.scores(text), strict=True))
 
     def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
         query = as_query(query)
@@ -109,3 +114,9 @@ class DialogueEngine(Engine):
             for c, s in sorted(on_screen, key=lambda x: -x[1])
         ]
         return self._explanation(film, frame, query, evidence[:3], None if evidence else "nothing is said here")
+
+
+def _cue_at(lines: list[tuple], t: float):
+    """The best-matching cue on screen at ``t`` (None where nothing is said)."""
+    on_screen = [(c, s) for c, s in lines if c.start - 0.5 <= t <= c.end + 0.5]
+    return max(on_screen, key=lambda x: x[1])[0] if on_screen else None

@@ -15,7 +15,6 @@ from clip_search.library import Film, add_model_command
 from clip_search.patches import PatchSettings
 from clip_search.search import (
     DEFAULT_GAP,
-    Hit,
     QueryVector,
     Searcher,
     Timeline,
@@ -23,8 +22,10 @@ from clip_search.search import (
     frame_scores,
     scores_for,
     timeline,
+    top_frames,
 )
-from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
+from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query, in_order
+from engines.result import Pick, Result
 from tagging.pricing import CostContext, EngineCost
 
 EXPLAIN_CROPS = PatchSettings(size=0.5, overlap=0.5)  # crops for a model's "where in the frame" map
@@ -115,8 +116,19 @@ class ModelEngine(Engine):
         """Scores over ``films`` together: patch films on the footing of the others (see ``scores_for``)."""
         return scores_for([f.view(self.model) for f in films], self.vector(query).vector)
 
-    def search(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> list[Hit]:
-        return self.searcher(films).search(self.vector(query), top_k=top_k, gap=gap)
+    def run(self, films: Sequence[Film], query: str | Query, top_k: int = 10, gap: float = DEFAULT_GAP) -> Result:
+        """Through the kept ``Searcher``: the archive index's candidates re-scored exactly when the
+        library is archive-sized, every frame scored otherwise."""
+        query = as_query(query)
+        searcher, vector = self.searcher(in_order(films)), self.vector(query)
+        per_film, picks, make = searcher.ranked(vector, top_k, gap)
+
+        def choose(rng: np.random.Generator | None) -> list[Pick]:
+            if per_film is not None:  # the scores are kept: only the tie order is drawn again
+                return top_frames(searcher.films, per_film, top_k, gap, rng)
+            return searcher.ranked(vector, top_k, gap, rng)[1]
+
+        return Result(self, query, searcher.films, picks, make, choose, per_film)
 
     def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
         """Cosine and rank; with ``crops``, where in the frame the query matches: the cosine of each

@@ -10,6 +10,7 @@ import pytest
 from comparisons.cli import main
 from comparisons.evaluate import load_query_set, recompute
 from comparisons.metrics import RankedHit, iou, mean_metrics, query_metrics
+from engines.base import Engine
 from tests.conftest import QUERY_SET
 
 
@@ -58,19 +59,19 @@ def test_average_precision_never_exceeds_one_when_a_hit_lies_in_two_intervals():
         assert query_metrics(hits(*times), [(10, 12), (13, 15), (30, 31)], ks=(1,), tol=1.0)["ap"] <= 1.0
 
 
-class TiedEngine:
-    """Stands for a tag or dialogue engine whose frames all get one score (nothing matched): the
-    real engines hand rankings to evaluation through the same ``scored`` method."""
+class TiedEngine(Engine):
+    """Stands for a tag or dialogue engine whose frames all get one score (nothing matched): it
+    serves its scores through the same ``Engine.run`` path the real engines do."""
 
     name = "tied"
 
     def __init__(self, value: float | None = None) -> None:
         self.value = value
 
-    def scored(self, films, query):
+    def scores(self, film, query):
         if self.value is None:  # distinct scores, best first: no ties
-            return films, [np.linspace(1, 0, len(f.times), dtype=np.float32) for f in films]
-        return films, [np.full(len(f.times), self.value, np.float32) for f in films]
+            return np.linspace(1, 0, len(film.times), dtype=np.float32)
+        return np.full(len(film.times), self.value, np.float32)
 
 
 def test_ties_are_scored_over_random_orders_not_earlier_frame_first(indexed_library):

@@ -9,7 +9,7 @@ import streamlit as st
 from clip_search.errors import FrameSearchError
 from clip_search.library import Film, Library
 from clip_search.timecode import fmt_time
-from engines import FUSION_WEIGHT, EngineUnavailable
+from engines import FUSION_WEIGHT, EngineUnavailable, Result
 from tagging.pricing import estimate, price_table
 from tagging.run import tag_film, work_left
 from tagging.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
@@ -70,15 +70,15 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
         st.info("Type a query above to compare the engines on it.")
         return
     engines = [state.engine(n, lib, ms, weight) for n in state.engine_names(lib, [film])]
-    found: dict[str, list] = {}
+    found: dict[str, Result | Exception] = {}
     for engine in engines:
         try:
-            found[engine.name] = engine.search([film], query, top_k=TOP)
+            found[engine.name] = engine.run([film], query, top_k=TOP)
         except (EngineUnavailable, FrameSearchError) as e:
             found[engine.name] = e
     by_moment: dict[float, set[str]] = {}  # frames several engines found: within 2 s of each other
-    for name, hits in found.items():
-        for h in hits if isinstance(hits, list) else []:
+    for name, result in found.items():
+        for h in result.hits if isinstance(result, Result) else []:
             near = next((t for t in by_moment if abs(t - h.time) <= 2.0), h.time)
             by_moment.setdefault(near, set()).add(name)
     st.caption(
@@ -95,12 +95,12 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
     for col, engine in zip(cols, engines, strict=False):  # a spare column when one engine runs
         with col:
             st.markdown(f"**{md(engine_label(engine))}**")
-            hits = found[engine.name]
-            if not isinstance(hits, list):
-                st.caption(md(hits))
+            result = found[engine.name]
+            if not isinstance(result, Result):
+                st.caption(md(result))
                 continue
-            rows.append(TimelineRow(engine_label(engine), film.times, engine.scores(film, query)))
-            for i, h in enumerate(hits):
+            rows.append(TimelineRow(engine_label(engine), film.times, result.scores(film)))
+            for i, h in enumerate(result.hits):
                 with st.container(border=True):
                     show_thumbnail(film.thumbnail(h.frame))
                     also = next((names for t, names in by_moment.items() if abs(t - h.time) <= 2.0), set()) - {
@@ -108,7 +108,7 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
                     }
                     mark = f" · ★ also {', '.join(sorted(also))}" if also else ""
                     st.caption(f"`{fmt_time(h.time)}` · {h.score:.3f}{mark}")
-                    why = engine.explain(film, h.frame, query)
+                    why = result.explain(film, h.frame)
                     if why.evidence:
                         st.caption("; ".join(evidence_line(e) for e in why.evidence[:3]))
                     elif why.note:

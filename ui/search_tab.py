@@ -12,7 +12,7 @@ from clip_search.library import Film, Library
 from clip_search.moments import find_moments
 from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
 from clip_search.timecode import fmt_time
-from engines import Query
+from engines import Query, Result
 from ui import state
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.hover_preview import hover_previews
@@ -140,17 +140,19 @@ def _image(upload):
         raise ValueError(f"{upload.name}: not an image that can be read.") from None
 
 
-def results(films: list[Film], query: Query, params: dict, lib: Library, ms: state.ModelState) -> list:
-    """The grid of hits (thumbnail, film, time, score, play button) and the moments table; returns the hits."""
+def results(films: list[Film], query: Query, params: dict, lib: Library, ms: state.ModelState) -> Result:
+    """The grid of hits (thumbnail, film, time, score, play button) and the moments table; returns the
+    search's one result, which the explanation and the strips read too."""
     name = params["engine"]
     engine = state.engine(name, lib, ms)
     if engine.text_only and (query.negative.strip() or query.image is not None):
         st.caption(f"{md(name)} searches by text only: the negative and image queries are not used.")
-    hits = engine.search(films, query, params["top_k"], params["gap"])
-    for note in engine.notices(query):
+    result = engine.run(films, query, params["top_k"], params["gap"])
+    hits = result.hits
+    for note in result.notices:
         st.caption(md(note))
     by_id = {f.id: f for f in films}
-    st.markdown(f"**{len(hits)} hits** for *{md(engine.label(query))}*")
+    st.markdown(f"**{len(hits)} hits** for *{md(result.label)}*")
     if hits:
         hit_keys()
         st.caption("Keys: j / k (or ↓ / ↑) move between hits in rank order, Enter plays the one in focus.")
@@ -186,7 +188,7 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
         )
         st.markdown("**Moments** (adjacent frames that score high around the hits; each moment once)")
         st.dataframe(table, hide_index=True, width="stretch")
-    return hits
+    return result
 
 
 MAX_STRIPS = 6
@@ -215,25 +217,23 @@ def _explain_hit(film_id: str, frame: int) -> None:
     st.session_state.why = (film_id, frame)
 
 
-def why(films: list[Film], hits: list, params: dict, lib: Library, ms: state.ModelState) -> None:
+def why(films: list[Film], result: Result) -> None:
     """The explanation of the hit whose Why? was clicked (shown beside the grid, in view)."""
     chosen = st.session_state.get("why")
-    hit = next((h for h in hits if chosen and (h.film_id, h.frame) == chosen), None)
+    hit = next((h for h in result.hits if chosen and (h.film_id, h.frame) == chosen), None)
     if hit is not None:
-        explain_panel({f.id: f for f in films}[hit.film_id], hit.frame, params, lib, ms)
+        explain_panel({f.id: f for f in films}[hit.film_id], hit.frame, result)
 
 
-def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.ModelState) -> None:
+def explain_panel(film: Film, frame: int, result: Result) -> None:
     """Why this frame matched, by the engine that found it: CLIP's crop map over the frame, or the
     tags, captions, OCR lines or subtitle cue that made it match."""
-    name = params["engine"]
-    engine = state.engine(name, lib, ms)
-    query = run_query(params)
+    engine = result.engine
     with st.container(border=True):
-        st.markdown(f"**Why {md(film.name)} at `{fmt_time(film.times[frame])}` matched** ({md(name)})")
+        st.markdown(f"**Why {md(film.name)} at `{fmt_time(film.times[frame])}` matched** ({md(engine.name)})")
         c1, c2 = st.columns([2, 3])
         with st.spinner("Scoring crops of the frame…"):
-            why = engine.explain(film, frame, query.used(engine.text_only), crops=True)
+            why = result.explain(film, frame, crops=True)
         thumb = film.thumbnail(frame)
         if why.grid and thumb:
             c1.image(crop_heat(thumb, why.grid, why.frame_size), width="stretch")
@@ -245,14 +245,18 @@ def explain_panel(film: Film, frame: int, params: dict, lib: Library, ms: state.
             c2.caption(md(why.note))
 
 
-def strips(films: list[Film], hits: list, params: dict, query: Query, lib: Library, ms: state.ModelState) -> None:
+def strips(films: list[Film], result: Result) -> None:
     """A compact timeline per chosen film (films with hits first): the query's score over the whole
-    film; click a square to see that frame and play from it, as in the Timeline tab."""
-    with_hits = list(dict.fromkeys(h.film_id for h in hits))
+    film, as the search scored it; click a square to see that frame and play from it, as in the
+    Timeline tab."""
+    with_hits = list(dict.fromkeys(h.film_id for h in result.hits))
+    searched = {f.id for f in result.films}
     order = sorted(films, key=lambda f: (with_hits.index(f.id) if f.id in with_hits else len(films), f.name))
-    engine = state.engine(params["engine"], lib, ms)
-    shown = engine.usable(order)[:MAX_STRIPS]
-    rows = [TimelineRow(f.name, f.times, engine.scores(f, query.used(engine.text_only))) for f in shown]
+    shown = [f for f in order if f.id in searched][:MAX_STRIPS]
+    if not shown:
+        return
+    engine = result.engine
+    rows = [TimelineRow(f.name, f.times, result.scores(f)) for f in shown]
     duration = max(f.manifest.duration for f in shown)
     event = st.plotly_chart(
         timeline_figure(rows, engine.score_label, duration, compact=True),
