@@ -183,3 +183,35 @@ def test_the_loose_set_wanders_around_its_mixture_and_stays_less_clustered():
     near = (frames @ loose.centres.T).max(axis=1)
     assert abs(near[:500].mean() - near[-500:].mean()) < 0.05
     assert near.mean() < (video.film(6000) @ video.centres.T).max(axis=1).mean() - 0.2
+
+
+class _TextVectors:
+    """Stands for a model of the archive's vectors: its text encoder turns a query into one of the
+    archive's query vectors (no real model made these synthetic vectors)."""
+
+    model_id, max_tokens = "synthetic", 77
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def encode_text(self, texts):
+        from clip_search.encoders.base import TextEncoding
+
+        return TextEncoding(np.stack([self.vectors[t] for t in texts]), [False] * len(texts), list(texts))
+
+
+def test_evaluation_scores_the_archive_index_hits_search_serves(archive):
+    """The model engine searches an archive through its index, and evaluation ranks through the
+    same run: the listed hits are the served hits, candidates and exact re-scoring included."""
+    from comparisons.evaluate import Task, rank_query
+    from engines import ModelEngine
+
+    lib, gen = archive
+    films = lib.films()
+    texts = {f"query {n}": v for n, v in enumerate(gen.queries(5))}
+    engine = ModelEngine("synthetic", _TextVectors(texts))
+    for text in texts:
+        result = engine.run(films, text, top_k=10, gap=3.0)
+        assert result.per_film is None  # the index gave the candidates
+        ranked = rank_query(engine, Task("", text, films, [(films[0].id, 0.0, 5.0)]), (1, 10), 0.0, 3.0, 10, None)
+        assert [(h.film, h.time, h.score) for h in ranked.hits] == [(h.film_id, h.time, h.score) for h in result.hits]
