@@ -11,18 +11,16 @@ import streamlit as st
 
 from clip_search import config
 from clip_search.errors import FrameSearchError
-from ui import access, library_panel, search_tab, state, url_state
-from ui.compare_tab import compare_tab
-from ui.evaluate_tab import evaluate_tab
+from ui import access, compare_tab, evaluate_tab, library_panel, search_tab, state, timeline_tab, url_state
 from ui.samples import DEMO_QUERY
+from ui.tabs import View
 from ui.text import md
-from ui.timeline_tab import timeline_tab
 
 
 def _sidebar_state() -> str:
     """The sidebar opens by itself only while the library is empty (adding films is the first step);
     after that the frames get the width (at 1280 px a frame stays at least 160 px wide)."""
-    from clip_search.library import Library
+    from clip_search.store.library import Library
 
     try:
         return "collapsed" if Library(config.library_dir()).films() else "expanded"
@@ -34,6 +32,7 @@ st.set_page_config(page_title="Frame Search Lab", layout="wide", initial_sidebar
 # The player and score strips beside the results stay in view while the grid scrolls: Streamlit
 # gives a keyed container the class st-key-<key>, inside a wrapper whose parent is the column,
 # which the row stretches to the grid's height, so the wrapper can stick.
+TABS = [search_tab.TAB, timeline_tab.TAB, compare_tab.TAB, evaluate_tab.TAB]  # in the order they are shown
 STICKY_PLAYER = """<style>
 div[data-testid="stLayoutWrapper"]:has(> .st-key-player-box) { position: sticky; top: 3.5rem; z-index: 5; }
 </style>"""
@@ -47,7 +46,7 @@ def main() -> None:
         st.title("Frame Search Lab")  # the page's frame at once, before the model loads
     with st.spinner("Starting: loading the model (once per process)…"):
         ms = state.model()
-    lib = state.library()
+    lib = state.library(ms.model_id)
     with st.sidebar:
         library_panel.model_status(ms)
         library_panel.add_films(lib, ms)
@@ -76,7 +75,7 @@ def main() -> None:
     if notice:  # said in the main area too: the sidebar is hidden on narrow windows
         st.warning(md(notice))
     st.session_state["url-film-ids"] = {f.name: f.id for f in films}
-    url_state.restore([f.name for f in films], state.engine_names(lib, films), st.session_state["url-film-ids"])
+    url_state.restore(TABS, state.engine_names(lib, films), st.session_state["url-film-ids"])
     if st.session_state.get("url-ignored"):
         st.caption(md(st.session_state.pop("url-ignored")))
     picked = [f for f in films if f.name in (st.session_state.get("search-films") or [])] or films
@@ -85,44 +84,12 @@ def main() -> None:
         st.session_state["search-engine"] = engines[0]
     chosen, params = search_tab.query_inputs(films, engines)
     search_tab.lacking_note(lib, picked)
-    search, time_tab, compare, evaluation = st.tabs(url_state.TABS, key="tab", on_change="rerun")
-    if search.open:
-        with search:
-            _search(lib, ms, chosen, params)
-    if time_tab.open:
-        with time_tab:
-            timeline_tab(lib, chosen, state.model_engines(lib, ms, engines), params["text"])
-    if compare.open:
-        with compare:
-            compare_tab(lib, chosen, ms, params["text"])
-    if evaluation.open:
-        with evaluation:
-            evaluate_tab(lib, ms)
-    url_state.publish()
-
-
-@st.fragment
-def _search(lib, ms, chosen, params) -> None:
-    """Results, the score strip of each film and the player, on one screen. A fragment: a click that
-    concerns only this part (Why?, a strip click, ▶) reruns it alone, not the page around it."""
-    query = search_tab.run_query(params)
-    left, right = st.columns([3, 2])
-    beside = right.container(key="player-box")  # sticky (see STICKY_PLAYER): player and strips stay in view
-    explained = beside.container()  # first: a Why? opens at the top of the sticky column, in view
-    with beside:
-        search_tab.player(lib)
-    if query is None:
-        return
-    try:
-        with left:
-            result = search_tab.results(chosen, query, params, lib, ms)
-        with explained:
-            search_tab.why(chosen, result)
-        with beside:
-            search_tab.strips(chosen, result)
-    except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
-        st.error(md(e))
-    url_state.publish()  # a click here (▶) changes the view's address too
+    view = View(lib, ms, chosen, params, engines, publish=lambda: url_state.publish(TABS))
+    for tab, container in zip(TABS, st.tabs([t.label for t in TABS], key="tab", on_change="rerun"), strict=True):
+        if container.open:
+            with container:
+                tab.render(view)
+    url_state.publish(TABS)
 
 
 try:

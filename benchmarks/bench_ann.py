@@ -1,6 +1,6 @@
 """Archive search with the FAISS index: recall against exact search, latency, memory, build time.
 
-Two synthetic libraries (clip_search.synthetic), each imported through the same writer as real
+Two synthetic libraries (clip_search.search.synthetic), each imported through the same writer as real
 films: one shaped like video (films as shots around recurring content, 512-d unit vectors) and a
 less clustered one (wide Gaussian mixtures with a random walk inside each film), queried with
 vectors from another distribution (a constant "modality gap" offset, as text queries sit apart
@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import psutil
 
-from clip_search.ann import AnnIndex
-from clip_search.library import Library, Manifest
-from clip_search.search import QueryVector, Searcher
-from clip_search.store import import_vectors
-from clip_search.synthetic import LooseVectors, VideoLikeVectors
+from clip_search.search.ann import AnnIndex
+from clip_search.search.scoring import QueryVector, Searcher
+from clip_search.search.synthetic import LooseVectors, VideoLikeVectors
+from clip_search.store.library import Library, Manifest
+from clip_search.store.writer import import_vectors
 from scripts.readme_block import Transcript, replace_block
 
 BEGIN, END = "<!-- ann-bench:begin (benchmarks/bench_ann.py --readme) -->", "<!-- ann-bench:end -->"

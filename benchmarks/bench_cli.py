@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_dashboard import build_library
 
-from clip_search.library import Library
-from clip_search.text_vectors import DB
+from clip_search.encoders.text_cache import DB
+from clip_search.store.library import Library
 from scripts.readme_block import Transcript
 
 BEGIN, END = "<!-- cli-bench:begin (benchmarks/bench_cli.py --readme) -->", "<!-- cli-bench:end -->"

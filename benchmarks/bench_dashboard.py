@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from PIL import Image
 
-from clip_search.library import Library, Manifest
-from clip_search.store import import_vectors
+from clip_search.store.library import Library, Manifest
+from clip_search.store.writer import import_vectors
 from scripts.readme_block import Transcript
 from ui.launch import RUN_DONE, WATCH_RUNS, launch_chromium, start_dashboard
 

@@ -62,8 +62,8 @@ def parity(fast, exact, n: int = 256) -> float:
 
 def index_films(encoder) -> dict:
     """End-to-end index of the sample films into a fresh library (PyAV decoding on the CPU)."""
-    from clip_search.indexer import index_film
-    from clip_search.library import Library
+    from clip_search.indexing.indexer import index_film
+    from clip_search.store.library import Library
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,7 +33,7 @@ import av
 import numpy as np
 
 from clip_search import config
-from clip_search.indexer import CPU_BATCH
+from clip_search.indexing.indexer import CPU_BATCH
 from scripts.readme_block import Transcript, replace_block
 
 BEGIN, END = "<!-- index-bench:begin (benchmarks/bench_index.py --readme) -->", "<!-- index-bench:end -->"
@@ -116,8 +116,8 @@ def baseline(film: Path, model_dir: Path, fps: float = 1.0) -> tuple[int, float]
 def decode_only(film: Path, encoder) -> tuple[int, float, float]:
     """What the indexer's decoding side does alone: decode, sample, crop for the model, thumbnail.
     Returns (frames, wall seconds, CPU seconds)."""
-    from clip_search.indexer import frame_thumbnail
-    from clip_search.video import SamplingSettings, iter_frames
+    from clip_search.indexing.indexer import frame_thumbnail
+    from clip_search.video.decode import SamplingSettings, iter_frames
 
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
@@ -148,7 +148,7 @@ def issue_day_path(film: Path, model_dir: Path, commit: str = ISSUE_DAY) -> dict
 
 def decoded_share(film: Path) -> tuple[int, int]:
     """(frames decoded, frames in the film) when sampling at 1 fps: what skipping saves."""
-    from clip_search.video import SamplingSettings, iter_frames
+    from clip_search.video.decode import SamplingSettings, iter_frames
 
     decoded: list[float] = []
     for _ in iter_frames(film, SamplingSettings(), on_decoded=decoded.append):
@@ -162,7 +162,7 @@ def model_only(encoder, n: int, batch: int, split: bool = True) -> tuple[float, 
     """The model alone on ``n`` prepared frames, with the threads indexing starts it on
     (``CoreSplit``), or every core (``split=False``: an index that gave the model every core back):
     (wall seconds, CPU seconds)."""
-    from clip_search.indexer import CoreSplit
+    from clip_search.indexing.indexer import CoreSplit
 
     if not split:
         return _model_only(encoder, n, batch)
@@ -199,8 +199,8 @@ def peak_rss_mb() -> float:
 def index_once(film: Path, model_dir: Path, device: str, precision: str) -> dict:
     """End-to-end index into a fresh library; run in its own process for a clean peak RSS."""
     from clip_search.encoders import load_encoder
-    from clip_search.indexer import index_film
-    from clip_search.library import Library
+    from clip_search.indexing.indexer import index_film
+    from clip_search.store.library import Library
 
     encoder = load_encoder(str(model_dir), device, precision)
     encoder.encode_prepared(np.zeros((2, encoder.pre.crop, encoder.pre.crop, 3), np.uint8))  # warm-up

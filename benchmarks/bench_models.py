@@ -55,8 +55,8 @@ def full_size(kind: str) -> Path:
 
 
 def end_to_end(film: Path, encoder) -> tuple[int, float]:
-    from clip_search.indexer import index_film
-    from clip_search.library import Library
+    from clip_search.indexing.indexer import index_film
+    from clip_search.store.library import Library
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

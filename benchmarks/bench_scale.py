@@ -29,18 +29,18 @@ RUN = """
 import sys, time, json
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from clip_search.library import Library
+from clip_search.store.library import Library
 workers = {workers}
 films = {films!r}
 if workers:
     import ray
-    from clip_search.distributed import index_archive, _init_ray
+    from clip_search.scale.archive import index_archive, _init_ray
     _init_ray(workers)
     t0 = time.perf_counter()
     r = index_archive(films, Library({lib!r}), {model!r}, workers=workers)
     frames, failed = r.frames, r.failed
 else:
-    from clip_search.indexer import index_film
+    from clip_search.indexing.indexer import index_film
     from clip_search.encoders import load_encoder
     t0 = time.perf_counter()
     enc = load_encoder({model!r}, "cpu")

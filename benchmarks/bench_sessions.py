@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from bench_dashboard import QUERIES, ask, open_search, thumbnails
 
-from clip_search.library import Library, Manifest
-from clip_search.store import import_vectors
+from clip_search.store.library import Library, Manifest
+from clip_search.store.writer import import_vectors
 from clip_search.timecode import fmt_time
 from scripts.readme_block import Transcript
 from ui.launch import launch_chromium, start_dashboard

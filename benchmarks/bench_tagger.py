@@ -20,8 +20,8 @@ from bench_index import looped_film
 
 from clip_search.encoders import load_encoder
 from clip_search.encoders.random import build_random_clip
-from clip_search.indexer import index_film
-from clip_search.library import Library
+from clip_search.indexing.indexer import index_film
+from clip_search.store.library import Library
 from tagging.run import tag_film
 from tagging.taggers import make_tagger
 

@@ -44,11 +44,11 @@ def main() -> int:
 
     import ray
 
-    from clip_search.distributed import index_archive
     from clip_search.encoders import cpu_has_bf16, load_encoder
     from clip_search.encoders.random import build_random_clip, build_random_siglip
-    from clip_search.indexer import index_film
-    from clip_search.library import Library
+    from clip_search.indexing.indexer import index_film
+    from clip_search.scale.archive import index_archive
+    from clip_search.store.library import Library
 
     root = Path(tempfile.mkdtemp(prefix="soak-ray-"))
     clip_dir, siglip_dir = build_random_clip(root / "clip"), build_random_siglip(root / "siglip" / "model")

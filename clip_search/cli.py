@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search import config, text_vectors
+from clip_search import config
 from clip_search.arguments import (
     Parser,
     device,
@@ -25,22 +25,21 @@ from clip_search.arguments import (
     sampling_fps,
     text,
 )
-from clip_search.atomic import atomic_savez
-from clip_search.distributed import expand_sources
+from clip_search.encoders import text_cache as text_vectors
 from clip_search.errors import FrameSearchError, ModelLoadError, one_line
-from clip_search.fetch import download, is_url
-from clip_search.indexer import IndexOptions, Progress, cached_index, existing_film, index_film, options_of
-from clip_search.library import Damaged, Film, Library, VectorSet, check_record
-from clip_search.patches import PatchSettings
-from clip_search.search import (
+from clip_search.indexing.indexer import IndexOptions, Progress
+from clip_search.search.scoring import (
     DEFAULT_GAP,
     DEFAULT_NEGATIVE_WEIGHT,
     Searcher,
     build_query,
 )
-from clip_search.store import open_library
+from clip_search.store.atomic import atomic_savez
+from clip_search.store.library import Damaged, Film, Library, VectorSet, check_record
+from clip_search.store.writer import open_library
 from clip_search.timecode import fmt_time
-from clip_search.video import SamplingSettings
+from clip_search.video.decode import SamplingSettings
+from clip_search.video.patches import PatchSettings
 
 MODEL_HELP = (
     "a hub id (openai/clip-vit-base-patch32, google/siglip2-base-patch16-224), open_clip:hf-hub:ORG/REPO, "
@@ -177,7 +176,7 @@ def _warn_damaged(library: Library) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from framesearch import app  # the CLI is an entry point: indexing is the application layer's verb
 
     if args.every_frame:
         sampling = SamplingSettings(mode="every")
@@ -191,167 +190,115 @@ def cmd_index(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         chunk_frames=args.chunk_frames,
     )
-    library = open_library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library), config.model_id())
     # without --model: the library's own model when it has films (so an offline library stays usable)
     chosen = args.model or [library.default_model() if library.films() else None]
     models = list(dict.fromkeys(config.model_id(m) for m in chosen))
-    empty = [ref for ref in args.paths if Path(ref).expanduser().is_dir() and not expand_sources([ref])]
-    for ref in empty:  # said, never a silent success
-        _err(f"no videos found in {ref} (looked for {', '.join(sorted(config.VIDEO_SUFFIXES))})")
-    if len(empty) == len(args.paths):
-        return 1
-    if args.workers:
-        return _index_on_ray(args, library, options, models) or (1 if empty else 0)
-    encoders: list = []
-    failures = len(empty)
     explicit = args.fps is not None or args.every_frame or args.shots or args.patches
-    for ref in expand_sources(args.paths):
-        try:
-            path = download(ref, library.downloads_dir) if is_url(ref) else Path(ref)
-            known = None if explicit else existing_film(path, library)
-            film_options = options_of(known, options) if known else options  # a model added: the film's frames
-            cached = cached_index(path, library, models, film_options)
-            if cached:
-                m = cached.manifest
-                print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} (already indexed, reused) -> {m.id}")
-                _embed_dialogue(library, cached)
-                continue
-            if not encoders:  # loaded only when some film needs encoding
-                from clip_search.encoders import load_encoder
 
-                for model in models:
-                    encoder = load_encoder(model, args.device, args.precision)
-                    encoders.append(encoder)
-                    print(
-                        f"model {encoder.model_id} on {encoder.device} ({encoder.precision}); "
-                        f"sampling {sampling.describe()}" + (" + patches" if options.patches else ""),
-                        file=sys.stderr,
-                    )
-            bar = tqdm(
-                total=1.0,
-                desc=Path(path).name[:40],
-                unit="film",
-                file=sys.stderr,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
-            )
+    def loaded(encoder) -> None:
+        print(
+            f"model {encoder.model_id} on {encoder.device} ({encoder.precision}); "
+            f"sampling {sampling.describe()}" + (" + patches" if options.patches else ""),
+            file=sys.stderr,
+        )
 
-            def show(p: Progress, bar: tqdm = bar) -> None:
-                bar.n = p.fraction
-                bar.set_postfix_str(f"{p.frames} frames", refresh=False)
-                bar.refresh()
-
-            def waiting(name: str = Path(path).name) -> None:
-                print(f"{name} is being indexed by another process; waiting for it to finish", file=sys.stderr)
-
-            try:
-                result = index_film(path, library, encoders, film_options, progress=show, on_wait=waiting)
-            finally:
-                bar.close()
-            m = result.film.manifest
-            if result.reused:
-                how = "indexed meanwhile by another process, reused"
-            elif result.added_to:
-                how = f"added {', '.join(result.added_to)} to its {m.frames} frames"
-            elif result.resumed_frames:
-                how = f"resumed after {result.resumed_frames} frames, encoded {result.encoded_frames}"
-            else:
-                how = f"encoded {result.encoded_frames} frames"
-            print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} ({how}, {result.seconds:.1f} s) -> {m.id}")
-            if m.dialogue and m.dialogue.get("warning"):
-                _warn(m.dialogue["warning"])
-            _embed_dialogue(library, result.film)
-        except ModelLoadError:
-            raise  # no film can be indexed without the model: fatal
-        except FrameSearchError as e:
-            failures += 1
-            _err(str(e))
-        except OSError as e:  # unreadable file, permission denied, disk full: this file fails, the batch goes on
-            failures += 1
-            _err(f"{Path(ref).name}: {e.strerror or e}")
-    _keep_archive_index(library, models)
-    return 1 if failures else 0
+    watch = app.Watch(film=_FilmBar, loaded=loaded, ray=_ray_bar(), archive=_stderr)
+    report = app.index(
+        library,
+        args.paths,
+        models,
+        options,
+        keep_sampling=not explicit,
+        load=app.default_loader(args.device, args.precision),
+        watch=watch,
+        workers=args.workers,
+        device=args.device,
+    )
+    watch.ray(None)
+    for item in report.items:
+        if item.error:
+            _err(item.error)
+            continue
+        m = item.film.manifest
+        seconds = f", {item.result.seconds:.1f} s" if item.result and not item.result.reused else ""
+        print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} ({item.describe()}{seconds}) -> {m.id}")
+        if m.dialogue and m.dialogue.get("warning") and not (item.result and item.result.reused):
+            _warn(m.dialogue["warning"])
+    if args.workers:
+        rate = report.frames / report.seconds if report.seconds else 0.0
+        done = [i for i in report.items if not i.error]
+        print(
+            f"{sum(1 for i in done if not i.result)} indexed, {sum(1 for i in done if i.result)} reused, "
+            f"{len(report.failed)} failed; {report.frames} frames in {report.seconds:.1f} s "
+            f"({rate:.1f} frames/s) with {args.workers} workers",
+            file=sys.stderr,
+        )
+    return 1 if report.failed else 0
 
 
-def _embed_dialogue(library: Library, film: Film) -> None:
-    """A film's subtitle cues embedded now, with a bar, and kept with it: no query embeds them."""
-    from tqdm import tqdm
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
-    from tagging.dialogue import prepare_cues  # the CLI is an entry point: it may reach up the layers
 
+class _FilmBar:
+    """One film's bar on stderr: decoding and encoding, then (for many lines) its dialogue."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name[:40]
+        self.bar = None
+
+    def _open(self, **kwargs):
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(desc=self.name, file=sys.stderr, **kwargs)
+        return self.bar
+
+    def indexing(self, p: Progress) -> None:
+        bar = self._open(
+            total=1.0, unit="film", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]"
+        )
+        bar.n = p.fraction
+        bar.set_postfix_str(f"{p.frames} frames", refresh=False)
+        bar.refresh()
+
+    def dialogue(self, done: int, total: int) -> None:
+        if self.bar is None and total <= 2048:  # a few cues take no time worth a bar
+            return
+        bar = self._open(total=total, unit="cue")
+        bar.n = done
+        bar.refresh()
+
+    def waiting(self) -> None:
+        print(f"{self.name} is being indexed by another process; waiting for it to finish", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _ray_bar():
+    """``index --workers N``: one bar for the whole archive; called with None at the end to close it."""
     bar = None
 
-    def show(done: int, total: int) -> None:
+    def show(p) -> None:
         nonlocal bar
-        if bar is None and total > 2048:  # a few cues take no time worth a bar
-            bar = tqdm(total=total, desc=f"{film.name[:30]} dialogue", unit="cue", file=sys.stderr)
-        if bar is not None:
-            bar.n = done
-            bar.refresh()
+        if p is None:
+            if bar is not None:
+                bar.close()
+            return
+        if bar is None:
+            from tqdm import tqdm
 
-    try:
-        prepare_cues(library, film, show)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _index_on_ray(args: argparse.Namespace, library: Library, options: IndexOptions, models: list[str]) -> int:
-    """``index --workers N``: the archive pipeline on Ray Data, with progress for the whole archive."""
-    from tqdm import tqdm
-
-    from clip_search.distributed import ArchiveProgress, index_archive
-
-    bar = tqdm(total=1, desc="archive", unit="film", file=sys.stderr)
-
-    def show(p: ArchiveProgress) -> None:
+            bar = tqdm(total=1, desc="archive", unit="film", file=sys.stderr)
         bar.total, bar.n = p.films_total, p.films_done
         eta = p.eta_seconds
         left = f", {fmt_time(eta)[:-2]} left" if eta is not None else ""
         bar.set_postfix_str(f"{p.frames} frames, {p.rate:.1f} frames/s{left}", refresh=False)
         bar.refresh()
 
-    try:
-        results = [
-            index_archive(
-                args.paths, library, model, options, args.workers, args.device, progress=show, warn=lambda m: _err(m)
-            )
-            for model in models
-        ]
-    finally:
-        bar.close()
-    result = results[0]
-    for more in results[1:]:
-        result.indexed += more.indexed
-        result.reused += more.reused
-        result.failed += more.failed
-        result.frames += more.frames
-        result.seconds += more.seconds
-    for film in result.reused:
-        print(f"{film.name}: already indexed, reused -> {film.id}")
-    for film in result.indexed:
-        m = film.manifest
-        print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} (indexed on Ray) -> {m.id}")
-    for line in result.failed:
-        _err(line)
-    rate = result.frames / result.seconds if result.seconds else 0.0
-    print(
-        f"{len(result.indexed)} indexed, {len(result.reused)} reused, {len(result.failed)} failed; "
-        f"{result.frames} frames in {result.seconds:.1f} s ({rate:.1f} frames/s) with {args.workers} workers",
-        file=sys.stderr,
-    )
-    _keep_archive_index(library, models)
-    return 1 if result.failed else 0
-
-
-def _keep_archive_index(library: Library, models: list[str] | None = None) -> None:
-    """After films were added: bring each model's archive index up to date (when the library has or
-    needs one)."""
-    from clip_search.ann import AnnIndex
-
-    for model in models or [None]:
-        status = AnnIndex.keep_current(library, model)
-        if status:
-            print(status.describe(), file=sys.stderr)
+    return show
 
 
 def _search_films(library: Library, refs: list[str]) -> list[Film]:
@@ -367,7 +314,7 @@ def _search_films(library: Library, refs: list[str]) -> list[Film]:
 def cmd_search(args: argparse.Namespace) -> int:
     from clip_search.encoders import load_encoder
 
-    library = open_library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library), config.model_id())
     films = _search_films(library, args.film)
     if not args.query.strip() and not args.image:
         raise FrameSearchError("Give a QUERY text or --image to search with.")
@@ -404,15 +351,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_films(args: argparse.Namespace) -> int:
-    library = open_library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library), config.model_id())
     if args.dedupe:
-        from clip_search.store import merge_duplicates
+        from framesearch.app import Watch, merge_duplicates
 
-        lines = merge_duplicates(library)
+        lines = merge_duplicates(library, Watch(archive=_stderr))
         for line in lines:
             print(line)
         print(f"{len(lines)} duplicate film folders" if lines else "no duplicate films", file=sys.stderr)
-        _keep_archive_index(library, library.models())
     duplicates = library.duplicates()
     if duplicates:
         _note(
@@ -498,7 +444,7 @@ def _models_of(film: Film) -> list[dict]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    library = open_library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library), config.model_id())
     film = library.find_one(args.film)
     model = library.model_for([film], args.model)
     damaged = {m: vs for m, (_, vs) in check_record(film.dir, deep=True).sets.items() if not isinstance(vs, VectorSet)}
@@ -519,10 +465,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from clip_search.library import Manifest
-    from clip_search.store import import_vectors
+    from clip_search.store.library import Manifest
+    from clip_search.store.writer import import_vectors
 
-    library = open_library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library), config.model_id())
     try:
         with np.load(args.npz) as z:
             emb, times = np.asarray(z["embeddings"]), np.asarray(z["times"], np.float64)
@@ -534,12 +480,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     # their size is checked against that model's other films
     m = Manifest.imported(args.name, library.model_for(library.films(), args.model or named), 0.0, source=args.source)
     if args.source and Path(args.source).is_file():
-        from clip_search.library import fingerprint
+        from clip_search.store.library import fingerprint
 
         m.source, m.fingerprint = str(Path(args.source).resolve()), fingerprint(args.source)
     film = import_vectors(library, m, emb, times)
     print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} ({film.model}) imported -> {film.id}")
-    _keep_archive_index(library, [film.model])
+    from framesearch.app import refresh_archive
+
+    for line in refresh_archive(library, [film.model]):
+        _stderr(line)
     return 0
 
 
@@ -567,9 +516,9 @@ def _calibration_queries(path: Path, model: str, args: argparse.Namespace):
 def cmd_ann(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from clip_search.ann import AnnIndex
+    from clip_search.search.ann import AnnIndex
 
-    library = open_library(config.library_dir(args.library))
+    library = open_library(config.library_dir(args.library), config.model_id())
     model = library.model_for(library.films(), args.model)
     if args.action == "status":
         print(f"{model}: {AnnIndex.status(library, model=model).describe()}")

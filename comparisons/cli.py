@@ -22,9 +22,9 @@ from clip_search.arguments import (
     query_text,
 )
 from clip_search.errors import FrameSearchError, one_line
-from clip_search.library import Film, Library
-from clip_search.search import DEFAULT_GAP
-from clip_search.store import open_library
+from clip_search.search.scoring import DEFAULT_GAP
+from clip_search.store.library import Film, Library
+from clip_search.store.writer import open_library
 from clip_search.timecode import fmt_time
 from comparisons import report
 from comparisons.evaluate import (
@@ -39,10 +39,19 @@ from comparisons.evaluate import (
     write_csv,
 )
 from comparisons.robustness import robustness
-from engines import FUSION_WEIGHT, Encoders, EngineUnavailable, ModelEngine, engine_names, make_engine, parse_engine
+from engines import (
+    DEFAULT,
+    FUSION_WEIGHT,
+    Encoders,
+    EngineUnavailable,
+    ModelEngine,
+    engine_names,
+    make_engine,
+    parse_engine,
+)
 from tagging.pricing import estimate, price_table
 from tagging.run import check_source, check_writable, tag_film, work_left
-from tagging.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
+from tagging.taggers import FatalTaggerError, default_service, make_tagger, services
 
 
 def _engine(text: str) -> str:
@@ -72,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("film", metavar="FILM")
     p.add_argument(
         "--service",
-        choices=SERVICES,
+        choices=list(services()),
         default=None,
         help="default: a cloud service whose credentials are set, else offline",
     )
@@ -82,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search with one engine")
     p.add_argument("query", metavar="QUERY", type=query_text)
-    p.add_argument("--engine", default="clip", type=_engine, help=ENGINE_HELP)
+    p.add_argument("--engine", default=DEFAULT, type=_engine, help=ENGINE_HELP)
     p.add_argument("--library", help=lib_help)
     p.add_argument("--film", action="append", default=[])
     p.add_argument("--top-k", type=positive_int, default=10)
@@ -132,14 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _library(args: argparse.Namespace) -> Library:
-    return open_library(config.library_dir(args.library))
+    return open_library(config.library_dir(args.library), config.model_id())
 
 
 def _make_engines(library: Library, names: list[str], films: list[Film], args: argparse.Namespace) -> list:
     """The engines named, sharing one cache of models: each model loads when an engine first needs
     it, and one that cannot be loaded makes its engines unavailable (named), not the run."""
     encoders = Encoders()
-    default = ModelEngine(library.model_for(films, args.model), encoders, name="clip")
+    default = ModelEngine(library.model_for(films, args.model), encoders, name=DEFAULT)
     return [make_engine(n, library, encoders, args.fusion_weight, default=default) for n in names]
 
 

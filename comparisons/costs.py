@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clip_search.library import Film, Library
+from clip_search.store.library import Film, Library
 from engines.base import Engine
-from tagging.pricing import CostContext, EngineCost, price_table
+from engines.cost import CostContext, EngineCost
+from tagging.pricing import price_table
 
 
 def engine_costs(

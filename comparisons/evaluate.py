@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search.search import DEFAULT_GAP
+from clip_search.search.scoring import DEFAULT_GAP
 from comparisons.costs import engine_costs
 from comparisons.metrics import (
     DEFAULT_KS,
@@ -144,6 +144,7 @@ class EngineResult:
     notes: list[str] = field(default_factory=list)  # e.g. dialogue falling back to on-screen text, per film
     chance: dict[str, float] = field(default_factory=dict)  # what chance scores on each metric, for this engine
     tied: int = 0  # answered queries whose ranking had ties (scored as the mean over tie orders)
+    baseline: bool = False  # chance itself: expectations over random rankings, not a sample of queries
 
 
 @dataclass
@@ -176,6 +177,7 @@ class Evaluation:
                 **{f"{n}_ci_high": e.ci[n][1] for n in names if n in e.ci},
                 **{f"{n}_chance": e.chance[n] for n in names if n in e.chance},
                 "tied": e.tied,
+                "baseline": e.baseline,
                 "notes": "; ".join(e.notes),
             }
             for e in self.engines
@@ -192,7 +194,8 @@ class Evaluation:
             "comparisons": self.comparisons,
             "costs": self.costs,
             "warnings": self.warnings,
-            "chance": f"engine 'random': expected metrics under random ranking, {DRAWS} seeded draws per query; "
+            "chance": f"the engine marked baseline: expected metrics under random ranking, {DRAWS} seeded draws "
+            "per query; "
             "R1@IoU0.5 chance is each engine's own (<metric>_chance): its top moment placed at every frame",
             "ties": f"a query whose ranking has ties scores the mean over random tie orders (up to {TIE_DRAWS} draws; "
             "'ties' per row); its listed hits are one such order, equal scores earlier frame first",
@@ -363,15 +366,19 @@ def evaluate(
     machine_usd: float | None = None,
     scope: str = DEFAULT_SCOPE,
     seed: int = 0,
+    chance_engine=None,
 ) -> Evaluation:
     """Run every engine on every labelled query (searching the query's film, or in ``library`` scope
     all films of the set) and score it, tie-aware; add the chance baseline (engine ``random``, and
     per engine its R1@IoU chance), 95 % intervals and paired tests on ``headline``.
 
     Queries on films that are not in the library are skipped with a warning; an engine that cannot
-    run on the films is reported as skipped. Raises FrameSearchError when no query is left."""
+    run on the films is reported as skipped. ``chance_engine``: the baseline (default the registry's).
+    Raises FrameSearchError when no query is left."""
     from clip_search.errors import FrameSearchError
-    from engines import EngineUnavailable
+    from engines import EngineUnavailable, chance
+
+    baseline = chance_engine or chance()
 
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
@@ -388,12 +395,13 @@ def evaluate(
     by_engine: dict[str, list] = {}
     nulls: dict[str, np.ndarray] = {}
 
-    def row(task: Task, engine: str, r: Ranked) -> dict:
+    def row(task: Task, engine, r: Ranked) -> dict:
         return {
             "film": task.label,
             "query": task.query,
             "intervals": task.intervals,
-            "engine": engine,
+            "engine": engine.name,
+            "baseline": engine.baseline,
             "hits": [h.__dict__ for h in r.hits],
             "metrics": r.metrics,
             "ties": r.ties,
@@ -409,7 +417,7 @@ def evaluate(
             continue
         ranked = [rank_query(engine, task, ks, tol, gap, depth, rng) for task in tasks]
         warnings += _cut_queries(engine, tasks)
-        rows += [row(task, engine.name, r) for task, r in zip(tasks, ranked, strict=True)]
+        rows += [row(task, engine, r) for task, r in zip(tasks, ranked, strict=True)]
         per_query = [r.metrics for r in ranked]
         moments = chance.moments(ranked)
         tied = sum(1 for r in ranked if r.metrics is not None and r.ties > 1)
@@ -418,20 +426,22 @@ def evaluate(
         nulls[engine.name] = chance.null(headline, moments)
         if progress:
             progress(n + 1, len(engines))
-    rows += [row(task, "random", Ranked([], m)) for task, m in zip(tasks, chance.per_query, strict=True)]
+    rows += [row(task, baseline, Ranked([], m)) for task, m in zip(tasks, chance.per_query, strict=True)]
     note = f"expected values under random ranking ({DRAWS} draws per query); R1@IoU0.5: see each engine's own chance"
-    results.append(_result("random", chance.per_query, [note], tied=None))
-    by_engine["random"] = chance.per_query
-    tested = compare_all(by_engine, headline, nulls)
+    results.append(_result(baseline.name, chance.per_query, [note], tied=None))
+    by_engine[baseline.name] = chance.per_query
+    tested = compare_all(by_engine, headline, nulls, baseline.name)
     comparisons = [c.to_dict() for c in tested]
     from engines import priced_without_calls
 
     priced = {e.name: e for e in engines}
     for e in priced_without_calls(library):  # estimates need no credentials
         priced.setdefault(e.name, e)
+    priced[baseline.name] = baseline
     costs = {k: v.to_dict() for k, v in engine_costs(library, film_list, list(priced.values()), machine_usd).items()}
-    costs["random"] = {"engine": "random", "usd_per_film_hour": 0.0, "basis": "no per-frame work"}
-    return Evaluation(tuple(ks), tol, results, rows, warnings, comparisons, headline, costs, scope, verdict(tested))
+    return Evaluation(
+        tuple(ks), tol, results, rows, warnings, comparisons, headline, costs, scope, verdict(tested, baseline.name)
+    )
 
 
 def _result(
@@ -443,7 +453,17 @@ def _result(
     means = mean_metrics(per_query)
     ci = {} if tied is None else {m: interval(m, [q[per_query_key(m)] for q in answered]) for m in means}
     return EngineResult(
-        name, "ok", None, means, len(answered), len(per_query) - len(answered), ci, notes, dict(chance or {}), tied or 0
+        name,
+        "ok",
+        None,
+        means,
+        len(answered),
+        len(per_query) - len(answered),
+        ci,
+        notes,
+        dict(chance or {}),
+        tied or 0,
+        baseline=tied is None,
     )
 
 
@@ -460,13 +480,11 @@ def _cut_queries(engine, tasks: list[Task]) -> list[str]:
 
 def _fallback_notes(engine, films: dict) -> list[str]:
     """Say per film when an engine used a fallback (dialogue from on-screen text, no dialogue)."""
-    dialogue = getattr(engine, "dialogue", None)
-    dialogue = getattr(dialogue, "dialogue", dialogue)  # the fused engine holds a dialogue engine
-    if not callable(dialogue):
-        return []
     notes = []
     for film in {f.id: f for f in films.values()}.values():
-        d = dialogue(film)
+        d = engine.said(film)
+        if d is None:  # the engine reads no dialogue
+            return []
         if not d.cues:
             notes.append(f"{film.name}: no subtitles or on-screen text (dialogue scores 0)")
         elif d.origin and "OCR" in d.origin:
@@ -480,7 +498,7 @@ def recompute(evaluation: Evaluation) -> dict[str, dict[str, float]]:
     over tie orders, which its one listed order cannot give). Anyone can check these numbers."""
     by_engine: dict[str, list] = {}
     for row in evaluation.rows:
-        if row["engine"] == "random" or row.get("ties", 1) > 1:  # expectations over draws, not one ranking
+        if row.get("baseline") or row.get("ties", 1) > 1:  # expectations over draws, not one ranking
             continue
         hits = [RankedHit(**h) for h in row["hits"]]
         by_engine.setdefault(row["engine"], []).append(

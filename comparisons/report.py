@@ -55,7 +55,7 @@ def text_lines(ev: Evaluation) -> list[str]:
         if f"{cols[0]}_ci_low" in row:
             spans = [_interval(row[f"{c}_ci_low"], row[f"{c}_ci_high"]) if f"{c}_ci_low" in row else "" for c in cols]
             out.append(f"{'  95 % interval':20s} " + "".join(f"{s:>8s}" for s in spans))
-        if row["engine"] != "random" and row.get(f"{MOMENT}_chance") is not None:
+        if not row.get("baseline") and row.get(f"{MOMENT}_chance") is not None:
             out.append(f"{'  chance':20s} " + "".join(f"{row.get(c + '_chance', 0):8.3f}" for c in cols))
         if row["tied"]:
             out += _wrap(f"ties in {row['tied']} of {row['queries']} queries (scored over tie orders)", "  ")
@@ -92,11 +92,11 @@ def robustness_lines(drops: Sequence[Drop]) -> list[str]:
 def tagging_state(library, films: Sequence) -> dict[str, str]:
     """Per tagging service, which of ``films`` it had tagged (so a reader knows what tag engines saw)."""
     from tagging.tag_store import TagStore
-    from tagging.taggers import SERVICES
+    from tagging.taggers import services
 
     store = TagStore(library, readonly=True)
     try:
-        counts = {s: {f.name: len(store.tags(f, s)) for f in films} for s in SERVICES}
+        counts = {s: {f.name: len(store.tags(f, s)) for f in films} for s in services()}
     finally:
         store.close()
     out = {}
@@ -140,10 +140,10 @@ def markdown(ev: Evaluation, drops: Sequence[Drop] | None = None, tagged: dict[s
             cell = f"{row[c]:.3f}"
             if c + "_ci_low" in row:
                 cell += f" [{row[c + '_ci_low']:.2f}, {row[c + '_ci_high']:.2f}]"
-            if c == MOMENT and row["engine"] != "random":
+            if c == MOMENT and not row.get("baseline"):
                 cell += f" (chance {row[c + '_chance']:.3f})"
             cells.append(cell)
-        name = "random (chance)" if row["engine"] == "random" else row["engine"]
+        name = f"{row['engine']} (chance)" if row.get("baseline") else row["engine"]
         lines.append(f"| {name} | {row['queries']} | " + " | ".join(cells) + " |")
     lines += ["", *(f"- {c['sentence']}" for c in ev.comparisons)]
     if ev.verdict:

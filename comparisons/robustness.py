@@ -165,7 +165,7 @@ def robustness(
 ) -> list[Drop]:
     """Every perturbation of every query for every engine that ran in ``evaluation`` (same scope, k,
     tolerance and headline), compared with its clean result by a paired randomisation test."""
-    from clip_search.search import DEFAULT_GAP
+    from clip_search.search.scoring import DEFAULT_GAP
 
     films, _ = resolve_films(library, queries)
     tasks = plan_tasks([q for q in queries if q.film in films], films, evaluation.scope)

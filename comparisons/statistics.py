@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from clip_search.search import top_frames
+from clip_search.search.scoring import top_frames
 from comparisons.metrics import RankedHit, is_proportion, of_film, per_query_key, query_metrics, span
 
 DRAWS = 1000
@@ -209,12 +209,13 @@ def compare_all(
     per_query: dict[str, list[dict | None]],
     metric: str,
     null: dict[str, np.ndarray] | None = None,
-    chance: str = "random",
+    chance: str | None = None,
 ) -> list[Comparison]:
     """Every pair of engines on ``metric`` (per-query values, None = no answer), Holm-corrected.
 
     ``null[e]`` (draws x answered queries) is the simulated null of engine ``e``'s values: a pair of
-    ``e`` and the ``chance`` engine is tested against it rather than by sign flips against the mean."""
+    ``e`` and the ``chance`` baseline (its name) is tested against it rather than by sign flips
+    against the mean."""
     key = per_query_key(metric)
     names = list(per_query)
     raw = []
@@ -248,7 +249,7 @@ def holm(ps: Sequence[float]) -> list[float]:
     return out
 
 
-def verdict(comparisons: Sequence[Comparison], chance: str = "random") -> str:
+def verdict(comparisons: Sequence[Comparison], chance: str | None = None) -> str:
     """The evaluation in one line: which engine beats which (Holm-corrected), and which engines do
     not beat chance, e.g. 'On MRR: dialogue beats clip (p = 0.004); tags:azure is within chance.'"""
     if not comparisons:

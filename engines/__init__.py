@@ -1,16 +1,20 @@
 """Engines: the core layer every search goes through. Each way of searching scores the same sampled
-frames behind one protocol (``engines.base.Engine``), so Search, Timeline, Compare and Evaluate
-treat models, taggers, dialogue and their fusion alike:
+frames behind one protocol (``engines.base.Engine``) and answers with one ``Result``, so Search,
+Timeline, Compare and Evaluate treat models, taggers, dialogue and their fusion alike:
 
-  clip            the library's default model (see ``Library.default_model``)
+  clip            the library's default model (an alias this registry owns)
   <model>         any other model films have vectors of, named as a model is named: a hub id,
                   open_clip:hf-hub:ORG/REPO, open_clip:ARCH/PRETRAINED or a local folder
-  tags:<service>  BM25 + semantic search over a tagger's stored tags (offline, azure, rekognition)
+  tags:<service>  BM25 + semantic search over a tagging service's stored tags
   dialogue        subtitles (or on-screen text) matched to the query
   clip+dialogue   the default model and dialogue, min-max scaled, w x model + (1 - w) x dialogue
+  random          chance: the baseline evaluation measures every engine against
+  <plugin>        an engine a lab installed (entry point ``framesearch.engines``)
 
-This module is the registry: the only code that turns an engine's name into an engine, or says
-which engines can run on a set of films. Models load lazily through ``Encoders``, a bounded,
+This module is the registry, declared as data (``FIXED``, ``FAMILIES``, the plugins): the only code
+that turns an engine's name into an engine, or says which engines can run on a set of films. What
+an engine can do is read from its flags (``moments``, ``evidence``, ``needs_credentials``,
+``baseline``), never from its name. Models load lazily through ``Encoders``, a bounded,
 thread-safe cache (a few resident, least recently used evicted)."""
 
 from __future__ import annotations
@@ -19,17 +23,21 @@ import threading
 from collections.abc import Callable, Sequence
 
 from clip_search.errors import FrameSearchError, ModelLoadError
-from clip_search.library import Film, Library
+from clip_search.plugins import plugins
+from clip_search.store.library import Film, Library
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
+from engines.chance import ChanceEngine
 from engines.dialogue import DialogueEngine
 from engines.fused import FUSION_WEIGHT, FusedEngine
 from engines.model import EXPLAIN_CROPS, ModelEngine
 from engines.result import Result
-from engines.tags import TagEngine
-from tagging.taggers import SERVICES
+from engines.tags import TAGS, TagEngine
+from tagging.taggers import local_service, services
 
 __all__ = [
+    "DEFAULT",
     "EXPLAIN_CROPS",
+    "FUSED",
     "FUSION_WEIGHT",
     "DialogueEngine",
     "Encoders",
@@ -44,13 +52,14 @@ __all__ = [
     "TagEngine",
     "as_query",
     "available",
+    "chance",
     "engine_names",
     "make_engine",
     "parse_engine",
 ]
 
-DEFAULT = "clip"
-FUSED = "clip+dialogue"
+DEFAULT = "clip"  # the alias of the library's default model
+FUSED = "clip+dialogue"  # the default model and dialogue, fused
 RESIDENT_MODELS = 3  # loaded models kept at once (each holds its weights in memory)
 
 
@@ -97,29 +106,65 @@ class Encoders:
         return len(self._loaded)
 
 
-def _is_model(name: str) -> bool:
-    if name in (DEFAULT, FUSED, "dialogue") or name.startswith("tags:"):
-        return False
+class _Making:
+    """What making engines needs: the library, the models' cache, the fusion weight, and the engine
+    of the default model (made once, shared by ``clip`` and ``clip+dialogue``)."""
+
+    def __init__(self, library: Library, encoders, fusion_weight: float, default: ModelEngine | None) -> None:
+        single = encoders is not None and hasattr(encoders, "encode_text")  # one loaded model
+        self.cache = encoders if isinstance(encoders, Encoders) else Encoders()
+        if single:
+            self.cache.add(encoders)
+        self.library, self.weight, self._default = library, fusion_weight, default
+        self._model = encoders.model_id if single else None
+
+    def default(self) -> ModelEngine:
+        if self._default is None:
+            self._default = ModelEngine(self._model or self.library.default_model(), self.cache, name=DEFAULT)
+        return self._default
+
+
+# The engines with fixed names, and the families named by a prefix, as data: name -> how one is made.
+FIXED: dict[str, Callable[[_Making], Engine]] = {
+    DEFAULT: lambda m: m.default(),
+    DialogueEngine.name: lambda m: DialogueEngine(m.library),
+    FUSED: lambda m: FusedEngine(FUSED, m.default(), DialogueEngine(m.library), m.weight),
+    ChanceEngine.name: lambda m: ChanceEngine(),
+}
+FAMILIES: dict[str, Callable[[_Making, str], Engine]] = {
+    TAGS: lambda m, service: TagEngine(m.library, service),
+}
+SEARCHABLE = (DEFAULT, DialogueEngine.name, FUSED)  # fixed engines a user searches with (chance is a baseline)
+
+
+def _plugins() -> dict[str, type]:
+    """Engines other packages installed (``framesearch.engines``): each an Engine class made from the
+    library; a plugin cannot take a name of ours."""
+    return {n: cls for n, cls in plugins("framesearch.engines").items() if n not in FIXED and not n.startswith(TAGS)}
+
+
+def _model(name: str) -> str | None:
+    """The model ``name`` names, resolved once (None when it names no model)."""
     from clip_search.encoders import resolve
 
     try:
-        resolve(name)
-        return True
+        return resolve(name).name
     except ModelLoadError:
-        return False
+        return None
 
 
 def parse_engine(name: str) -> str:
-    """``name`` if it names an engine (a fixed name, or any model name), else ValueError naming them."""
+    """``name`` if it names an engine (a fixed name, a family's member, a plugin, or any model name),
+    else ValueError naming them."""
     name = name.strip()
-    if name in engine_names() or _is_model(name):
+    if name in engine_names() or name in FIXED or name in _plugins() or _model(name):
         return name
     raise ValueError(f"unknown engine {name!r} (choose from {', '.join(engine_names())}, or a model name)")
 
 
 def engine_names(library: Library | None = None, films: Sequence[Film] | None = None) -> list[str]:
-    """The fixed engine names, and with a library every other model its films have vectors of."""
-    names = [DEFAULT, *[f"tags:{s}" for s in SERVICES], "dialogue", FUSED]
+    """The engines a user can search with, and with a library every other model its films have vectors of."""
+    names = [DEFAULT, *[f"{TAGS}{s}" for s in services()], *SEARCHABLE[1:], *_plugins()]
     if library is None:
         return names
     return [*_model_names(library, library.films() if films is None else films), *names[1:]]
@@ -134,16 +179,21 @@ def _model_names(library: Library, films: Sequence[Film]) -> list[str]:
 
 def available(library: Library, films: Sequence[Film]) -> list[str]:
     """The engines that can run on ``films``: the default model, every other model some of them
-    have, each service that has tagged all of them, and dialogue when there is any."""
+    have, each service that has tagged all of them, dialogue when there is any, and each plugin
+    engine that can search them."""
     from tagging.tag_store import tagged_services
 
     names = _model_names(library, films)
-    services = set(SERVICES)
+    tagged = set(services())
     for f in films:
-        services &= set(tagged_services(library, f))
-    names += [f"tags:{s}" for s in SERVICES if s in services]
-    if any(f.dialogue().cues for f in films) or "offline" in services:
-        names += ["dialogue", FUSED]
+        tagged &= set(tagged_services(library, f))
+    names += [f"{TAGS}{s}" for s in services() if s in tagged]
+    if any(f.dialogue().cues for f in films) or local_service() in tagged:  # on-screen text is dialogue too
+        names += list(SEARCHABLE[1:])
+    making = _Making(library, None, FUSION_WEIGHT, None)
+    for name, cls in _plugins().items():
+        if unavailable_reason(_plugin(cls, making), films) is None:
+            names.append(name)
     return names
 
 
@@ -154,11 +204,16 @@ def lacking(library: Library, films: Sequence[Film]) -> dict[str, list[str]]:
 
     tagged = {f.name: set(tagged_services(library, f)) for f in films}
     out = {}
-    for s in SERVICES:
-        lack = sorted(name for name, services in tagged.items() if s not in services)
+    for s in services():
+        lack = sorted(name for name, done in tagged.items() if s not in done)
         if lack and len(lack) < len(tagged):
-            out[f"tags:{s}"] = lack
+            out[f"{TAGS}{s}"] = lack
     return out
+
+
+def service_of(name: str) -> str | None:
+    """The tagging service a tag engine's name reads (None for any other engine)."""
+    return name[len(TAGS) :] if name.startswith(TAGS) else None
 
 
 def make_engine(
@@ -171,21 +226,29 @@ def make_engine(
     """The engine called ``name``. ``encoders``: an ``Encoders`` cache, or one loaded model (then
     ``clip`` is that model). ``default``: a kept engine of the default model to reuse. ValueError
     for a name that is no engine."""
-    name = parse_engine(name)
-    if name.startswith("tags:"):
-        return TagEngine(library, name.split(":", 1)[1])
-    if name == "dialogue":
-        return DialogueEngine(library)
-    single = encoders is not None and hasattr(encoders, "encode_text")
-    cache = encoders if isinstance(encoders, Encoders) else Encoders()
-    if single:
-        cache.add(encoders)
-    if name in (DEFAULT, FUSED):
-        seen = default or ModelEngine(encoders.model_id if single else library.default_model(), cache, name=DEFAULT)
-        return seen if name == DEFAULT else FusedEngine(FUSED, seen, DialogueEngine(library), fusion_weight)
-    from clip_search import config
+    name = name.strip()
+    making = _Making(library, encoders, fusion_weight, default)
+    if name in FIXED:
+        return FIXED[name](making)
+    for prefix, make in FAMILIES.items():
+        if name.startswith(prefix):
+            return make(making, name[len(prefix) :])
+    found = _plugins().get(name)
+    if found is not None:
+        return _plugin(found, making)
+    model = _model(name)
+    if model is None:
+        parse_engine(name)  # raises, naming the engines
+    return ModelEngine(model, making.cache)
 
-    return ModelEngine(config.model_id(name), cache)
+
+def _plugin(cls: type, making: _Making) -> Engine:
+    return cls(making.library)
+
+
+def chance() -> Engine:
+    """The chance baseline every evaluation measures engines against."""
+    return ChanceEngine()
 
 
 def priced_without_calls(library: Library) -> list[Engine]:
@@ -194,7 +257,7 @@ def priced_without_calls(library: Library) -> list[Engine]:
     from tagging.pricing import price_table
 
     table = price_table(library.root)
-    paid = [s for s in SERVICES if table.get(s, {}).get("calls_per_frame")]
+    paid = [s for s in services() if table.get(s, {}).get("calls_per_frame")]
     return [TagEngine(library, s) for s in paid]
 
 

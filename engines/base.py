@@ -8,70 +8,18 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from clip_search.errors import FrameSearchError
-from clip_search.library import Film
-from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT, Hit, hit_maker, top_frames
-from engines.result import Pick, Result
-from tagging.pricing import CostContext, EngineCost
+from clip_search.search.scoring import DEFAULT_GAP, Hit, hit_maker, top_frames
+from clip_search.store.library import Film
+from engines.cost import CostContext, EngineCost
+from engines.result import Evidence, Explanation, Pick, Query, Result, as_query
 
 
 class EngineUnavailable(FrameSearchError):
     """An engine that cannot run on these films (no tags, no dialogue, no model, no vectors)."""
-
-
-@dataclass(frozen=True, eq=False)
-class Query:
-    """What the user asked: text, and for a model engine also an image and a description to push
-    away from."""
-
-    text: str = ""
-    negative: str = ""
-    negative_weight: float = DEFAULT_NEGATIVE_WEIGHT
-    image: np.ndarray | None = None
-
-    def label(self) -> str:
-        return self.text or "[image]"
-
-    def used(self, text_only: bool) -> Query:
-        """The parts of this query an engine uses (a text-only engine ignores image and negative)."""
-        return Query(self.text) if text_only else self
-
-
-def as_query(query: str | Query) -> Query:
-    return query if isinstance(query, Query) else Query(text=query)
-
-
-@dataclass
-class Evidence:
-    """One reason a frame matched: a tag, caption, OCR line or subtitle cue, or a model's measure."""
-
-    kind: str
-    text: str
-    confidence: float | None = None
-    start: float | None = None
-    end: float | None = None
-
-
-@dataclass
-class Explanation:
-    """Why ``frame`` of ``film`` scored ``score`` for a query, by one engine."""
-
-    engine: str
-    film: str
-    frame: int
-    time: float
-    score: float
-    evidence: list[Evidence] = field(default_factory=list)
-    note: str | None = None
-    grid: list[dict] = field(default_factory=list)  # a model: crops of the frame, {"box": [l, t, r, b], "score"}
-    frame_size: tuple[int, int] | None = None  # (width, height) the boxes refer to
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Engine:
@@ -88,7 +36,16 @@ class Engine:
     score_label = "score"
     model: str | None = None
     description = ""
+    # Capabilities, as flags (code asks these, never an engine's name):
     evidence_in_listing = False  # a hit list shows each hit's evidence (a tagger's matched tags)
+    evidence: tuple[str, ...] = ()  # the kinds of evidence its explanations give
+    moments = True  # its hits carry moments: the frames around each hit that score high too
+    needs_credentials = False  # it calls a paid service, whose credentials must be set
+    baseline = False  # chance: the floor evaluation measures engines against, not a way to search
+
+    def said(self, film: Film):
+        """The dialogue this engine reads for ``film`` (None: it reads none)."""
+        return None
 
     def usable(self, films: Sequence[Film]) -> list[Film]:
         """The films this engine can score; raises EngineUnavailable (with the fix) when none."""

@@ -8,13 +8,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from clip_search.library import Film, Library
-from clip_search.search import top_frames
-from clip_search.subtitles import Dialogue
+from clip_search.search.scoring import top_frames
+from clip_search.store.library import Film, Library
+from clip_search.video.subtitles import Dialogue
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
 from engines.result import Pick
 from tagging.dialogue import CueIndex, film_dialogue, frame_scores_from_cues
 from tagging.tag_store import TagStore
+from tagging.taggers import local_service
 
 DIALOGUE_FILMS = 16  # films whose cue vectors a dialogue engine keeps (each film's cues embedded once)
 
@@ -39,6 +40,10 @@ class DialogueEngine(Engine):
 
     name = "dialogue"
     description = "dialogue: what is said (subtitles or on-screen text)"
+    evidence = ("cue",)
+
+    def said(self, film: Film) -> Dialogue:
+        return self.dialogue(film)
 
     def __init__(self, library: Library) -> None:
         self.library = library
@@ -47,7 +52,7 @@ class DialogueEngine(Engine):
     def _entry(self, film: Film) -> _Cues:
         store = TagStore(self.library, readonly=True)
         try:
-            key = (film.id, film.record.manifest.completed_at, store.version(film, "offline"))
+            key = (film.id, film.record.manifest.completed_at, store.version(film, local_service()))
         finally:
             store.close()
         return self._films.get_or_make(key, lambda: _Cues(self.library, film, film_dialogue(self.library, film)))

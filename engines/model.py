@@ -11,9 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from clip_search.errors import FrameSearchError, ModelLoadError
-from clip_search.library import Film, add_model_command
-from clip_search.patches import PatchSettings
-from clip_search.search import (
+from clip_search.search.scoring import (
     DEFAULT_GAP,
     QueryVector,
     Searcher,
@@ -24,9 +22,11 @@ from clip_search.search import (
     timeline,
     top_frames,
 )
+from clip_search.store.library import Film, add_model_command
+from clip_search.video.patches import PatchSettings
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query, in_order
+from engines.cost import CostContext, EngineCost
 from engines.result import Pick, Result
-from tagging.pricing import CostContext, EngineCost
 
 EXPLAIN_CROPS = PatchSettings(size=0.5, overlap=0.5)  # crops for a model's "where in the frame" map
 QUERY_VECTORS = 64  # text query vectors remembered per engine
@@ -42,6 +42,7 @@ class ModelEngine(Engine):
     text_only = False
     score_label = "cosine"
     logit_scale = None
+    evidence = ("cosine", "rank", "crops")
 
     def __init__(self, model: str, encoder, name: str | None = None) -> None:
         self.model = model
@@ -157,7 +158,7 @@ class ModelEngine(Engine):
             vecs = np.asarray(film.patch_embeddings[frame * m.patches_per_frame : (frame + 1) * m.patches_per_frame])
             size = (m.width, m.height)
         else:
-            from clip_search.video import frame_at
+            from clip_search.video.decode import frame_at
 
             image = frame_at(m.source, float(film.times[frame]))
             size = (image.shape[1], image.shape[0])

@@ -1,22 +1,74 @@
-"""One engine's answer to one query over a set of films: what Search lists, what the score strips,
+"""A query, and one engine's answer to it over a set of films: what Search lists, what the score strips,
 Compare and Timeline draw, and what Evaluate scores. Made once per search (``Engine.run``), so the
 views and the evaluation read the same hits instead of asking the engine again."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # annotations only: an engine builds its results
-    from clip_search.library import Film
-    from clip_search.search import Hit
-    from engines.base import Engine, Explanation, Query
+from clip_search.search.scoring import DEFAULT_NEGATIVE_WEIGHT
+
+if TYPE_CHECKING:  # annotations only
+    from clip_search.search.scoring import Hit
+    from clip_search.store.library import Film
 
 Pick = tuple[int, int, float]  # (index into the films searched, frame, score)
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """What the user asked: text, and for a model engine also an image and a description to push
+    away from."""
+
+    text: str = ""
+    negative: str = ""
+    negative_weight: float = DEFAULT_NEGATIVE_WEIGHT
+    image: np.ndarray | None = None
+
+    def label(self) -> str:
+        return self.text or "[image]"
+
+    def used(self, text_only: bool) -> Query:
+        """The parts of this query an engine uses (a text-only engine ignores image and negative)."""
+        return Query(self.text) if text_only else self
+
+
+def as_query(query: str | Query) -> Query:
+    return query if isinstance(query, Query) else Query(text=query)
+
+
+@dataclass
+class Evidence:
+    """One reason a frame matched: a tag, caption, OCR line or subtitle cue, or a model's measure."""
+
+    kind: str
+    text: str
+    confidence: float | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass
+class Explanation:
+    """Why ``frame`` of ``film`` scored ``score`` for a query, by one engine."""
+
+    engine: str
+    film: str
+    frame: int
+    time: float
+    score: float
+    evidence: list[Evidence] = field(default_factory=list)
+    note: str | None = None
+    grid: list[dict] = field(default_factory=list)  # a model: crops of the frame, {"box": [l, t, r, b], "score"}
+    frame_size: tuple[int, int] | None = None  # (width, height) the boxes refer to
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(eq=False)
@@ -29,7 +81,7 @@ class Result:
     engine's own selection over the same scores, ties ordered by ``rng``: what tie-aware evaluation
     redraws. Hits and explanations are built only when read."""
 
-    engine: Engine
+    engine: Any  # the engines.base.Engine that ran (it builds its results, so it is not imported here)
     query: Query
     films: list[Film]
     picks: list[Pick]

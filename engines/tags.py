@@ -6,13 +6,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clip_search.library import Film, Library
+from clip_search.store.library import Film, Library
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
-from tagging.pricing import CostContext, EngineCost, estimate
+from engines.cost import CostContext, EngineCost
+from tagging.pricing import estimate
 from tagging.tag_search import TagCorpus, TagIndex
 from tagging.tag_store import TagStore
-from tagging.taggers import SERVICES
+from tagging.taggers import service as find_service
+from tagging.taggers.base import TAG_KINDS
 
+TAGS = "tags:"  # a tag engine is named tags:<service>
 TAG_FILMS = 64  # films whose tag index an engine keeps
 CORPORA = 4  # sets of films whose joint BM25 corpus is kept
 
@@ -23,9 +26,10 @@ class TagEngine(Engine):
     evidence_in_listing = True
 
     def __init__(self, library: Library, service: str) -> None:
-        if service not in SERVICES:
-            raise ValueError(f"unknown tagging service {service!r} (choose from {', '.join(SERVICES)})")
-        self.library, self.service, self.name = library, service, f"tags:{service}"
+        found = find_service(service)  # ValueError naming the services for any other name
+        self.library, self.service, self.name = library, service, f"{TAGS}{service}"
+        self.needs_credentials = found.paid
+        self.evidence = TAG_KINDS
         self.description = f"{self.name}: the {service} tagger's tags"
         self._indexes = LockedLRU(TAG_FILMS)
         self._corpora = LockedLRU(CORPORA)

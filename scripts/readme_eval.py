@@ -29,12 +29,12 @@ def section(work: Path) -> str:
     """The README section, measured now."""
     from clip_search.encoders import load_encoder
     from clip_search.encoders.random import build_random_clip
-    from clip_search.library import Library
+    from clip_search.store.library import Library
     from comparisons import report
     from comparisons.evaluate import evaluate, load_query_set
-    from comparisons.examples import EXAMPLE_SET, example_films, prepare
     from comparisons.robustness import robustness
     from engines import make_engine
+    from framesearch.examples import EXAMPLE_SET, example_films, prepare
 
     t0 = time.time()
     model = build_random_clip(work / "clip")
@@ -67,7 +67,7 @@ def section(work: Path) -> str:
         runs[scope] = evaluate(lib, queries, engines, scope=scope)
     print("robustness…", file=sys.stderr)
     drops = robustness(lib, queries, engines, runs["library"])
-    chance = {s: next(e for e in ev.engines if e.engine == "random").metrics for s, ev in runs.items()}
+    chance = {s: next(e for e in ev.engines if e.baseline).metrics for s, ev in runs.items()}
     out += [
         "Chance on the example set (the `random` engine):",
         "",

@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from clip_search.library import Film, Library
-from clip_search.moments import frame_end
-from clip_search.store import save_derived
-from clip_search.subtitles import Cue, Dialogue
+from clip_search.search.moments import frame_end
+from clip_search.store.library import Film, Library
+from clip_search.store.writer import save_derived
 from clip_search.timecode import time_key
+from clip_search.video.subtitles import Cue, Dialogue
 from tagging.tag_store import load_tags
+from tagging.taggers import local_service
 from tagging.text_embed import SENTENCE_MODEL, embed, tokens
 
 CUE_SEMANTIC = 0.7
@@ -30,7 +31,7 @@ def film_dialogue(library: Library, film: Film) -> Dialogue:
     found = film.dialogue()
     if found.cues:
         return found
-    ocr = load_tags(library, film, "offline")
+    ocr = load_tags(library, film, local_service())
     times = film.times
     cues = []
     for i, t in enumerate(times):

@@ -1,51 +1,21 @@
-"""Prices: the estimate shown before a paid tagging run, and what each engine costs per film-hour,
-from a small editable price table (services and machines)."""
+"""Prices: the estimate shown before a paid tagging run, and the small editable price table
+(services and machines) every engine's cost per film-hour is worked out from (``engines.cost``)."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_TABLE = Path(__file__).with_name("prices.json")
 DEFAULT_MACHINE_USD = {"cpu": 0.10, "cuda": 2.50}
 
 
-@dataclass(frozen=True)
-class EngineCost:
-    """An engine's cost per film-hour (None: not measured yet) and how it was worked out."""
-
-    engine: str
-    usd_per_film_hour: float | None
-    basis: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def machine_usd_per_hour(table: dict, device: str) -> float:
     """The price table's machine price for ``device`` (cpu, cuda)."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
     return float(table.get("machines", {}).get(kind, {}).get("usd_per_hour", DEFAULT_MACHINE_USD[kind]))
-
-
-@dataclass(frozen=True)
-class CostContext:
-    """What every engine's cost is worked out from: the price table, the sampled frames per
-    film-hour of the films compared, and a machine price that overrides the table's."""
-
-    library_root: Path
-    table: dict
-    frames_per_hour: float
-    machine_usd: float | None = None
-
-    def machine_price(self, device: str) -> float:
-        return self.machine_usd if self.machine_usd is not None else machine_usd_per_hour(self.table, device)
-
-    def per_film_hour(self, seconds_per_frame: float, device: str) -> float:
-        """Dollars per film-hour of work that takes ``seconds_per_frame`` on ``device``."""
-        return seconds_per_frame * self.frames_per_hour * self.machine_price(device) / 3600
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clip_search.errors import FrameSearchError
-from clip_search.library import Film, Library, fingerprint
-from clip_search.locks import film_lock
+from clip_search.store.library import Film, Library, fingerprint
+from clip_search.store.locks import film_lock
 from clip_search.timecode import time_key
-from clip_search.video import iter_frames
+from clip_search.video.decode import iter_frames
 from tagging.tag_store import TagStore
 from tagging.taggers.base import FatalTaggerError, Tag, Tagger, TaggerError
 

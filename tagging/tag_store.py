@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from clip_search.library import Film, Library
+from clip_search.store.library import Film, Library
 from clip_search.timecode import time_key
 from tagging.taggers.base import FatalTaggerError, Tag
 
@@ -119,7 +119,7 @@ class TagStore:
                     raise self._error(e) from None
                 self.notice = f"The tag cache {self.path.name} cannot be read ({e}); tag engines see no tags."
                 return _memory()
-        from clip_search.locks import film_lock
+        from clip_search.store.locks import film_lock
 
         with film_lock(self.library, "_tags-sqlite", wait=None):
             for attempt in (1, 2):

@@ -83,8 +83,8 @@ def encoder(tiny_clip_dir):
 @pytest.fixture(scope="session")
 def indexed_library(tmp_path_factory, encoder):
     """The films of the example query set (three codecs among them) indexed at 1 fps."""
-    from clip_search.indexer import index_film
-    from clip_search.library import Library
+    from clip_search.indexing.indexer import index_film
+    from clip_search.store.library import Library
 
     lib = Library(tmp_path_factory.mktemp("library"))
     for path in EXAMPLE_FILMS:
@@ -150,8 +150,8 @@ def text_video(path: Path) -> Path:
 def text_film(tmp_path_factory, encoder):
     """An 8 s film with burned-in text indexed at 1 fps (8 frames), once per test module; tests that
     change its library copy it first."""
-    from clip_search.indexer import index_film
-    from clip_search.library import Library
+    from clip_search.indexing.indexer import index_film
+    from clip_search.store.library import Library
 
     tmp = tmp_path_factory.mktemp("text-film")
     lib = Library(tmp / "lib")

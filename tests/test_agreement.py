@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from clip_search.indexer import IndexOptions, index_film
-from clip_search.library import Library
-from clip_search.video import SamplingSettings
+from clip_search.indexing.indexer import IndexOptions, index_film
+from clip_search.store.library import Library
+from clip_search.video.decode import SamplingSettings
 from comparisons.cli import main as compare
 from engines import available
 from tagging.run import tag_film
@@ -68,9 +68,7 @@ def test_evaluation_lists_exactly_the_hits_search_serves_for_every_engine(tagged
         assert compare([*argv, *refs, "--library", str(lib.root)]) == 0
         served = json.loads(capsys.readouterr().out)
         listed = [(h["film"], *(h[k] for k in KEYS)) for h in row["hits"]]
-        assert listed == [(h["film_id"], *(h[k] for k in KEYS)) for h in served], (
-            f"{row['engine']} on {row['query']!r}"
-        )
+        assert listed == [(h["film_id"], *(h[k] for k in KEYS)) for h in served], f"{row['engine']} on {row['query']!r}"
         compared += 1
     assert compared == len(engines) * (5 if scope == "library" else 10)
     per_engine = {r["engine"]: r for r in evaluation["queries"] if r["engine"] != "random"}

@@ -8,11 +8,18 @@ import json
 import numpy as np
 import pytest
 
-from clip_search.ann import ANN_MIN_FRAMES, CALIBRATION_MARGIN, EXACT_MAX_FRAMES, PQ_BYTES, TARGET_RECALL, AnnIndex
 from clip_search.cli import main
-from clip_search.library import Library
-from clip_search.search import QueryVector, Searcher
-from clip_search.synthetic import LooseVectors, VideoLikeVectors
+from clip_search.search.ann import (
+    ANN_MIN_FRAMES,
+    CALIBRATION_MARGIN,
+    EXACT_MAX_FRAMES,
+    PQ_BYTES,
+    TARGET_RECALL,
+    AnnIndex,
+)
+from clip_search.search.scoring import QueryVector, Searcher
+from clip_search.search.synthetic import LooseVectors, VideoLikeVectors
+from clip_search.store.library import Library
 
 DIM = 128
 FILMS = 4
@@ -108,8 +115,8 @@ def test_a_stale_index_is_never_read_and_an_update_adds_without_retraining(archi
     npz = tmp_path / "late.npz"
     np.savez(npz, embeddings=gen.film(3000), times=np.arange(3000, dtype=np.float64))
     # another process adds a film behind the index's back (the import CLI would update it)
-    from clip_search.library import Manifest
-    from clip_search.store import import_vectors
+    from clip_search.store.library import Manifest
+    from clip_search.store.writer import import_vectors
 
     with np.load(npz) as z:
         import_vectors(lib, Manifest.imported("late", "synthetic", 0.0), z["embeddings"], z["times"])
@@ -133,8 +140,8 @@ def test_a_stale_index_is_never_read_and_an_update_adds_without_retraining(archi
 def test_a_library_that_outgrew_its_training_is_retrained(tmp_path):
     gen = VideoLikeVectors(dim=32, clusters=20, seed=1)
     lib = Library(tmp_path)
-    from clip_search.library import Manifest
-    from clip_search.store import import_vectors
+    from clip_search.store.library import Manifest
+    from clip_search.store.writer import import_vectors
 
     import_vectors(lib, Manifest.imported("a", "m", 0.0), gen.film(20_000), np.arange(20_000.0))
     first = AnnIndex.update(lib)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clip_search.indexer import index_film
-from clip_search.library import Library
+from clip_search.indexing.indexer import index_film
+from clip_search.store.library import Library
 from comparisons.cli import main
 from engines import EngineUnavailable, make_engine
 from tagging.pricing import estimate
@@ -48,7 +48,7 @@ def test_offline_ocr_finds_burned_in_text_at_the_right_times(text_library):
 
 def test_offline_tagger_finds_faces_in_tears_of_steel(indexed_library):
     film = indexed_library.find("tears-of-steel-battle-clip-medium")[0]
-    from clip_search.video import SamplingSettings, iter_frames
+    from clip_search.video.decode import SamplingSettings, iter_frames
 
     tagger = make_tagger("offline")
     frames = {round(f.time): f.image for f in iter_frames(film.manifest.source, SamplingSettings())}
@@ -116,8 +116,8 @@ def test_tag_search_blends_bm25_and_meaning():
 def test_tag_search_over_two_films_ranks_the_film_that_holds_the_answer_first(tmp_path):
     """Scaled film by film, the film without the answer would get a top-scoring frame of its own (its
     best partial match scaled to 1) and the two films would tie: BM25 runs over both as one corpus."""
-    from clip_search.library import Manifest
-    from clip_search.store import import_vectors
+    from clip_search.store.library import Manifest
+    from clip_search.store.writer import import_vectors
     from tagging.tag_store import TagStore
 
     lib = Library(tmp_path / "lib")
@@ -195,7 +195,7 @@ def test_bad_subtitle_file_is_a_warning_and_the_film_still_indexes(tmp_path, enc
 
 
 def test_latin1_subtitles_are_read_with_a_warning(tmp_path):
-    from clip_search.subtitles import load_dialogue
+    from clip_search.video.subtitles import load_dialogue
 
     video = tmp_path / "film.mkv"
     video.write_bytes(POPEYE1.read_bytes())
@@ -212,7 +212,7 @@ def test_on_screen_text_counts_as_dialogue_without_subtitles(text_library):
 
 
 def test_webvtt_sidecar_is_read(tmp_path):
-    from clip_search.subtitles import load_dialogue
+    from clip_search.video.subtitles import load_dialogue
 
     video = tmp_path / "talk.webm"
     video.write_bytes(TEARS.read_bytes())

@@ -115,7 +115,7 @@ def test_four_sessions_on_the_shared_engine_at_once_get_the_clis_hits(indexed_li
     import json
 
     from clip_search.cli import main
-    from clip_search.search import DEFAULT_GAP
+    from clip_search.search.scoring import DEFAULT_GAP
     from engines import make_engine
 
     root = str(indexed_library.root)

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from clip_search.cli import main
-from clip_search.library import Library
+from clip_search.store.library import Library
 from tests.conftest import FLOWER
 
 
@@ -39,7 +39,7 @@ def test_a_second_path_to_the_same_content_is_reused_and_listed_as_a_source(tmp_
 
 
 def test_an_upload_of_an_indexed_file_is_the_same_film(tmp_path, encoder):
-    from clip_search.indexer import index_film
+    from clip_search.indexing.indexer import index_film
 
     lib = Library(tmp_path / "lib")
     first = index_film(FLOWER, lib, encoder).film
@@ -52,7 +52,7 @@ def test_duplicates_of_an_older_library_are_listed_once_and_merged_without_loss(
     tmp_path, tiny_clip_dir, siglip_dir, copies, monkeypatch, capsys
 ):
     from clip_search.encoders import load_encoder
-    from clip_search.indexer import index_film
+    from clip_search.indexing.indexer import index_film
 
     lib = Library(tmp_path / "lib")
     index_film(FLOWER, lib, load_encoder(str(tiny_clip_dir), "cpu", "fp32"))
@@ -77,7 +77,7 @@ def test_the_sidebar_lists_duplicates_once_and_merges_them(tmp_path, tiny_clip_d
 
     from clip_search import config
     from clip_search.encoders import load_encoder
-    from clip_search.indexer import index_film
+    from clip_search.indexing.indexer import index_film
     from tests.conftest import assert_no_error
 
     lib = Library(tmp_path / "lib")
@@ -101,7 +101,7 @@ def test_the_sidebar_lists_duplicates_once_and_merges_them(tmp_path, tiny_clip_d
 def test_a_copy_on_a_read_only_library_is_still_reused(tmp_path, tiny_clip_dir, copies, monkeypatch, capsys):
     import errno
 
-    import clip_search.store as store
+    import clip_search.store.writer as store
 
     lib = str(tmp_path / "lib")
     assert main(["index", str(FLOWER), "--library", lib, "--model", str(tiny_clip_dir)]) == 0

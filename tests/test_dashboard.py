@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clip_search import config
-from clip_search.library import Library
+from clip_search.store.library import Library
 from comparisons.evaluate import load_query_set
 from tagging.tag_store import load_tags
 from tests.conftest import FLOWER, QUERY_SET, assert_no_error
@@ -316,7 +316,7 @@ def test_evaluate_tab_indexes_and_tags_the_example_films_it_lacks(monkeypatch, t
     monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path / "lib"))
     lib = Library(tmp_path / "lib")
     from clip_search.encoders import load_encoder
-    from clip_search.indexer import index_film
+    from clip_search.indexing.indexer import index_film
 
     index_film(FLOWER, lib, load_encoder(str(tiny_clip_dir), "cpu"))  # one film indexed, neither tagged
     at = AppTest.from_file(APP, default_timeout=300).run()
@@ -478,7 +478,7 @@ def _everything_shown(at) -> list[str]:
 
 def test_text_from_films_subtitles_tags_and_links_is_shown_as_text_everywhere(monkeypatch, tiny_clip_dir, tmp_path):
     from clip_search.encoders import load_encoder
-    from clip_search.indexer import index_film
+    from clip_search.indexing.indexer import index_film
     from tagging.tag_store import TagStore
     from tagging.taggers import Tag
 
@@ -536,7 +536,7 @@ def test_a_shared_link_with_a_bad_top_k_is_ignored_with_a_note_and_the_view_show
 
 @pytest.mark.slow
 def test_a_dialogue_hit_reads_its_line_once_and_plays_through_a_proxy(app, indexed_library):
-    from clip_search.proxy import proxy_path
+    from clip_search.video.proxy import proxy_path
 
     app.text_input(key="query").input("help me Popeye").run()
     app.text_input(key="negative").input("a bird").run()
@@ -566,7 +566,7 @@ def test_a_query_longer_than_the_token_limit_shows_only_the_words_the_model_read
 
 
 def test_a_film_without_offline_tags_is_named_and_one_button_adds_them(monkeypatch, tiny_clip_dir, tmp_path, encoder):
-    from clip_search.indexer import index_film
+    from clip_search.indexing.indexer import index_film
     from tagging.run import tag_film
     from tagging.taggers import make_tagger
     from tests.conftest import MEDIA

@@ -15,9 +15,10 @@ import numpy as np
 import psutil
 import pytest
 
-import clip_search.distributed as distributed
-from clip_search.distributed import expand_sources, index_archive, segments_of
-from clip_search.library import Library, check_film
+import clip_search.scale.archive as distributed
+from clip_search.scale.archive import index_archive, segments_of
+from clip_search.store.library import Library, check_film
+from clip_search.video.sources import expand_sources
 from tests.conftest import BUNNY, FLOWER, TEARS
 
 pytestmark = pytest.mark.slow
@@ -36,8 +37,8 @@ def ray_local():
 def tears_8fps(tmp_path_factory, encoder):
     """Tears of Steel at 8 fps by the single-process indexer: long enough (564 frames, 8 segments of
     10 s) that a fault can be injected while segments are still arriving."""
-    from clip_search.indexer import IndexOptions, index_film
-    from clip_search.video import SamplingSettings
+    from clip_search.indexing.indexer import IndexOptions, index_film
+    from clip_search.video.decode import SamplingSettings
 
     lib = Library(tmp_path_factory.mktemp("tears-8fps"))
     return index_film(TEARS, lib, encoder, IndexOptions(SamplingSettings(fps=8.0))).film
@@ -97,8 +98,8 @@ def _clip_actor_pids() -> list[int]:
 
 
 def test_a_killed_worker_gets_its_segment_retried(ray_local, tmp_path, tiny_clip_dir, tears_8fps, monkeypatch):
-    from clip_search.indexer import IndexOptions
-    from clip_search.video import SamplingSettings
+    from clip_search.indexing.indexer import IndexOptions
+    from clip_search.video.decode import SamplingSettings
 
     monkeypatch.setattr(distributed, "SEGMENT_SECONDS", 10.0)
     lib = Library(tmp_path / "lib")
@@ -147,7 +148,7 @@ def test_a_killed_driver_is_resumed_with_only_the_missing_segments(tmp_path, tin
 def test_ray_adds_another_backends_vectors_to_an_indexed_film(tmp_path, encoder, siglip_dir, ray_local):
     """Any model runs on Ray: SigLIP's set is added to a film indexed with CLIP, on its frames."""
     from clip_search.encoders import load_encoder
-    from clip_search.indexer import index_film
+    from clip_search.indexing.indexer import index_film
 
     lib = Library(tmp_path / "lib")
     film = index_film(FLOWER, lib, encoder).film

@@ -19,7 +19,7 @@ from clip_search.encoders import load_encoder, preprocessing_for, resolve
 from clip_search.encoders.base import matmul_modules
 from clip_search.encoders.hf_clip import CLIP_MAX_TOKENS
 from clip_search.errors import ModelLoadError
-from clip_search.video import SamplingSettings, iter_frames
+from clip_search.video.decode import SamplingSettings, iter_frames
 from tests.conftest import BUNNY, POPEYE1, TEARS
 
 

@@ -109,7 +109,7 @@ def test_engine_against_chance_is_tested_against_the_simulated_null():
     assert null_p([0.1] * 30, null) > 0.5  # at chance
     engine = [{"hit@1": v} for v in [1.0] * 6 + [0.0] * 24]  # 0.2 against chance 0.1
     chance = [{"hit@1": 0.1} for _ in range(30)]
-    (c,) = compare_all({"e": engine, "random": chance}, "hit@1", {"e": null})
+    (c,) = compare_all({"e": engine, "random": chance}, "hit@1", {"e": null}, chance="random")
     assert c.p == pytest.approx(null_p([m["hit@1"] for m in engine], null))
     assert c.mean_b == pytest.approx(null.mean())
 
@@ -329,5 +329,5 @@ def test_the_verdict_says_who_beats_whom_and_who_is_within_chance():
         Comparison("tags:azure", "random", "mrr", 0.12, 0.10, 0.4, 0.8, 63),
         Comparison("tags:azure", "clip", "mrr", 0.12, 0.31, 0.02, 0.06, 63),
     ]
-    assert verdict(tested) == "On MRR: dialogue beats clip (p = 0.004); tags:azure is within chance."
-    assert verdict(tested[1:3]) == "On MRR: no engine beats another significantly; every engine beats chance."
+    assert verdict(tested, "random") == "On MRR: dialogue beats clip (p = 0.004); tags:azure is within chance."
+    assert verdict(tested[1:3], "random") == "On MRR: no engine beats another significantly; every engine beats chance."

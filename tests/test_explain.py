@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clip_search.indexer import IndexOptions, index_film
-from clip_search.library import Library
-from clip_search.patches import PatchSettings
+from clip_search.indexing.indexer import IndexOptions, index_film
+from clip_search.store.library import Library
+from clip_search.video.patches import PatchSettings
 from comparisons.cli import main
 from engines import make_engine
 from tests.conftest import FLOWER
@@ -24,7 +24,7 @@ def test_clip_crop_map_is_the_cosine_of_each_crop(indexed_library, encoder):
     why = clip.explain(film, 6, "a young man close-up", crops=True)
     assert why.frame_size == (800, 332) and len(why.grid) >= 6
     q = clip.vector("a young man close-up").vector
-    from clip_search.video import frame_at
+    from clip_search.video.decode import frame_at
 
     image = frame_at(film.manifest.source, float(film.times[6]))
     left, top, right, bottom = why.grid[0]["box"]

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from clip_search.cli import main as clip_cli
-from clip_search.indexer import index_film
-from clip_search.library import Library
-from clip_search.subtitles import read_sidecar
+from clip_search.indexing.indexer import index_film
+from clip_search.store.library import Library
+from clip_search.video.subtitles import read_sidecar
 from comparisons.cli import main as compare_cli
 from comparisons.evaluate import load_query_set
 from tagging.run import tag_film, work_left
@@ -67,7 +67,7 @@ def test_cuda_without_a_gpu_and_a_decompression_bomb_are_one_line(capsys, tmp_pa
         assert "no CUDA GPU is available here" in _one_error_line(capsys)
     bomb = tmp_path / "bomb.png"
     Image.new("L", (9000, 9000)).save(bomb)  # 81 megapixels of nothing: compresses to a few kB
-    from clip_search.search import _load_image
+    from clip_search.search.scoring import _load_image
 
     with pytest.raises(ValueError, match="too large for a query image"):
         _load_image(bomb)
@@ -132,7 +132,7 @@ def test_evaluation_skips_queries_on_films_that_are_not_indexed(indexed_library,
 def test_a_batch_goes_on_past_an_unreadable_file(tmp_path, tiny_clip_dir, monkeypatch, capsys):
     """Root can read any file, so the unreadable file is simulated where the indexer first reads
     its bytes (the fingerprint): it stands for a file without read permission."""
-    import clip_search.indexer as indexer
+    import clip_search.indexing.indexer as indexer
 
     real = indexer.fingerprint
 

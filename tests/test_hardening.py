@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from clip_search import config
-from clip_search.ann import AnnIndex
 from clip_search.errors import FrameSearchError
-from clip_search.indexer import index_film
-from clip_search.library import Library
+from clip_search.indexing.indexer import index_film
+from clip_search.search.ann import AnnIndex
+from clip_search.store.library import Library
 from tagging.run import BREAKER, tag_film
 from tagging.tag_store import PENDING, TagStore, load_tags
 from tagging.taggers import FatalTaggerError, Tag, TaggerError, all_tags
@@ -267,9 +267,9 @@ def test_rekognition_throttling_on_every_call_spends_a_bounded_number_of_request
 @pytest.fixture
 def ann_library(tmp_path, monkeypatch):
     """A small library with an archive index (the size threshold lowered so it is used)."""
-    import clip_search.ann as ann
-    from clip_search.library import Manifest
-    from clip_search.store import import_vectors
+    import clip_search.search.ann as ann
+    from clip_search.store.library import Manifest
+    from clip_search.store.writer import import_vectors
 
     monkeypatch.setattr(ann, "ANN_MIN_FRAMES", 1000)
     lib = Library(tmp_path / "lib")
@@ -302,7 +302,7 @@ def test_an_edited_meta_json_never_makes_ann_build_delete_a_file_outside_the_lib
 @pytest.mark.parametrize("meta", [[], {"file": "index.faiss"}, {"films": "x"}, "not json"])
 def test_a_damaged_meta_json_makes_search_score_exactly_and_say_why(ann_library, meta, capsys):
     from clip_search.cli import main
-    from clip_search.search import Searcher
+    from clip_search.search.scoring import Searcher
 
     path = AnnIndex.folder(ann_library) / "meta.json"
     path.write_text(meta if isinstance(meta, str) else json.dumps(meta))
@@ -316,7 +316,7 @@ def test_a_damaged_meta_json_makes_search_score_exactly_and_say_why(ann_library,
 
 def test_shifted_film_offsets_in_meta_json_make_search_score_exactly_and_say_why(ann_library, capsys):
     from clip_search.cli import main
-    from clip_search.search import Searcher
+    from clip_search.search.scoring import Searcher
 
     meta = _meta(ann_library)
     later = max(meta["films"], key=lambda f: f["offset"])
@@ -329,10 +329,10 @@ def test_shifted_film_offsets_in_meta_json_make_search_score_exactly_and_say_why
 
 
 def test_ann_build_failures_are_one_line_and_keep_the_old_index(ann_library, monkeypatch, capsys):
-    import clip_search.ann as ann
+    import clip_search.search.ann as ann
     from clip_search.cli import main
-    from clip_search.library import Manifest
-    from clip_search.store import import_vectors
+    from clip_search.store.library import Manifest
+    from clip_search.store.writer import import_vectors
 
     before = _meta(ann_library)["file"]
 
@@ -363,8 +363,8 @@ def test_ann_build_failures_are_one_line_and_keep_the_old_index(ann_library, mon
 
 def test_ann_build_on_a_tiny_library_is_one_line(tmp_path, capsys):
     from clip_search.cli import main
-    from clip_search.library import Manifest
-    from clip_search.store import import_vectors
+    from clip_search.store.library import Manifest
+    from clip_search.store.writer import import_vectors
 
     lib = Library(tmp_path / "lib")
     import_vectors(lib, Manifest.imported("tiny", "m", 10.0), np.eye(10, 16), np.arange(10.0))
@@ -374,7 +374,7 @@ def test_ann_build_on_a_tiny_library_is_one_line(tmp_path, capsys):
 
 
 def test_ann_rebuild_leaves_no_old_index_file_behind(ann_library):
-    from clip_search.ann import AnnIndex
+    from clip_search.search.ann import AnnIndex
 
     AnnIndex.update(ann_library, rebuild=True)
     AnnIndex.update(ann_library, rebuild=True)
@@ -429,8 +429,8 @@ def video_server():
 
 def test_the_url_box_refuses_loopback_private_and_metadata_addresses(video_server, tmp_path, monkeypatch):
     from clip_search.errors import DownloadError
-    from clip_search.fetch import download
     from clip_search.guard import refusal
+    from clip_search.video.fetch import download
 
     monkeypatch.delenv("FRAMESEARCH_ALLOW_HOSTS", raising=False)
     start, seen = video_server
@@ -448,7 +448,7 @@ def test_the_url_box_refuses_loopback_private_and_metadata_addresses(video_serve
 
 def test_a_redirect_to_a_private_address_is_refused_and_an_allowed_host_is_fetched(video_server, tmp_path, monkeypatch):
     from clip_search.errors import DownloadError
-    from clip_search.fetch import download
+    from clip_search.video.fetch import download
 
     start, seen = video_server
     inside = start("127.0.0.1")
@@ -534,9 +534,9 @@ def test_import_never_replaces_a_film(flower_library, tmp_path, capsys):
 
 def test_vectors_damaged_in_place_are_never_served(tmp_path, capsys):
     from clip_search.cli import main
-    from clip_search.library import SAMPLED_ROWS, Manifest
-    from clip_search.search import QueryVector, Searcher
-    from clip_search.store import import_vectors
+    from clip_search.search.scoring import QueryVector, Searcher
+    from clip_search.store.library import SAMPLED_ROWS, Manifest
+    from clip_search.store.writer import import_vectors
 
     lib = Library(tmp_path / "lib")
     rng = np.random.default_rng(0)
@@ -583,9 +583,9 @@ def test_a_film_whose_vectors_were_all_scaled_is_named_on_load(flower_library, c
 
 
 def test_a_torn_staging_chunk_is_dropped_and_encoded_again(tmp_path, encoder, monkeypatch):
-    from clip_search.indexer import IndexOptions
-    from clip_search.store import StagedFilm
-    from clip_search.video import SamplingSettings
+    from clip_search.indexing.indexer import IndexOptions
+    from clip_search.store.writer import StagedFilm
+    from clip_search.video.decode import SamplingSettings
     from tests.conftest import FLOWER
 
     lib = Library(tmp_path / "lib")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from clip_search.cli import main
-from clip_search.indexer import index_film
-from clip_search.library import Library
+from clip_search.indexing.indexer import index_film
+from clip_search.store.library import Library
 from tests.conftest import FLOWER
 
 
@@ -66,7 +66,7 @@ def test_indexing_an_empty_folder_says_so_and_fails(tmp_path, capsys):
 
 
 def test_a_subtitle_cue_with_a_broken_timing_line_is_dropped_not_glued_to_its_neighbour(tmp_path):
-    from clip_search.subtitles import read_sidecar
+    from clip_search.video.subtitles import read_sidecar
 
     srt = tmp_path / "film.srt"
     srt.write_text(

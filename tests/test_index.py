@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from clip_search.cli import main
-from clip_search.indexer import THUMB_WIDTH, IndexOptions, frame_thumbnail, index_film, make_thumbnail
-from clip_search.library import Library
-from clip_search.patches import PatchSettings
-from clip_search.video import SamplingSettings, iter_frames
+from clip_search.indexing.indexer import THUMB_WIDTH, IndexOptions, frame_thumbnail, index_film, make_thumbnail
+from clip_search.store.library import Library
+from clip_search.video.decode import SamplingSettings, iter_frames
+from clip_search.video.patches import PatchSettings
 from tests.conftest import BUNNY, FLOWER, TEARS, write_video
 
 
@@ -170,7 +170,7 @@ def test_a_bf16_model_on_a_small_cpu_leaves_the_decoder_a_core_and_gives_it_back
     of a small machine, and restores it after, also when a second run in the process overlaps."""
     import torch
 
-    from clip_search.indexer import CoreSplit
+    from clip_search.indexing.indexer import CoreSplit
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})  # a 2-core machine
     before = torch.get_num_threads()
@@ -199,7 +199,7 @@ def test_the_split_gives_the_model_every_core_back_when_the_decoder_waits_on_it(
     decoder's waiting seconds are given, as the indexer reads them after each batch."""
     import torch
 
-    from clip_search.indexer import SPLIT_SETTLE, SPLIT_WATCH, CoreSplit
+    from clip_search.indexing.indexer import SPLIT_SETTLE, SPLIT_WATCH, CoreSplit
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     before = torch.get_num_threads()

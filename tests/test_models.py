@@ -12,9 +12,9 @@ import pytest
 
 from clip_search.cli import main
 from clip_search.encoders import load_encoder
-from clip_search.indexer import index_film
-from clip_search.library import Library, Manifest, MissingVectors
-from clip_search.store import migrate, open_library
+from clip_search.indexing.indexer import index_film
+from clip_search.store.library import Library, Manifest, MissingVectors
+from clip_search.store.writer import migrate, open_library
 from tests.conftest import FLOWER, assert_no_error
 
 V1_LIBRARY = Path(__file__).parent / "data" / "library-v1"  # written by the format-1 writer (commit 182a353)
@@ -74,7 +74,7 @@ def test_adding_a_model_encodes_the_same_frames_and_keeps_the_film(tmp_path, enc
 
 
 def test_several_models_share_one_decode(tmp_path, encoder, siglip, open_clip_encoder, monkeypatch):
-    import clip_search.indexer as indexer
+    import clip_search.indexing.indexer as indexer
 
     decodes = []
     real = indexer.iter_frames
@@ -124,7 +124,7 @@ def test_a_format_1_library_is_migrated_in_place_without_re_encoding(tmp_path):
 
 
 def test_an_interrupted_migration_leaves_the_old_library_readable(tmp_path, monkeypatch):
-    import clip_search.store as store
+    import clip_search.store.writer as store
 
     root = _v1_copy(tmp_path)
     real = store.atomic_write_json

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from clip_search.proxy import ensure_proxy, make_proxy, needs_proxy, playable, proxy_path
+from clip_search.video.proxy import ensure_proxy, make_proxy, needs_proxy, playable, proxy_path
 from tests.conftest import BUNNY, POPEYE1
 
 
@@ -60,9 +60,9 @@ def test_a_failed_proxy_leaves_no_half_file(tmp_path):
 
 
 def test_the_player_plays_an_hevc_film_through_its_proxy_made_once(tmp_path, encoder, monkeypatch):
-    import clip_search.proxy as proxy
-    from clip_search.indexer import index_film
-    from clip_search.library import Library
+    import clip_search.video.proxy as proxy
+    from clip_search.indexing.indexer import index_film
+    from clip_search.store.library import Library
 
     lib = Library(tmp_path / "lib")
     film = index_film(_hevc_with_sound(tmp_path / "film.mkv"), lib, encoder).film

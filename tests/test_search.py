@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from clip_search.cli import main
-from clip_search.moments import Moment, find_moments, moment_around
-from clip_search.ranking import at, distinct_top
-from clip_search.search import Searcher, build_query, frame_scores, softmax_over_frames, timeline
-from clip_search.video import SamplingSettings, iter_frames
+from clip_search.search.moments import Moment, find_moments, moment_around
+from clip_search.search.ranking import at, distinct_top
+from clip_search.search.scoring import Searcher, build_query, frame_scores, softmax_over_frames, timeline
+from clip_search.video.decode import SamplingSettings, iter_frames
 
 
 def test_hits_are_best_first_with_exact_cosines(indexed_library, encoder):
@@ -141,10 +141,10 @@ def test_a_patch_mode_film_takes_about_its_share_of_hits_beside_one_without(tmp_
     (a rank-preserving map onto the patch film's own frame-only scores) that advantage is gone."""
     import shutil
 
-    from clip_search.indexer import IndexOptions, index_film
-    from clip_search.library import Library
-    from clip_search.patches import PatchSettings
-    from clip_search.video import SamplingSettings
+    from clip_search.indexing.indexer import IndexOptions, index_film
+    from clip_search.store.library import Library
+    from clip_search.video.decode import SamplingSettings
+    from clip_search.video.patches import PatchSettings
     from tests.conftest import BUNNY
 
     lib = Library(tmp_path / "lib")

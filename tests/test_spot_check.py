@@ -9,9 +9,9 @@ import json
 import numpy as np
 
 from clip_search.encoders import load_encoder
-from clip_search.indexer import IndexOptions, index_film
-from clip_search.library import Library
-from clip_search.video import SamplingSettings
+from clip_search.indexing.indexer import IndexOptions, index_film
+from clip_search.store.library import Library
+from clip_search.video.decode import SamplingSettings
 from tests.conftest import FLOWER, TEARS
 
 
@@ -53,8 +53,8 @@ def test_sound_chunks_are_kept_as_encoded(tmp_path, tiny_clip_dir):
 
 
 def test_the_ray_actor_checks_each_call_too(tiny_clip_dir, encoder):
-    from clip_search.distributed import ClipActor
-    from clip_search.video import iter_frames
+    from clip_search.scale.archive import ClipActor
+    from clip_search.video.decode import iter_frames
 
     actor = ClipActor(str(tiny_clip_dir), "cpu", 1)  # the class Ray Data instantiates, called in-process
     _swapping(actor.encoder, bad_calls={2})

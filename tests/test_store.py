@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from clip_search.cli import main
-from clip_search.indexer import index_film, make_thumbnail
-from clip_search.library import DamagedFilm, Library, Manifest, VectorSet, check_film
-from clip_search.locks import FilmBusy, film_lock
-from clip_search.store import StagedFilm, import_vectors, open_library
+from clip_search.indexing.indexer import index_film, make_thumbnail
+from clip_search.store.library import DamagedFilm, Library, Manifest, VectorSet, check_film
+from clip_search.store.locks import FilmBusy, film_lock
+from clip_search.store.writer import StagedFilm, import_vectors, open_library
 from tests.conftest import BUNNY, FLOWER, TEARS, assert_no_error
 
 THUMB = make_thumbnail(np.full((48, 64, 3), 90, np.uint8))
@@ -122,7 +122,7 @@ def test_index_of_a_damaged_film_reindexes_it(tmp_path, encoder):
 
 
 def test_deep_check_finds_vectors_that_are_not_unit_length(three_films):
-    from clip_search.library import SAMPLED_ROWS
+    from clip_search.store.library import SAMPLED_ROWS
 
     d = three_films.film_dir("alpha")
     v = _set(d)

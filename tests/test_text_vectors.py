@@ -52,7 +52,7 @@ def test_cut_queries_keep_their_note_and_re_saved_weights_are_encoded_again(tmp_
         capsys.readouterr()
         assert main(["search", long, "--library", lib, "--model", str(model)]) == 0
         assert "longer than" in capsys.readouterr().err  # said from the cache too
-    from clip_search import text_vectors
+    from clip_search.encoders import text_cache as text_vectors
 
     before = text_vectors.model_key(str(model))
     weights = next(model.glob("*.safetensors"))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from clip_search.errors import VideoError
-from clip_search.patches import PatchSettings, crop_patches
-from clip_search.video import SamplingSettings, iter_frames, probe
+from clip_search.video.decode import SamplingSettings, iter_frames, probe
+from clip_search.video.patches import PatchSettings, crop_patches
 from tests.conftest import BUNNY, FLOWER, MEDIA, POPEYE1, TEARS, level_frame, write_video
 
 

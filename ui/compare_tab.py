@@ -7,16 +7,16 @@ from __future__ import annotations
 import streamlit as st
 
 from clip_search.errors import FrameSearchError
-from clip_search.library import Film, Library
+from clip_search.store.library import Film, Library
 from clip_search.timecode import fmt_time
 from engines import FUSION_WEIGHT, EngineUnavailable, Result
 from tagging.pricing import estimate, price_table
 from tagging.run import tag_film, work_left
-from tagging.taggers import SERVICES, FatalTaggerError, default_service, make_tagger
-from tagging.taggers.azure import CELEBRITY_NOTE
+from tagging.taggers import FatalTaggerError, default_service, make_tagger, service, services
 from ui import state
 from ui.charts import TimelineRow, timeline_figure
 from ui.search_tab import play_button, player
+from ui.tabs import Tab, View
 from ui.text import engine_label, md
 from ui.thumbs import evidence_line, show_thumbnail
 
@@ -26,24 +26,25 @@ TOP = 4
 def tagging_panel(lib: Library, film: Film) -> None:
     """Run a tagger over one film: estimate first, progress while it runs, errors per frame."""
     c1, c2 = st.columns([2, 3])
-    service = c1.selectbox("Tagging service", SERVICES, index=SERVICES.index(default_service()), key="tag-service")
-    if service == "azure":
-        c2.caption(CELEBRITY_NOTE)
+    names = list(services())
+    name = c1.selectbox("Tagging service", names, index=names.index(default_service()), key="tag-service")
+    if service(name).note:
+        c2.caption(md(service(name).note))
     try:
-        tagger = make_tagger(service)
+        tagger = make_tagger(name)
     except FatalTaggerError as e:  # no credentials yet: what it would cost first, then what to set
         frames = film.manifest.frames
-        c2.markdown(f"**Estimate:** {estimate(service, frames, price_table(lib.root)).sentence()}")
+        c2.markdown(f"**Estimate:** {estimate(name, frames, price_table(lib.root)).sentence()}")
         c2.warning(md(e))
         return
     for kind, line in st.session_state.pop("tag-result", []):  # the last run's outcome, kept over the rerun
         getattr(st, kind)(md(line))
     todo = work_left(lib, film, tagger)
-    c2.markdown(f"**Estimate:** {estimate(service, todo.frames, price_table(lib.root), calls=todo.calls).sentence()}")
+    c2.markdown(f"**Estimate:** {estimate(name, todo.frames, price_table(lib.root), calls=todo.calls).sentence()}")
     if not todo.frames:
         c2.caption("Every frame of this film is tagged by this service (cached; nothing to pay).")
         return
-    if st.button(f"Tag {md(film.name)} with {service}", key="run-tagging"):
+    if st.button(f"Tag {md(film.name)} with {name}", key="run-tagging"):
         bar = st.progress(0.0, text="tagging…")
         try:
             run = tag_film(lib, film, tagger, progress=lambda d, n: bar.progress(d / n, text=f"{d}/{n} frames"))
@@ -117,3 +118,22 @@ def compare_tab(lib: Library, films: list[Film], ms: state.ModelState, query: st
     if rows:
         st.markdown("**Timeline, one row per engine** (each row coloured on its own scale)")
         st.plotly_chart(timeline_figure(rows, "score", film.manifest.duration), key="cmp-timeline", width="stretch")
+
+
+def _restore(params, film_ids: dict[str, str]) -> list[str]:
+    if params.get("cmp") in film_ids:
+        st.session_state["cmp-film"] = params["cmp"]
+    return []
+
+
+def _publish(wanted: dict) -> None:
+    state = st.session_state
+    if state.get("cmp-film") and state.get("tab") == TAB.label:
+        wanted["cmp"] = state["cmp-film"]
+
+
+def _render(view: View) -> None:
+    compare_tab(view.lib, view.films, view.ms, view.params["text"])
+
+
+TAB = Tab("Compare engines", _render, _restore, _publish)

@@ -11,7 +11,7 @@ import streamlit as st
 
 from clip_search import config
 from clip_search.errors import FrameSearchError
-from clip_search.library import Library
+from clip_search.store.library import Library
 from clip_search.timecode import fmt_time
 from comparisons.evaluate import (
     DEFAULT_KS,
@@ -27,6 +27,7 @@ from comparisons.robustness import robustness, sentence
 from engines import engine_names, priced_without_calls
 from ui import library_panel, state
 from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
+from ui.tabs import Tab
 from ui.text import md
 from ui.thumbs import show_thumbnail
 
@@ -124,8 +125,8 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         if r["status"] != "ok":
             st.caption(md(f"{r['engine']} skipped: {r['reason']}"))
     if ok:
-        chance = next((r for r in ok if r["engine"] == "random"), None)
-        engines = [r for r in ok if r["engine"] != "random"]
+        chance = next((r for r in ok if r["baseline"]), None)
+        engines = [r for r in ok if not r["baseline"]]
         if result.verdict:
             st.markdown(f"**Verdict.** {md(result.verdict)}")
         st.plotly_chart(metrics_figure(engines, cols, chance), key="eval-bars", width="stretch")
@@ -144,7 +145,7 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         )
         _robustness(st.session_state.get("robustness"))
         for r in ok:
-            if r["notes"] and r["engine"] != "random":
+            if r["notes"] and not r["baseline"]:
                 st.caption(md(f"{r['engine']}: {r['notes']}"))
         _export(result)
         _quality_per_dollar(result, engines, chance)
@@ -182,6 +183,7 @@ def _robustness(drops) -> None:
 def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> None:
     """The headline metric against cost per film-hour; every engine's cost and how it was worked out."""
     metric = result.headline
+    baselines = {r["engine"] for r in result.table() if r["baseline"]}
     points = []
     for r in engines:
         cost = result.costs.get(r["engine"], {}).get("usd_per_film_hour")
@@ -198,7 +200,7 @@ def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> Non
             "how": c["basis"],
         }
         for name, c in result.costs.items()
-        if name != "random"
+        if name not in baselines
     ]
     st.dataframe(pd.DataFrame(rows).style.format(na_rep="—", precision=4), hide_index=True, width="stretch")
     st.caption("Machine prices and service prices: tagging/prices.json (or <library>/prices.json); edit to yours.")
@@ -302,3 +304,6 @@ def _export(result) -> None:
         mime="text/csv",
         key="eval-csv",
     )
+
+
+TAB = Tab("Evaluate", lambda view: evaluate_tab(view.lib, view.ms))

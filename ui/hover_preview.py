@@ -13,8 +13,8 @@ import numpy as np
 import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
-from clip_search.indexer import make_thumbnail
-from clip_search.library import Film
+from clip_search.indexing.indexer import make_thumbnail
+from clip_search.store.library import Film
 from clip_search.timecode import fmt_time
 
 PREVIEWS = 360  # thumbnails sent with the page for all strips together (about 4 KB each)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from clip_search import config
 
@@ -90,3 +91,46 @@ WATCH_RUNS = """() => {
 }"""
 RUN_DONE = """() => window.__runs > 0
   && document.querySelector("[data-testid='stApp']").dataset.testScriptState === "notRunning" """
+
+
+def _streamlit_config(dashboard: Path) -> Path | None:
+    """The product's Streamlit settings: ``.streamlit/config.toml`` beside the dashboard in a checkout,
+    or the copy ``pip install`` puts under ``<prefix>/share/frame-search-lab``."""
+    for candidate in (
+        dashboard.parent / ".streamlit" / "config.toml",
+        Path(sys.prefix) / "share" / "frame-search-lab" / ".streamlit" / "config.toml",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def streamlit_flags(path: Path | None) -> list[str]:
+    """Every setting of a Streamlit config file as command-line flags (``--server.address localhost``):
+    they apply whatever folder the dashboard is started from."""
+    import tomllib
+
+    if path is None:
+        return []
+    settings = tomllib.loads(path.read_text(encoding="utf-8"))
+    flags = []
+    for section, options in settings.items():
+        for option, value in options.items():
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += [f"--{section}.{option}", shown]
+    return flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``framesearch-dashboard [STREAMLIT OPTIONS]``: the dashboard in the browser, with the product's
+    Streamlit settings (options given here win); the library is $FRAMESEARCH_LIBRARY or ./library."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("dashboard")
+    dashboard = Path(spec.origin) if spec and spec.origin else config.PROJECT_DIR / "dashboard.py"
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = [sys.executable, "-m", "streamlit", "run", str(dashboard), *streamlit_flags(_streamlit_config(dashboard))]
+    try:
+        return subprocess.call([*command, *args])
+    except KeyboardInterrupt:
+        return 130

@@ -7,15 +7,15 @@ from pathlib import Path
 import streamlit as st
 
 from clip_search.errors import FrameSearchError
-from clip_search.fetch import download, is_url
 from clip_search.guard import media_paths
-from clip_search.indexer import IndexOptions, Progress, estimate_adding, index_film, options_of
-from clip_search.library import Library
-from clip_search.patches import PatchSettings
+from clip_search.indexing.indexer import IndexOptions, Progress, estimate_adding
+from clip_search.store.library import Library
 from clip_search.timecode import fmt_time
-from clip_search.video import SamplingSettings
-from comparisons.examples import example_films, missing, prepare
-from tagging.dialogue import prepare_cues
+from clip_search.video.decode import SamplingSettings
+from clip_search.video.fetch import download, is_url
+from clip_search.video.patches import PatchSettings
+from framesearch import app
+from framesearch.examples import example_films, missing, prepare
 from ui import state
 from ui.samples import VIDEO_SUFFIXES, credit_for, sample_films
 from ui.text import md, model_label
@@ -51,54 +51,54 @@ def _sampling_widgets() -> IndexOptions:
     return IndexOptions(sampling=sampling, patches=PatchSettings() if patches else None)
 
 
-def _progress(name: str):
-    """A progress bar for one film's indexing, and the callback that moves it (frames, time left)."""
-    bar = st.progress(0.0, text=f"{name}: starting…")
+class _FilmBar(app.FilmWatch):
+    """One film's progress bar in the page: frames and time left, then its lines of dialogue."""
 
-    def show(p: Progress) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bar = st.progress(0.0, text=f"{name}: starting…")
+
+    def indexing(self, p: Progress) -> None:
         eta = p.eta_seconds
         left = f" — about {fmt_time(eta)[:-2]} left" if eta is not None else ""
-        bar.progress(p.fraction, text=f"{name}: {p.frames} frames, {p.fraction:.0%}{left}")
+        self.bar.progress(p.fraction, text=f"{self.name}: {p.frames} frames, {p.fraction:.0%}{left}")
 
-    return bar, show
+    def dialogue(self, done: int, total: int) -> None:
+        self.bar.progress(done / max(total, 1), text=f"{self.name}: dialogue, {done} of {total} lines")
+
+    def close(self) -> None:
+        self.bar.empty()
 
 
-def _dialogue_progress(bar, name: str):
-    """The film's bar, telling how far embedding its subtitle lines is (done once, at indexing)."""
-    return lambda done, total: bar.progress(done / max(total, 1), text=f"{name}: dialogue, {done} of {total} lines")
+def _archive_line(line: str) -> None:
+    """What the archive index did after films were added or merged."""
+    st.caption(md(line))
 
 
 def _index(paths: list[Path], lib: Library, ms: state.ModelState, options: IndexOptions) -> int:
     """Index with a progress bar and time left; a bad file is one error line, the rest go on.
-    Returns how many films are in the library afterwards."""
-    indexed = 0
-    for path in paths:
-        bar, show = _progress(path.name)
-        try:
-            result = index_film(path, lib, ms.encoder, options, progress=show, wait=0)
-        except FrameSearchError as e:  # a bad file, or the film is being indexed by another process
-            bar.empty()
-            st.error(md(e))
+    Returns how many films were indexed or found indexed."""
+    report = app.index(
+        lib,
+        paths,
+        [ms.encoder.model_id],
+        options,
+        load=lambda model: ms.encoder,
+        watch=app.Watch(film=_FilmBar, archive=_archive_line),
+        wait=0,
+    )
+    for item in report.items:
+        if item.error:  # a bad file, or the film is being indexed by another process
+            st.error(md(item.error))
             continue
-        except OSError as e:
-            bar.empty()
-            st.error(md(f"{path.name}: {e.strerror or e}"))
-            continue
-        m = result.film.manifest
-        prepare_cues(lib, result.film, _dialogue_progress(bar, m.name))
-        bar.empty()
+        m = item.film.manifest
+        reused = item.result is not None and item.result.reused
         st.session_state.setdefault("notices", []).append(
-            f"{m.name}: already indexed" if result.reused else f"{m.name}: indexed {m.frames} frames"
+            f"{m.name}: already indexed" if reused else f"{m.name}: indexed {m.frames} frames"
         )
         if m.dialogue and m.dialogue.get("warning"):
             st.warning(md(m.dialogue["warning"]))
-        indexed += 1
-    if indexed:
-        from clip_search.ann import AnnIndex
-
-        with st.spinner("Updating the archive index…"):
-            AnnIndex.keep_current(lib)
-    return indexed
+    return len(report.films)
 
 
 def add_films(lib: Library, ms: state.ModelState) -> None:
@@ -184,15 +184,14 @@ def add_model(lib: Library) -> None:
         if chosen_films:
             st.caption(md(estimate_adding(lib, chosen_films, encoder).sentence()))
         if st.button(f"Add {md(encoder.model_id)}", key="add-model-run", disabled=not chosen_films):
-            for film in chosen_films:
-                bar, show = _progress(film.name)
-                try:
-                    index_film(film.manifest.source, lib, encoder, options_of(film), progress=show, wait=0)
-                    st.session_state.setdefault("notices", []).append(f"{film.name}: {encoder.model_id} added")
-                except (FrameSearchError, OSError) as e:  # the source is gone, the film is busy, ...
-                    st.error(md(f"{film.name}: {getattr(e, 'strerror', None) or e}"))
-                finally:
-                    bar.empty()
+            report = app.add_model(
+                lib, chosen_films, encoder.model_id, load=lambda model: encoder, watch=app.Watch(film=_FilmBar)
+            )
+            for item in report.items:
+                if item.error:  # the source is gone, the film is busy, ...
+                    st.error(md(item.error))
+                else:
+                    st.session_state.setdefault("notices", []).append(f"{item.film.name}: {encoder.model_id} added")
             st.rerun()
 
 
@@ -220,10 +219,6 @@ def prepare_examples(lib: Library, ms: state.ModelState, paths: list[Path]) -> i
     bar.empty()
     for line in done.errors:
         st.error(md(line))
-    if done.ready:
-        from clip_search.ann import AnnIndex
-
-        AnnIndex.keep_current(lib)
     return len(done.ready)
 
 
@@ -247,14 +242,8 @@ def film_list(lib: Library) -> None:
         if st.button(
             "Merge duplicates", key="merge_duplicates", help="their vectors join the kept film; nothing is lost"
         ):
-            from clip_search.store import merge_duplicates
-
-            for line in merge_duplicates(lib):
+            for line in app.merge_duplicates(lib, app.Watch(archive=_archive_line)):
                 st.caption(md(line))
-            from clip_search.ann import AnnIndex
-
-            for model in lib.models():
-                AnnIndex.keep_current(lib, model)
     for f in films:
         m = f.manifest
         st.markdown(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clip_search.config import VIDEO_SUFFIXES
-from comparisons.examples import sample_films
+from framesearch.examples import sample_films
 
 __all__ = ["VIDEO_SUFFIXES", "sample_films"]
 

@@ -8,15 +8,18 @@ import pandas as pd
 import streamlit as st
 
 from clip_search.errors import FrameSearchError
-from clip_search.library import Film, Library
-from clip_search.moments import find_moments
-from clip_search.search import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
+from clip_search.search.moments import find_moments
+from clip_search.search.scoring import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
+from clip_search.store.library import Film, Library
 from clip_search.timecode import fmt_time
-from engines import Query, Result
+from engines import Query, Result, service_of
+from framesearch import app
+from tagging.taggers import service as find_service
 from ui import state
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.hover_preview import hover_previews
 from ui.samples import credit_for
+from ui.tabs import Tab, View
 from ui.text import md, model_label
 from ui.thumbs import crop_heat, evidence_line, show_thumbnail
 
@@ -78,27 +81,24 @@ def lacking_note(lib: Library, films: list[Film]) -> None:
     """Say which engines the list leaves out for these films and which films lack what they need;
     the free offline tags are added by one button (a paid service's, from Compare's tagging panel)."""
     for name, lack in state.lacking_engines(lib, films).items():
-        service = name.split(":", 1)[1]
+        service = service_of(name)
+        local = find_service(service).local  # free and here: one button runs it; a paid one shows its cost first
         shown = ", ".join(lack[:5]) + (f" and {len(lack) - 5} more" if len(lack) > 5 else "")
         c1, c2 = st.columns([5, 2], vertical_alignment="center")
-        where = "" if service == "offline" else " (tag them in *Compare engines*, which shows the cost first)"
+        where = "" if local else " (tag them in *Compare engines*, which shows the cost first)"
         c1.caption(md(f"{name} is not offered for these films: {shown} lack {service} tags") + where)
-        if service == "offline" and c2.button(f"Tag {len(lack)} film(s) offline", key="tag-lacking-offline"):
-            _tag_offline(lib, [f for f in films if f.name in lack])
+        if local and c2.button(f"Tag {len(lack)} film(s) with {service}", key=f"tag-lacking-{service}"):
+            _tag_here(lib, service, [f for f in films if f.name in lack])
 
 
-def _tag_offline(lib: Library, films: list[Film]) -> None:
-    """Tag ``films`` with the offline tagger under one progress bar, then show the engine on offer."""
-    from tagging.run import tag_film
-    from tagging.taggers import make_tagger
-
-    tagger = make_tagger("offline")
-    bar = st.progress(0.0, text="tagging offline…")
+def _tag_here(lib: Library, service: str, films: list[Film]) -> None:
+    """Tag ``films`` with a local tagging service under one progress bar, then show the engine on offer."""
+    bar = st.progress(0.0, text=f"tagging with {service}…")
     for n, film in enumerate(films):
-        run = tag_film(
+        run = app.tag(
             lib,
             film,
-            tagger,
+            service,
             progress=lambda done, total, n=n, film=film: bar.progress(
                 (n + done / max(total, 1)) / len(films), text=f"{film.name}: {done} of {total} frames tagged"
             ),
@@ -348,7 +348,7 @@ def player(lib: Library) -> None:
     if not _source_exists(source):
         st.warning(md(f"Cannot play {film.name}: its source file is gone ({source}). Search results are not affected."))
         return
-    from clip_search.proxy import ensure_proxy, playable
+    from clip_search.video.proxy import ensure_proxy, playable
 
     target = playable(lib, film)
     if target is None:  # HEVC, MKV, ProRes, ...: a browser-playable H.264 copy, made once per film
@@ -373,3 +373,31 @@ _keys = st.components.v2.component("hit_keys", js=(Path(__file__).with_name("hit
 def hit_keys() -> None:
     """j / k (or the up and down arrows) move between hits in rank order; Enter plays the one in focus."""
     _keys(key="hit-keys")
+
+
+@st.fragment
+def _render(view: View) -> None:
+    """Results, the score strip of each film and the player, on one screen. A fragment: a click that
+    concerns only this part (Why?, a strip click, ▶) reruns it alone, not the page around it."""
+    lib, ms, chosen, params = view.lib, view.ms, view.films, view.params
+    query = run_query(params)
+    left, right = st.columns([3, 2])
+    beside = right.container(key="player-box")  # sticky (see STICKY_PLAYER): player and strips stay in view
+    explained = beside.container()  # first: a Why? opens at the top of the sticky column, in view
+    with beside:
+        player(lib)
+    if query is None:
+        return
+    try:
+        with left:
+            result = results(chosen, query, params, lib, ms)
+        with explained:
+            why(chosen, result)
+        with beside:
+            strips(chosen, result)
+    except FrameSearchError as e:  # e.g. an engine that cannot run on these films: say so, keep the page
+        st.error(md(e))
+    view.publish()  # a click here (▶) changes the view's address too
+
+
+TAB = Tab("Search", _render)

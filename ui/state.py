@@ -10,9 +10,9 @@ import streamlit as st
 from clip_search import config
 from clip_search.encoders import DualEncoder
 from clip_search.errors import ModelLoadError
-from clip_search.library import Library
-from clip_search.store import open_library
-from engines import Encoders, Engine, ModelEngine, available, lacking, make_engine
+from clip_search.store.library import Library
+from clip_search.store.writer import open_library
+from engines import DEFAULT, Encoders, Engine, ModelEngine, available, lacking, make_engine
 
 RANDOM_DEMO_DIR = config.PROJECT_DIR / ".cache" / "clip-random-demo"  # the offline demo's random CLIP
 
@@ -90,41 +90,42 @@ def random_model_notice(ms: ModelState) -> str | None:
     ).strip()
 
 
-def library() -> Library:
-    """The library folder ($FRAMESEARCH_LIBRARY or ./library)."""
-    return open_library(config.library_dir())
+def library(model_id: str | None = None) -> Library:
+    """The library folder ($FRAMESEARCH_LIBRARY or ./library), seen with the session's model
+    (``model_id``: the edge's choice, see ``Library``)."""
+    return open_library(config.library_dir(), model_id)
 
 
 @st.cache_resource(max_entries=16)
 def _engine(root: str, model_id: str, name: str, weight: float) -> Engine:
     """Engines are thread-safe (their caches are locked LRUs), so sessions share them."""
-    return make_engine(name, Library(root), encoders(), weight, default=_default_engine(root, model_id))
+    return make_engine(name, Library(root, model_id), encoders(), weight, default=_default_engine(root, model_id))
 
 
 @st.cache_resource(max_entries=4)
 def _default_engine(root: str, model_id: str) -> ModelEngine:
-    return ModelEngine(model_id, encoders(), name="clip")
+    return ModelEngine(model_id, encoders(), name=DEFAULT)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _engine_names(root: str, films: tuple, tags_stamp: tuple) -> list[str]:
-    lib = Library(root)
+def _engine_names(root: str, model: str | None, films: tuple, tags_stamp: tuple) -> list[str]:
+    lib = Library(root, model)
     return available(lib, [f for f in (lib.get(key[0]) for key in films) if f])
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _lacking(root: str, films: tuple, tags_stamp: tuple) -> dict[str, list[str]]:
-    lib = Library(root)
+def _lacking(root: str, model: str | None, films: tuple, tags_stamp: tuple) -> dict[str, list[str]]:
+    lib = Library(root, model)
     return lacking(lib, [f for f in (lib.get(key[0]) for key in films) if f])
 
 
-def _state_key(lib: Library, films: list) -> tuple[str, tuple, tuple]:
+def _state_key(lib: Library, films: list) -> tuple[str, str | None, tuple, tuple]:
     """Film versions and the tag store's state: what the engines on offer depend on."""
     db = lib.root / "tags.sqlite"
     stamps = tuple(
         (p.stat().st_size, p.stat().st_mtime_ns) for p in (db, db.with_name("tags.sqlite-wal")) if p.exists()
     )
-    return str(lib.root), tuple((f.id, f.version, tuple(f.models)) for f in films), stamps
+    return str(lib.root), lib.model, tuple((f.id, f.version, tuple(f.models)) for f in films), stamps
 
 
 def engine_names(lib: Library, films: list) -> list[str]:

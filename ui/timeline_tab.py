@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from clip_search.library import Film, Library
+from clip_search.store.library import Film, Library
 from clip_search.timecode import fmt_time
 from engines import ModelEngine
+from ui import state
 from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.search_tab import JUMP_MOMENTS, moment_picker, play, player, selected_points
+from ui.tabs import Tab, View
 from ui.text import engine_label, md
 from ui.thumbs import show_thumbnail
 
 MAX_ROWS = 8
+TOGGLES = {"tlsoft": "tl-softmax", "tlshared": "tl-shared"}  # URL key -> widget key (on when "1")
 
 
 def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], main_query: str) -> None:
@@ -94,3 +97,41 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     lines = [f"- *{md(q)}*: cosine {tl.scores[i]:.4f}, probability {tl.softmax[i]:.4f}" for q, tl in scores.items()]
     c2.markdown("\n".join(lines))
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="tl-play", on_click=play, args=(film.id, film.times[i]))
+
+
+def _restore(params, film_ids: dict[str, str]) -> list[str]:
+    """The link's extra queries, toggles and picked frame (its film becomes the Timeline's film)."""
+    from ui.url_state import film_time
+
+    if params.get("tlq"):
+        st.session_state["tl-queries"] = "\n".join(params.get_all("tlq"))
+    for key, widget in TOGGLES.items():
+        if params.get(key) == "1":
+            st.session_state[widget] = True
+    pick = film_time(params.get("pick", ""))
+    names_by_id = {v: k for k, v in film_ids.items()}
+    if pick and pick[0] in names_by_id:
+        st.session_state["tl-pick"] = {pick[0]: pick[1]}
+        st.session_state["tl-film"] = names_by_id[pick[0]]
+    return []
+
+
+def _publish(wanted: dict) -> None:
+    state = st.session_state
+    extra = [q.strip() for q in state.get("tl-queries", "").splitlines() if q.strip()]
+    if extra:
+        wanted["tlq"] = extra
+    for key, widget in TOGGLES.items():
+        if state.get(widget):
+            wanted[key] = "1"
+    picks = state.get("tl-pick") or {}
+    film_id = (state.get("url-film-ids") or {}).get(state.get("tl-film"))
+    if film_id in picks:  # the frame picked on this tab
+        wanted["pick"] = f"{film_id}@{picks[film_id]:.3f}"
+
+
+def _render(view: View) -> None:
+    timeline_tab(view.lib, view.films, state.model_engines(view.lib, view.ms, view.engines), view.params["text"])
+
+
+TAB = Tab("Timeline", _render, _restore, _publish)

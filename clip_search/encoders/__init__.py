@@ -1,4 +1,5 @@
-"""Dual text-image encoders behind one protocol (``base.DualEncoder``), three backends:
+"""Dual text-image encoders behind one protocol (``base.DualEncoder``), three backends declared as
+data (``BUILT_IN``), and any a lab installs (entry point ``framesearch.encoders``):
 
   transformers CLIP        any ``CLIPModel`` checkpoint             ``hf_clip``
   transformers SigLIP (2)  ``AutoModel`` + ``AutoProcessor``        ``hf_siglip``
@@ -12,8 +13,10 @@ one; ``preprocessing_for`` reads only how it prepares frames (decode workers nev
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from pathlib import Path
 
 from clip_search import config
@@ -29,14 +32,17 @@ from clip_search.encoders.base import (
     prepare_image,
 )
 from clip_search.errors import ModelLoadError
+from clip_search.plugins import plugins
 
 __all__ = [
     "PRECISIONS",
+    "Backend",
     "DualEncoder",
     "ModelRef",
     "Preprocessing",
     "Scoring",
     "TextEncoding",
+    "backends",
     "cpu_has_bf16",
     "load_encoder",
     "pick_device",
@@ -46,7 +52,6 @@ __all__ = [
     "resolve",
 ]
 
-BACKENDS = ("transformers-clip", "transformers-siglip", "open_clip")
 OPEN_CLIP_PREFIX = "open_clip:"
 HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 FORMS = (
@@ -74,9 +79,50 @@ class ModelRef:
     pretrained: str | None = None  # open_clip's pretrained tag
 
 
+@dataclass(frozen=True)
+class Backend:
+    """An encoder backend, as data: the module that loads it (``load(ref, device, precision, offline)``
+    and ``preprocessing(ref, offline)``), and how a model name or a saved folder is recognised as its.
+
+    ``model_types``: the transformers ``config.json`` model types it loads (a prefix matches);
+    ``folder_file``: a file that marks a saved folder of it; ``prefix``: the prefix of the names it
+    owns (``open_clip:``, or a plugin's own)."""
+
+    name: str
+    module: str | object
+    model_types: tuple[str, ...] = ()
+    folder_file: str | None = None
+    prefix: str | None = None
+
+    def loader(self):
+        return importlib.import_module(self.module) if isinstance(self.module, str) else self.module
+
+
+BUILT_IN = (
+    Backend("transformers-clip", "clip_search.encoders.hf_clip", model_types=("clip",)),
+    Backend("transformers-siglip", "clip_search.encoders.hf_siglip", model_types=("siglip",)),
+    Backend("open_clip", "clip_search.encoders.openclip", folder_file="open_clip_config.json", prefix=OPEN_CLIP_PREFIX),
+)
+
+
+@cache
+def backends() -> dict[str, Backend]:
+    """Every backend by name: ours, then each installed plugin's (``framesearch.encoders``: a module
+    or object with ``prefix``, ``load`` and ``preprocessing``; it owns the names that start with
+    its prefix). A plugin cannot replace ours."""
+    table = {b.name: b for b in BUILT_IN}
+    for name, found in plugins("framesearch.encoders").items():
+        prefix = getattr(found, "prefix", None)
+        if prefix and name not in table:
+            table[name] = Backend(name, found, prefix=prefix)
+    return table
+
+
 def _folder_backend(folder: Path) -> str | None:
-    if (folder / "open_clip_config.json").is_file():
-        return "open_clip"
+    """The backend whose saved folder this is (its marker file, or its transformers model type)."""
+    for b in backends().values():
+        if b.folder_file and (folder / b.folder_file).is_file():
+            return b.name
     cfg = folder / "config.json"
     if cfg.is_file():
         import json
@@ -85,17 +131,25 @@ def _folder_backend(folder: Path) -> str | None:
             kind = str(json.loads(cfg.read_text()).get("model_type", ""))
         except (OSError, ValueError, AttributeError):
             return None
-        if kind == "clip":
-            return "transformers-clip"
-        if kind.startswith("siglip"):
-            return "transformers-siglip"
+        return _by_model_type(kind)
     return None
+
+
+def _by_model_type(kind: str) -> str | None:
+    return next((b.name for b in backends().values() if any(kind.startswith(t) for t in b.model_types)), None)
 
 
 def resolve(name: str | None) -> ModelRef:
     """Which backend a model name belongs to (no weights are read). ModelLoadError, one line
-    naming the three forms, for a name that fits none."""
-    name = config.model_id(name).strip()
+    naming the forms, for a name that fits none. Resolved once per name (a hub id reads its config)."""
+    return _resolve(config.model_id(name).strip())
+
+
+@lru_cache(maxsize=256)
+def _resolve(name: str) -> ModelRef:
+    for b in backends().values():  # a plugin's own names first: its prefix says they are its
+        if b.prefix and b.prefix != OPEN_CLIP_PREFIX and name.startswith(b.prefix):
+            return ModelRef(name, b.name, name[len(b.prefix) :])
     if name.startswith(OPEN_CLIP_PREFIX):
         rest = name[len(OPEN_CLIP_PREFIX) :]
         if rest.startswith("hf-hub:") and HUB_ID.match(rest[len("hf-hub:") :]):
@@ -120,29 +174,27 @@ def resolve(name: str | None) -> ModelRef:
 
         cfg = read_json(name, "config.json", offline_for(name)) or {}
         kind = str(cfg.get("model_type", ""))
-        siglip = kind.startswith("siglip") or (not kind and "siglip" in name.lower())
-        return ModelRef(name, "transformers-siglip" if siglip else "transformers-clip", name)
+        if not kind:  # the config cannot be read offline: the name says what it is
+            kind = next((t for b in BUILT_IN for t in b.model_types if t in name.lower()), "clip")
+        return ModelRef(name, _by_model_type(kind) or _by_model_type("clip"), name)
     raise ModelLoadError(f"'{name}' fits none of the forms a model is named by; name a model as {FORMS}.")
 
 
 def _backend(ref: ModelRef):
-    if ref.backend == "open_clip":
-        from clip_search.encoders import openclip as module
-    elif ref.backend == "transformers-siglip":
-        from clip_search.encoders import hf_siglip as module
-    else:
-        from clip_search.encoders import hf_clip as module
-    return module
+    """The module (or plugin object) that loads ``ref``."""
+    return backends()[ref.backend].loader()
 
 
-def load_encoder(model_id: str | None = None, device: str | None = None, precision: str | None = None) -> DualEncoder:
+def load_encoder(
+    model_id: str | ModelRef | None = None, device: str | None = None, precision: str | None = None
+) -> DualEncoder:
     """Load a model by name (see :func:`resolve`) at ``precision`` (auto, fp32, bf16; see
     :func:`pick_precision`): half precision on GPU, bfloat16 on a CPU that has it.
 
     Raises ModelLoadError with one sentence saying why and how to fix it."""
     from clip_search.encoders.hub import offline_for, quiet
 
-    ref = resolve(model_id)
+    ref = model_id if isinstance(model_id, ModelRef) else resolve(model_id)
     device = pick_device(device)
     quiet()
     target = ref.target

@@ -32,7 +32,6 @@ MAX_BYTES = 4 * 1024 * 1024  # well under the service's 20 MB; keeps uploads qui
 MAX_SIDE = 2048  # the service takes 50..16000 px; 2048 keeps OCR legible and requests small
 VISUAL_FEATURES = ("tags", "caption", "denseCaptions", "objects", "read")
 RETRY_AFTER_CAP = 20.0  # seconds: a service asking for longer waits per retry would stall a film for hours
-CELEBRITY_NOTE = "Azure Image Analysis 4.0 has no celebrity recognition; use Rekognition for celebrities."
 
 
 def _capped_retry_policy(retries: int, backoff: float, cap: float, budget: RetryBudget):

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search.atomic import atomic_savez, atomic_write_json
 from clip_search.errors import FrameSearchError
-from clip_search.library import (
+from clip_search.store.atomic import atomic_savez, atomic_write_json
+from clip_search.store.library import (
     DamagedFilm,
     Film,
     Library,
@@ -42,7 +42,7 @@ from clip_search.library import (
     check_set,
     model_key,
 )
-from clip_search.locks import FilmBusy, film_lock
+from clip_search.store.locks import FilmBusy, film_lock
 
 
 class StagedFilm:
@@ -437,10 +437,11 @@ def import_vectors(
         return staged.publish()
 
 
-def open_library(root: str | os.PathLike) -> Library:
+def open_library(root: str | os.PathLike, model: str | None = None) -> Library:
     """The library at ``root``, ready for use: an interrupted swap repaired, format-1 films
-    migrated (each under its film's lock; a busy or read-only one is left as it is and still read)."""
-    library = Library(root)
+    migrated (each under its film's lock; a busy or read-only one is left as it is and still read).
+    ``model``: the model the user chose (see ``Library``)."""
+    library = Library(root, model)
     recover(library)
     migrate(library)
     return library

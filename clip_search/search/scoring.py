@@ -2,7 +2,7 @@
 
 A frame's score is the cosine of unit vectors (in patch mode, the best of the frame and its
 patches). Archive-sized libraries (``ANN_MIN_FRAMES``) take candidates from the FAISS index in
-``clip_search.ann`` and re-score them exactly from the float32 vectors on disk, so hits carry exact
+``clip_search.search.ann`` and re-score them exactly from the float32 vectors on disk, so hits carry exact
 cosines; smaller libraries, small film filters and ``exact=True`` score every frame.
 """
 
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clip_search.library import Film, Library
-from clip_search.moments import Moment, find_moments, moment_around
-from clip_search.ranking import DEFAULT_GAP as DEFAULT_GAP  # engines, views and the CLI take it from here
-from clip_search.ranking import LEADING, at, distinct_top
+from clip_search.search.moments import Moment, find_moments, moment_around
+from clip_search.search.ranking import DEFAULT_GAP as DEFAULT_GAP  # engines, views and the CLI take it from here
+from clip_search.search.ranking import LEADING, at, distinct_top
+from clip_search.store.library import Film, Library
 
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 MAX_IMAGE_PIXELS = 40_000_000  # a query image larger than this is refused before it is decoded
@@ -193,7 +193,7 @@ class Searcher:
         exact: bool = False,
         nprobe: int | None = None,
     ) -> None:
-        from clip_search.ann import ANN_MIN_FRAMES, AnnIndex
+        from clip_search.search.ann import ANN_MIN_FRAMES, AnnIndex
 
         self.films = list(films)
         self.total = sum(f.manifest.frames for f in self.films)
@@ -234,7 +234,7 @@ class Searcher:
 
     def scans_all(self) -> bool:
         """Whether a search scores every frame (no index, a small set, or the index would scan it all)."""
-        from clip_search.ann import EXACT_MAX_FRAMES
+        from clip_search.search.ann import EXACT_MAX_FRAMES
 
         if self.ann is None or self.total <= EXACT_MAX_FRAMES:
             return True

@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from clip_search.errors import VideoError
-from clip_search.library import Film, Library
-from clip_search.locks import film_lock
+from clip_search.store.library import Film, Library
+from clip_search.store.locks import film_lock
 
 PLAYABLE_CONTAINERS = {"mp4", "mov", "webm", "m4v"}
 PLAYABLE_VIDEO = {"h264", "vp8", "vp9", "av1"}

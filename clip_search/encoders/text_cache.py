@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from clip_search.encoders.base import TextEncoding
-from clip_search.library import Library
+from clip_search.store.library import Library
 
 DB = "text-vectors.sqlite"
 SCHEMA = """

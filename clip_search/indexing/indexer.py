@@ -11,7 +11,7 @@ finished film appears in the library in one rename.
 
 Three parts: ``_Producer`` (decode, sample, prepare), ``_encode_into`` (batches through the models
 into the staged film's chunks) and ``index_film``, the orchestrator, which holds the film's
-cross-process lock from the cache check to the publish (``clip_search.store``).
+cross-process lock from the cache check to the publish (``clip_search.store.writer``).
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from clip_search import config
 from clip_search.encoders import spot_check
 from clip_search.encoders.base import set_threads
 from clip_search.errors import VideoError
-from clip_search.library import Film, Library, Manifest, VectorSet, film_id_for, fingerprint
-from clip_search.locks import FilmBusy, film_lock
-from clip_search.patches import PatchSettings, crop_patches
-from clip_search.store import StagedFilm, add_source
-from clip_search.subtitles import load_dialogue
-from clip_search.video import SampledFrame, SamplingSettings, iter_frames, probe, scale_rgb
+from clip_search.store.library import Film, Library, Manifest, VectorSet, film_id_for, fingerprint
+from clip_search.store.locks import FilmBusy, film_lock
+from clip_search.store.writer import StagedFilm, add_source
+from clip_search.video.decode import SampledFrame, SamplingSettings, iter_frames, probe, scale_rgb
+from clip_search.video.patches import PatchSettings, crop_patches
+from clip_search.video.subtitles import load_dialogue
 
 THUMB_WIDTH = 256
 SMALL_MACHINE_CORES = 4  # up to this many cores, a bf16 model on the CPU leaves the decoder a core (``CoreSplit``)
@@ -406,7 +406,7 @@ def existing_film(path: str | os.PathLike, library: Library) -> Film | None:
         return None
 
 
-def _new_manifest(path: Path, options: IndexOptions, library: Library) -> Manifest:
+def new_manifest(path: Path, options: IndexOptions, library: Library) -> Manifest:
     """The film's own manifest (no model's fields): what its key is compared on. A film is its
     content: a path to bytes the library already has gets that film's id, so it is reused."""
     info = probe(path)
@@ -448,7 +448,7 @@ def cached_index(
     library has it (seen through the first model). Needs no model, so a re-run over indexed films
     returns at once."""
     models = _models(model_id)
-    film = _complete_index(library, _new_manifest(Path(path), options, library))
+    film = complete_index(library, new_manifest(Path(path), options, library))
     if film is None or not all(film.has(m) for m in models):
         return None
     with contextlib.suppress(FilmBusy):  # another process holds the film: the path is noted next time
@@ -456,10 +456,39 @@ def cached_index(
     return film.view(models[0])
 
 
-def _complete_index(library: Library, manifest: Manifest) -> Film | None:
+@dataclass
+class FilmPlan:
+    """What indexing one file must do, decided once for the threaded indexer and for Ray alike: the
+    manifest to write (the existing film's when models are added to it), the complete film already
+    in the library if any, and the models still to encode (none: the film is reused as it is)."""
+
+    path: Path
+    manifest: Manifest
+    existing: Film | None
+    todo: list[str]
+
+    @property
+    def reused(self) -> bool:
+        return self.existing is not None and not self.todo
+
+    @classmethod
+    def of(cls, library: Library, path: Path, manifest: Manifest, options: IndexOptions, models: list[str]) -> FilmPlan:
+        """The plan for ``path`` (``manifest``: its ``new_manifest``), made while holding the film's
+        lock; a complete film of the same key notes this path as one of its sources."""
+        existing = complete_index(library, manifest)
+        todo = [m for m in dict.fromkeys(models) if existing is None or not existing.has(m)]
+        if existing is not None:
+            existing = add_source(library, existing, path, locked=True)
+            manifest = existing.record.manifest
+        elif options.patches:
+            manifest.patches_per_frame = options.patches.count(manifest.width, manifest.height)
+        return cls(path, manifest, existing, todo)
+
+
+def complete_index(library: Library, manifest: Manifest) -> Film | None:
     """The film's index, if complete and of the same key, with the sets that are sound to the last
     vector (a set ``films --check`` rejects is encoded again, never reused)."""
-    from clip_search.library import DamagedFilm, check_record
+    from clip_search.store.library import DamagedFilm, check_record
 
     existing = library.get(manifest.id)
     if existing and existing.manifest.status == "complete" and existing.manifest.key() == manifest.key():
@@ -490,19 +519,14 @@ def index_film(
     path = Path(path)
     encoders = list(encoder) if isinstance(encoder, (list, tuple)) else [encoder]
     t0 = time.perf_counter()
-    manifest = _new_manifest(path, options, library)
+    manifest = new_manifest(path, options, library)
     with film_lock(library, manifest.id, wait, on_wait):
-        existing = _complete_index(library, manifest)
-        todo = [e for e in encoders if existing is None or not existing.has(e.model_id)]
-        if existing is not None:
-            existing = add_source(library, existing, path, locked=True)
-        if existing and not todo:
-            film = existing.view(encoders[0].model_id)
+        plan = FilmPlan.of(library, path, manifest, options, [e.model_id for e in encoders])
+        if plan.reused:
+            film = plan.existing.view(encoders[0].model_id)
             return IndexResult(film, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
-        if existing is not None:
-            manifest = existing.record.manifest
-        elif options.patches:
-            manifest.patches_per_frame = options.patches.count(manifest.width, manifest.height)
+        existing, manifest = plan.existing, plan.manifest
+        todo = [e for e in encoders if e.model_id in plan.todo]
         staged = StagedFilm(library, manifest, [vector_set_for(e) for e in todo], film=existing)
         resumed = staged.frames
         device = todo[0].device

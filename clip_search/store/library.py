@@ -23,7 +23,7 @@ library is opened for use (``store.open_library``): the vector files are hard-li
 the manifest is replaced, then the old names are removed; until the manifest is replaced the old
 layout is whole, so an interrupted migration leaves a library the old version still reads.
 
-This module reads the format and checks it (both formats); ``clip_search.store`` is its one writer,
+This module reads the format and checks it (both formats); ``clip_search.store.writer`` is its one writer,
 which also recovers interrupted swaps and migrates format 1 when it opens a library. A crash can
 leave a staging folder but never a film that looks complete, and a film or set whose files were
 damaged afterwards is reported by name (``Library.damaged``) and left out, never allowed to break
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search.atomic import atomic_write_bytes
 from clip_search.errors import FilmNotFound, FrameSearchError
+from clip_search.store.atomic import atomic_write_bytes
 
 FORMAT_VERSION = 2
 SET_FORMAT = 1
@@ -207,8 +207,8 @@ class Manifest:
         return hashlib.sha1(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:10]
 
     def sampling_settings(self):
-        """The film's :class:`~clip_search.video.SamplingSettings` (the one reading of ``sampling``)."""
-        from clip_search.video import SamplingSettings
+        """The film's :class:`~clip_search.video.decode.SamplingSettings` (the one reading of ``sampling``)."""
+        from clip_search.video.decode import SamplingSettings
 
         return SamplingSettings.from_key(self.sampling)
 
@@ -351,7 +351,7 @@ def check_set(set_dir: Path, vs: VectorSet, n: int, patches_per_frame: int, deep
 
 
 def _read_dialogue(path: Path):
-    from clip_search.subtitles import Dialogue
+    from clip_search.video.subtitles import Dialogue
 
     try:
         return Dialogue.from_dict(json.loads(path.read_text()))
@@ -410,14 +410,11 @@ def checked_manifest(film_dir: Path) -> Manifest:
     return checked_record(film_dir).manifest
 
 
-def preferred_model(sets: dict[str, VectorSet]) -> str:
-    """Which of a film's models it is seen through by default: the configured model if it has it,
-    else the first it was indexed with."""
-    from clip_search import config
-
-    default = config.model_id()
-    if default in sets:
-        return default
+def preferred_model(sets: dict[str, VectorSet], preferred: str | None = None) -> str:
+    """Which of a film's models it is seen through by default: ``preferred`` (the model the user
+    chose, at the edge) if it has it, else the first it was indexed with."""
+    if preferred in sets:
+        return preferred
     return min(sets, key=lambda m: (sets[m].completed_at or 0, m))
 
 
@@ -454,6 +451,39 @@ def lacks_vectors(name: str, source: str, model: str) -> str:
     return f"{name} has no {model} vectors; add them with: {add_model_command(source, model)}"
 
 
+class Vectors:
+    """One model's vectors of a film's frames: the set's description (model, dimension, scoring,
+    how it was made) and its arrays, memory-mapped when first read. The film owns times,
+    thumbnails, shots and dialogue; this owns what one model made of them."""
+
+    def __init__(self, folder: Path, vector_set: VectorSet, patches_per_frame: int = 0) -> None:
+        self.dir, self.set, self.patches_per_frame = folder, vector_set, patches_per_frame
+        self._embeddings: np.ndarray | None = None
+        self._patches: np.ndarray | None = None
+
+    @property
+    def model(self) -> str:
+        return self.set.model
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """(N, D) float32 unit vectors, memory-mapped."""
+        if self._embeddings is None:
+            # a plain ndarray over the mapping: np.memmap's Python-level indexing costs ~20 us a call,
+            # and archive search gathers from a hundred films per query
+            self._embeddings = np.asarray(np.load(self.dir / "embeddings.npy", mmap_mode="r"))
+        return self._embeddings
+
+    @property
+    def patch_embeddings(self) -> np.ndarray | None:
+        """(N * P, D) patch vectors in patch mode, else None."""
+        if not self.patches_per_frame:
+            return None
+        if self._patches is None:
+            self._patches = np.asarray(np.load(self.dir / "patch_embeddings.npy", mmap_mode="r"))
+        return self._patches
+
+
 class Film:
     """A complete film in the library seen through one of its models (``model``; default: the
     configured model if the film has it, else the first it was indexed with).
@@ -462,21 +492,22 @@ class Film:
     ``embeddings`` and ``patch_embeddings`` are that model's, memory-mapped; ``view`` gives the
     same film through another model. Times, thumbnails and dialogue are the film's own."""
 
-    def __init__(self, film_dir: Path, record: FilmRecord | None = None, model: str | None = None) -> None:
+    def __init__(
+        self, film_dir: Path, record: FilmRecord | None = None, model: str | None = None, preferred: str | None = None
+    ) -> None:
         self.dir = film_dir
         self.record = record or checked_record(film_dir)
         sets = self.record.sound()
         if not sets:
             raise DamagedFilm(f"{film_dir.name} has no sound vector set")
-        self.model = model if model is not None else preferred_model({m: v for m, (_, v) in sets.items()})
+        self.model = model if model is not None else preferred_model({m: v for m, (_, v) in sets.items()}, preferred)
         if self.model not in sets:
             m = self.record.manifest
             raise MissingVectors(lacks_vectors(m.name, m.source, self.model))
         self.set_dir, self.vector_set = sets[self.model]
         self.manifest = self.record.manifest.seen_through(self.vector_set)
-        self._embeddings: np.ndarray | None = None
+        self._vectors: dict[str, Vectors] = {}
         self._times: np.ndarray | None = None
-        self._patches: np.ndarray | None = None
         self._thumbs: Thumbnails | None = None
 
     @property
@@ -506,14 +537,23 @@ class Film:
         derived from it."""
         return str(self.dir), self.manifest.completed_at, self.model, self.vector_set.completed_at
 
+    def vectors(self, model: str | None = None) -> Vectors:
+        """One model's vectors of this film's frames (default: the model it is seen through);
+        MissingVectors, naming the command that adds them, when it has none."""
+        model = self.model if model is None else model
+        if model not in self._vectors:
+            sets = self.record.sound()
+            if model not in sets:
+                m = self.record.manifest
+                raise MissingVectors(lacks_vectors(m.name, m.source, model))
+            folder, vs = sets[model]
+            self._vectors[model] = Vectors(folder, vs, self.record.manifest.patches_per_frame)
+        return self._vectors[model]
+
     @property
     def embeddings(self) -> np.ndarray:
-        """(N, D) float32 unit vectors of this model, memory-mapped."""
-        if self._embeddings is None:
-            # a plain ndarray over the mapping: np.memmap's Python-level indexing costs ~20 us a call,
-            # and archive search gathers from a hundred films per query
-            self._embeddings = np.asarray(np.load(self.set_dir / "embeddings.npy", mmap_mode="r"))
-        return self._embeddings
+        """(N, D) float32 unit vectors of the model the film is seen through (``vectors().embeddings``)."""
+        return self.vectors().embeddings
 
     @property
     def times(self) -> np.ndarray:
@@ -524,12 +564,8 @@ class Film:
 
     @property
     def patch_embeddings(self) -> np.ndarray | None:
-        """(N * P, D) patch vectors in patch mode, else None."""
-        if not self.manifest.patches_per_frame:
-            return None
-        if self._patches is None:
-            self._patches = np.asarray(np.load(self.set_dir / "patch_embeddings.npy", mmap_mode="r"))
-        return self._patches
+        """(N * P, D) patch vectors in patch mode, else None (``vectors().patch_embeddings``)."""
+        return self.vectors().patch_embeddings
 
     def thumbnail(self, i: int) -> bytes:
         """JPEG bytes of frame ``i``'s thumbnail (empty when the thumbnail file is unreadable)."""
@@ -544,7 +580,7 @@ class Film:
         """The film's subtitle cues (stored at index time; read from the source for older indexes).
 
         A dialogue.json damaged after indexing gives no cues and a warning, never an exception."""
-        from clip_search.subtitles import Dialogue, load_dialogue
+        from clip_search.video.subtitles import Dialogue, load_dialogue
 
         stored = self.dir / "dialogue.json"
         if stored.is_file():
@@ -574,14 +610,15 @@ def _model_counts(films: list[Film]) -> dict[str, int]:
     return counts
 
 
-def _default_of(counts: dict[str, int]) -> str:
-    """The default model given how many films have each: the configured one if any film has it
-    (or none has any), else the one most films have."""
+def _default_of(counts: dict[str, int], preferred: str | None) -> str:
+    """The default model given how many films have each: ``preferred`` (the user's choice) if any
+    film has it (or none has any), else the one most films have."""
     from clip_search import config
 
-    configured = config.model_id()
-    if configured in counts or not counts:
-        return configured
+    if preferred and (preferred in counts or not counts):
+        return preferred
+    if not counts:
+        return config.DEFAULT_MODEL  # a library with no films, and no choice made: the documented default
     return min(counts, key=lambda m: (-counts[m], m))
 
 
@@ -613,8 +650,11 @@ class Damaged:
 class Library:
     """A folder of indexed films; cheap to construct, reads manifests on demand."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, model: str | None = None) -> None:
+        """``model``: the model the user chose (a front end decides it, from its arguments or its
+        session): films are seen through it when they have it, and it is the default engine's."""
         self.root = Path(root)
+        self.model = model
         self.films_dir = self.root / "films"
         self.staging_dir = self.root / "staging"
         self.downloads_dir = self.root / "downloads"
@@ -662,7 +702,7 @@ class Library:
         for d in self._folders():
             try:
                 record = checked_record(d)
-                films.append(Film(d, record))
+                films.append(Film(d, record, preferred=self.model))
             except DamagedFilm as e:
                 damaged.append(Damaged(d.name, d, str(e)))
                 continue
@@ -684,13 +724,13 @@ class Library:
     def models(self, films: list[Film] | None = None) -> list[str]:
         """Every model the films (default: the library's) have vectors of, the default first."""
         counts = _model_counts(self.films() if films is None else films)
-        default = _default_of(counts)
+        default = _default_of(counts, self.model)
         return sorted(counts, key=lambda m: (m != default, -counts[m], m))
 
     def default_model(self, films: list[Film] | None = None) -> str:
-        """The library's default model (the engine named ``clip``): the configured model if any
-        film has it, else the model most films have, else the configured model."""
-        return _default_of(_model_counts(self.films() if films is None else films))
+        """The library's default model (the engine named ``clip``): the model the user chose if any
+        film has it, else the model most films have, else the chosen (or documented) model."""
+        return _default_of(_model_counts(self.films() if films is None else films), self.model)
 
     def get(self, film_id: str, model: str | None = None) -> Film | None:
         """The complete, healthy film with this id (seen through ``model`` if given and it has
@@ -699,7 +739,7 @@ class Library:
         if not d.is_dir():
             return None
         try:
-            return Film(d, checked_record(d), model)
+            return Film(d, checked_record(d), model, self.model)
         except (DamagedFilm, MissingVectors):
             return None
 

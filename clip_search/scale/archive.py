@@ -7,7 +7,7 @@ spreads over workers and memory stays bounded. The pipeline:
   model's input and thumbnailed *before* they enter Ray's object store -> an actor pool of CLIP
   encoders (the model loaded once per actor; ``num_gpus=1`` per actor when there are GPUs) ->
   the driver, which writes each finished segment atomically into the film's staging folder and
-  publishes a film (one rename, through ``clip_search.store``) once all its segments are there.
+  publishes a film (one rename, through ``clip_search.store.writer``) once all its segments are there.
 
 Locally ``ray.init()`` starts a private Ray with the encode workers plus one CPU kept for decoding
 (actors holding every CPU starve the decode tasks and hang the dataset); with ``RAY_ADDRESS`` it
@@ -30,33 +30,18 @@ import numpy as np
 from clip_search import config
 from clip_search.encoders import spot_check
 from clip_search.errors import FrameSearchError
-from clip_search.fetch import download, is_url
-from clip_search.indexer import IndexOptions, _complete_index, _new_manifest, frame_thumbnail, vector_set_for
-from clip_search.library import Film, Library
-from clip_search.locks import FilmBusy, film_lock
-from clip_search.store import StagedFilm, add_source
-from clip_search.subtitles import load_dialogue
-from clip_search.video import iter_frames
+from clip_search.indexing.indexer import FilmPlan, IndexOptions, frame_thumbnail, new_manifest, vector_set_for
+from clip_search.store.library import Film, Library
+from clip_search.store.locks import FilmBusy, film_lock
+from clip_search.store.writer import StagedFilm
+from clip_search.video.decode import iter_frames
+from clip_search.video.fetch import download, is_url
+from clip_search.video.sources import expand_sources
+from clip_search.video.subtitles import load_dialogue
 
 SEGMENT_SECONDS = float(os.environ.get("FRAMESEARCH_SEGMENT_SECONDS", 600))  # the unit of work
 ACTOR_MEMORY = 1 << 30  # bytes reserved per encode actor (ViT-B/32 in fp32 with activations: < 1 GiB)
 DECODE_BATCH = 32  # frames per block leaving a decode task (about 5 MB at 224 px)
-
-
-def expand_sources(refs: list[str]) -> list[str]:
-    """Paths and URLs to index: a folder gives the videos under it (recursively, sorted), a .txt
-    file gives the paths or URLs it lists (one per line, # comments), anything else is itself."""
-    out: list[str] = []
-    for ref in refs:
-        p = Path(ref).expanduser()
-        if p.is_dir():
-            out += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in config.VIDEO_SUFFIXES and f.is_file()]
-        elif p.suffix.lower() == ".txt" and p.is_file():
-            lines = [line.strip() for line in p.read_text(errors="replace").splitlines()]
-            out += [line for line in lines if line and not line.startswith("#")]
-        else:
-            out.append(ref)
-    return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
@@ -248,7 +233,7 @@ def index_archive(
         path = Path(ref)
         try:
             path = download(ref, library.downloads_dir) if is_url(ref) else path
-            manifest = _new_manifest(path, options, library)
+            manifest = new_manifest(path, options, library)
             lock = film_lock(library, manifest.id, wait=0)
             lock.__enter__()
         except FilmBusy as e:
@@ -257,17 +242,16 @@ def index_archive(
         except (FrameSearchError, OSError) as e:
             result.failed.append(f"{path.name}: {e}" if isinstance(e, OSError) else str(e))
             continue
-        existing = _complete_index(library, manifest)
-        if existing and existing.has(model_id):
-            result.reused.append(add_source(library, existing, path, locked=True).view(model_id))
+        plan = FilmPlan.of(library, path, manifest, options, [model_id])
+        existing, manifest = plan.existing, plan.manifest
+        if plan.reused:
+            result.reused.append(existing.view(model_id))
             lock.__exit__(None, None, None)
             continue
         if probe_encoder is None:
             probe_encoder = load_encoder(model_id, "cpu")
         vs = vector_set_for(probe_encoder)
         vs.device = device
-        if existing:  # another model's film: this model's set only, on the film's own frames
-            manifest = existing.record.manifest
         staged = StagedFilm(library, manifest, [vs], segmented=True, film=existing)
         segs = segments_of(manifest.id, str(path), manifest.duration, options.sampling.mode == "shots")
         job = _FilmJob(staged, path, segs, lock)

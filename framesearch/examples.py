@@ -11,8 +11,9 @@ from pathlib import Path
 
 from clip_search import config
 from clip_search.errors import FrameSearchError
-from clip_search.library import Library
-from tagging.dialogue import prepare_cues
+from clip_search.store.library import Library
+from framesearch import app
+from tagging.taggers import local_service
 
 EXAMPLE_SET = config.PROJECT_DIR / "data" / "queries.csv"
 TAG_COST = 2.0  # offline tagging takes about twice as long per frame as indexing, for the progress bar
@@ -42,7 +43,7 @@ def missing(library: Library, paths: Sequence[Path]) -> list[Path]:
     store = TagStore(library, readonly=True)
     try:  # a row count per film, not its tags: this runs on every rerun of the Evaluate tab
         found = [films.get(str(p.resolve())) for p in paths]
-        return [p for p, f in zip(paths, found, strict=True) if f is None or not store.version(f, "offline")[0]]
+        return [p for p, f in zip(paths, found, strict=True) if f is None or not store.version(f, local_service())[0]]
     finally:
         store.close()
 
@@ -57,7 +58,7 @@ class Prepared:
 
 def _seconds(path: Path) -> float:
     """The film's length for weighting the progress bar (a minute when it cannot be probed)."""
-    from clip_search.video import probe
+    from clip_search.video.decode import probe
 
     try:
         return max(probe(path).duration, 1.0)
@@ -78,6 +79,16 @@ class _Share:
     def indexing(self, p) -> None:
         self.at(p.fraction, f"indexing {p.fraction:.0%}")
 
+    def watch(self) -> app.Watch:
+        """The index verb's hooks, moving this share of the bar."""
+        share = self
+
+        class _Bar(app.FilmWatch):
+            def indexing(self, p) -> None:
+                share.indexing(p)
+
+        return app.Watch(film=lambda name: _Bar())
+
     def tagging(self, done: int, frames: int) -> None:
         self.at(done / max(frames, 1), f"tagging offline {done}/{frames} frames")
 
@@ -89,31 +100,28 @@ class _Share:
 def prepare(
     library: Library, encoder, paths: Sequence[Path], progress: Callable[[float, str], None] | None = None
 ) -> Prepared:
-    """Index each film (reused when already indexed) and tag it offline (cached frames reused).
-    ``progress(fraction, text)`` covers both steps of every film; a bad film is one error, the rest go on."""
-    from clip_search.indexer import index_film
-    from tagging.run import tag_film
-    from tagging.taggers import make_tagger
-
+    """Index each film (reused when already indexed) and tag it offline (cached frames reused), through
+    the application's verbs. ``progress(fraction, text)`` covers both steps of every film; a bad film
+    is one error, the rest go on."""
     seconds = [_seconds(p) for p in paths]
     total = sum(seconds) * (1 + TAG_COST) or 1.0
     out = Prepared()
-    tagger = make_tagger("offline")
     for n, path in enumerate(paths):
         start = sum(seconds[:n]) * (1 + TAG_COST)
         label = f"film {n + 1}/{len(paths)} · {path.stem}"
         index_part = _Share(progress, start, seconds[n], total, label)
         tag_part = _Share(progress, start + seconds[n], seconds[n] * TAG_COST, total, label)
-        try:
-            index_part.at(0.0, "indexing")
-            film = index_film(path, library, encoder, wait=None, progress=index_part.indexing).film
-            prepare_cues(library, film)  # its dialogue embedded now, so no query has to
-            run = tag_film(library, film, tagger, progress=tag_part.tagging)
-            if run.fatal:
-                raise FrameSearchError(run.fatal)
-            out.ready.append(film.name)
-        except (FrameSearchError, OSError) as e:
-            out.errors.append(f"{path.name}: {e}")
+        index_part.at(0.0, "indexing")
+        report = app.index(library, [path], [encoder.model_id], load=lambda model: encoder, watch=index_part.watch())
+        if report.failed:
+            out.errors += [f"{path.name}: {item.error}" for item in report.failed]
+            continue
+        (film,) = report.films
+        run = app.tag(library, film, local_service(), progress=tag_part.tagging)
+        if run.fatal:
+            out.errors.append(f"{path.name}: {run.fatal}")
+            continue
+        out.ready.append(film.name)
     if progress:
         progress(1.0, "ready")
     return out

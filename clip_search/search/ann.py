@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search.atomic import atomic_save_npy, atomic_write_json
 from clip_search.errors import FrameSearchError
-from clip_search.library import Film, Library, model_key
-from clip_search.ranking import DEFAULT_GAP, LEADING, at, distinct_top
+from clip_search.search.ranking import DEFAULT_GAP, LEADING, at, distinct_top
+from clip_search.store.atomic import atomic_save_npy, atomic_write_json
+from clip_search.store.library import Film, Library, model_key
 
 ANN_MIN_FRAMES = 200_000  # libraries at least this large are searched through the index
 EXACT_MAX_FRAMES = 20_000  # a film filter choosing at most this many frames is scored exactly
@@ -226,7 +226,7 @@ class AnnIndex:
 
         ``queries``: (n, dim) vectors of the lab's own queries (its text queries, encoded by the
         model); kept beside the index, and measured by this and every later calibration."""
-        from clip_search.locks import film_lock
+        from clip_search.store.locks import film_lock
 
         model = _model(library, model)
         with film_lock(library, f"_ann-index-{model_key(model)}"):

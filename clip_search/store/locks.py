@@ -11,7 +11,7 @@ from filelock import FileLock, Timeout
 from clip_search.errors import FrameSearchError
 
 if TYPE_CHECKING:  # only its locks folder is used: no import of the library module at run time
-    from clip_search.library import Library
+    from clip_search.store.library import Library
 
 
 class FilmBusy(FrameSearchError):

@@ -1,0 +1,300 @@
+"""The verbs, the only orchestration: index films, add a model, tag, search and evaluate.
+
+Both command lines, the dashboard, the example evaluation and the benchmarks call these, so what
+one front end does after indexing (embed the dialogue, refresh the archive index) every front end
+does. Each verb takes the library and what the user chose (the edge decides defaults); progress
+and waiting are told through a ``Watch`` the front end passes (a bar in a terminal, in a page)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clip_search.errors import FrameSearchError, ModelLoadError, VideoError
+from clip_search.indexing.indexer import (
+    IndexOptions,
+    IndexResult,
+    Progress,
+    cached_index,
+    existing_film,
+    index_film,
+    options_of,
+)
+from clip_search.store.library import Film, Library
+from clip_search.video.fetch import download, is_url
+from clip_search.video.sources import expand_sources
+from tagging.dialogue import prepare_cues
+
+if TYPE_CHECKING:  # torch stays off the light paths: a model is loaded only when a film needs encoding
+    from clip_search.encoders import DualEncoder
+    from clip_search.scale.archive import ArchiveProgress
+
+
+class FilmWatch:
+    """What a front end is told about one film being indexed (override what you show)."""
+
+    def indexing(self, p: Progress) -> None:
+        """Decoding and encoding, with frames and time left."""
+
+    def dialogue(self, done: int, total: int) -> None:
+        """Embedding the film's lines of dialogue."""
+
+    def waiting(self) -> None:
+        """Another process is indexing this film; this run waits for it."""
+
+    def close(self) -> None:
+        """The film is done (or failed): put the bar away."""
+
+
+@dataclass
+class Watch:
+    """A front end's progress hooks: ``film(name)`` gives one film's ``FilmWatch``; ``loaded`` is told
+    each model as it loads; ``ray`` a Ray run's progress over the whole archive; ``archive`` each
+    line about the archive index."""
+
+    film: Callable[[str], FilmWatch] = lambda name: FilmWatch()
+    loaded: Callable[[DualEncoder], None] = lambda encoder: None
+    ray: Callable[[ArchiveProgress], None] = lambda progress: None
+    archive: Callable[[str], None] = lambda line: None
+
+
+@dataclass
+class Indexed:
+    """One source's outcome: its film and how it was made, or the one line that says why it failed."""
+
+    source: str
+    film: Film | None = None
+    result: IndexResult | None = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        """How the film was made, in words (reused, models added, resumed, encoded)."""
+        r = self.result
+        if r is None:
+            return "indexed on Ray"
+        if r.reused:
+            return "already indexed, reused"
+        if r.added_to:
+            return f"added {', '.join(r.added_to)} to its {r.film.manifest.frames} frames"
+        if r.resumed_frames:
+            return f"resumed after {r.resumed_frames} frames, encoded {r.encoded_frames}"
+        return f"encoded {r.encoded_frames} frames"
+
+
+@dataclass
+class IndexReport:
+    """What an index run did, source by source, and what it said about the archive index."""
+
+    items: list[Indexed] = field(default_factory=list)
+    archive: list[str] = field(default_factory=list)
+    frames: int = 0  # frames encoded by a Ray run
+    seconds: float = 0.0
+
+    @property
+    def films(self) -> list[Film]:
+        return [i.film for i in self.items if i.film is not None]
+
+    @property
+    def failed(self) -> list[Indexed]:
+        return [i for i in self.items if i.error]
+
+
+Loader = Callable[[str], "DualEncoder"]
+
+
+def default_loader(device: str | None = None, precision: str | None = None) -> Loader:
+    """Loads a model by name on ``device`` (torch is imported only then)."""
+
+    def load(model: str) -> DualEncoder:
+        from clip_search.encoders import load_encoder
+
+        return load_encoder(model, device, precision)
+
+    return load
+
+
+def index(
+    library: Library,
+    sources: Sequence[str | Path],
+    models: Sequence[str],
+    options: IndexOptions | None = None,
+    *,
+    keep_sampling: bool = False,
+    load: Loader | None = None,
+    watch: Watch | None = None,
+    wait: float | None = None,
+    workers: int = 0,
+    device: str = "auto",
+) -> IndexReport:
+    """Index every source (a file, a folder of videos, a .txt list, a URL) with ``models`` (one decode
+    for all), then embed each film's dialogue and bring each model's archive index up to date.
+
+    ``keep_sampling``: a film the library already has keeps its own frames (adding a model must, or
+    the frames would differ). A model loads only when some film needs encoding. ``workers``: run
+    the plan on Ray with that many encode workers instead of this process's threads. A source that
+    cannot be indexed is one line in the report and the rest go on; a model that cannot load raises
+    ModelLoadError (no film could be indexed)."""
+    watch = watch or Watch()
+    options = options or IndexOptions()
+    models = list(dict.fromkeys(models))
+    report = IndexReport()
+    refs = [str(s) for s in sources]
+    for ref in refs:
+        if Path(ref).expanduser().is_dir() and not expand_sources([ref]):
+            report.items.append(Indexed(ref, error=f"no videos found in {ref}"))
+    if workers:
+        _on_ray(library, refs, models, options, workers, device, watch, report)
+    else:
+        _here(library, refs, models, options, keep_sampling, load or default_loader(), watch, wait, report)
+    for film in report.films:
+        _dialogue(library, film, watch)
+    report.archive = refresh_archive(library, models, watch)
+    return report
+
+
+def _here(
+    library: Library,
+    refs: list[str],
+    models: list[str],
+    options: IndexOptions,
+    keep_sampling: bool,
+    load: Loader,
+    watch: Watch,
+    wait: float | None,
+    report: IndexReport,
+) -> None:
+    """The plan run by this process's decoder thread and encoder threads, film after film."""
+    encoders: list[DualEncoder] = []
+    for ref in expand_sources(refs):
+        film_watch = watch.film(Path(ref).name)
+        try:
+            path = download(ref, library.downloads_dir) if is_url(ref) else Path(ref)
+            known = existing_film(path, library) if keep_sampling else None
+            film_options = options_of(known, options) if known else options  # a model added: the film's frames
+            film = cached_index(path, library, models, film_options)  # needs no model: a re-run returns at once
+            if film is not None:
+                result = _reused(film)
+            else:
+                if not encoders:  # loaded only when some film needs encoding
+                    for model in models:
+                        encoders.append(load(model))
+                        watch.loaded(encoders[-1])
+                result = index_film(
+                    path, library, encoders, film_options, film_watch.indexing, wait, film_watch.waiting
+                )
+            report.items.append(Indexed(ref, result.film, result))
+        except ModelLoadError:
+            raise  # no film can be indexed without the model: fatal
+        except FrameSearchError as e:
+            report.items.append(Indexed(ref, error=str(e)))
+        except OSError as e:  # unreadable file, permission denied, disk full: this file fails, the batch goes on
+            report.items.append(Indexed(ref, error=f"{Path(ref).name}: {e.strerror or e}"))
+        finally:
+            film_watch.close()
+
+
+def _on_ray(
+    library: Library,
+    refs: list[str],
+    models: list[str],
+    options: IndexOptions,
+    workers: int,
+    device: str,
+    watch: Watch,
+    report: IndexReport,
+) -> None:
+    """The same plan run by Ray Data's decode tasks and encode actors (a cluster, or this machine)."""
+    from clip_search.scale.archive import index_archive  # Ray is imported only for a Ray run
+
+    if options.patches:
+        raise FrameSearchError("Patch mode is not available on Ray; index without --workers to add patches.")
+    for model in models:
+        run = index_archive(refs, library, model, options, workers, device, progress=watch.ray)
+        report.items += [Indexed(f.manifest.source, f, _reused(f)) for f in run.reused]
+        report.items += [Indexed(f.manifest.source, f) for f in run.indexed]
+        report.items += [Indexed("", error=line) for line in run.failed]
+        report.frames += run.frames
+        report.seconds += run.seconds
+
+
+def _reused(film: Film) -> IndexResult:
+    return IndexResult(film, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
+
+
+def _dialogue(library: Library, film: Film, watch: Watch) -> None:
+    """The film's dialogue embedded now, told as it goes, so that no query has to."""
+    film_watch = watch.film(film.name)
+    try:
+        prepare_cues(library, film, film_watch.dialogue)
+    finally:
+        film_watch.close()
+
+
+def add_model(
+    library: Library, films: Sequence[Film], model: str, *, load: Loader | None = None, watch: Watch | None = None
+) -> IndexReport:
+    """``model``'s vectors for films already indexed, on exactly their frames (each film keeps its
+    sampling), then the archive index refreshed: what the sidebar's *Add a model* and
+    ``index --model`` over indexed films both do."""
+    sources = [f.manifest.source for f in films]
+    return index(library, sources, [model], keep_sampling=True, load=load, watch=watch, wait=0)
+
+
+def refresh_archive(library: Library, models: Sequence[str | None] = (None,), watch: Watch | None = None) -> list[str]:
+    """After films were added, merged or removed: bring each model's archive index up to date (when
+    the library has or needs one). The one place that does; returns what it said."""
+    from clip_search.search.ann import AnnIndex
+
+    lines = []
+    for model in models or [None]:
+        status = AnnIndex.keep_current(library, model)
+        if status:
+            lines.append(status.describe())
+            if watch:
+                watch.archive(lines[-1])
+    return lines
+
+
+def merge_duplicates(library: Library, watch: Watch | None = None) -> list[str]:
+    """Film folders of one content merged into one (nothing lost), one line each, and the archive
+    index refreshed (its lines told to ``watch``)."""
+    from clip_search.store.writer import merge_duplicates as merge
+
+    lines = merge(library)
+    if lines:
+        refresh_archive(library, library.models(), watch)
+    return lines
+
+
+def tag(library: Library, film: Film, service: str, workers: int = 2, progress=None):
+    """Tag ``film``'s frames with ``service`` (cached per frame, resumable); the caller has shown the
+    estimate and, for a paid service, had it confirmed."""
+    from tagging.run import tag_film
+    from tagging.taggers import make_tagger
+
+    return tag_film(library, film, make_tagger(service), workers=workers, progress=progress)
+
+
+def search(engine, films: Sequence[Film], query, top_k: int = 10, gap: float | None = None):
+    """One engine's ``Result`` for ``query`` over ``films``: what every view lists and evaluation scores."""
+    from clip_search.search.scoring import DEFAULT_GAP
+
+    return engine.run(films, query, top_k, DEFAULT_GAP if gap is None else gap)
+
+
+__all__ = [
+    "FilmWatch",
+    "IndexReport",
+    "Indexed",
+    "VideoError",
+    "Watch",
+    "add_model",
+    "default_loader",
+    "index",
+    "merge_duplicates",
+    "refresh_archive",
+    "search",
+    "tag",
+]
