@@ -9,8 +9,9 @@ import os
 
 import streamlit as st
 
-from clip_search import config
+import clip_search.config as config
 from clip_search.errors import FrameSearchError
+from clip_search.store.library import Library
 from ui import access, compare_tab, evaluate_tab, library_panel, search_tab, state, timeline_tab, url_state
 from ui.samples import DEMO_QUERY
 from ui.tabs import View
@@ -20,7 +21,6 @@ from ui.text import md
 def _sidebar_state() -> str:
     """The sidebar opens by itself only while the library is empty (adding films is the first step);
     after that the frames get the width (at 1280 px a frame stays at least 160 px wide)."""
-    from clip_search.store.library import Library
 
     try:
         return "collapsed" if Library(config.library_dir()).films() else "expanded"

@@ -33,7 +33,7 @@ __all__ = ["FrameSearchError", "Library", "ModelLoadError", "VideoError", "index
 
 def __getattr__(name: str):
     if name == "Library":  # read when asked: importing the package stays as light as its errors
-        from clip_search.store.library import Library
+        from clip_search.store.library import Library  # the package's import stays as light as its errors
 
         return Library
     raise AttributeError(f"module 'clip_search' has no attribute {name!r}")
@@ -55,7 +55,7 @@ def index(path: str | os.PathLike, library: Library, model: DualEncoder) -> Film
 
 def search(library: Library, model: DualEncoder, text: str, top_k: int = 10) -> list[Hit]:
     """The ``top_k`` frames of the library's films that match ``text``, best first, with their moments."""
-    from clip_search.search.scoring import Searcher, build_query
+    from clip_search.search.scoring import Searcher, build_query  # the package's import stays light
 
     films = library.films(model.model_id)
     return Searcher(films, library).search(build_query(model, text), top_k=top_k)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -61,13 +62,12 @@ def query_text(value: str) -> str:
 
 def device(value: str) -> str:
     """auto, cpu, cuda or cuda:N; cuda only where torch sees a CUDA GPU."""
-    import re
 
     if value in ("auto", "cpu"):
         return value
     if not re.fullmatch(r"cuda(:\d+)?", value):
         raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, not {value!r}")
-    import torch
+    import torch  # torch loads only when a model is used
 
     if not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(

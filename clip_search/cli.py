@@ -13,8 +13,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from clip_search import config
+import clip_search.config as config
 from clip_search.arguments import (
     Parser,
     device,
@@ -25,9 +26,11 @@ from clip_search.arguments import (
     sampling_fps,
     text,
 )
+from clip_search.encoders import load_encoder, spot_check
 from clip_search.encoders import text_cache as text_vectors
-from clip_search.errors import FrameSearchError, ModelLoadError, one_line
+from clip_search.errors import FrameSearchError, ModelLoadError, VideoError, one_line
 from clip_search.indexing.indexer import IndexOptions, Progress
+from clip_search.search.ann import AnnIndex
 from clip_search.search.scoring import (
     DEFAULT_GAP,
     DEFAULT_NEGATIVE_WEIGHT,
@@ -35,11 +38,12 @@ from clip_search.search.scoring import (
     build_query,
 )
 from clip_search.store.atomic import atomic_savez
-from clip_search.store.library import Damaged, Film, Library, VectorSet, check_record
-from clip_search.store.writer import open_library
+from clip_search.store.library import Damaged, Film, Library, Manifest, VectorSet, check_record, fingerprint
+from clip_search.store.writer import import_vectors, open_library
 from clip_search.timecode import fmt_time
 from clip_search.video.decode import SamplingSettings
 from clip_search.video.patches import PatchSettings
+from framesearch.app import Watch, merge_duplicates, refresh_archive
 
 MODEL_HELP = (
     "a hub id (openai/clip-vit-base-patch32, google/siglip2-base-patch16-224), open_clip:hf-hub:ORG/REPO, "
@@ -249,7 +253,6 @@ class _FilmBar:
         self.bar = None
 
     def _open(self, **kwargs):
-        from tqdm import tqdm
 
         if self.bar is None:
             self.bar = tqdm(desc=self.name, file=sys.stderr, **kwargs)
@@ -289,8 +292,6 @@ def _ray_bar():
                 bar.close()
             return
         if bar is None:
-            from tqdm import tqdm
-
             bar = tqdm(total=1, desc="archive", unit="film", file=sys.stderr)
         bar.total, bar.n = p.films_total, p.films_done
         eta = p.eta_seconds
@@ -312,7 +313,6 @@ def _search_films(library: Library, refs: list[str]) -> list[Film]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from clip_search.encoders import load_encoder
 
     library = open_library(config.library_dir(args.library), config.model_id())
     films = _search_films(library, args.film)
@@ -353,8 +353,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_films(args: argparse.Namespace) -> int:
     library = open_library(config.library_dir(args.library), config.model_id())
     if args.dedupe:
-        from framesearch.app import Watch, merge_duplicates
-
         lines = merge_duplicates(library, Watch(archive=_stderr))
         for line in lines:
             print(line)
@@ -414,8 +412,6 @@ def cmd_films(args: argparse.Namespace) -> int:
 def _reencoded(films: list[Film]) -> list[Damaged]:
     """``films --check --deep``: each film's sets against a sample of its frames decoded again and
     encoded in float32; a set that disagrees is damaged, a source or model that cannot be had is a warning."""
-    from clip_search.encoders import load_encoder, spot_check
-    from clip_search.errors import VideoError
 
     encoders: dict[str, object] = {}
     found = []
@@ -465,8 +461,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from clip_search.store.library import Manifest
-    from clip_search.store.writer import import_vectors
 
     library = open_library(config.library_dir(args.library), config.model_id())
     try:
@@ -480,12 +474,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     # their size is checked against that model's other films
     m = Manifest.imported(args.name, library.model_for(library.films(), args.model or named), 0.0, source=args.source)
     if args.source and Path(args.source).is_file():
-        from clip_search.store.library import fingerprint
-
         m.source, m.fingerprint = str(Path(args.source).resolve()), fingerprint(args.source)
     film = import_vectors(library, m, emb, times)
     print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} ({film.model}) imported -> {film.id}")
-    from framesearch.app import refresh_archive
 
     for line in refresh_archive(library, [film.model]):
         _stderr(line)
@@ -507,16 +498,12 @@ def _calibration_queries(path: Path, model: str, args: argparse.Namespace):
         raise FrameSearchError(f"--queries: {path.name} cannot be read as UTF-8 text ({e}).") from None
     if not lines:
         raise FrameSearchError(f"--queries: {path.name} has no queries (one a line).")
-    from clip_search.encoders import load_encoder
 
     encoder = load_encoder(model, getattr(args, "device", "auto") or "auto")
     return encoder.encode_text(lines).vectors
 
 
 def cmd_ann(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from clip_search.search.ann import AnnIndex
 
     library = open_library(config.library_dir(args.library), config.model_id())
     model = library.model_for(library.films(), args.model)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from clip_search import config
+import clip_search.config as config
 from clip_search.errors import DownloadError, FrameSearchError
 
 SCHEMES = ("http", "https")

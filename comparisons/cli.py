@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 
-from clip_search import config
+from tqdm import tqdm
+
+import clip_search.config as config
 from clip_search.arguments import (
     Parser,
     fraction,
@@ -153,7 +155,6 @@ def _make_engines(library: Library, names: list[str], films: list[Film], args: a
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     library = _library(args)
     film = library.find_one(args.film)

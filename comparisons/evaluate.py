@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clip_search.errors import FrameSearchError
 from clip_search.search.scoring import DEFAULT_GAP
 from comparisons.costs import engine_costs
 from comparisons.metrics import (
@@ -56,6 +57,8 @@ from comparisons.statistics import (
     moment_chance,
     verdict,
 )
+from engines import EngineUnavailable, priced_without_calls
+from engines import chance as default_chance
 
 __all__ = ["DEFAULT_KS", "DEFAULT_TOLERANCE", "RankedHit", "is_relevant", "mean_metrics", "metric_names"]
 
@@ -207,7 +210,6 @@ def resolve_films(library, queries: Sequence[LabelledQuery]) -> tuple[dict, list
     """Each query-set film reference -> its library film; references that match no healthy film
     are left out with a warning naming them (the run goes on without their queries). A reference
     that matches several films raises FrameSearchError naming them."""
-    from clip_search.errors import FrameSearchError
 
     films, warnings = {}, []
     for ref in dict.fromkeys(q.film for q in queries):
@@ -278,7 +280,6 @@ def rank_query(
     (``Engine.run``: the archive index, one hit per line of dialogue, ...) and score its hits, tie-aware:
     when equal scores reach into the top ``depth`` frames, the metrics are the mean over random
     orders of them, each order the engine's own choice from the same scores."""
-    from engines import EngineUnavailable
 
     try:
         result = engine.run(task.search, task.query if text is None else text, depth, gap)
@@ -375,10 +376,8 @@ def evaluate(
     Queries on films that are not in the library are skipped with a warning; an engine that cannot
     run on the films is reported as skipped. ``chance_engine``: the baseline (default the registry's).
     Raises FrameSearchError when no query is left."""
-    from clip_search.errors import FrameSearchError
-    from engines import EngineUnavailable, chance
 
-    baseline = chance_engine or chance()
+    baseline = chance_engine or default_chance()
 
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
@@ -432,7 +431,6 @@ def evaluate(
     by_engine[baseline.name] = chance.per_query
     tested = compare_all(by_engine, headline, nulls, baseline.name)
     comparisons = [c.to_dict() for c in tested]
-    from engines import priced_without_calls
 
     priced = {e.name: e for e in engines}
     for e in priced_without_calls(library):  # estimates need no credentials

@@ -13,6 +13,8 @@ from comparisons.robustness import NOTE as ROBUSTNESS_NOTE
 from comparisons.robustness import Drop
 from comparisons.robustness import sentence as drop_sentence
 from comparisons.statistics import DRAWS, MOMENT
+from tagging.tag_store import TagStore
+from tagging.taggers import services
 
 WIDTH = 100
 SHORT = {"mrr": "MRR", "map": "mAP", MOMENT: "R1@.5"}
@@ -91,8 +93,6 @@ def robustness_lines(drops: Sequence[Drop]) -> list[str]:
 
 def tagging_state(library, films: Sequence) -> dict[str, str]:
     """Per tagging service, which of ``films`` it had tagged (so a reader knows what tag engines saw)."""
-    from tagging.tag_store import TagStore
-    from tagging.taggers import services
 
     store = TagStore(library, readonly=True)
     try:

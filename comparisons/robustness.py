@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from clip_search.search.scoring import DEFAULT_GAP
 from comparisons.evaluate import Evaluation, LabelledQuery, Task, plan_tasks, rank_query, resolve_films
 from comparisons.metrics import per_query_key
 from comparisons.statistics import ALPHA, holm, paired_p
@@ -165,7 +166,6 @@ def robustness(
 ) -> list[Drop]:
     """Every perturbation of every query for every engine that ran in ``evaluation`` (same scope, k,
     tolerance and headline), compared with its clean result by a paired randomisation test."""
-    from clip_search.search.scoring import DEFAULT_GAP
 
     films, _ = resolve_films(library, queries)
     tasks = plan_tasks([q for q in queries if q.film in films], films, evaluation.scope)

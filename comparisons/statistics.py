@@ -117,7 +117,7 @@ def moment_chance(films: Sequence[Searched], intervals: Sequence[tuple], before:
 def proportion_ci(values: Sequence[float]) -> tuple[float, float]:
     """95 % Clopper–Pearson interval of a share of queries (per-query values in [0, 1]; a query's
     expected value over tie orders counts as that fraction of a success)."""
-    from scipy.stats import beta
+    from scipy.stats import beta  # SciPy loads only when statistics are computed
 
     x, n = float(np.sum(values)), len(values)
     if n == 0:
@@ -135,7 +135,7 @@ def interval(metric: str, values: Sequence[float]) -> tuple[float, float]:
 
 def bootstrap_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float]:
     """95 % bootstrap confidence interval of the mean of per-query values."""
-    from scipy.stats import bootstrap
+    from scipy.stats import bootstrap  # SciPy loads only when statistics are computed
 
     x = np.asarray(values, float)
     if len(x) < 2 or np.ptp(x) == 0:
@@ -157,7 +157,7 @@ def null_p(observed: Sequence[float], null: np.ndarray) -> float:
 
 def paired_p(a: Sequence[float], b: Sequence[float], seed: int = 0) -> float:
     """Two-sided p-value of a paired randomisation test that mean(a - b) = 0 (same queries)."""
-    from scipy.stats import permutation_test
+    from scipy.stats import permutation_test  # SciPy loads only when statistics are computed
 
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or np.all(a == b):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
+from clip_search.encoders import load_encoder, resolve
 from clip_search.errors import FrameSearchError, ModelLoadError
 from clip_search.plugins import plugins
 from clip_search.store.library import Film, Library
@@ -32,6 +33,8 @@ from engines.fused import FUSION_WEIGHT, FusedEngine
 from engines.model import EXPLAIN_CROPS, ModelEngine
 from engines.result import Result
 from engines.tags import TAGS, TagEngine
+from tagging.pricing import price_table
+from tagging.tag_store import tagged_services
 from tagging.taggers import local_service, services
 
 __all__ = [
@@ -91,8 +94,6 @@ class Encoders:
             found = self._loaded.peek(model)
             if found is None:
                 if self._loader is None:
-                    from clip_search.encoders import load_encoder
-
                     self._loader = load_encoder
                 found = self._loader(model, self.device, self.precision)
                 self._loaded.put(model, found)
@@ -145,7 +146,6 @@ def _plugins() -> dict[str, type]:
 
 def _model(name: str) -> str | None:
     """The model ``name`` names, resolved once (None when it names no model)."""
-    from clip_search.encoders import resolve
 
     try:
         return resolve(name).name
@@ -181,7 +181,6 @@ def available(library: Library, films: Sequence[Film]) -> list[str]:
     """The engines that can run on ``films``: the default model, every other model some of them
     have, each service that has tagged all of them, dialogue when there is any, and each plugin
     engine that can search them."""
-    from tagging.tag_store import tagged_services
 
     names = _model_names(library, films)
     tagged = set(services())
@@ -200,7 +199,6 @@ def available(library: Library, films: Sequence[Film]) -> list[str]:
 def lacking(library: Library, films: Sequence[Film]) -> dict[str, list[str]]:
     """Engines that some of ``films`` can run but not all, each with the names of the films that
     lack what it needs (a tagging service's tags): what the engine list leaves out, said."""
-    from tagging.tag_store import tagged_services
 
     tagged = {f.name: set(tagged_services(library, f)) for f in films}
     out = {}
@@ -254,7 +252,6 @@ def chance() -> Engine:
 def priced_without_calls(library: Library) -> list[Engine]:
     """The paid taggers, whose cost per film-hour comes from the price table alone: shown beside
     the others even before their credentials are set or a frame is tagged."""
-    from tagging.pricing import price_table
 
     table = price_table(library.root)
     paid = [s for s in services() if table.get(s, {}).get("calls_per_frame")]

@@ -23,6 +23,7 @@ from clip_search.search.scoring import (
     top_frames,
 )
 from clip_search.store.library import Film, add_model_command
+from clip_search.video.decode import frame_at
 from clip_search.video.patches import PatchSettings
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query, in_order
 from engines.cost import CostContext, EngineCost
@@ -158,8 +159,6 @@ class ModelEngine(Engine):
             vecs = np.asarray(film.patch_embeddings[frame * m.patches_per_frame : (frame + 1) * m.patches_per_frame])
             size = (m.width, m.height)
         else:
-            from clip_search.video.decode import frame_at
-
             image = frame_at(m.source, float(film.times[frame]))
             size = (image.shape[1], image.shape[0])
             boxes = EXPLAIN_CROPS.boxes(*size)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clip_search.encoders import load_encoder
 from clip_search.errors import FrameSearchError, ModelLoadError, VideoError
 from clip_search.indexing.indexer import (
     IndexOptions,
@@ -22,10 +23,15 @@ from clip_search.indexing.indexer import (
     index_film,
     options_of,
 )
+from clip_search.search.ann import AnnIndex
+from clip_search.search.scoring import DEFAULT_GAP
 from clip_search.store.library import Film, Library
+from clip_search.store.writer import merge_duplicates as merge
 from clip_search.video.fetch import download, is_url
 from clip_search.video.sources import expand_sources
 from tagging.dialogue import prepare_cues
+from tagging.run import tag_film
+from tagging.taggers import make_tagger
 
 if TYPE_CHECKING:  # torch stays off the light paths: a model is loaded only when a film needs encoding
     from clip_search.encoders import DualEncoder
@@ -108,8 +114,6 @@ def default_loader(device: str | None = None, precision: str | None = None) -> L
     """Loads a model by name on ``device`` (torch is imported only then)."""
 
     def load(model: str) -> DualEncoder:
-        from clip_search.encoders import load_encoder
-
         return load_encoder(model, device, precision)
 
     return load
@@ -245,7 +249,6 @@ def add_model(
 def refresh_archive(library: Library, models: Sequence[str | None] = (None,), watch: Watch | None = None) -> list[str]:
     """After films were added, merged or removed: bring each model's archive index up to date (when
     the library has or needs one). The one place that does; returns what it said."""
-    from clip_search.search.ann import AnnIndex
 
     lines = []
     for model in models or [None]:
@@ -260,7 +263,6 @@ def refresh_archive(library: Library, models: Sequence[str | None] = (None,), wa
 def merge_duplicates(library: Library, watch: Watch | None = None) -> list[str]:
     """Film folders of one content merged into one (nothing lost), one line each, and the archive
     index refreshed (its lines told to ``watch``)."""
-    from clip_search.store.writer import merge_duplicates as merge
 
     lines = merge(library)
     if lines:
@@ -271,15 +273,12 @@ def merge_duplicates(library: Library, watch: Watch | None = None) -> list[str]:
 def tag(library: Library, film: Film, service: str, workers: int = 2, progress=None):
     """Tag ``film``'s frames with ``service`` (cached per frame, resumable); the caller has shown the
     estimate and, for a paid service, had it confirmed."""
-    from tagging.run import tag_film
-    from tagging.taggers import make_tagger
 
     return tag_film(library, film, make_tagger(service), workers=workers, progress=progress)
 
 
 def search(engine, films: Sequence[Film], query, top_k: int = 10, gap: float | None = None):
     """One engine's ``Result`` for ``query`` over ``films``: what every view lists and evaluation scores."""
-    from clip_search.search.scoring import DEFAULT_GAP
 
     return engine.run(films, query, top_k, DEFAULT_GAP if gap is None else gap)
 

@@ -9,10 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clip_search import config
+import clip_search.config as config
 from clip_search.errors import FrameSearchError
 from clip_search.store.library import Library
+from clip_search.video.decode import probe
 from framesearch import app
+from tagging.tag_store import TagStore
 from tagging.taggers import local_service
 
 EXAMPLE_SET = config.PROJECT_DIR / "data" / "queries.csv"
@@ -37,7 +39,6 @@ def example_films(query_set: Path = EXAMPLE_SET) -> list[Path]:
 
 def missing(library: Library, paths: Sequence[Path]) -> list[Path]:
     """Of ``paths``, the films not yet indexed in ``library`` or not yet tagged by the offline tagger."""
-    from tagging.tag_store import TagStore
 
     films = {f.manifest.source: f for f in library.films()}
     store = TagStore(library, readonly=True)
@@ -58,7 +59,6 @@ class Prepared:
 
 def _seconds(path: Path) -> float:
     """The film's length for weighting the progress bar (a minute when it cannot be probed)."""
-    from clip_search.video.decode import probe
 
     try:
         return max(probe(path).duration, 1.0)

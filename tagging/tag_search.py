@@ -76,7 +76,7 @@ class TagCorpus:
     """The tag documents of the films searched, as one BM25 corpus with one scale over all of them."""
 
     def __init__(self, indexes: Sequence[TagIndex]) -> None:
-        from rank_bm25 import BM25Okapi
+        from rank_bm25 import BM25Okapi  # BM25 loads only when tags are searched
 
         self.indexes = list(indexes)
         self.sizes = [len(ix.docs) for ix in self.indexes]

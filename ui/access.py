@@ -7,7 +7,7 @@ import hmac
 
 import streamlit as st
 
-from clip_search import config
+import clip_search.config as config
 
 
 def allowed() -> bool:

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from clip_search import config
+import clip_search.config as config
 from clip_search.errors import FrameSearchError
 from clip_search.store.library import Library
 from clip_search.timecode import fmt_time

@@ -4,16 +4,18 @@ Shared by the browser test and the browser benchmark."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
-from clip_search import config
+import clip_search.config as config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # as root, without network: no sandbox, no GPU, no background connections that would be refused
@@ -108,7 +110,6 @@ def _streamlit_config(dashboard: Path) -> Path | None:
 def streamlit_flags(path: Path | None) -> list[str]:
     """Every setting of a Streamlit config file as command-line flags (``--server.address localhost``):
     they apply whatever folder the dashboard is started from."""
-    import tomllib
 
     if path is None:
         return []
@@ -124,7 +125,6 @@ def streamlit_flags(path: Path | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``framesearch-dashboard [STREAMLIT OPTIONS]``: the dashboard in the browser, with the product's
     Streamlit settings (options given here win); the library is $FRAMESEARCH_LIBRARY or ./library."""
-    import importlib.util
 
     spec = importlib.util.find_spec("dashboard")
     dashboard = Path(spec.origin) if spec and spec.origin else config.PROJECT_DIR / "dashboard.py"

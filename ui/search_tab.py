@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image, UnidentifiedImageError
 
 from clip_search.errors import FrameSearchError
 from clip_search.search.moments import find_moments
 from clip_search.search.scoring import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
 from clip_search.store.library import Film, Library
 from clip_search.timecode import fmt_time
+from clip_search.video.proxy import ensure_proxy, playable
 from engines import Query, Result, service_of
 from framesearch import app
 from tagging.taggers import service as find_service
@@ -129,10 +133,6 @@ def run_query(params: dict) -> Query | None:
 def _image(upload):
     if upload is None:
         return None
-    import io
-
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
 
     try:
         return np.asarray(Image.open(io.BytesIO(upload.getvalue())).convert("RGB"))
@@ -348,7 +348,6 @@ def player(lib: Library) -> None:
     if not _source_exists(source):
         st.warning(md(f"Cannot play {film.name}: its source file is gone ({source}). Search results are not affected."))
         return
-    from clip_search.video.proxy import ensure_proxy, playable
 
     target = playable(lib, film)
     if target is None:  # HEVC, MKV, ProRes, ...: a browser-playable H.264 copy, made once per film

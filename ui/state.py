@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from clip_search import config
+import clip_search.config as config
 from clip_search.encoders import DualEncoder
+from clip_search.encoders.random import build_random_clip
 from clip_search.errors import ModelLoadError
 from clip_search.store.library import Library
 from clip_search.store.writer import open_library
 from engines import DEFAULT, Encoders, Engine, ModelEngine, available, lacking, make_engine
+from engines import model_engines as pick
 
 RANDOM_DEMO_DIR = config.PROJECT_DIR / ".cache" / "clip-random-demo"  # the offline demo's random CLIP
 
@@ -44,7 +46,6 @@ def _load(model_id: str) -> ModelState:
 @st.cache_resource(show_spinner="Building a random-weights CLIP from the shared config…")
 def random_demo_model() -> str:
     """A ViT-B/32-shaped CLIP with random weights (UI demo offline; its rankings mean nothing)."""
-    from clip_search.encoders.random import build_random_clip
 
     target = RANDOM_DEMO_DIR
     if not (target / "config.json").is_file():
@@ -147,6 +148,5 @@ def engine(name: str, lib: Library, ms: ModelState, weight: float = 0.5) -> Engi
 
 def model_engines(lib: Library, ms: ModelState, names: list[str]) -> list[ModelEngine]:
     """The engines among ``names`` that read a model's vectors, one per model (Timeline rows)."""
-    from engines import model_engines as pick
 
     return pick([engine(n, lib, ms) for n in names])

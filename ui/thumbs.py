@@ -8,6 +8,9 @@ import numpy as np
 import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
+from clip_search.timecode import fmt_time
+from ui.text import md
+
 
 def show_thumbnail(data: bytes, where=st) -> None:
     """Draw a JPEG thumbnail full width; missing or undecodable bytes become a short caption."""
@@ -45,8 +48,6 @@ def crop_heat(jpeg: bytes, grid: list[dict], frame_size: tuple[int, int]) -> byt
 def evidence_line(e) -> str:
     """One piece of an engine's evidence as a Markdown-safe line: CLIP's measures as they are, a tag or
     caption (text from outside, escaped) with its confidence, a subtitle cue with its times."""
-    from clip_search.timecode import fmt_time
-    from ui.text import md
 
     if e.kind in ("cosine", "rank"):
         return md(e.text)

@@ -13,6 +13,7 @@ from ui.search_tab import JUMP_MOMENTS, moment_picker, play, player, selected_po
 from ui.tabs import Tab, View
 from ui.text import engine_label, md
 from ui.thumbs import show_thumbnail
+from ui.url_state import film_time
 
 MAX_ROWS = 8
 TOGGLES = {"tlsoft": "tl-softmax", "tlshared": "tl-shared"}  # URL key -> widget key (on when "1")
@@ -101,7 +102,6 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
 
 def _restore(params, film_ids: dict[str, str]) -> list[str]:
     """The link's extra queries, toggles and picked frame (its film becomes the Timeline's film)."""
-    from ui.url_state import film_time
 
     if params.get("tlq"):
         st.session_state["tl-queries"] = "\n".join(params.get_all("tlq"))

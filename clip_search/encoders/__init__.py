@@ -14,12 +14,13 @@ one; ``preprocessing_for`` reads only how it prepares frames (decode workers nev
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
-from clip_search import config
+import clip_search.config as config
 from clip_search.encoders.base import (
     PRECISIONS,
     DualEncoder,
@@ -31,6 +32,7 @@ from clip_search.encoders.base import (
     pick_precision,
     prepare_image,
 )
+from clip_search.encoders.hub import offline_for, quiet, read_json
 from clip_search.errors import ModelLoadError
 from clip_search.plugins import plugins
 
@@ -125,8 +127,6 @@ def _folder_backend(folder: Path) -> str | None:
             return b.name
     cfg = folder / "config.json"
     if cfg.is_file():
-        import json
-
         try:
             kind = str(json.loads(cfg.read_text()).get("model_type", ""))
         except (OSError, ValueError, AttributeError):
@@ -170,8 +170,6 @@ def _resolve(name: str) -> ModelRef:
     if folder.is_absolute() or name.startswith((".", "~")):
         raise ModelLoadError(f"Cannot load model: the folder {name} does not exist. {LOAD_HELP}")
     if HUB_ID.match(name):
-        from clip_search.encoders.hub import offline_for, read_json
-
         cfg = read_json(name, "config.json", offline_for(name)) or {}
         kind = str(cfg.get("model_type", ""))
         if not kind:  # the config cannot be read offline: the name says what it is
@@ -192,7 +190,6 @@ def load_encoder(
     :func:`pick_precision`): half precision on GPU, bfloat16 on a CPU that has it.
 
     Raises ModelLoadError with one sentence saying why and how to fix it."""
-    from clip_search.encoders.hub import offline_for, quiet
 
     ref = model_id if isinstance(model_id, ModelRef) else resolve(model_id)
     device = pick_device(device)
@@ -208,7 +205,6 @@ def load_encoder(
 
 def preprocessing_for(model_id: str | None) -> Preprocessing:
     """How the model prepares frames, read from its config files without loading its weights."""
-    from clip_search.encoders.hub import offline_for
 
     ref = resolve(model_id)
     return _backend(ref).preprocessing(ref, offline_for(ref.target))

@@ -107,9 +107,9 @@ def _resized(img: np.ndarray | Image.Image, size: tuple[int, int], pre: Preproce
         if pil.size != size:
             pil = pil.resize(size, resample=RESAMPLE[pre.resample])
         return np.asarray(pil)
-    import torch
-    from torchvision.transforms.v2 import InterpolationMode
-    from torchvision.transforms.v2 import functional as tvF
+    import torch  # torch loads only when a model is used
+    from torchvision.transforms.v2 import InterpolationMode  # torch loads only when a model is used
+    from torchvision.transforms.v2 import functional as tvF  # torch loads only when a model is used
 
     arr = np.asarray(img.convert("RGB") if isinstance(img, Image.Image) else img)
     arr = arr if arr.flags.writeable and arr.flags.c_contiguous else np.array(arr)  # torch wants it writable
@@ -121,7 +121,7 @@ def _resized(img: np.ndarray | Image.Image, size: tuple[int, int], pre: Preproce
 
 def pick_device(device: str | None = None) -> str:
     """'cuda' when a GPU is there (or asked for), else 'cpu'."""
-    import torch
+    import torch  # torch loads only when a model is used
 
     if device and device != "auto":
         return device
@@ -170,7 +170,7 @@ def capped_threads(threads: int) -> int:
 
 def set_threads(threads: int) -> None:
     """``torch.set_num_threads``, capped by :func:`capped_threads` (the one way this code sets it)."""
-    import torch
+    import torch  # torch loads only when a model is used
 
     torch.set_num_threads(capped_threads(threads))
 
@@ -178,7 +178,7 @@ def set_threads(threads: int) -> None:
 def weight_dtype(precision: str):
     """The dtype weights are loaded in: that of the precision, on every device (on the CPU a bf16
     model is then never held in float32 as well; ``TorchEncoder`` widens its norms back)."""
-    import torch
+    import torch  # torch loads only when a model is used
 
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
 
@@ -246,7 +246,7 @@ class TorchEncoder:
     def __init__(
         self, model, model_id: str, device: str, pre: Preprocessing, precision: str, dim: int, max_tokens: int, scoring
     ) -> None:
-        import torch
+        import torch  # torch loads only when a model is used
 
         if torch.get_num_threads() > capped_threads(torch.get_num_threads()):
             set_threads(torch.get_num_threads())  # torch's default (the cores) may exceed the limit too
@@ -283,7 +283,7 @@ class TorchEncoder:
 
     def encode_prepared(self, batch: np.ndarray) -> np.ndarray:
         """(B, crop, crop, 3) uint8 from ``prepare`` -> (B, D) float32 unit vectors."""
-        import torch
+        import torch  # torch loads only when a model is used
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
@@ -294,7 +294,7 @@ class TorchEncoder:
     def encode_float32(self, batch: np.ndarray) -> np.ndarray:
         """``encode_prepared`` in float32 arithmetic (the float32 twin of a reduced-precision model):
         what a spot check holds stored vectors against, and what a failed chunk is encoded with."""
-        import torch
+        import torch  # torch loads only when a model is used
 
         model = self.model if self.precision == "fp32" else self._float32_twin()
         with torch.inference_mode():
@@ -307,7 +307,7 @@ class TorchEncoder:
 
     def encode_text(self, texts: list[str]) -> TextEncoding:
         """Texts -> (B, D) unit vectors; texts longer than the token limit are cut, and flagged."""
-        import torch
+        import torch  # torch loads only when a model is used
 
         with self._tokenizer_lock:
             tokens, truncated = self._tokens(list(texts))
@@ -348,7 +348,7 @@ class TorchEncoder:
             return self._twin
 
     def _autocast(self):
-        import torch
+        import torch  # torch loads only when a model is used
 
         if self.precision == "bf16" and self.dtype == torch.float32:
             return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
@@ -371,7 +371,7 @@ class TorchEncoder:
 def matmul_modules(model) -> list:
     """The modules whose weights feed matrix products (linear, convolution, attention projections):
     what bfloat16 autocast computes in bf16; norms and embeddings stay float32."""
-    import torch
+    import torch  # torch loads only when a model is used
 
     kinds = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.MultiheadAttention)
     return [m for m in model.modules() if isinstance(m, kinds)]
@@ -379,7 +379,7 @@ def matmul_modules(model) -> list:
 
 def _split_precision(model, matmuls: list) -> None:
     """Matrix weights in bf16, every other floating weight and buffer in float32 (in place)."""
-    import torch
+    import torch  # torch loads only when a model is used
 
     held = set(matmuls)
     for m in model.modules():

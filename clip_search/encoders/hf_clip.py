@@ -53,7 +53,7 @@ def preprocessing(ref, offline: bool = False) -> Preprocessing:
 
 def load(ref, device: str, precision: str | None, offline: bool) -> HfClipEncoder:
     """``CLIPModel`` + ``CLIPTokenizerFast`` from the hub or a folder."""
-    from transformers import CLIPModel, CLIPTokenizerFast
+    from transformers import CLIPModel, CLIPTokenizerFast  # transformers loads only when a model is used
 
     model_id = ref.target
     precision = pick_precision(precision, device)

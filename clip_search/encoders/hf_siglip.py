@@ -11,6 +11,7 @@ from __future__ import annotations
 from clip_search.encoders.base import Preprocessing, Scoring, pick_precision, weight_dtype
 from clip_search.encoders.hf_clip import HfEncoder
 from clip_search.encoders.hub import from_pretrained, read_json
+from clip_search.errors import ModelLoadError
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 
@@ -58,13 +59,11 @@ def preprocessing(ref, offline: bool = False) -> Preprocessing:
 
 def load(ref, device: str, precision: str | None, offline: bool) -> HfSiglipEncoder:
     """``AutoModel`` + ``AutoTokenizer`` (a SigLIP checkpoint) from the hub or a folder."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer  # transformers loads only when a model is used
 
     precision = pick_precision(precision, device)
     model = from_pretrained(AutoModel, ref.target, offline, dtype=weight_dtype(precision))
     if not hasattr(model, "logit_bias") or not hasattr(model, "get_text_features"):
-        from clip_search.errors import ModelLoadError
-
         raise ModelLoadError(f"'{ref.name}' (a {type(model).__name__}, not a SigLIP dual encoder)")
     tokenizer = from_pretrained(AutoTokenizer, ref.target, offline)
     model.eval().to(device)

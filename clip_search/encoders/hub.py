@@ -37,7 +37,7 @@ def offline_for(model_id: str) -> bool:
 
 def quiet() -> None:
     """No progress bars or warnings from the hub libraries (the CLI and dashboard show their own)."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # transformers loads only when a model is used
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -52,7 +52,7 @@ def read_json(model_id: str, name: str, offline: bool = False) -> dict | None:
     if Path(model_id).expanduser().is_dir():
         return None
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # the hub client loads only when a model is fetched
 
         return json.loads(Path(hf_hub_download(model_id, name, local_files_only=offline)).read_text())
     except Exception:  # noqa: BLE001 - no such file (or no network): the caller decides

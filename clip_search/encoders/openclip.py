@@ -53,7 +53,7 @@ class OpenClipEncoder(TorchEncoder):
 
 
 def _probe_dim(model) -> int:
-    import torch
+    import torch  # torch loads only when a model is used
 
     size = model.visual.image_size
     size = size if isinstance(size, (tuple, list)) else (size, size)
@@ -70,7 +70,9 @@ def _open_clip_name(ref) -> tuple[str, str | None]:
 
 def _configs(ref, offline: bool) -> tuple[dict, dict]:
     """(model_cfg, preprocess_cfg) as open_clip's factory would assemble them, without weights."""
-    import open_clip
+    import open_clip  # open_clip loads only when one of its models is used
+
+    # open_clip loads only when one of its models is used
     from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 
     pre = asdict(PreprocessCfg())
@@ -121,7 +123,7 @@ def preprocessing(ref, offline: bool = False) -> Preprocessing:
 
 def load(ref, device: str, precision: str | None, offline: bool) -> OpenClipEncoder:
     """``open_clip.create_model`` + ``get_tokenizer``; half precision on CUDA."""
-    import open_clip
+    import open_clip  # open_clip loads only when one of its models is used
 
     precision = pick_precision(precision, device)
     folder = Path(ref.target)
@@ -144,7 +146,7 @@ def load(ref, device: str, precision: str | None, offline: bool) -> OpenClipEnco
 
 def save_folder(model, target: Path, model_cfg: dict, preprocess_cfg: dict) -> Path:
     """Write ``model`` as open_clip's hub repos are laid out (what a local folder must hold)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # torch loads only when a model is used
 
     target.mkdir(parents=True, exist_ok=True)
     cfg = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}

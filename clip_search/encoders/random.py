@@ -16,7 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
-from clip_search import config
+import clip_search.config as config
+from clip_search.encoders.openclip import save_folder
 from clip_search.errors import ModelLoadError
 
 SMALL = {"layers": 2, "width": 64, "heads": 4}
@@ -32,8 +33,8 @@ def build_random_clip(
     For tests, benchmarks and offline demos: the real tokenizer, preprocessing and
     ``from_pretrained`` path run end to end; only the weights are random. ``full_size`` keeps
     ViT-B/32's real widths and depths (for speed measurements)."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel
+    import torch  # torch loads only when a model is used
+    from transformers import CLIPConfig, CLIPModel  # transformers loads only when a model is used
 
     src = config.shared_clip_config_dir()
     if not (src / "config.json").is_file():
@@ -67,7 +68,9 @@ def build_random_siglip(
 ) -> Path:
     """Save a random SigLIP (``SiglipModel``, ``SiglipTokenizer``, ``SiglipImageProcessor``) into
     ``target``. ``full_size`` uses SigLIP B/16's widths and depths (for speed measurements)."""
-    import torch
+    import torch  # torch loads only when a model is used
+
+    # transformers loads only when a model is used
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipTokenizer
 
     target = Path(target)
@@ -90,7 +93,7 @@ def build_random_siglip(
 
 def _train_sentencepiece(target: Path, vocab: int) -> Path:
     """A small unigram sentencepiece model trained on the project's labelled queries."""
-    import sentencepiece as spm
+    import sentencepiece as spm  # loaded only when a SigLIP tokenizer is read
 
     lines = [line.split(",")[0] for line in CORPUS.read_text().splitlines()[1:]] if CORPUS.is_file() else []
     lines += ["a photo of a man", "a woman dancing", "a car on a road", "two people talking at night"] * 20
@@ -117,10 +120,8 @@ def build_random_open_clip(
 ) -> Path:
     """Save a random open_clip model from open_clip's own ViT-B-32 config into ``target``, as an
     open_clip hub repo is laid out (``open_clip_config.json`` + ``open_clip_model.safetensors``)."""
-    import open_clip
-    import torch
-
-    from clip_search.encoders.openclip import save_folder
+    import open_clip  # open_clip loads only when one of its models is used
+    import torch  # torch loads only when a model is used
 
     model_cfg = open_clip.get_model_config("ViT-B-32")
     if not full_size:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from clip_search.video.decode import iter_frames
+
 SPOT_FRAMES = 3  # frames re-encoded per chunk: its first, middle and last
 SPOT_MIN_COSINE = 0.999  # bf16 against float32 is >= 0.9999 on every backend; a wrong image is far below
 
@@ -38,7 +40,6 @@ def sample_agreement(film, encoder, groups: int = 3, per_group: int = 2) -> floa
     frames decoded again from the source and encoded in float32: ``groups`` runs of ``per_group``
     frames at its start, middle and end (``films --check --deep``). VideoError if the source is
     unreadable; ValueError if a sampled time is no longer among the frames the source gives."""
-    from clip_search.video.decode import iter_frames
 
     times = film.times
     n = len(times)

@@ -25,20 +25,30 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from clip_search import config
+import clip_search.config as config
 from clip_search.encoders import spot_check
 from clip_search.encoders.base import set_threads
 from clip_search.errors import VideoError
-from clip_search.store.library import Film, Library, Manifest, VectorSet, film_id_for, fingerprint
+from clip_search.store.library import (
+    DamagedFilm,
+    Film,
+    Library,
+    Manifest,
+    VectorSet,
+    check_record,
+    film_id_for,
+    fingerprint,
+)
 from clip_search.store.locks import FilmBusy, film_lock
 from clip_search.store.writer import StagedFilm, add_source
+from clip_search.timecode import fmt_time
 from clip_search.video.decode import SampledFrame, SamplingSettings, iter_frames, probe, scale_rgb
 from clip_search.video.patches import PatchSettings, crop_patches
 from clip_search.video.subtitles import load_dialogue
@@ -162,7 +172,7 @@ class CoreSplit:
     def __enter__(self) -> CoreSplit:
         self.counted = self.active  # every run that would split counts, so the last one out is known
         if self.active:
-            import torch
+            import torch  # torch loads only when a model is used
 
             with CoreSplit._lock:
                 CoreSplit._users += 1
@@ -391,7 +401,6 @@ def vector_set_for(encoder: DualEncoder) -> VectorSet:
 def options_of(film: Film, base: IndexOptions = IndexOptions()) -> IndexOptions:
     """The options that reproduce ``film``'s frames (its sampling and patches): what adding a model
     to it must use, else the frames would differ and it would be a different film."""
-    from dataclasses import replace
 
     m = film.manifest
     return replace(base, sampling=m.sampling_settings(), patches=PatchSettings(**m.patches) if m.patches else None)
@@ -488,7 +497,6 @@ class FilmPlan:
 def complete_index(library: Library, manifest: Manifest) -> Film | None:
     """The film's index, if complete and of the same key, with the sets that are sound to the last
     vector (a set ``films --check`` rejects is encoded again, never reused)."""
-    from clip_search.store.library import DamagedFilm, check_record
 
     existing = library.get(manifest.id)
     if existing and existing.manifest.status == "complete" and existing.manifest.key() == manifest.key():
@@ -583,7 +591,6 @@ class TimeEstimate:
     basis: str
 
     def sentence(self) -> str:
-        from clip_search.timecode import fmt_time
 
         return f"about {fmt_time(self.seconds)[:-2]} for {self.frames} frames ({self.basis})"
 

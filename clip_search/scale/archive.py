@@ -18,6 +18,7 @@ written. A film that fails is reported alone; the others complete.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -27,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_search import config
-from clip_search.encoders import spot_check
+import clip_search.config as config
+from clip_search.encoders import load_encoder, prepare_image, preprocessing_for, spot_check
+from clip_search.encoders.base import set_threads
 from clip_search.errors import FrameSearchError
 from clip_search.indexing.indexer import FilmPlan, IndexOptions, frame_thumbnail, new_manifest, vector_set_for
 from clip_search.store.library import Film, Library
@@ -65,7 +67,6 @@ def segments_of(film_id: str, path: str, duration: float, shots: bool, seconds: 
 
 def decode_segment(batch: dict, options: IndexOptions, model_id: str) -> Iterator[dict]:
     """Ray task: decode one segment with our PyAV code; yield blocks of model-sized frames."""
-    from clip_search.encoders import prepare_image, preprocessing_for
 
     pre = preprocessing_for(model_id)
     (film_id,), (path,), (k,), (start,), (end,) = (batch[c] for c in ("film_id", "path", "index", "start", "end"))
@@ -100,8 +101,6 @@ class ClipActor:
     """Ray actor: loads CLIP once, encodes blocks of prepared frames into unit vectors."""
 
     def __init__(self, model_id: str, device: str, threads: int) -> None:
-        from clip_search.encoders import load_encoder
-        from clip_search.encoders.base import set_threads
 
         set_threads(threads)  # never above an inherited OMP_THREAD_LIMIT (see capped_threads)
         self.encoder = load_encoder(model_id, device)
@@ -183,10 +182,9 @@ class _FilmJob:
 
 
 def _init_ray(workers: int) -> None:
-    import logging
 
-    import ray
-    import ray.data
+    import ray  # Ray starts only for a Ray run
+    import ray.data  # Ray starts only for a Ray run
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI shows one bar for the whole archive
@@ -212,8 +210,8 @@ def index_archive(
     warn: Callable[[str], None] | None = None,
 ) -> ArchiveResult:
     """Index many films with Ray Data; returns what was indexed, reused and what failed (by name)."""
-    import ray
-    import ray.data
+    import ray  # Ray starts only for a Ray run
+    import ray.data  # Ray starts only for a Ray run
 
     t0 = time.perf_counter()
     options = options or IndexOptions()
@@ -222,8 +220,6 @@ def index_archive(
     _init_ray(workers)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     device = "cuda" if device in ("auto", "cuda") and gpus else "cpu"
-
-    from clip_search.encoders import load_encoder
 
     probe_encoder = None  # the dimension and logit scale of the model, read once on the driver
     jobs: dict[str, _FilmJob] = {}

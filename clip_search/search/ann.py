@@ -28,6 +28,7 @@ from clip_search.errors import FrameSearchError
 from clip_search.search.ranking import DEFAULT_GAP, LEADING, at, distinct_top
 from clip_search.store.atomic import atomic_save_npy, atomic_write_json
 from clip_search.store.library import Film, Library, model_key
+from clip_search.store.locks import film_lock
 
 ANN_MIN_FRAMES = 200_000  # libraries at least this large are searched through the index
 EXACT_MAX_FRAMES = 20_000  # a film filter choosing at most this many frames is scored exactly
@@ -48,7 +49,7 @@ CANDIDATE_STEPS = (CANDIDATES, 2 * CANDIDATES, 4 * CANDIDATES)  # what calibrati
 
 
 def _faiss():
-    import faiss
+    import faiss  # FAISS loads only for an archive index
 
     return faiss
 
@@ -226,7 +227,6 @@ class AnnIndex:
 
         ``queries``: (n, dim) vectors of the lab's own queries (its text queries, encoded by the
         model); kept beside the index, and measured by this and every later calibration."""
-        from clip_search.store.locks import film_lock
 
         model = _model(library, model)
         with film_lock(library, f"_ann-index-{model_key(model)}"):

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from clip_search.encoders.base import Scoring
+from clip_search.search.ann import ANN_MIN_FRAMES, EXACT_MAX_FRAMES, AnnIndex
 from clip_search.search.moments import Moment, find_moments, moment_around
 from clip_search.search.ranking import DEFAULT_GAP as DEFAULT_GAP  # engines, views and the CLI take it from here
 from clip_search.search.ranking import LEADING, at, distinct_top
@@ -80,7 +83,6 @@ def build_query(
 
 
 def _load_image(image: str | Path | np.ndarray) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, np.ndarray):
         return image
@@ -144,7 +146,6 @@ def _plausible(s: np.ndarray) -> np.ndarray:
 def probabilities(film: Film, scores: np.ndarray, logit_scale: float | None = None) -> np.ndarray:
     """The film's model's own probabilities of its frame scores: CLIP's softmax over the frames
     (``logit_scale`` overrides the model's), SigLIP's sigmoid of each frame alone."""
-    from clip_search.encoders.base import Scoring
 
     m = film.manifest
     if m.scoring == "sigmoid" and logit_scale is None:
@@ -193,7 +194,6 @@ class Searcher:
         exact: bool = False,
         nprobe: int | None = None,
     ) -> None:
-        from clip_search.search.ann import ANN_MIN_FRAMES, AnnIndex
 
         self.films = list(films)
         self.total = sum(f.manifest.frames for f in self.films)
@@ -234,7 +234,6 @@ class Searcher:
 
     def scans_all(self) -> bool:
         """Whether a search scores every frame (no index, a small set, or the index would scan it all)."""
-        from clip_search.search.ann import EXACT_MAX_FRAMES
 
         if self.ann is None or self.total <= EXACT_MAX_FRAMES:
             return True

@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -43,8 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
+import clip_search.config as config
 from clip_search.errors import FilmNotFound, FrameSearchError
 from clip_search.store.atomic import atomic_write_bytes
+from clip_search.video.decode import SamplingSettings
+from clip_search.video.subtitles import Dialogue, load_dialogue
 
 FORMAT_VERSION = 2
 SET_FORMAT = 1
@@ -208,7 +212,6 @@ class Manifest:
 
     def sampling_settings(self):
         """The film's :class:`~clip_search.video.decode.SamplingSettings` (the one reading of ``sampling``)."""
-        from clip_search.video.decode import SamplingSettings
 
         return SamplingSettings.from_key(self.sampling)
 
@@ -351,7 +354,6 @@ def check_set(set_dir: Path, vs: VectorSet, n: int, patches_per_frame: int, deep
 
 
 def _read_dialogue(path: Path):
-    from clip_search.video.subtitles import Dialogue
 
     try:
         return Dialogue.from_dict(json.loads(path.read_text()))
@@ -441,7 +443,6 @@ class MissingVectors(FrameSearchError):
 
 def add_model_command(film_source: str, model: str) -> str:
     """The command that adds ``model``'s vectors to an indexed film (what a missing set names)."""
-    import shlex
 
     return f"python -m clip_search index {shlex.quote(film_source)} --model {shlex.quote(model)}"
 
@@ -580,7 +581,6 @@ class Film:
         """The film's subtitle cues (stored at index time; read from the source for older indexes).
 
         A dialogue.json damaged after indexing gives no cues and a warning, never an exception."""
-        from clip_search.video.subtitles import Dialogue, load_dialogue
 
         stored = self.dir / "dialogue.json"
         if stored.is_file():
@@ -613,7 +613,6 @@ def _model_counts(films: list[Film]) -> dict[str, int]:
 def _default_of(counts: dict[str, int], preferred: str | None) -> str:
     """The default model given how many films have each: ``preferred`` (the user's choice) if any
     film has it (or none has any), else the one most films have."""
-    from clip_search import config
 
     if preferred and (preferred in counts or not counts):
         return preferred
@@ -805,7 +804,6 @@ class Library:
     def model_for(self, films: list[Film], override: str | None = None) -> str:
         """The one rule for which model searches ``films``: an explicit choice, else the library's
         default model (:meth:`default_model`)."""
-        from clip_search import config
 
         return config.model_id(override) if override else self.default_model(films or None)
 

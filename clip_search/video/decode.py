@@ -288,8 +288,8 @@ class ShotSampler:
     CANDIDATE_STEP = 0.5
 
     def __init__(self, threshold: float, max_gap: float, fps: float = 24.0) -> None:
-        from scenedetect import ContentDetector
-        from scenedetect.common import FrameTimecode
+        from scenedetect import ContentDetector  # PySceneDetect loads only for shot-aware sampling
+        from scenedetect.common import FrameTimecode  # PySceneDetect loads only for shot-aware sampling
 
         self._timecode = FrameTimecode
         self.detector = ContentDetector(threshold=threshold, min_scene_len=8)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clip_search.errors import DownloadError
+from clip_search.guard import check_url, guarded_fetch, refused
 
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
@@ -21,10 +22,9 @@ def download(url: str, target_dir: Path, progress: Callable[[float], None] | Non
 
     Raises DownloadError naming the URL and the reason (offline, unsupported site, ...)."""
     try:
-        import yt_dlp
+        import yt_dlp  # yt-dlp loads only when a URL is fetched
     except ImportError:  # pragma: no cover - it is in requirements.txt
         raise DownloadError("Downloading URLs needs yt-dlp: pip install yt-dlp") from None
-    from clip_search.guard import check_url, guarded_fetch, refused
 
     check_url(url)  # http(s) to a public address only; every later connection is checked too
     target_dir.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def needs_proxy(source: str | os.PathLike) -> bool:
 def _codecs(path: str, size: int, mtime_ns: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """A file's video and audio codec names, probed once per file version (the player asks on every
     rerun while a film plays)."""
-    import av
+    import av  # PyAV loads only when a video is read
 
     try:
         with av.open(path) as c:
@@ -87,7 +87,7 @@ def make_proxy(
 ) -> Path:
     """Transcode ``source`` to an H.264 (and AAC, if it has sound) MP4 at ``target``, atomically.
     ``max_seconds`` stops early (tests). Raises VideoError naming the file on failure."""
-    import av
+    import av  # PyAV loads only when a video is read
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.mp4")
@@ -103,7 +103,7 @@ def make_proxy(
 
 
 def _transcode(src, dst, progress, duration: float, max_seconds: float | None) -> None:
-    import av
+    import av  # PyAV loads only when a video is read
 
     vin = src.streams.video[0]
     vin.thread_type = "AUTO"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clip_search import config
+import clip_search.config as config
 
 
 def expand_sources(refs: list[str]) -> list[str]:

@@ -102,7 +102,7 @@ def _srt_cues_only(text: str) -> tuple[str, int]:
 
 def read_sidecar(path: Path) -> Dialogue:
     """Parse a subtitle file; problems become a warning, never an exception."""
-    import pysubs2
+    import pysubs2  # the subtitle parser loads only when subtitles are read
 
     try:
         text, warning = _decode(path.read_bytes(), path.name)
@@ -132,7 +132,7 @@ def read_sidecar(path: Path) -> Dialogue:
 
 def read_embedded(video: str | Path) -> Dialogue:
     """The first text subtitle stream inside the container (bitmap subtitles are images: skipped)."""
-    import av
+    import av  # PyAV loads only when a video is read
 
     try:
         with av.open(str(video)) as container:

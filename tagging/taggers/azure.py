@@ -35,7 +35,7 @@ RETRY_AFTER_CAP = 20.0  # seconds: a service asking for longer waits per retry w
 
 
 def _capped_retry_policy(retries: int, backoff: float, cap: float, budget: RetryBudget):
-    from azure.core.pipeline.policies import RetryPolicy
+    from azure.core.pipeline.policies import RetryPolicy  # the Azure SDK loads only when Azure is used
 
     class CappedRetryPolicy(RetryPolicy):
         """azure-core's retry policy within the run's retry budget; a server's Retry-After is honoured up
@@ -75,9 +75,9 @@ class AzureTagger:
         budget: RetryBudget | None = None,
         **client_kwargs,
     ) -> None:
-        from azure.ai.vision.imageanalysis import ImageAnalysisClient
-        from azure.core.credentials import AzureKeyCredential
-        from azure.core.pipeline.policies import RedirectPolicy
+        from azure.ai.vision.imageanalysis import ImageAnalysisClient  # the Azure SDK loads only when Azure is used
+        from azure.core.credentials import AzureKeyCredential  # the Azure SDK loads only when Azure is used
+        from azure.core.pipeline.policies import RedirectPolicy  # the Azure SDK loads only when Azure is used
 
         endpoint = endpoint or os.environ.get("AZURE_VISION_ENDPOINT")
         key = key or os.environ.get("AZURE_VISION_KEY")
@@ -118,8 +118,8 @@ class AzureTagger:
             yield Response("analyze", error=e)
 
     def _analyze(self, image: np.ndarray):
-        from azure.ai.vision.imageanalysis.models import VisualFeatures
-        from azure.core.exceptions import (
+        from azure.ai.vision.imageanalysis.models import VisualFeatures  # the Azure SDK loads only when Azure is used
+        from azure.core.exceptions import (  # the Azure SDK loads only when Azure is used
             DecodeError,
             HttpResponseError,
             ServiceRequestError,

@@ -67,7 +67,7 @@ class OfflineTagger:
     paid = False
 
     def __init__(self, ocr_min_confidence: float = 60.0, languages: str = "eng") -> None:
-        import pytesseract
+        import pytesseract  # Tesseract's wrapper loads only when the offline tagger runs
 
         if shutil.which("tesseract") is None:
             raise FatalTaggerError("The offline tagger needs Tesseract OCR: install Debian's tesseract-ocr package.")

@@ -132,7 +132,7 @@ class RekognitionTagger:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _attempt(self, op: str, **kwargs) -> dict:
-        from botocore.exceptions import (
+        from botocore.exceptions import (  # the AWS SDK loads only when Rekognition is used
             BotoCoreError,
             ClientError,
             ConnectionError,
@@ -140,7 +140,7 @@ class RekognitionTagger:
             EndpointConnectionError,
             ReadTimeoutError,
         )
-        from botocore.parsers import ResponseParserError
+        from botocore.parsers import ResponseParserError  # the AWS SDK loads only when Rekognition is used
 
         try:
             return getattr(self._client, op)(**kwargs)
@@ -168,8 +168,10 @@ class RekognitionTagger:
 
 def _client(timeout: float):
     """A boto3 Rekognition client; every configuration problem becomes one FatalTaggerError sentence."""
-    import boto3
-    from botocore.config import Config
+    import boto3  # the AWS SDK loads only when Rekognition is used
+    from botocore.config import Config  # the AWS SDK loads only when Rekognition is used
+
+    # the AWS SDK loads only when Rekognition is used
     from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
 
     try:
