@@ -21,7 +21,6 @@ from ui.text import md
 def _sidebar_state() -> str:
     """The sidebar opens by itself only while the library is empty (adding films is the first step);
     after that the frames get the width (at 1280 px a frame stays at least 160 px wide)."""
-
     try:
         return "collapsed" if Library(config.library_dir()).films() else "expanded"
     except OSError:

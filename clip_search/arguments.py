@@ -62,7 +62,6 @@ def query_text(value: str) -> str:
 
 def device(value: str) -> str:
     """auto, cpu, cuda or cuda:N; cuda only where torch sees a CUDA GPU."""
-
     if value in ("auto", "cpu"):
         return value
     if not re.fullmatch(r"cuda(:\d+)?", value):

@@ -253,7 +253,6 @@ class _FilmBar:
         self.bar = None
 
     def _open(self, **kwargs):
-
         if self.bar is None:
             self.bar = tqdm(desc=self.name, file=sys.stderr, **kwargs)
         return self.bar
@@ -313,7 +312,6 @@ def _search_films(library: Library, refs: list[str]) -> list[Film]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-
     library = open_library(config.library_dir(args.library), config.model_id())
     films = _search_films(library, args.film)
     if not args.query.strip() and not args.image:
@@ -412,7 +410,6 @@ def cmd_films(args: argparse.Namespace) -> int:
 def _reencoded(films: list[Film]) -> list[Damaged]:
     """``films --check --deep``: each film's sets against a sample of its frames decoded again and
     encoded in float32; a set that disagrees is damaged, a source or model that cannot be had is a warning."""
-
     encoders: dict[str, object] = {}
     found = []
     for f in films:
@@ -461,7 +458,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-
     library = open_library(config.library_dir(args.library), config.model_id())
     try:
         with np.load(args.npz) as z:
@@ -504,7 +500,6 @@ def _calibration_queries(path: Path, model: str, args: argparse.Namespace):
 
 
 def cmd_ann(args: argparse.Namespace) -> int:
-
     library = open_library(config.library_dir(args.library), config.model_id())
     model = library.model_for(library.films(), args.model)
     if args.action == "status":

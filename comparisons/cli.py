@@ -155,7 +155,6 @@ def _make_engines(library: Library, names: list[str], films: list[Film], args: a
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-
     library = _library(args)
     film = library.find_one(args.film)
     check_writable(library)

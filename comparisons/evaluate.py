@@ -210,7 +210,6 @@ def resolve_films(library, queries: Sequence[LabelledQuery]) -> tuple[dict, list
     """Each query-set film reference -> its library film; references that match no healthy film
     are left out with a warning naming them (the run goes on without their queries). A reference
     that matches several films raises FrameSearchError naming them."""
-
     films, warnings = {}, []
     for ref in dict.fromkeys(q.film for q in queries):
         try:
@@ -280,7 +279,6 @@ def rank_query(
     (``Engine.run``: the archive index, one hit per line of dialogue, ...) and score its hits, tie-aware:
     when equal scores reach into the top ``depth`` frames, the metrics are the mean over random
     orders of them, each order the engine's own choice from the same scores."""
-
     try:
         result = engine.run(task.search, task.query if text is None else text, depth, gap)
     except EngineUnavailable:
@@ -376,7 +374,6 @@ def evaluate(
     Queries on films that are not in the library are skipped with a warning; an engine that cannot
     run on the films is reported as skipped. ``chance_engine``: the baseline (default the registry's).
     Raises FrameSearchError when no query is left."""
-
     baseline = chance_engine or default_chance()
 
     if scope not in SCOPES:

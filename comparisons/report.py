@@ -93,7 +93,6 @@ def robustness_lines(drops: Sequence[Drop]) -> list[str]:
 
 def tagging_state(library, films: Sequence) -> dict[str, str]:
     """Per tagging service, which of ``films`` it had tagged (so a reader knows what tag engines saw)."""
-
     store = TagStore(library, readonly=True)
     try:
         counts = {s: {f.name: len(store.tags(f, s)) for f in films} for s in services()}

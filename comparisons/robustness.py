@@ -166,7 +166,6 @@ def robustness(
 ) -> list[Drop]:
     """Every perturbation of every query for every engine that ran in ``evaluation`` (same scope, k,
     tolerance and headline), compared with its clean result by a paired randomisation test."""
-
     films, _ = resolve_films(library, queries)
     tasks = plan_tasks([q for q in queries if q.film in films], films, evaluation.scope)
     ks, tol, metric = evaluation.ks, evaluation.tolerance, evaluation.headline

@@ -146,7 +146,6 @@ def _plugins() -> dict[str, type]:
 
 def _model(name: str) -> str | None:
     """The model ``name`` names, resolved once (None when it names no model)."""
-
     try:
         return resolve(name).name
     except ModelLoadError:
@@ -181,7 +180,6 @@ def available(library: Library, films: Sequence[Film]) -> list[str]:
     """The engines that can run on ``films``: the default model, every other model some of them
     have, each service that has tagged all of them, dialogue when there is any, and each plugin
     engine that can search them."""
-
     names = _model_names(library, films)
     tagged = set(services())
     for f in films:
@@ -199,7 +197,6 @@ def available(library: Library, films: Sequence[Film]) -> list[str]:
 def lacking(library: Library, films: Sequence[Film]) -> dict[str, list[str]]:
     """Engines that some of ``films`` can run but not all, each with the names of the films that
     lack what it needs (a tagging service's tags): what the engine list leaves out, said."""
-
     tagged = {f.name: set(tagged_services(library, f)) for f in films}
     out = {}
     for s in services():
@@ -252,7 +249,6 @@ def chance() -> Engine:
 def priced_without_calls(library: Library) -> list[Engine]:
     """The paid taggers, whose cost per film-hour comes from the price table alone: shown beside
     the others even before their credentials are set or a frame is tagged."""
-
     table = price_table(library.root)
     paid = [s for s in services() if table.get(s, {}).get("calls_per_frame")]
     return [TagEngine(library, s) for s in paid]

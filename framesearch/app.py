@@ -249,21 +249,23 @@ def add_model(
 def refresh_archive(library: Library, models: Sequence[str | None] = (None,), watch: Watch | None = None) -> list[str]:
     """After films were added, merged or removed: bring each model's archive index up to date (when
     the library has or needs one). The one place that does; returns what it said."""
-
     lines = []
     for model in models or [None]:
-        status = AnnIndex.keep_current(library, model)
-        if status:
-            lines.append(status.describe())
-            if watch:
-                watch.archive(lines[-1])
+        try:
+            status = AnnIndex.keep_current(library, model)
+        except FrameSearchError as e:  # no FAISS here: the films are kept, searched exactly
+            lines.append(str(e))
+        else:
+            if status:
+                lines.append(status.describe())
+        if watch and lines:
+            watch.archive(lines[-1])
     return lines
 
 
 def merge_duplicates(library: Library, watch: Watch | None = None) -> list[str]:
     """Film folders of one content merged into one (nothing lost), one line each, and the archive
     index refreshed (its lines told to ``watch``)."""
-
     lines = merge(library)
     if lines:
         refresh_archive(library, library.models(), watch)
@@ -273,13 +275,11 @@ def merge_duplicates(library: Library, watch: Watch | None = None) -> list[str]:
 def tag(library: Library, film: Film, service: str, workers: int = 2, progress=None):
     """Tag ``film``'s frames with ``service`` (cached per frame, resumable); the caller has shown the
     estimate and, for a paid service, had it confirmed."""
-
     return tag_film(library, film, make_tagger(service), workers=workers, progress=progress)
 
 
 def search(engine, films: Sequence[Film], query, top_k: int = 10, gap: float | None = None):
     """One engine's ``Result`` for ``query`` over ``films``: what every view lists and evaluation scores."""
-
     return engine.run(films, query, top_k, DEFAULT_GAP if gap is None else gap)
 
 

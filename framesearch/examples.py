@@ -39,7 +39,6 @@ def example_films(query_set: Path = EXAMPLE_SET) -> list[Path]:
 
 def missing(library: Library, paths: Sequence[Path]) -> list[Path]:
     """Of ``paths``, the films not yet indexed in ``library`` or not yet tagged by the offline tagger."""
-
     films = {f.manifest.source: f for f in library.films()}
     store = TagStore(library, readonly=True)
     try:  # a row count per film, not its tags: this runs on every rerun of the Evaluate tab
@@ -59,7 +58,6 @@ class Prepared:
 
 def _seconds(path: Path) -> float:
     """The film's length for weighting the progress bar (a minute when it cannot be probed)."""
-
     try:
         return max(probe(path).duration, 1.0)
     except (FrameSearchError, OSError):

@@ -336,7 +336,7 @@ def test_ann_build_failures_are_one_line_and_keep_the_old_index(ann_library, mon
 
     before = _meta(ann_library)["file"]
 
-    real = ann._faiss()
+    real = ann.faiss_module()
 
     def full_disk():
         class F:  # stands for faiss on a full disk: write_index fails as FAISS does (RuntimeError)
@@ -349,13 +349,13 @@ def test_ann_build_failures_are_one_line_and_keep_the_old_index(ann_library, mon
 
         return F()
 
-    monkeypatch.setattr(ann, "_faiss", full_disk)
+    monkeypatch.setattr(ann, "faiss_module", full_disk)
     code = main(["ann", "build", "--rebuild", "--library", str(ann_library.root)])
     err = capsys.readouterr().err
     assert code == 2 and "could not be written" in err and "No space left" in err and "Traceback" not in err
     assert _meta(ann_library)["file"] == before and (AnnIndex.folder(ann_library) / before).is_file()
     assert not list((AnnIndex.folder(ann_library)).glob(".*.tmp"))
-    monkeypatch.setattr(ann, "_faiss", lambda: real)
+    monkeypatch.setattr(ann, "faiss_module", lambda: real)
     # another model's vectors, of another size: they have their own index; this model's stays fresh
     import_vectors(ann_library, Manifest.imported("wide", "other", 10.0), np.ones((10, 32)), np.arange(10.0))
     assert AnnIndex.status(ann_library).fresh and _meta(ann_library)["file"] == before

@@ -230,3 +230,34 @@ def test_the_dashboard_offers_the_plugins_engine_and_tagger(plugin_env, tmp_path
     assert out.returncode == 0, out.stderr[-2000:]
     assert "'late'" in out.stdout.split("engines:")[1].splitlines()[0]
     assert "'brightness'" in out.stdout.split("services:")[1].splitlines()[0]
+
+
+def test_without_the_scale_extra_archive_search_is_exact_and_ray_runs_say_what_to_install(
+    tmp_path, monkeypatch, capsys
+):
+    """An install without ``[scale]``: FAISS and Ray cannot be imported (a None in sys.modules makes
+    ``import faiss`` fail exactly as a missing package does)."""
+    import numpy as np
+
+    import clip_search.search.ann as ann
+    from clip_search.cli import main
+    from clip_search.search.scoring import Searcher
+    from clip_search.store.library import Library, Manifest
+    from clip_search.store.writer import import_vectors
+
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setattr(ann, "ANN_MIN_FRAMES", 1000)  # archive-sized at 2 000 frames
+    lib = Library(tmp_path / "lib")
+    for name in ("a", "b"):
+        import_vectors(
+            lib,
+            Manifest.imported(name, "m", 1000.0),
+            np.random.default_rng(0).normal(size=(1000, 8)),
+            np.arange(1000.0),
+        )
+    searcher = Searcher(lib.films(), lib)
+    assert searcher.mode == "exact" and "frame-search-lab[scale]" in searcher.notice
+    film = text_video(tmp_path / "captions.mp4")
+    assert main(["index", str(film), "--library", str(tmp_path / "other"), "--workers", "2"]) == 2
+    assert "frame-search-lab[scale]" in capsys.readouterr().err

@@ -101,14 +101,14 @@ def test_every_engine_is_asked_the_same_perturbed_queries(indexed_library, encod
     engines = [make_engine("dialogue", indexed_library), make_engine("clip", indexed_library, encoder)]
     result = evaluate(indexed_library, labelled, engines, ks=(1,))
     asked: dict[str, list[str]] = {}
-    for engine in engines:  # the real engines, recording what they are asked
-        real = engine.scored
+    for engine in engines:  # the real engines, recording what they are asked through their one search path
+        real = engine.run
 
-        def recording(films, query, real=real, name=engine.name):
+        def recording(films, query, *args, real=real, name=engine.name):
             asked.setdefault(name, []).append(query if isinstance(query, str) else query.text)
-            return real(films, query)
+            return real(films, query, *args)
 
-        engine.scored = recording
+        engine.run = recording
     drops = robustness(indexed_library, labelled, engines, result)
     assert {d.engine for d in drops} == {"dialogue", "clip"}
     assert asked["dialogue"] == asked["clip"] and len(asked["clip"]) >= 12

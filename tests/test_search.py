@@ -208,3 +208,17 @@ def test_ranking_walks_only_the_leading_frames_and_picks_what_walking_all_would(
         for top_k in (1, 10, 32):
             got = distinct_top(films, s, at(f, r), top_k, 2.0)
             assert got == walk_all(films, f, r, s, top_k, 2.0) and len(got) == top_k
+
+
+def test_the_public_api_indexes_and_searches_in_four_names(tmp_path, tiny_clip_dir):
+    """openai/CLIP's shape: a few public names, a model loaded by name, then index and search."""
+    import clip_search
+    from tests.conftest import text_video
+
+    assert set(clip_search.__all__) >= {"Library", "load", "index", "search"}
+    model = clip_search.load(str(tiny_clip_dir), "cpu", "fp32")
+    library = clip_search.Library(tmp_path / "lib")
+    film = clip_search.index(text_video(tmp_path / "captions.mp4"), library, model)
+    hits = clip_search.search(library, model, "hello world", top_k=3)
+    assert len(hits) == 3 and {h.film_id for h in hits} == {film.id}
+    assert hits[0].score >= hits[1].score >= hits[2].score

@@ -110,7 +110,6 @@ def _streamlit_config(dashboard: Path) -> Path | None:
 def streamlit_flags(path: Path | None) -> list[str]:
     """Every setting of a Streamlit config file as command-line flags (``--server.address localhost``):
     they apply whatever folder the dashboard is started from."""
-
     if path is None:
         return []
     settings = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -125,7 +124,6 @@ def streamlit_flags(path: Path | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``framesearch-dashboard [STREAMLIT OPTIONS]``: the dashboard in the browser, with the product's
     Streamlit settings (options given here win); the library is $FRAMESEARCH_LIBRARY or ./library."""
-
     spec = importlib.util.find_spec("dashboard")
     dashboard = Path(spec.origin) if spec and spec.origin else config.PROJECT_DIR / "dashboard.py"
     args = list(sys.argv[1:] if argv is None else argv)

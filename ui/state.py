@@ -46,7 +46,6 @@ def _load(model_id: str) -> ModelState:
 @st.cache_resource(show_spinner="Building a random-weights CLIP from the shared config…")
 def random_demo_model() -> str:
     """A ViT-B/32-shaped CLIP with random weights (UI demo offline; its rankings mean nothing)."""
-
     target = RANDOM_DEMO_DIR
     if not (target / "config.json").is_file():
         build_random_clip(target, layers=4, width=256)
@@ -148,5 +147,4 @@ def engine(name: str, lib: Library, ms: ModelState, weight: float = 0.5) -> Engi
 
 def model_engines(lib: Library, ms: ModelState, names: list[str]) -> list[ModelEngine]:
     """The engines among ``names`` that read a model's vectors, one per model (Timeline rows)."""
-
     return pick([engine(n, lib, ms) for n in names])

@@ -48,7 +48,6 @@ def crop_heat(jpeg: bytes, grid: list[dict], frame_size: tuple[int, int]) -> byt
 def evidence_line(e) -> str:
     """One piece of an engine's evidence as a Markdown-safe line: CLIP's measures as they are, a tag or
     caption (text from outside, escaped) with its confidence, a subtitle cue with its times."""
-
     if e.kind in ("cosine", "rank"):
         return md(e.text)
     line = f"{e.kind} “{md(e.text)}”"

@@ -102,7 +102,6 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
 
 def _restore(params, film_ids: dict[str, str]) -> list[str]:
     """The link's extra queries, toggles and picked frame (its film becomes the Timeline's film)."""
-
     if params.get("tlq"):
         st.session_state["tl-queries"] = "\n".join(params.get_all("tlq"))
     for key, widget in TOGGLES.items():

@@ -190,7 +190,6 @@ def load_encoder(
     :func:`pick_precision`): half precision on GPU, bfloat16 on a CPU that has it.
 
     Raises ModelLoadError with one sentence saying why and how to fix it."""
-
     ref = model_id if isinstance(model_id, ModelRef) else resolve(model_id)
     device = pick_device(device)
     quiet()
@@ -205,6 +204,5 @@ def load_encoder(
 
 def preprocessing_for(model_id: str | None) -> Preprocessing:
     """How the model prepares frames, read from its config files without loading its weights."""
-
     ref = resolve(model_id)
     return _backend(ref).preprocessing(ref, offline_for(ref.target))

@@ -40,7 +40,6 @@ def sample_agreement(film, encoder, groups: int = 3, per_group: int = 2) -> floa
     frames decoded again from the source and encoded in float32: ``groups`` runs of ``per_group``
     frames at its start, middle and end (``films --check --deep``). VideoError if the source is
     unreadable; ValueError if a sampled time is no longer among the frames the source gives."""
-
     times = film.times
     n = len(times)
     settings = film.manifest.sampling_settings()

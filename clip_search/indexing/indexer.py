@@ -401,7 +401,6 @@ def vector_set_for(encoder: DualEncoder) -> VectorSet:
 def options_of(film: Film, base: IndexOptions = IndexOptions()) -> IndexOptions:
     """The options that reproduce ``film``'s frames (its sampling and patches): what adding a model
     to it must use, else the frames would differ and it would be a different film."""
-
     m = film.manifest
     return replace(base, sampling=m.sampling_settings(), patches=PatchSettings(**m.patches) if m.patches else None)
 
@@ -497,7 +496,6 @@ class FilmPlan:
 def complete_index(library: Library, manifest: Manifest) -> Film | None:
     """The film's index, if complete and of the same key, with the sets that are sound to the last
     vector (a set ``films --check`` rejects is encoded again, never reused)."""
-
     existing = library.get(manifest.id)
     if existing and existing.manifest.status == "complete" and existing.manifest.key() == manifest.key():
         try:
@@ -591,7 +589,6 @@ class TimeEstimate:
     basis: str
 
     def sentence(self) -> str:
-
         return f"about {fmt_time(self.seconds)[:-2]} for {self.frames} frames ({self.basis})"
 
 

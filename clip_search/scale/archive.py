@@ -67,7 +67,6 @@ def segments_of(film_id: str, path: str, duration: float, shots: bool, seconds: 
 
 def decode_segment(batch: dict, options: IndexOptions, model_id: str) -> Iterator[dict]:
     """Ray task: decode one segment with our PyAV code; yield blocks of model-sized frames."""
-
     pre = preprocessing_for(model_id)
     (film_id,), (path,), (k,), (start,), (end,) = (batch[c] for c in ("film_id", "path", "index", "start", "end"))
     rows: dict[str, list] = {"film_id": [], "seg": [], "time": [], "pixels": [], "thumb": []}
@@ -101,7 +100,6 @@ class ClipActor:
     """Ray actor: loads CLIP once, encodes blocks of prepared frames into unit vectors."""
 
     def __init__(self, model_id: str, device: str, threads: int) -> None:
-
         set_threads(threads)  # never above an inherited OMP_THREAD_LIMIT (see capped_threads)
         self.encoder = load_encoder(model_id, device)
         self.calls = 0
@@ -182,9 +180,13 @@ class _FilmJob:
 
 
 def _init_ray(workers: int) -> None:
-
-    import ray  # Ray starts only for a Ray run
-    import ray.data  # Ray starts only for a Ray run
+    try:
+        import ray  # Ray starts only for a Ray run
+        import ray.data  # Ray starts only for a Ray run
+    except ImportError:
+        raise FrameSearchError(
+            "index --workers runs on Ray, which is not installed (pip install 'frame-search-lab[scale]')."
+        ) from None
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI shows one bar for the whole archive
@@ -210,6 +212,7 @@ def index_archive(
     warn: Callable[[str], None] | None = None,
 ) -> ArchiveResult:
     """Index many films with Ray Data; returns what was indexed, reused and what failed (by name)."""
+    _init_ray(workers)  # first: without Ray installed, one line saying how to install it
     import ray  # Ray starts only for a Ray run
     import ray.data  # Ray starts only for a Ray run
 
@@ -217,7 +220,6 @@ def index_archive(
     options = options or IndexOptions()
     result = ArchiveResult()
     model_id = config.model_id(model_id)
-    _init_ray(workers)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     device = "cuda" if device in ("auto", "cuda") and gpus else "cpu"
 

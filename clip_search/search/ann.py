@@ -48,9 +48,15 @@ CANDIDATES = 2048  # frames the index proposes per search, re-scored exactly (Se
 CANDIDATE_STEPS = (CANDIDATES, 2 * CANDIDATES, 4 * CANDIDATES)  # what calibration tries
 
 
-def _faiss():
-    import faiss  # FAISS loads only for an archive index
+SCALE_EXTRA = "pip install 'frame-search-lab[scale]'"
 
+
+def faiss_module():
+    """FAISS, or FrameSearchError saying how to install it (it comes with the [scale] extra)."""
+    try:
+        import faiss  # FAISS loads only for an archive index
+    except ImportError:
+        raise FrameSearchError(f"The archive index needs FAISS, which is not installed ({SCALE_EXTRA}).") from None
     return faiss
 
 
@@ -193,7 +199,7 @@ class AnnIndex:
         meta, problem = cls._read_meta(library, model)  # read once: the freshness check and the load see one version
         if not cls._status(library, meta, problem, films, model).fresh:
             return None
-        faiss = _faiss()
+        faiss = faiss_module()
         try:
             index = faiss.read_index(str(cls.folder(library, model) / meta["file"]))
         except RuntimeError:
@@ -227,7 +233,6 @@ class AnnIndex:
 
         ``queries``: (n, dim) vectors of the lab's own queries (its text queries, encoded by the
         model); kept beside the index, and measured by this and every later calibration."""
-
         model = _model(library, model)
         with film_lock(library, f"_ann-index-{model_key(model)}"):
             films = library.films(model)
@@ -238,12 +243,12 @@ class AnnIndex:
             index = None
             if meta is not None and not rebuild and total <= RETRAIN_GROWTH * meta["trained_on"]:
                 try:
-                    index = _faiss().read_index(str(cls.folder(library, model) / meta["file"]))
+                    index = faiss_module().read_index(str(cls.folder(library, model) / meta["file"]))
                 except RuntimeError:
                     index = None
             if index is None or meta is None or meta.get("dim") != dim:
                 index, meta = cls._train(films, total, dim)
-            faiss = _faiss()
+            faiss = faiss_module()
             held = {f["id"]: f for f in meta["films"]}
             now = {f.id: f for f in films}
             for fid, entry in list(held.items()):  # gone or re-indexed: drop its id range
@@ -293,7 +298,7 @@ class AnnIndex:
 
     @staticmethod
     def _train(films: list[Film], total: int, dim: int):
-        faiss = _faiss()
+        faiss = faiss_module()
         nlist = nlist_for(total)
         if total < nlist * 39:  # FAISS needs ~39 training points per coarse list
             raise FrameSearchError(
@@ -323,7 +328,7 @@ class AnnIndex:
         name = f"index-{int(time.time() * 1000)}.faiss"
         tmp = folder / f".{name}.tmp"
         try:
-            _faiss().write_index(index, str(tmp))
+            faiss_module().write_index(index, str(tmp))
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, folder / name)
@@ -345,7 +350,7 @@ class AnnIndex:
         self, q: np.ndarray, films: list[Film], k: int, nprobe: int = DEFAULT_NPROBE
     ) -> list[tuple[int, np.ndarray]]:
         """Up to ``k`` candidate frames for ``q`` among ``films``: [(film index, local frame rows)]."""
-        faiss = _faiss()
+        faiss = faiss_module()
         bitmap = None  # FAISS keeps only a pointer to it: alive here, per search (searches run concurrently)
         params = faiss.SearchParametersIVF(nprobe=self.probes(films, nprobe))
         if self._filtered(films):
@@ -511,7 +516,7 @@ class AnnIndex:
 
     def _selector(self, films: list[Film]):
         """A FAISS id selector for ``films``' id ranges, and the bitmap it points into."""
-        faiss = _faiss()
+        faiss = faiss_module()
         end = max(o + n for o, n in self.ranges.values())
         bitmap = np.zeros((end + 7) // 8, np.uint8)
         bits = np.zeros(end, bool)

@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from clip_search.encoders.base import Scoring
-from clip_search.search.ann import ANN_MIN_FRAMES, EXACT_MAX_FRAMES, AnnIndex
+from clip_search.errors import FrameSearchError
+from clip_search.search import ann  # its thresholds read when a search starts (a lab may tune them)
 from clip_search.search.moments import Moment, find_moments, moment_around
 from clip_search.search.ranking import DEFAULT_GAP as DEFAULT_GAP  # engines, views and the CLI take it from here
 from clip_search.search.ranking import LEADING, at, distinct_top
@@ -83,7 +84,6 @@ def build_query(
 
 
 def _load_image(image: str | Path | np.ndarray) -> np.ndarray:
-
     if isinstance(image, np.ndarray):
         return image
     try:
@@ -146,7 +146,6 @@ def _plausible(s: np.ndarray) -> np.ndarray:
 def probabilities(film: Film, scores: np.ndarray, logit_scale: float | None = None) -> np.ndarray:
     """The film's model's own probabilities of its frame scores: CLIP's softmax over the frames
     (``logit_scale`` overrides the model's), SigLIP's sigmoid of each frame alone."""
-
     m = film.manifest
     if m.scoring == "sigmoid" and logit_scale is None:
         return Scoring("sigmoid", m.logit_scale, m.logit_bias).probabilities(scores)
@@ -194,21 +193,24 @@ class Searcher:
         exact: bool = False,
         nprobe: int | None = None,
     ) -> None:
-
         self.films = list(films)
         self.total = sum(f.manifest.frames for f in self.films)
         self.nprobe = nprobe
-        self.ann: AnnIndex | None = None
+        self.ann: ann.AnnIndex | None = None
         self.notice: str | None = None
         has_patches = any(f.manifest.patches_per_frame for f in self.films)
         if not exact and not has_patches and self.films:
             lib = library or Library(self.films[0].dir.parent.parent)
             library_films = lib.films(self.films[0].model)  # checked once, for the size and the index's freshness
-            if sum(f.manifest.frames for f in library_films) >= ANN_MIN_FRAMES:
-                self.ann = AnnIndex.load(lib, library_films)
-                if self.ann is None:
+            if sum(f.manifest.frames for f in library_films) >= ann.ANN_MIN_FRAMES:
+                try:
+                    ann.faiss_module()
+                    self.ann = ann.AnnIndex.load(lib, library_films)
+                except FrameSearchError as e:  # no FAISS here: every frame is scored, said
+                    self.notice = f"{e} Scoring every frame exactly (slower)."
+                if self.ann is None and self.notice is None:
                     self.notice = (
-                        f"{AnnIndex.status(lib, library_films).describe()}; scoring every frame exactly "
+                        f"{ann.AnnIndex.status(lib, library_films).describe()}; scoring every frame exactly "
                         "(slower). `python -m clip_search ann build` makes searches fast."
                     )
         self.mode = "ann" if self.ann is not None else "exact"
@@ -234,8 +236,7 @@ class Searcher:
 
     def scans_all(self) -> bool:
         """Whether a search scores every frame (no index, a small set, or the index would scan it all)."""
-
-        if self.ann is None or self.total <= EXACT_MAX_FRAMES:
+        if self.ann is None or self.total <= ann.EXACT_MAX_FRAMES:
             return True
         return self.ann.scans_all(self.films, self.nprobe or self.ann.nprobe)
 

@@ -212,7 +212,6 @@ class Manifest:
 
     def sampling_settings(self):
         """The film's :class:`~clip_search.video.decode.SamplingSettings` (the one reading of ``sampling``)."""
-
         return SamplingSettings.from_key(self.sampling)
 
     @classmethod
@@ -354,7 +353,6 @@ def check_set(set_dir: Path, vs: VectorSet, n: int, patches_per_frame: int, deep
 
 
 def _read_dialogue(path: Path):
-
     try:
         return Dialogue.from_dict(json.loads(path.read_text()))
     except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError) as e:
@@ -443,7 +441,6 @@ class MissingVectors(FrameSearchError):
 
 def add_model_command(film_source: str, model: str) -> str:
     """The command that adds ``model``'s vectors to an indexed film (what a missing set names)."""
-
     return f"python -m clip_search index {shlex.quote(film_source)} --model {shlex.quote(model)}"
 
 
@@ -581,7 +578,6 @@ class Film:
         """The film's subtitle cues (stored at index time; read from the source for older indexes).
 
         A dialogue.json damaged after indexing gives no cues and a warning, never an exception."""
-
         stored = self.dir / "dialogue.json"
         if stored.is_file():
             try:
@@ -613,7 +609,6 @@ def _model_counts(films: list[Film]) -> dict[str, int]:
 def _default_of(counts: dict[str, int], preferred: str | None) -> str:
     """The default model given how many films have each: ``preferred`` (the user's choice) if any
     film has it (or none has any), else the one most films have."""
-
     if preferred and (preferred in counts or not counts):
         return preferred
     if not counts:
@@ -804,7 +799,6 @@ class Library:
     def model_for(self, films: list[Film], override: str | None = None) -> str:
         """The one rule for which model searches ``films``: an explicit choice, else the library's
         default model (:meth:`default_model`)."""
-
         return config.model_id(override) if override else self.default_model(films or None)
 
     @staticmethod

@@ -240,7 +240,6 @@ class Sampler(Protocol):
     flushes what a sampler held back (shot-aware sampling keeps a shot's frames until it ends)."""
 
     def offer(self, frame: DecodedFrame) -> list[SampledFrame]: ...
-
     def finish(self) -> list[SampledFrame]: ...
 
 
