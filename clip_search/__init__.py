@@ -7,7 +7,7 @@ openai/CLIP exposes three::
     library = clip_search.Library("library")
     model = clip_search.load("openai/clip-vit-base-patch32")   # or a local folder
     clip_search.index("film.mp4", library, model)
-    hits = clip_search.search(library, model, "a ship at sea")
+    hits = clip_search.find(library, model, "a ship at sea")
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from clip_search.search.scoring import Hit
     from clip_search.store.library import Film, Library
 
-__all__ = ["FrameSearchError", "Library", "ModelLoadError", "VideoError", "index", "load", "search"]
+__all__ = ["FrameSearchError", "Library", "ModelLoadError", "VideoError", "find", "index", "load"]
 
 
 def __getattr__(name: str):
@@ -53,8 +53,9 @@ def index(path: str | os.PathLike, library: Library, model: DualEncoder) -> Film
     return index_film(path, library, model).film
 
 
-def search(library: Library, model: DualEncoder, text: str, top_k: int = 10) -> list[Hit]:
-    """The ``top_k`` frames of the library's films that match ``text``, best first, with their moments."""
+def find(library: Library, model: DualEncoder, text: str, top_k: int = 10) -> list[Hit]:
+    """The ``top_k`` frames of the library's films that match ``text``, best first, with their moments
+    (named ``find``: ``clip_search.search`` is the package that scores and ranks)."""
     from clip_search.search.scoring import Searcher, build_query  # the package's import stays light
 
     films = library.films(model.model_id)

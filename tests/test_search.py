@@ -215,10 +215,10 @@ def test_the_public_api_indexes_and_searches_in_four_names(tmp_path, tiny_clip_d
     import clip_search
     from tests.conftest import text_video
 
-    assert set(clip_search.__all__) >= {"Library", "load", "index", "search"}
+    assert set(clip_search.__all__) >= {"Library", "load", "index", "find"}
     model = clip_search.load(str(tiny_clip_dir), "cpu", "fp32")
     library = clip_search.Library(tmp_path / "lib")
     film = clip_search.index(text_video(tmp_path / "captions.mp4"), library, model)
-    hits = clip_search.search(library, model, "hello world", top_k=3)
+    hits = clip_search.find(library, model, "hello world", top_k=3)
     assert len(hits) == 3 and {h.film_id for h in hits} == {film.id}
     assert hits[0].score >= hits[1].score >= hits[2].score
