@@ -45,6 +45,10 @@ from clip_search.video.decode import SamplingSettings
 from clip_search.video.patches import PatchSettings
 from framesearch.app import Watch, merge_duplicates, refresh_archive
 
+MOMENTS_HELP = (
+    "list ranked moments instead of frames: stretches of film proposed from the scores (cut at several "
+    "levels, de-duplicated), each with start, end, score and peak"
+)
 MODEL_HELP = (
     "a hub id (openai/clip-vit-base-patch32, google/siglip2-base-patch16-224), open_clip:hf-hub:ORG/REPO, "
     "open_clip:ARCH/PRETRAINED or a local folder"
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="an image file to search with (alone or with QUERY)")
     p.add_argument("--json", action="store_true", help="print hits as a JSON array")
     p.add_argument("--exact", action="store_true", help="score every frame (bypass the archive index)")
+    p.add_argument("--moments", action="store_true", help=MOMENTS_HELP)
 
     p = sub.add_parser("films", help="list indexed films (and damaged ones)")
     _library_arg(p)
@@ -333,6 +338,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise FrameSearchError(str(e)) from None
     for note in query.notices:
         _note(note)
+    if args.moments:
+        return print_moments(_moments(films, model, encoder, args), args.json)
     searcher = Searcher(films, library, exact=args.exact)
     if searcher.notice:
         _note(searcher.notice)
@@ -345,6 +352,26 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"{rank:3d}. {h.film:40.40s} {fmt_time(h.time):>10s}  score {h.score:.4f}  "
             f"moment {fmt_time(h.start)}-{fmt_time(h.end)}"
         )
+    return 0
+
+
+def _moments(films: list[Film], model: str, encoder, args: argparse.Namespace) -> list:
+    """The query's ranked moments over ``films``: the model engine's view of the same scores."""
+    from engines import Query, default_engine  # an entry point: moments are what every engine proposes
+
+    query = Query(args.query, args.negative or "", args.negative_weight, args.image)
+    return default_engine(model, encoder).run(films, query, args.top_k, args.gap).moments(args.top_k)
+
+
+def print_moments(moments: list, as_json: bool, engine: str | None = None) -> int:
+    """Moments as JSON (film, film_id, source, start, end, score, peak; and the engine) or one line each."""
+    if as_json:
+        rows = [{**m.to_dict(), **({"engine": engine} if engine else {})} for m in moments]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for rank, m in enumerate(moments, 1):
+        span = f"{fmt_time(m.start)}-{fmt_time(m.end)} ({m.end - m.start:.1f} s)"
+        print(f"{rank:3d}. {m.film:36.36s} {span:>28s}  score {m.score:.4f}  peak {fmt_time(m.peak)}")
     return 0
 
 

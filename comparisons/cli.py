@@ -23,6 +23,7 @@ from clip_search.arguments import (
     positive_ints,
     query_text,
 )
+from clip_search.cli import MOMENTS_HELP, print_moments
 from clip_search.errors import FrameSearchError, one_line
 from clip_search.search.scoring import DEFAULT_GAP
 from clip_search.store.library import Film, Library
@@ -46,7 +47,7 @@ from engines import (
     FUSION_WEIGHT,
     Encoders,
     EngineUnavailable,
-    ModelEngine,
+    default_engine,
     engine_names,
     make_engine,
     parse_engine,
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the model the clip engine means (default: the library's default model)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--explain", action="store_true", help="add the evidence for each hit (tags, cues, CLIP measures)")
+    p.add_argument("--moments", action="store_true", help=MOMENTS_HELP)
 
     p = sub.add_parser("evaluate", help="metrics per engine on a labelled query set (CSV film,query,start,end)")
     p.add_argument("queries", metavar="QUERIES.csv")
@@ -150,7 +152,7 @@ def _make_engines(library: Library, names: list[str], films: list[Film], args: a
     """The engines named, sharing one cache of models: each model loads when an engine first needs
     it, and one that cannot be loaded makes its engines unavailable (named), not the run."""
     encoders = Encoders()
-    default = ModelEngine(library.model_for(films, args.model), encoders, name=DEFAULT)
+    default = default_engine(library.model_for(films, args.model), encoders)
     return [make_engine(n, library, encoders, args.fusion_weight, default=default) for n in names]
 
 
@@ -196,6 +198,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise FrameSearchError(f"The library {library.root} has no indexed films.")
     (engine,) = _make_engines(library, [args.engine], films, args)
     result = engine.run(films, args.query, top_k=args.top_k, gap=args.gap)
+    if args.moments:
+        return print_moments(result.moments(args.top_k), args.json, engine.name)
     by_id = {f.id: f for f in films}
     rows = []
     for h in result.hits:

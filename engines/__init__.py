@@ -31,7 +31,7 @@ from engines.chance import ChanceEngine
 from engines.dialogue import DialogueEngine
 from engines.fused import FUSION_WEIGHT, FusedEngine
 from engines.model import EXPLAIN_CROPS, ModelEngine
-from engines.result import Result
+from engines.result import MomentHit, Result
 from engines.tags import TAGS, TagEngine
 from tagging.pricing import price_table
 from tagging.tag_store import tagged_services
@@ -50,12 +50,14 @@ __all__ = [
     "Explanation",
     "FusedEngine",
     "ModelEngine",
+    "MomentHit",
     "Query",
     "Result",
     "TagEngine",
     "as_query",
     "available",
     "chance",
+    "default_engine",
     "engine_names",
     "make_engine",
     "parse_engine",
@@ -239,6 +241,13 @@ def make_engine(
 
 def _plugin(cls: type, making: _Making) -> Engine:
     return cls(making.library)
+
+
+def default_engine(model: str, encoders) -> ModelEngine:
+    """The engine ``clip`` names when the front end chose its model (a session's model, ``--model``):
+    kept by the caller and passed to ``make_engine`` as ``default``, so ``clip`` and ``clip+dialogue``
+    share its caches."""
+    return ModelEngine(model, encoders, name=DEFAULT)
 
 
 def chance() -> Engine:

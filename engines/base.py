@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from clip_search.errors import FrameSearchError
+from clip_search.search.moments import Moment, propose
 from clip_search.search.scoring import DEFAULT_GAP, Hit, hit_maker, top_frames
 from clip_search.store.library import Film
 from engines.cost import CostContext, EngineCost
@@ -114,6 +115,11 @@ class Engine:
         generator given (None: earlier frame first): the best, ``gap`` apart. An engine that serves
         one hit per line of dialogue, say, overrides this."""
         return lambda rng: top_frames(films, per_film, top_k, gap, rng)
+
+    def proposals(self, film: Film, scores: np.ndarray, query: Query) -> list[Moment]:
+        """This engine's moments of one film, from its frame scores (best first): the score curve cut
+        watershed-like and de-duplicated (``moments.propose``). Dialogue proposes its lines instead."""
+        return propose(film.times, scores, film.manifest.duration)
 
     def hit_label(self, film: Film, frame: int, query: Query) -> str | None:
         """What a hit is, in words, where the engine knows (the line of dialogue)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from clip_search.search.moments import Moment, nms
 from clip_search.search.scoring import top_frames
 from clip_search.store.library import Film, Library
 from clip_search.video.subtitles import Dialogue
@@ -97,6 +98,11 @@ class DialogueEngine(Engine):
             return out
 
         return choose
+
+    def proposals(self, film: Film, scores: np.ndarray, query: Query) -> list[Moment]:
+        """A line of dialogue is a moment: each cue, scored as it matches the query, best first."""
+        lines = sorted(self._lines(film, query.text), key=lambda x: (-float(x[1]), x[0].start))
+        return nms([Moment(c.start, c.end, c.start, float(s)) for c, s in lines if s > 0])
 
     def hit_label(self, film: Film, frame: int, query: Query) -> str | None:
         """The line of dialogue itself."""

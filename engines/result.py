@@ -20,6 +20,26 @@ if TYPE_CHECKING:  # annotations only
 Pick = tuple[int, int, float]  # (index into the films searched, frame, score)
 
 
+@dataclass
+class MomentHit:
+    """One ranked moment: a stretch of a film, its score (its best frame's) and when it peaks."""
+
+    film: str
+    film_id: str
+    source: str
+    start: float
+    end: float
+    score: float
+    peak: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def window(self) -> list[float]:
+        """[start, end, score]: a predicted window as the moment-retrieval benchmarks submit it."""
+        return [self.start, self.end, self.score]
+
+
 @dataclass(frozen=True, eq=False)
 class Query:
     """What the user asked: text, and for a model engine also an image and a description to push
@@ -130,6 +150,31 @@ class Result:
                 why.score = float(scores[frame])
             self._explained[key] = why
         return self._explained[key]
+
+    def moments(self, k: int = 10) -> list[MomentHit]:
+        """The ``k`` best moments over the films searched, best first: each film's own proposals from
+        its scores on this search's scale (``Engine.proposals``), ranked together. An archive search
+        proposes moments in the films its hits are in (scoring every film would defeat the index)."""
+        films = self.films
+        if self.per_film is None:
+            hit_films = {h.film_id for h in self.hits}
+            films = [f for f in films if f.id in hit_films]
+        out = []
+        for film in films:
+            for m in self.engine.proposals(film, self.scores(film), self.query):
+                out.append(
+                    MomentHit(
+                        film.name,
+                        film.id,
+                        film.manifest.source,
+                        round(m.start, 3),
+                        round(m.end, 3),
+                        round(m.peak_score, 6),
+                        round(m.peak_time, 3),
+                    )
+                )
+        out.sort(key=lambda m: (-m.score, m.film_id, m.start))
+        return out[:k]
 
     def tied(self, depth: int) -> bool:
         """Whether equal scores reach into the top ``depth`` frames (the order among them is then arbitrary)."""

@@ -222,3 +222,49 @@ def test_the_public_api_indexes_and_searches_in_four_names(tmp_path, tiny_clip_d
     hits = clip_search.find(library, model, "hello world", top_k=3)
     assert len(hits) == 3 and {h.film_id for h in hits} == {film.id}
     assert hits[0].score >= hits[1].score >= hits[2].score
+
+
+def test_moments_are_proposed_from_the_score_curve_cut_at_shots_and_deduplicated():
+    from clip_search.search.moments import iou, propose
+
+    times = np.arange(40, dtype=float)
+    scores = np.full(40, 0.1)
+    scores[5:10] = [0.3, 0.6, 0.9, 0.6, 0.3]  # a strong bump peaking at 7 s
+    scores[25:31] = 0.5  # a weaker, flat one from 25 to 30 s
+    found = propose(times, scores, duration=40.0)
+    assert found[0].peak_time == 7.0 and found[0].peak_score == pytest.approx(0.9)
+    assert any(m.start <= 25.0 and m.end >= 31.0 and m.peak_score == pytest.approx(0.5) for m in found)
+    assert all(iou((a.start, a.end), (b.start, b.end)) < 0.5 for i, a in enumerate(found) for b in found[i + 1 :])
+    assert [m.peak_score for m in found] == sorted((m.peak_score for m in found), reverse=True)
+    cut = propose(times, scores, duration=40.0, shots=np.array([[0.0, 28.0], [28.0, 40.0]]))
+    assert not any(m.start < 28.0 < m.end for m in cut)  # no moment runs across the shot cut at 28 s
+    assert propose(times, np.full(40, np.nan)) == []
+
+
+def test_every_engine_answers_with_ranked_moments_and_dialogue_with_its_lines(indexed_library, encoder):
+    from engines import make_engine
+
+    films = [indexed_library.find_one("popeye_p1")]
+    for name in ("clip", "dialogue", "clip+dialogue"):
+        moments = make_engine(name, indexed_library, encoder).run(films, "I'm Popeye the sailor man", 5).moments(5)
+        assert 0 < len(moments) <= 5, name
+        assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
+        assert all(0 <= m.start <= m.peak <= m.end <= films[0].manifest.duration + 1 for m in moments), name
+    cues = films[0].dialogue().cues
+    lines = make_engine("dialogue", indexed_library).run(films, "I'm Popeye the sailor man", 5).moments(5)
+    assert all(any((c.start, c.end) == (m.start, m.end) for c in cues) for m in lines)  # a moment is a line
+
+
+def test_both_command_lines_list_moments(indexed_library, capsys):
+    import json
+
+    from clip_search.cli import main as engine_cli
+    from comparisons.cli import main as compare_cli
+
+    lib = ["--library", str(indexed_library.root), "--film", "popeye_p1", "--top-k", "3", "--json", "--moments"]
+    assert engine_cli(["search", "a ship at sea", *lib]) == 0
+    seen = json.loads(capsys.readouterr().out)
+    assert compare_cli(["search", "a ship at sea", *lib]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert len(seen) == 3 and [(m["start"], m["end"]) for m in seen] == [(m["start"], m["end"]) for m in compared]
+    assert all(m["start"] < m["end"] and m["film"] == "popeye_p1" for m in seen)

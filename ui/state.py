@@ -13,7 +13,7 @@ from clip_search.encoders.random import build_random_clip
 from clip_search.errors import ModelLoadError
 from clip_search.store.library import Library
 from clip_search.store.writer import open_library
-from engines import DEFAULT, Encoders, Engine, ModelEngine, available, lacking, make_engine
+from engines import Encoders, Engine, ModelEngine, available, default_engine, lacking, make_engine
 from engines import model_engines as pick
 
 RANDOM_DEMO_DIR = config.PROJECT_DIR / ".cache" / "clip-random-demo"  # the offline demo's random CLIP
@@ -104,7 +104,7 @@ def _engine(root: str, model_id: str, name: str, weight: float) -> Engine:
 
 @st.cache_resource(max_entries=4)
 def _default_engine(root: str, model_id: str) -> ModelEngine:
-    return ModelEngine(model_id, encoders(), name=DEFAULT)
+    return default_engine(model_id, encoders())
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

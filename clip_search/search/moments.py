@@ -79,3 +79,73 @@ def find_moments(
         out.append(Moment(float(times[lo]), frame_end(times, int(hi), duration), float(times[j]), float(scores[j])))
     out.sort(key=lambda m: -m.peak_score)
     return out[:limit]
+
+
+SMOOTH = 3  # frames in the moving average the proposals read (a single noisy frame does not split a moment)
+LEVELS = (0.25, 0.5, 0.75)  # thresholds between a film's median and peak: coarse to tight moments
+NMS_IOU = 0.5  # a proposal overlapping a better one of its film this much is the same moment
+
+
+def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Temporal intersection over union of two [start, end] spans."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def smoothed(scores: np.ndarray, width: int = SMOOTH) -> np.ndarray:
+    """A centred moving average (edges averaged over the frames they have); NaN counts as the minimum."""
+    s = np.where(np.isfinite(scores), scores, np.nanmin(scores) if np.isfinite(scores).any() else 0.0)
+    if width <= 1 or len(s) < 2:
+        return s.astype(np.float64)
+    kernel = np.ones(width)
+    return np.convolve(s, kernel, "same") / np.convolve(np.ones(len(s)), kernel, "same")
+
+
+def propose(
+    times: np.ndarray,
+    scores: np.ndarray,
+    duration: float | None = None,
+    shots: np.ndarray | None = None,
+    limit: int = 50,
+) -> list[Moment]:
+    """Ranked moments of one film from its per-frame scores, watershed-like: the smoothed score curve
+    cut at several levels between its median and its peak (each run above a level is a candidate,
+    split at shot boundaries where the film has them), scored by its best raw frame, then
+    de-duplicated by temporal non-maximum suppression. Best first."""
+    if len(scores) == 0 or not np.isfinite(scores).any():
+        return []
+    raw = np.where(np.isfinite(scores), scores, -np.inf)
+    curve = smoothed(scores)
+    median, peak = float(np.median(curve)), float(np.max(curve))
+    cuts = np.zeros(len(times), bool)  # True where a new shot starts
+    if shots is not None and len(shots):
+        starts = np.asarray(shots, float).reshape(-1, 2)[1:, 0]
+        cuts[np.clip(np.searchsorted(times, starts), 0, len(times) - 1)] = True
+    found: list[Moment] = []
+    for level in LEVELS:
+        thr = peak - (1 - level) * (peak - median) if peak > median else peak
+        above = curve >= thr
+        lo = None
+        for i in range(len(times) + 1):
+            inside = i < len(times) and above[i] and not (lo is not None and cuts[i])
+            if inside and lo is None:
+                lo = i
+            elif not inside and lo is not None:
+                hi = i - 1
+                j = lo + int(np.argmax(raw[lo : hi + 1]))
+                found.append(Moment(float(times[lo]), frame_end(times, hi, duration), float(times[j]), float(raw[j])))
+                lo = i if i < len(times) and above[i] else None  # a shot cut inside a run starts the next
+    return nms(found, limit=limit)
+
+
+def nms(moments: list[Moment], threshold: float = NMS_IOU, limit: int | None = None) -> list[Moment]:
+    """Temporal non-maximum suppression: best peak first, dropping any moment that overlaps a kept
+    one by ``threshold`` IoU or more."""
+    kept: list[Moment] = []
+    for m in sorted(moments, key=lambda m: (-m.peak_score, m.start)):
+        if all(iou((m.start, m.end), (k.start, k.end)) < threshold for k in kept):
+            kept.append(m)
+            if limit is not None and len(kept) == limit:
+                break
+    return kept
