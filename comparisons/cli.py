@@ -2,7 +2,7 @@
 
 tag FILM --service offline|azure|rekognition   tag an indexed film's frames (cached; resumable)
 search "QUERY" --engine ENGINE --json          same hit fields as ``clip_search search --json``
-evaluate QUERIES.csv --engines clip,dialogue   metrics per engine on labelled queries
+evaluate QUERIES --engines clip,dialogue       metrics per engine on labelled queries (CSV, QVHighlights, Charades-STA)
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -30,6 +31,8 @@ from clip_search.store.library import Film, Library
 from clip_search.store.writer import open_library
 from clip_search.timecode import fmt_time
 from comparisons import report
+from comparisons.benchmarks import Benchmark
+from comparisons.benchmarks import load as load_benchmark
 from comparisons.evaluate import (
     DEFAULT_KS,
     DEFAULT_SCOPE,
@@ -40,6 +43,13 @@ from comparisons.evaluate import (
     metric_names,
     resolve_films,
     write_csv,
+)
+from comparisons.moment_retrieval import (
+    evaluate_benchmark,
+    films_of,
+    report_lines,
+    videos_to_index,
+    write_predictions,
 )
 from comparisons.robustness import robustness
 from engines import (
@@ -105,8 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true", help="add the evidence for each hit (tags, cues, CLIP measures)")
     p.add_argument("--moments", action="store_true", help=MOMENTS_HELP)
 
-    p = sub.add_parser("evaluate", help="metrics per engine on a labelled query set (CSV film,query,start,end)")
-    p.add_argument("queries", metavar="QUERIES.csv")
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics per engine on labelled queries: a CSV query set (film,query,start,end), a QVHighlights "
+        "jsonl or a Charades-STA file (recognised from the content)",
+    )
+    p.add_argument("queries", metavar="QUERIES")
     p.add_argument("--library", help=lib_help)
     p.add_argument(
         "--engines",
@@ -137,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also re-run every query with typos, case/punctuation changes, swapped words, and the set's "
         "paraphrases and translations; report each engine's drop with a paired test",
+    )
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="DIR",
+        help="benchmarks: write <engine>.jsonl per engine in the QVHighlights submission format",
+    )
+    p.add_argument(
+        "--videos", type=Path, metavar="DIR", help="benchmarks: index the videos the library lacks from here"
     )
     p.add_argument("--json", dest="json_out", type=output_file, metavar="OUT", help="write everything as JSON")
     p.add_argument("--csv", dest="csv_out", type=output_file, metavar="OUT", help="write the per-engine table as CSV")
@@ -222,8 +245,40 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace, library: Library, bench: Benchmark) -> int:
+    """``evaluate`` on a QVHighlights or Charades-STA file: moments scored as the benchmark scores them."""
+    if args.videos:
+        paths = videos_to_index(bench, library, args.videos)
+        if paths:
+            from framesearch import app  # an entry point: indexing is the application layer's verb
+
+            model = library.model_for(library.films(), args.model)
+            for item in app.index(library, paths, [model]).failed:
+                print(f"warning: {one_line(item.error)}", file=sys.stderr)
+    films, _ = films_of(library, bench)
+    engines = _make_engines(library, args.engines, list({f.id: f for f in films.values()}.values()), args)
+    result = evaluate_benchmark(
+        library, bench, engines, progress=lambda i, n: print(f"engine {i}/{n} done", file=sys.stderr)
+    )
+    for w in result.warnings:
+        print(f"warning: {one_line(w)}", file=sys.stderr)
+    print("\n".join(report_lines(result)))
+    if args.predictions:
+        for path in write_predictions(result, bench, args.predictions):
+            print(f"predictions: {path}", file=sys.stderr)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     library = _library(args)
+    try:
+        bench = load_benchmark(args.queries)
+    except (ValueError, OSError) as e:
+        raise FrameSearchError(str(e)) from None
+    if bench is not None:
+        return cmd_benchmark(args, library, bench)
     try:
         queries = load_query_set(args.queries)
     except (ValueError, OSError) as e:
