@@ -44,6 +44,7 @@ from comparisons.metrics import (
     is_relevant,
     mean_metrics,
     metric_names,
+    moment_metrics,
     per_query_key,
     query_metrics,
 )
@@ -56,6 +57,7 @@ from comparisons.statistics import (
     interval,
     moment_chance,
     verdict,
+    windows_chance,
 )
 from engines import EngineUnavailable, priced_without_calls
 from engines import chance as default_chance
@@ -65,6 +67,7 @@ __all__ = ["DEFAULT_KS", "DEFAULT_TOLERANCE", "RankedHit", "is_relevant", "mean_
 TIE_DRAWS = DRAWS  # at most this many tie orders per query
 TIE_SE = 0.01  # ... drawn in batches until every metric's standard error is below this
 TIE_BATCH = 100
+MOMENTS = 10  # ranked moments a query is scored on (as QVHighlights scores at most 10 windows)
 CSV_FIELD_LIMIT = 1 << 20  # a query-set cell may be this long (csv's default of 128 KiB is not a rule of ours)
 
 
@@ -265,11 +268,13 @@ def plan_tasks(queries: Sequence[LabelledQuery], films: dict, scope: str) -> lis
 
 @dataclass
 class Ranked:
-    """One engine's answer to one query: its hits as listed, its (tie-aware) metrics, the tie orders drawn."""
+    """One engine's answer to one query: its hits as listed, its (tie-aware) metrics, the tie orders
+    drawn, and its ranked moments ([film id, start, end, score], best first)."""
 
     hits: list[RankedHit]
     metrics: dict[str, float] | None
     ties: int = 1  # 1: the ranking had no ties among its top frames, so the listed order is the only one
+    moments: list[list] = field(default_factory=list)
 
 
 def rank_query(
@@ -285,8 +290,10 @@ def rank_query(
         return Ranked([], query_metrics([], task.intervals, ks, tol))
     listed = _ranked(result, len(result.picks))
     metrics = query_metrics(listed, task.intervals, ks, tol)
+    moments = [[m.film_id, m.start, m.end, m.score] for m in result.moments(MOMENTS)]
+    on_moments = moment_metrics(moments, task.intervals) if metrics is not None else {}
     if metrics is None or not result.tied(depth):
-        return Ranked(listed, metrics)
+        return Ranked(listed, None if metrics is None else metrics | on_moments, moments=moments)
     values: dict[str, list[float]] = {k: [] for k in metrics}
     while len(values["mrr"]) < TIE_DRAWS:
         for _ in range(TIE_BATCH):
@@ -295,7 +302,8 @@ def rank_query(
         n = len(values["mrr"])
         if all(np.std(v) / math.sqrt(n) < TIE_SE for v in values.values()):
             break
-    return Ranked(listed, {k: float(np.mean(v)) for k, v in values.items()}, len(values["mrr"]))
+    drawn = {k: float(np.mean(v)) for k, v in values.items()}
+    return Ranked(listed, drawn | on_moments, len(values["mrr"]), moments)  # moments have no tie order
 
 
 def _ranked(result, moments: int) -> list[RankedHit]:
@@ -343,13 +351,21 @@ class _Chance:
             return (self.rng.random((DRAWS, len(p))) < p).astype(float)
         return np.stack([d[key] for d in self.draws if d is not None], axis=1)
 
-    def means(self, moments: list[float | None]) -> dict[str, float]:
-        """Mean chance of every metric, R1@IoU's for the engine whose top moments gave ``moments``."""
+    def means(self, moments: list[float | None], ranked: list[Ranked]) -> dict[str, float]:
+        """Mean chance of every metric, R1@IoU's for the engine whose top moments gave ``moments``, and
+        the moment metrics' for the engine whose ranked moments are ``ranked``'s (each placed at random)."""
         answered = [m for m in self.per_query if m is not None]
         out = mean_metrics(answered) if answered else {}
         mine = [m for m in moments if m is not None]
         if mine:
             out[MOMENT] = float(np.mean(mine))
+        placed = [
+            windows_chance(t.searched(), t.intervals, r.moments, self.rng)
+            for t, r in zip(self.tasks, ranked, strict=True)
+            if t.intervals
+        ]
+        if placed:
+            out |= {k: float(np.mean([p[k] for p in placed])) for k in placed[0]}
         return out
 
 
@@ -399,6 +415,7 @@ def evaluate(
             "engine": engine.name,
             "baseline": engine.baseline,
             "hits": [h.__dict__ for h in r.hits],
+            "moments": r.moments,
             "metrics": r.metrics,
             "ties": r.ties,
         }
@@ -417,7 +434,8 @@ def evaluate(
         per_query = [r.metrics for r in ranked]
         moments = chance.moments(ranked)
         tied = sum(1 for r in ranked if r.metrics is not None and r.ties > 1)
-        results.append(_result(engine.name, per_query, _fallback_notes(engine, films), chance.means(moments), tied))
+        own = chance.means(moments, ranked)
+        results.append(_result(engine.name, per_query, _fallback_notes(engine, films), own, tied))
         by_engine[engine.name] = per_query
         nulls[engine.name] = chance.null(headline, moments)
         if progress:
@@ -496,9 +514,11 @@ def recompute(evaluation: Evaluation) -> dict[str, dict[str, float]]:
         if row.get("baseline") or row.get("ties", 1) > 1:  # expectations over draws, not one ranking
             continue
         hits = [RankedHit(**h) for h in row["hits"]]
-        by_engine.setdefault(row["engine"], []).append(
-            query_metrics(hits, [tuple(iv) for iv in row["intervals"]], evaluation.ks, evaluation.tolerance)
-        )
+        intervals = [tuple(iv) for iv in row["intervals"]]
+        metrics = query_metrics(hits, intervals, evaluation.ks, evaluation.tolerance)
+        if metrics is not None and "moments" in row:
+            metrics |= moment_metrics(row["moments"], intervals)
+        by_engine.setdefault(row["engine"], []).append(metrics)
     return {e: mean_metrics(ms) for e, ms in by_engine.items()}
 
 

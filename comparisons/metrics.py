@@ -10,6 +10,11 @@ A hit is a returned frame time (with its film and moment); a tolerance TOL widen
   at the rank i that covers it (hits among the top i that covered a new interval, over i), R = number
   of intervals. One hit inside two intervals covers both at one precision, so AP <= 1 always;
 - R1@IoU0.5 = 1 if the top hit's moment [start, end] overlaps a relevant interval with IoU >= 0.5.
+
+On the engine's ranked *moments* (``Result.moments``, at most 10), as moment retrieval is scored
+(``benchmark_metrics``, QVHighlights' definitions; a moment matches only intervals of its own film):
+- MR-R1@0.5 / MR-R1@0.7 = 1 if the top moment's IoU with the interval it overlaps most reaches 0.5 / 0.7;
+- MR-mAP = detection-style AP of the ranked moments, averaged over IoU 0.5:0.05:0.95.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from comparisons.benchmark_metrics import per_query
+
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_TOLERANCE = 1.0
-PROPORTIONS = ("hit@", "r1@")  # metrics whose per-query value is 0 or 1 (a share over queries)
+PROPORTIONS = ("hit@", "r1@", "mr-r1@")  # metrics whose per-query value is 0 or 1 (a share over queries)
+MOMENT_METRICS = ("mr-r1@0.5", "mr-r1@0.7", "mr-map")  # scored on the engine's ranked moments
 
 # A relevant interval: (start, end) in the film searched, or (film id, start, end) when a search
 # spans several films.
@@ -103,6 +111,16 @@ def query_metrics(
     return out
 
 
+def moment_metrics(moments: Sequence[Sequence], intervals: Sequence[Interval]) -> dict[str, float]:
+    """MR-R1@0.5, MR-R1@0.7 and MR-mAP of ranked moments [film id, start, end, score] (best first)
+    against a query's intervals; an interval without a film is of the one film searched."""
+    films = {m[0] for m in moments}
+    only = next(iter(films)) if len(films) == 1 else ""
+    gt = [list(iv) if len(iv) == 3 else [only, *iv] for iv in intervals]
+    v = per_query("qvhighlights", [list(m) for m in moments], gt, films=True)
+    return {"mr-r1@0.5": v["MR-full-R1@0.5"], "mr-r1@0.7": v["MR-full-R1@0.7"], "mr-map": v["MR-full-mAP"]}
+
+
 def mean_metrics(per_query: Sequence[dict[str, float] | None]) -> dict[str, float]:
     """Means over the queries that have an answer (mAP is the mean of AP)."""
     answered = [m for m in per_query if m is not None]
@@ -116,7 +134,7 @@ def mean_metrics(per_query: Sequence[dict[str, float] | None]) -> dict[str, floa
 
 def metric_names(ks: Sequence[int]) -> list[str]:
     """Column order for tables and charts."""
-    return [*(f"hit@{k}" for k in ks), *(f"recall@{k}" for k in ks), "mrr", "map", "r1@iou0.5"]
+    return [*(f"hit@{k}" for k in ks), *(f"recall@{k}" for k in ks), "mrr", "map", "r1@iou0.5", *MOMENT_METRICS]
 
 
 def per_query_key(metric: str) -> str:

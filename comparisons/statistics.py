@@ -23,7 +23,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from clip_search.search.scoring import top_frames
-from comparisons.metrics import RankedHit, is_proportion, of_film, per_query_key, query_metrics, span
+from comparisons.metrics import (
+    RankedHit,
+    is_proportion,
+    moment_metrics,
+    of_film,
+    per_query_key,
+    query_metrics,
+    span,
+)
 
 DRAWS = 1000
 CONFIDENCE = 0.95
@@ -203,6 +211,30 @@ class Comparison:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "significant": self.significant, "sentence": self.sentence()}
+
+
+WINDOW_DRAWS = 50  # random placements of an engine's ranked moments per query, for the moment metrics' chance
+
+
+def windows_chance(
+    searched: Sequence[Searched], intervals: Sequence, moments: Sequence[Sequence], rng: np.random.Generator
+) -> dict[str, float]:
+    """Expected MR-R1 and MR-mAP of an engine's ranked moments placed at random: each keeps its length
+    and rank, and lands in a film of the search (chosen in proportion to its length) at a uniform start."""
+    if not moments:
+        return moment_metrics([], intervals)
+    durations = np.array([max(s.duration, 1e-9) for s in searched])
+    lengths = np.array([m[2] - m[1] for m in moments])
+    draws = []
+    for _ in range(WINDOW_DRAWS):
+        films = rng.choice(len(searched), size=len(moments), p=durations / durations.sum())
+        starts = rng.random(len(moments)) * np.maximum(durations[films] - lengths, 0.0)
+        placed = [
+            [searched[f].id, s, s + length, m[3]]
+            for f, s, length, m in zip(films, starts, lengths, moments, strict=True)
+        ]
+        draws.append(moment_metrics(placed, intervals))
+    return {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
 
 
 def compare_all(

@@ -153,3 +153,23 @@ def test_evaluate_reads_charades_sta_and_reports_r1_and_miou(indexed_library, tm
     rows = [r for r in json.loads(out.read_text())["queries"] if r["engine"] == "clip"]
     miou = np.mean([r["metrics"]["mIoU"] for r in rows])
     assert clip["metrics"]["mIoU"] == float(f"{100 * miou:.2f}")
+
+
+@pytest.mark.slow
+def test_csv_query_sets_score_moments_beside_frames_with_chance(indexed_library, tmp_path):
+    from clip_search.store.library import Library
+    from comparisons.evaluate import evaluate, load_query_set
+    from engines import make_engine
+
+    queries = tmp_path / "q.csv"
+    queries.write_text(
+        "film,query,start,end\npopeye_p1,that's not a bad joke,21.6,23.6\npopeye_p3,help me Popeye,0,20\n"
+    )
+    lib = Library(indexed_library.root)
+    result = evaluate(lib, load_query_set(queries), [make_engine("dialogue", lib)], ks=(1,))
+    (row,) = [r for r in result.table() if r["engine"] == "dialogue"]
+    for metric in ("mr-r1@0.5", "mr-r1@0.7", "mr-map"):
+        assert 0.0 <= row[metric] <= 1.0 and f"{metric}_chance" in row and f"{metric}_ci_low" in row
+    listed = [r for r in result.rows if r["engine"] == "dialogue"]
+    assert all(1 <= len(r["moments"]) <= 10 for r in listed)  # each query's ranked moments, to recheck
+    assert row["mr-map"] == pytest.approx(np.mean([r["metrics"]["mr-map"] for r in listed]))
