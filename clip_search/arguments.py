@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from clip_search.timecode import parse_time
+
 
 class Parser(argparse.ArgumentParser):
     """argparse, with errors as one line on stderr (exit code 2) instead of usage plus message."""
@@ -108,3 +110,36 @@ def choice_of(names: list[str]) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def time_of_film(value: str) -> float:
+    """A time in a film: seconds, mm:ss or h:mm:ss."""
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a time (seconds, mm:ss or h:mm:ss), not {value!r}") from None
+
+
+def add_temporal(p: argparse.ArgumentParser) -> None:
+    """The temporal options every search command takes (see ``engines.temporal``)."""
+    p.add_argument(
+        "--then",
+        action="append",
+        default=[],
+        type=text,
+        metavar="TEXT",
+        help="a step that must follow (repeatable): moments where the query is followed by TEXT (then the next)",
+    )
+    p.add_argument(
+        "--within", type=non_negative_float, default=30.0, help="seconds a --then step may start after the last"
+    )
+    p.add_argument(
+        "--after", type=time_of_film, metavar="TIME", help="only hits after this time (seconds or [h:]mm:ss)"
+    )
+    p.add_argument("--before", type=time_of_film, metavar="TIME", help="only hits before this time")
+    p.add_argument(
+        "--all",
+        dest="every",
+        action="store_true",
+        help="every occurrence (moments whose score the engine can defend as a match), not the top k",
+    )

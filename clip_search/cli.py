@@ -18,6 +18,7 @@ from tqdm import tqdm
 import clip_search.config as config
 from clip_search.arguments import (
     Parser,
+    add_temporal,
     device,
     fraction,
     non_negative_float,
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print hits as a JSON array")
     p.add_argument("--exact", action="store_true", help="score every frame (bypass the archive index)")
     p.add_argument("--moments", action="store_true", help=MOMENTS_HELP)
+    add_temporal(p)
 
     p = sub.add_parser("films", help="list indexed films (and damaged ones)")
     _library_arg(p)
@@ -338,8 +340,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise FrameSearchError(str(e)) from None
     for note in query.notices:
         _note(note)
-    if args.moments:
-        return print_moments(_moments(films, model, encoder, args), args.json)
+    when = when_of(args)
+    if args.moments or when is not None:
+        return _answer(films, model, encoder, args, when)
     searcher = Searcher(films, library, exact=args.exact)
     if searcher.notice:
         _note(searcher.notice)
@@ -355,12 +358,44 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _moments(films: list[Film], model: str, encoder, args: argparse.Namespace) -> list:
-    """The query's ranked moments over ``films``: the model engine's view of the same scores."""
+def when_of(args: argparse.Namespace):
+    """The temporal options given (``engines.temporal.When``), or None when none was."""
+    if not (args.then or args.after is not None or args.before is not None or args.every):
+        return None
+    from engines.temporal import When  # an entry point: temporal queries are the engines' layer
+
+    try:
+        return When(tuple(args.then), args.within, args.after, args.before, args.every)
+    except ValueError as e:
+        raise FrameSearchError(str(e)) from None
+
+
+def answer(engine, films: list[Film], query, args: argparse.Namespace, when) -> int:
+    """Print what ``search`` answers through an engine: ranked moments (--moments, --then, --all) or
+    frames (inside --after/--before), each note on stderr first."""
+    from engines.temporal import When, search  # an entry point: temporal queries are the engines' layer
+
+    found = search(engine, films, query, when or When(), args.top_k, args.gap)
+    for note in found.notes:
+        _note(note)
+    if args.moments or found.moments is not None:
+        moments = found.moments if found.moments is not None else found.result.moments(args.top_k)
+        return print_moments(moments, args.json, engine.name)
+    hits = found.result.hits
+    if args.json:
+        print(json.dumps([{**h.to_dict(), "engine": engine.name} for h in hits], indent=2))
+        return 0
+    for rank, h in enumerate(hits, 1):
+        print(f"{rank:3d}. {h.film:40.40s} {fmt_time(h.time):>10s}  score {h.score:.4f}")
+    return 0
+
+
+def _answer(films: list[Film], model: str, encoder, args: argparse.Namespace, when) -> int:
+    """Moments and temporal queries through the model's engine: its view of the same scores."""
     from engines import Query, default_engine  # an entry point: moments are what every engine proposes
 
     query = Query(args.query, args.negative or "", args.negative_weight, args.image)
-    return default_engine(model, encoder).run(films, query, args.top_k, args.gap).moments(args.top_k)
+    return answer(default_engine(model, encoder), films, query, args, when)
 
 
 def print_moments(moments: list, as_json: bool, engine: str | None = None) -> int:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 import clip_search.config as config
 from clip_search.arguments import (
     Parser,
+    add_temporal,
     fraction,
     non_negative_float,
     output_file,
@@ -24,7 +25,7 @@ from clip_search.arguments import (
     positive_ints,
     query_text,
 )
-from clip_search.cli import MOMENTS_HELP, print_moments
+from clip_search.cli import MOMENTS_HELP, answer, when_of
 from clip_search.errors import FrameSearchError, one_line
 from clip_search.search.scoring import DEFAULT_GAP
 from clip_search.store.library import Film, Library
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--explain", action="store_true", help="add the evidence for each hit (tags, cues, CLIP measures)")
     p.add_argument("--moments", action="store_true", help=MOMENTS_HELP)
+    add_temporal(p)
 
     p = sub.add_parser(
         "evaluate",
@@ -220,9 +222,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not films:
         raise FrameSearchError(f"The library {library.root} has no indexed films.")
     (engine,) = _make_engines(library, [args.engine], films, args)
+    when = when_of(args)
+    if args.moments or when is not None:
+        return answer(engine, films, args.query, args, when)
     result = engine.run(films, args.query, top_k=args.top_k, gap=args.gap)
-    if args.moments:
-        return print_moments(result.moments(args.top_k), args.json, engine.name)
     by_id = {f.id: f for f in films}
     rows = []
     for h in result.hits:

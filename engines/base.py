@@ -43,6 +43,7 @@ class Engine:
     moments = True  # its hits carry moments: the frames around each hit that score high too
     needs_credentials = False  # it calls a paid service, whose credentials must be set
     baseline = False  # chance: the floor evaluation measures engines against, not a way to search
+    model_scores = False  # its scores are a model's own similarities (its probability applies to them)
 
     def said(self, film: Film):
         """The dialogue this engine reads for ``film`` (None: it reads none)."""
@@ -102,11 +103,14 @@ class Engine:
         frames, best first, no two of a film within ``gap`` seconds, ties earlier frame first."""
         query = as_query(query).used(self.text_only)
         films, per_film = self.scored(in_order(films), query)
-        make = hit_maker(films, per_film, self.logit_scale)
-        hit = self._labelled(films, query, make)
+        return self.result_of(films, per_film, query, top_k, gap)
 
+    def result_of(self, films: list[Film], per_film: list[np.ndarray], query: Query, top_k: int, gap: float) -> Result:
+        """The result this engine serves from every frame's scores over ``films`` (what ``run`` computed,
+        or those scores restricted to a time range)."""
+        hit = self._labelled(films, query, hit_maker(films, per_film, self.logit_scale))
         choose = self.chooser(films, per_film, query, top_k, gap)
-        return Result(self, query, films, choose(None), hit, choose, per_film)
+        return Result(self, query, films, choose(None), hit, choose, per_film, top_k=top_k, gap=gap)
 
     def chooser(
         self, films: Sequence[Film], per_film: list[np.ndarray], query: Query, top_k: int, gap: float

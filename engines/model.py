@@ -44,6 +44,7 @@ class ModelEngine(Engine):
     score_label = "cosine"
     logit_scale = None
     evidence = ("cosine", "rank", "crops")
+    model_scores = True
 
     def __init__(self, model: str, encoder, name: str | None = None) -> None:
         self.model = model
@@ -130,7 +131,7 @@ class ModelEngine(Engine):
                 return top_frames(searcher.films, per_film, top_k, gap, rng)
             return searcher.ranked(vector, top_k, gap, rng)[1]
 
-        return Result(self, query, searcher.films, picks, make, choose, per_film)
+        return Result(self, query, searcher.films, picks, make, choose, per_film, top_k=top_k, gap=gap)
 
     def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
         """Cosine and rank; with ``crops``, where in the frame the query matches: the cosine of each

@@ -108,6 +108,8 @@ class Result:
     make_hit: Callable[[int, int, float], Hit]
     choose: Callable[[np.random.Generator | None], list[Pick]]
     per_film: list[np.ndarray] | None = None
+    top_k: int = 10
+    gap: float = 2.0
     _explained: dict = field(default_factory=dict, repr=False)
     _scored: dict = field(default_factory=dict, repr=False)
 
@@ -189,4 +191,26 @@ class Result:
 
     def redrawn(self, rng: np.random.Generator) -> Result:
         """The same search with the order among tied scores drawn from ``rng``."""
-        return Result(self.engine, self.query, self.films, self.choose(rng), self.make_hit, self.choose, self.per_film)
+        return Result(
+            self.engine,
+            self.query,
+            self.films,
+            self.choose(rng),
+            self.make_hit,
+            self.choose,
+            self.per_film,
+            self.top_k,
+            self.gap,
+        )
+
+    def between(self, after: float | None = None, before: float | None = None) -> Result:
+        """The same search served only from frames between ``after`` and ``before`` seconds (either
+        may be None): hits, strips and moments all come from inside the range."""
+        if after is None and before is None:
+            return self
+        lo = -np.inf if after is None else after
+        hi = np.inf if before is None else before
+        per_film = [
+            np.where((f.times >= lo) & (f.times <= hi), self.scores(f), np.nan).astype(np.float32) for f in self.films
+        ]
+        return self.engine.result_of(self.films, per_film, self.query, self.top_k, self.gap)

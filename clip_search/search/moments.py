@@ -122,7 +122,9 @@ def propose(
     if shots is not None and len(shots):
         starts = np.asarray(shots, float).reshape(-1, 2)[1:, 0]
         cuts[np.clip(np.searchsorted(times, starts), 0, len(times) - 1)] = True
-    found: list[Moment] = []
+    found: list[
+        Moment
+    ] = []  # coarse levels first: of two moments with one peak, the one trimmed at the lower level wins
     for level in LEVELS:
         thr = peak - (1 - level) * (peak - median) if peak > median else peak
         above = curve >= thr
@@ -132,18 +134,27 @@ def propose(
             if inside and lo is None:
                 lo = i
             elif not inside and lo is not None:
-                hi = i - 1
-                j = lo + int(np.argmax(raw[lo : hi + 1]))
-                found.append(Moment(float(times[lo]), frame_end(times, hi, duration), float(times[j]), float(raw[j])))
+                found += _run(times, raw, lo, i - 1, thr, duration)
                 lo = i if i < len(times) and above[i] else None  # a shot cut inside a run starts the next
     return nms(found, limit=limit)
+
+
+def _run(times: np.ndarray, raw: np.ndarray, lo: int, hi: int, thr: float, duration: float | None) -> list[Moment]:
+    """The moment of frames ``lo``..``hi`` (a run of the smoothed curve), its edges trimmed to the
+    frames whose own score reaches ``thr`` (smoothing finds the run; the frames say where it ends)."""
+    while lo < hi and raw[lo] < thr:
+        lo += 1
+    while hi > lo and raw[hi] < thr:
+        hi -= 1
+    j = lo + int(np.argmax(raw[lo : hi + 1]))
+    return [Moment(float(times[lo]), frame_end(times, hi, duration), float(times[j]), float(raw[j]))]
 
 
 def nms(moments: list[Moment], threshold: float = NMS_IOU, limit: int | None = None) -> list[Moment]:
     """Temporal non-maximum suppression: best peak first, dropping any moment that overlaps a kept
     one by ``threshold`` IoU or more."""
     kept: list[Moment] = []
-    for m in sorted(moments, key=lambda m: (-m.peak_score, m.start)):
+    for m in sorted(moments, key=lambda m: -m.peak_score):  # stable: equal peaks keep the order given
         if all(iou((m.start, m.end), (k.start, k.end)) < threshold for k in kept):
             kept.append(m)
             if limit is not None and len(kept) == limit:
