@@ -288,3 +288,30 @@ def test_probabilities_follow_each_model(siglip_dir, encoder):
     sig = load_encoder(str(siglip_dir), "cpu", "fp32").scoring
     expected = 1 / (1 + np.exp(-(sig.logit_scale * scores + sig.logit_bias)))
     assert np.allclose(sig.probabilities(scores), expected)
+
+
+def test_metaclip2_vectors_equal_its_own_model_and_processor(tmp_path, monkeypatch):
+    """MetaCLIP 2, built small and random from transformers' own MetaClip2Config: our vectors are its
+    get_image_features / get_text_features on CLIPImageProcessor's pixels and the checkpoint's tokens."""
+    from transformers import AutoTokenizer, CLIPImageProcessor, MetaClip2Model
+
+    from clip_search.encoders.random import build_random_metaclip2
+
+    folder = build_random_metaclip2(tmp_path / "metaclip2")
+    ours = load_encoder(str(folder), "cpu", "fp32")
+    assert ours.backend == "transformers-metaclip2" and ours.multilingual and ours.max_tokens == 77
+    model = MetaClip2Model.from_pretrained(folder).eval()
+    processor, tokenizer = CLIPImageProcessor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    frames = _frames()
+    with torch.no_grad():
+        ref_img = model.get_image_features(
+            **processor(images=[Image.fromarray(f) for f in frames], return_tensors="pt")
+        )
+        tok = tokenizer(TEXTS, padding=True, truncation=True, max_length=77, return_tensors="pt")
+        ref_txt = model.get_text_features(**tok)
+    assert _cosines(ours.encode_images(frames), ref_img).min() >= 0.999
+    enc = ours.encode_text(TEXTS)
+    assert _cosines(enc.vectors, ref_txt).min() >= 0.999
+    assert enc.truncated == [False, False, True]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub id resolves by its name here: no network
+    assert resolve("facebook/metaclip-2-worldwide-huge-quickgelu").backend == "transformers-metaclip2"

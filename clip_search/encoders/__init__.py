@@ -103,6 +103,7 @@ class Backend:
 BUILT_IN = (
     Backend("transformers-clip", "clip_search.encoders.hf_clip", model_types=("clip",)),
     Backend("transformers-siglip", "clip_search.encoders.hf_siglip", model_types=("siglip",)),
+    Backend("transformers-metaclip2", "clip_search.encoders.hf_metaclip2", model_types=("metaclip_2",)),
     Backend("open_clip", "clip_search.encoders.openclip", folder_file="open_clip_config.json", prefix=OPEN_CLIP_PREFIX),
 )
 
@@ -136,7 +137,9 @@ def _folder_backend(folder: Path) -> str | None:
 
 
 def _by_model_type(kind: str) -> str | None:
-    return next((b.name for b in backends().values() if any(kind.startswith(t) for t in b.model_types)), None)
+    """The backend of a transformers model type (the longest type that prefixes it: metaclip_2, not clip)."""
+    matches = [(len(t), b.name) for b in backends().values() for t in b.model_types if kind.startswith(t)]
+    return max(matches)[1] if matches else None
 
 
 def resolve(name: str | None) -> ModelRef:
@@ -172,8 +175,10 @@ def _resolve(name: str) -> ModelRef:
     if HUB_ID.match(name):
         cfg = read_json(name, "config.json", offline_for(name)) or {}
         kind = str(cfg.get("model_type", ""))
-        if not kind:  # the config cannot be read offline: the name says what it is
-            kind = next((t for b in BUILT_IN for t in b.model_types if t in name.lower()), "clip")
+        if not kind:  # the config cannot be read offline: the name says what it is (the longest type first)
+            low = name.lower().replace("-", "_")
+            types = sorted((t for b in BUILT_IN for t in b.model_types), key=len, reverse=True)
+            kind = next((t for t in types if t in low), "clip")
         return ModelRef(name, _by_model_type(kind) or _by_model_type("clip"), name)
     raise ModelLoadError(f"'{name}' fits none of the forms a model is named by; name a model as {FORMS}.")
 

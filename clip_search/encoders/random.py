@@ -63,6 +63,33 @@ def build_random_clip(
     return target
 
 
+def build_random_metaclip2(target: str | os.PathLike, seed: int = 0, width: int = 64, layers: int = 2) -> Path:
+    """Save a random ``MetaClip2Model`` into ``target``: transformers' own MetaCLIP 2 config, small,
+    with CLIP's real tokenizer and preprocessing from ../shared (the config's vocabulary and special
+    tokens are CLIP's; the worldwide checkpoints bring their own multilingual tokenizer)."""
+    import torch  # torch loads only when a model is used
+    from transformers import MetaClip2Config, MetaClip2Model  # transformers loads only when a model is used
+
+    src = config.shared_clip_config_dir()
+    if not (src / "tokenizer.json").is_file():
+        raise ModelLoadError(f"No CLIP tokenizer at {src}: the shared data folder is missing.")
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    tower = {
+        "hidden_size": width,
+        "intermediate_size": width * 4,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+    }
+    cfg = MetaClip2Config(text_config=tower, vision_config={**tower, "patch_size": 32}, projection_dim=width)
+    torch.manual_seed(seed)
+    MetaClip2Model(cfg).save_pretrained(target)
+    for name in ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(src / name, target / name)
+    shutil.copy(src / "preprocessor_config.json", target / "preprocessor_config.json")
+    return target
+
+
 def build_random_siglip(
     target: str | os.PathLike, seed: int = 0, full_size: bool = False, image_size: int = 224, vocab: int = 600
 ) -> Path:
