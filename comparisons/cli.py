@@ -62,6 +62,7 @@ from engines import (
     engine_names,
     make_engine,
     parse_engine,
+    split_names,
 )
 from tagging.pricing import estimate, price_table
 from tagging.run import check_source, check_writable, tag_film, work_left
@@ -76,7 +77,7 @@ def _engine(text: str) -> str:
 
 
 def _engines(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = split_names(text)
     if not names:
         raise argparse.ArgumentTypeError("needs at least one engine")
     return [_engine(n) for n in names]

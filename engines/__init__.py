@@ -29,7 +29,7 @@ from clip_search.store.library import Film, Library
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
 from engines.chance import ChanceEngine
 from engines.dialogue import DialogueEngine
-from engines.fused import FUSION_WEIGHT, FusedEngine
+from engines.fused import FUSION_WEIGHT, FusedEngine, Fusion
 from engines.model import EXPLAIN_CROPS, ModelEngine
 from engines.result import MomentHit, Result
 from engines.tags import TAGS, TagEngine
@@ -49,6 +49,7 @@ __all__ = [
     "Evidence",
     "Explanation",
     "FusedEngine",
+    "Fusion",
     "ModelEngine",
     "MomentHit",
     "Query",
@@ -61,9 +62,11 @@ __all__ = [
     "engine_names",
     "make_engine",
     "parse_engine",
+    "split_names",
 ]
 
 DEFAULT = "clip"  # the alias of the library's default model
+FUSE = "fuse("  # fuse(a, b, c): reciprocal rank fusion of any engines; fuse(a, b; minmax[=w1,w2]): a blend
 FUSED = "clip+dialogue"  # the default model and dialogue, fused
 RESIDENT_MODELS = 3  # loaded models kept at once (each holds its weights in memory)
 
@@ -136,6 +139,7 @@ FIXED: dict[str, Callable[[_Making], Engine]] = {
 }
 FAMILIES: dict[str, Callable[[_Making, str], Engine]] = {
     TAGS: lambda m, service: TagEngine(m.library, service),
+    FUSE: lambda m, spec: _fusion(m, spec),
 }
 SEARCHABLE = (DEFAULT, DialogueEngine.name, FUSED)  # fixed engines a user searches with (chance is a baseline)
 
@@ -155,9 +159,15 @@ def _model(name: str) -> str | None:
 
 
 def parse_engine(name: str) -> str:
-    """``name`` if it names an engine (a fixed name, a family's member, a plugin, or any model name),
-    else ValueError naming them."""
+    """``name`` if it names an engine (a fixed name, a family's member, a fusion of engines, a plugin,
+    or any model name), else ValueError naming them."""
     name = name.strip()
+    if name.startswith(FUSE):
+        parts, method, weights = _fusion_spec(name[len(FUSE) :])
+        Fusion(name, [ChanceEngine()] * len(parts), method, weights)  # the method and weights are valid
+        for p in parts:
+            parse_engine(p)
+        return name
     if name in engine_names() or name in FIXED or name in _plugins() or _model(name):
         return name
     raise ValueError(f"unknown engine {name!r} (choose from {', '.join(engine_names())}, or a model name)")
@@ -189,6 +199,8 @@ def available(library: Library, films: Sequence[Film]) -> list[str]:
     names += [f"{TAGS}{s}" for s in services() if s in tagged]
     if any(f.dialogue().cues for f in films) or local_service() in tagged:  # on-screen text is dialogue too
         names += list(SEARCHABLE[1:])
+        if local_service() in tagged:  # what is seen, the free tags and what is said, ranks fused
+            names.append(f"{FUSE}{DEFAULT}, {TAGS}{local_service()}, {DialogueEngine.name})")
     making = _Making(library, None, FUSION_WEIGHT, None)
     for name, cls in _plugins().items():
         if unavailable_reason(_plugin(cls, making), films) is None:
@@ -237,6 +249,39 @@ def make_engine(
     if model is None:
         parse_engine(name)  # raises, naming the engines
     return ModelEngine(model, making.cache)
+
+
+def split_names(text: str) -> list[str]:
+    """Engine names separated by commas, a comma inside a fusion's parentheses not separating."""
+    names, depth, start = [], 0, 0
+    for i, ch in enumerate(text + ","):
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            names.append(text[start:i].strip())
+            start = i + 1
+    return [n for n in names if n]
+
+
+def _fusion_spec(spec: str) -> tuple[list[str], str, list[float]]:
+    """'a, b, c)' -> ([a, b, c], 'rrf', []); 'a, b; minmax=0.7,0.3)' -> ([a, b], 'minmax', [0.7, 0.3]).
+    Parts are split at top-level commas, so a part may itself be a fusion."""
+    if not spec.endswith(")"):
+        raise ValueError(f"a fusion is written fuse(a, b, ...), not fuse({spec}")
+    body, _, options = spec[:-1].partition(";")
+    parts = split_names(body)
+    method, _, weights = options.strip().partition("=")
+    try:
+        values = [float(w) for w in weights.split(",") if w.strip()]
+    except ValueError:
+        raise ValueError(f"fusion weights are numbers, not {weights!r}") from None
+    return parts, method.strip() or "rrf", values
+
+
+def _fusion(making: _Making, spec: str) -> Engine:
+    parts, method, weights = _fusion_spec(spec)
+    name = f"{FUSE}{spec}"
+    made = [make_engine(p, making.library, making.cache, making.weight, making.default()) for p in parts]
+    return Fusion(name, made, method, weights)
 
 
 def _plugin(cls: type, making: _Making) -> Engine:

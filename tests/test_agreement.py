@@ -97,3 +97,71 @@ def test_ties_are_drawn_only_among_equal_scores_and_through_the_engines_own_choi
         assert len(lines) == len(set(lines))  # one hit per line of dialogue, whatever the tie order
         cues.setdefault(tuple((p[0], p[1]) for p in drawn.picks[:1]), 0)
     assert len(cues) > 1  # the order among the tied frames really is drawn
+
+
+def test_reciprocal_rank_fusion_is_the_documented_sum():
+    from engines.fused import RRF_K, rrf
+
+    a = [np.array([0.9, 0.1, 0.5], np.float32)]  # ranks 1, 3, 2
+    b = [np.array([0.2, 0.8, np.nan], np.float32)]  # ranks 2, 1, none
+    (fused,) = rrf([a, b])
+    expected = [1 / (RRF_K + 1) + 1 / (RRF_K + 2), 1 / (RRF_K + 3) + 1 / (RRF_K + 1), 1 / (RRF_K + 2)]
+    assert np.allclose(fused, expected)
+    (tied,) = rrf([[np.array([0.5, 0.5, 0.1], np.float32)], [np.array([0.1, 0.2, 0.3], np.float32)]])
+    assert tied[0] == pytest.approx(1 / (RRF_K + 1.5) + 1 / (RRF_K + 3))  # equal scores share their rank
+
+
+FUSED3 = "fuse(clip, tags:offline, dialogue)"
+
+
+@pytest.mark.slow
+def test_a_fusion_of_three_engines_is_offered_searched_and_evaluated_against_its_parts(tagged_library, tmp_path):
+    from comparisons.evaluate import evaluate, load_query_set
+    from engines import make_engine
+    from engines.fused import rrf
+
+    lib = tagged_library
+    assert FUSED3 in available(lib, lib.films())  # offered wherever engines are listed
+    fused = make_engine(FUSED3, lib)
+    assert [p.name for p in fused.parts] == ["clip", "tags:offline", "dialogue"] and fused.method == "rrf"
+    films = lib.films()
+    result = fused.run(films, "HELLO WORLD", 3)
+    parts_scores = [p.scores_of(result.films, "HELLO WORLD") for p in fused.parts]
+    for film, expected in zip(result.films, rrf(parts_scores), strict=True):
+        assert np.allclose(result.scores(film), expected)  # each frame: the sum of 1 / (60 + its rank) per part
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    blend = make_engine("fuse(clip, dialogue; minmax=0.2,0.8)", lib)
+    assert blend.method == "minmax" and blend.weights == [0.2, 0.8]
+    with pytest.raises(ValueError, match="one weight"):
+        make_engine("fuse(clip, dialogue; minmax=0.2)", lib)
+    queries = tmp_path / "q.csv"
+    _query_set(queries, lib.films())
+    parts = [make_engine(n, lib) for n in ("clip", "tags:offline", "dialogue")]
+    result = evaluate(lib, load_query_set(queries), [*parts, fused], ks=(1, 5))
+    ok = {e.engine: e for e in result.engines}
+    assert ok[FUSED3].status == "ok" and ok[FUSED3].queries == 5  # five texts, each over both films
+    tested = {frozenset((c["a"], c["b"])) for c in result.comparisons}
+    assert all(frozenset((FUSED3, p.name)) in tested for p in parts)  # paired tests against each part
+    cost = result.costs[FUSED3]
+    assert cost["usd_per_film_hour"] is None or "tags:offline" in cost["basis"]  # the sum of its parts
+
+
+@pytest.mark.slow
+def test_the_dashboard_searches_and_compares_with_the_fusion(tagged_library, monkeypatch, tiny_clip_dir):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import assert_no_error
+    from tests.test_dashboard import APP
+
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tagged_library.root))
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert FUSED3 in at.selectbox(key="search-engine").options
+    at.selectbox(key="search-engine").select(FUSED3).run()
+    at.text_input(key="query").input("HELLO WORLD").run()
+    assert_no_error(at)
+    assert any(m.value.startswith("**") and "hits" in m.value for m in at.markdown)
+    at.session_state["tab"] = "Compare engines"
+    at.run()
+    assert_no_error(at)
+    assert any(FUSED3 in m.value for m in at.markdown)  # a column of its own beside its parts
