@@ -379,6 +379,12 @@ def answer(engine, films: list[Film], query, args: argparse.Namespace, when) -> 
     for note in found.notes:
         _note(note)
     if args.moments or found.moments is not None:
+        unshot = [f.name for f in found.result.films if f.shots() is None]
+        if unshot:  # said, not hidden: such a film's moments may run across a cut
+            _note(
+                f"{len(unshot)} film(s) have no shots yet ({', '.join(unshot[:3])}{' …' if len(unshot) > 3 else ''}): "
+                "their moments are not cut at shots; `python -m clip_search index` on them finds the shots"
+            )
         moments = found.moments if found.moments is not None else found.result.moments(args.top_k)
         return print_moments(moments, args.json, engine.name)
     hits = found.result.hits
@@ -442,7 +448,9 @@ def cmd_films(args: argparse.Namespace) -> int:
             damaged += _reencoded(films)
     if args.json:
         rows = [
-            dict(f.record.manifest.to_dict(), path=str(f.dir), status="complete", models=_models_of(f)) for f in films
+            dict(f.record.manifest.to_dict(), path=str(f.dir), status="complete", models=_models_of(f))
+            | {"shots": None if f.shots() is None else [[round(a, 3), round(b, 3)] for a, b in f.shots()]}
+            for f in films
         ]
         rows += [{"id": d.id, "path": str(d.dir), "status": "damaged", "problem": d.problem} for d in damaged]
         print(json.dumps(rows, indent=2))

@@ -123,7 +123,7 @@ class Engine:
     def proposals(self, film: Film, scores: np.ndarray, query: Query) -> list[Moment]:
         """This engine's moments of one film, from its frame scores (best first): the score curve cut
         watershed-like and de-duplicated (``moments.propose``). Dialogue proposes its lines instead."""
-        return propose(film.times, scores, film.manifest.duration)
+        return propose(film.times, scores, film.manifest.duration, film.shots())
 
     def hit_label(self, film: Film, frame: int, query: Query) -> str | None:
         """What a hit is, in words, where the engine knows (the line of dialogue)."""

@@ -27,6 +27,8 @@ from clip_search.search.ann import AnnIndex
 from clip_search.search.scoring import DEFAULT_GAP
 from clip_search.store.library import Film, Library
 from clip_search.store.writer import merge_duplicates as merge
+from clip_search.store.writer import save_derived
+from clip_search.video import shots
 from clip_search.video.fetch import download, is_url
 from clip_search.video.sources import expand_sources
 from tagging.dialogue import prepare_cues
@@ -154,6 +156,7 @@ def index(
         _here(library, refs, models, options, keep_sampling, load or default_loader(), watch, wait, report)
     for film in report.films:
         _dialogue(library, film, watch)
+        find_shots(library, film)
     report.archive = refresh_archive(library, models, watch)
     return report
 
@@ -234,6 +237,14 @@ def _dialogue(library: Library, film: Film, watch: Watch) -> None:
         prepare_cues(library, film, film_watch.dialogue)
     finally:
         film_watch.close()
+
+
+def find_shots(library: Library, film: Film) -> bool:
+    """The film's shots, found from its stored thumbnails and kept with it, when it has none yet
+    (a film indexed before shots existed gets them here, without encoding anything again)."""
+    if film.shots() is not None:
+        return False
+    return save_derived(library, film, shots.SHOTS, {"shots": shots.of_film(film)})
 
 
 def add_model(

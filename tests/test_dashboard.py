@@ -586,3 +586,23 @@ def test_a_film_without_offline_tags_is_named_and_one_button_adds_them(monkeypat
     assert_no_error(at)
     assert "tags:offline" in at.selectbox(key="search-engine").options
     assert not any("is not offered" in c.value for c in at.caption)
+
+
+def test_the_search_tab_shows_moments_plays_one_to_its_end_and_keeps_temporal_options_in_the_link(app):
+    app.multiselect(key="search-films").set_value(["popeye_p1"])
+    app.text_input(key="query").input("Sinbad the sailor").run()
+    app.segmented_control(key="search-view").set_value("Moments").run()
+    assert_no_error(app)
+    assert any(m.value.startswith("**") and "moments**" in m.value for m in app.markdown)
+    app.button(key="play-moment-0").click().run()
+    playing = app.session_state["play"]
+    assert playing["end"] > playing["time"]  # ▶ plays the moment, and stops at its end
+    assert any(" to " in m.value and m.value.startswith("**Playing") for m in app.markdown)
+    app.text_area(key="then").input("Popeye").run()
+    app.text_input(key="after").input("0:05").run()
+    assert_no_error(app)
+    assert any("sequence(s)" in c.value for c in app.caption)  # how the sequences were chosen, said
+    assert app.query_params["view"] == "Moments" and app.query_params["after"] == "0:05"
+    assert app.query_params["then"] in ("Popeye", ["Popeye"])
+    app.text_input(key="before").input("soon").run()
+    assert any("is not a time" in e.value for e in app.error)  # one line, the page stays

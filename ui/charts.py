@@ -35,13 +35,16 @@ def timeline_figure(
     shared_scale: bool = False,
     compact: bool = False,
     cursor: float | None = None,
+    shots: np.ndarray | None = None,
+    bands: list[tuple[int, float, float]] | None = None,
 ) -> go.Figure:
     """x = film time, one row per query/engine/film, colour = score, with a colour bar.
 
     ``shared_scale``: one colour scale for all rows (raw values); otherwise each row is coloured
     from its own minimum to its own maximum (rows of different engines or queries have different
     score ranges). ``intervals`` shades ground-truth stretches (evaluation view); ``compact`` is the
-    strip beside the Search tab's grid; ``cursor`` draws a line at a picked time.
+    strip beside the Search tab's grid; ``cursor`` draws a line at a picked time; ``shots`` draws a
+    thin tick at each cut; ``bands`` marks (row, start, end) moments over their rows.
 
     Film time is a date axis from midnight, so Plotly picks time labels that suit the zoom (hours,
     minutes, seconds); :func:`seconds_of` turns a clicked point's x back into seconds."""
@@ -120,6 +123,14 @@ def timeline_figure(
     for start, end in intervals or []:
         x0, x1 = _clock(np.array([start, end]))
         fig.add_vrect(x0=x0, x1=x1, fillcolor="orange", opacity=0.25, line_width=0)
+    for start in [] if shots is None else np.asarray(shots)[1:, 0]:
+        at = _clock(np.array([start]))[0]
+        fig.add_shape(type="line", x0=at, x1=at, y0=0, y1=1, yref="paper", line={"color": "grey", "width": 1})
+    for row, start, end in bands or []:
+        x0, x1 = _clock(np.array([start, end]))
+        fig.add_shape(
+            type="rect", x0=x0, x1=x1, y0=row - 0.45, y1=row + 0.45, line={"color": "white", "width": 1}, opacity=0.6
+        )
     if cursor is not None:
         at = _clock(np.array([cursor]))[0]
         fig.add_shape(type="line", x0=at, x1=at, y0=0, y1=1, yref="paper", line={"color": "red", "width": 2})

@@ -14,9 +14,11 @@ from clip_search.errors import FrameSearchError
 from clip_search.search.moments import find_moments
 from clip_search.search.scoring import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
 from clip_search.store.library import Film, Library
-from clip_search.timecode import fmt_time
+from clip_search.timecode import fmt_time, parse_time
 from clip_search.video.proxy import ensure_proxy, playable
 from engines import Query, Result, service_of
+from engines.temporal import DEFAULT_WITHIN, When
+from engines.temporal import search as temporal_search
 from framesearch import app
 from tagging.taggers import service as find_service
 from ui import state
@@ -31,9 +33,9 @@ GRID_COLUMNS = 3  # at 1280 px a frame stays at least 160 px wide
 JUMP_MOMENTS = 5  # best moments per film the keyboard's "Jump to a moment" box lists
 
 
-def play(film_id: str, time: float) -> None:
-    """Ask the player to show ``film_id`` from ``time`` (a button callback)."""
-    st.session_state.play = {"film_id": film_id, "time": float(time)}
+def play(film_id: str, time: float, end: float | None = None) -> None:
+    """Ask the player to show ``film_id`` from ``time`` (to ``end``, for a moment; a button callback)."""
+    st.session_state.play = {"film_id": film_id, "time": float(time)} | ({"end": float(end)} if end else {})
 
 
 def play_button(hit, key: str) -> None:
@@ -63,12 +65,19 @@ def query_inputs(films: list[Film], engine_options: list[str]) -> tuple[list[Fil
         "dialogue: what is said (subtitles or on-screen text); tags:<service>: a tagging service's tags",
     )
     top_k = int(c4.number_input("Top k", 1, 100, 12, key="top-k"))
-    with st.expander("Negative query · image query · spacing of hits"):
+    view = st.segmented_control("Show", VIEWS, key="search-view", default=VIEWS[0], label_visibility="collapsed")
+    with st.expander("Negative query · image query · spacing of hits · then / after / before / every occurrence"):
         n1, n2, n3 = st.columns([4, 2, 2])
         negative = n1.text_input("Push away from", key="negative", placeholder="e.g. black title card")
         weight = n2.slider("Negative weight", 0.0, 1.0, DEFAULT_NEGATIVE_WEIGHT, 0.05, key="negative-weight")
         gap = n3.slider("Min seconds between hits", 0.0, 30.0, DEFAULT_GAP, 0.5, key="gap")
         image = st.file_uploader("Search with an image", type=["png", "jpg", "jpeg", "webp", "bmp"], key="image-query")
+        t1, t2, t3, t4, t5 = st.columns([4, 2, 2, 2, 2])
+        then = t1.text_area("…then (one step per line)", key="then", height=68, placeholder="a ship at sea")
+        within = t2.number_input("within (s)", 0.0, 3600.0, DEFAULT_WITHIN, 5.0, key="within")
+        after = t3.text_input("after", key="after", placeholder="1:30")
+        before = t4.text_input("before", key="before", placeholder="2:45")
+        every = t5.toggle("every occurrence", key="every", help="all moments the engine can defend as a match")
     selected = [f for f in films if f.name in chosen] if chosen else films
     return selected, {
         "text": text,
@@ -78,6 +87,12 @@ def query_inputs(films: list[Film], engine_options: list[str]) -> tuple[list[Fil
         "top_k": top_k,
         "image": image,
         "engine": engine,
+        "view": view or VIEWS[0],
+        "then": [line.strip() for line in then.splitlines() if line.strip()],
+        "within": float(within),
+        "after": after.strip(),
+        "before": before.strip(),
+        "every": bool(every),
     }
 
 
@@ -147,10 +162,21 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
     engine = state.engine(name, lib, ms)
     if engine.text_only and (query.negative.strip() or query.image is not None):
         st.caption(f"{md(name)} searches by text only: the negative and image queries are not used.")
-    result = engine.run(films, query, params["top_k"], params["gap"])
-    hits = result.hits
-    for note in result.notices:
+    try:
+        when = When(
+            tuple(params["then"]), params["within"], _time(params["after"]), _time(params["before"]), params["every"]
+        )
+    except ValueError as e:
+        st.error(md(e))
+        return engine.run(films, query, params["top_k"], params["gap"])
+    found = temporal_search(engine, films, query, when, params["top_k"], params["gap"])
+    result = found.result
+    for note in [*result.notices, *found.notes]:
         st.caption(md(note))
+    if found.moments is not None or params["view"] == VIEWS[1]:
+        moment_cards(found.moments if found.moments is not None else result.moments(params["top_k"]), films)
+        return result
+    hits = result.hits
     by_id = {f.id: f for f in films}
     st.markdown(f"**{len(hits)} hits** for *{md(result.label)}*")
     if hits:
@@ -189,6 +215,89 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
         st.markdown("**Moments** (adjacent frames that score high around the hits; each moment once)")
         st.dataframe(table, hide_index=True, width="stretch")
     return result
+
+
+VIEWS = ["Frames", "Moments"]
+
+
+def _time(text: str) -> float | None:
+    """A time box's seconds (empty: no limit); ValueError naming the forms for anything else."""
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: seconds, mm:ss or h:mm:ss") from None
+
+
+def moment_cards(moments: list, films: list[Film]) -> None:
+    """Each moment as a card: its first, middle and last frame, start–end and duration, its score,
+    and ▶ that plays exactly the moment."""
+    by_id = {f.id: f for f in films}
+    st.markdown(f"**{len(moments)} moments**")
+    if not moments:
+        st.caption("No moment matches.")
+    for i, m in enumerate(moments):
+        film = by_id.get(m.film_id)
+        if film is None:
+            continue
+        with st.container(border=True):
+            frames = [film.nearest_frame(t) for t in (m.start, (m.start + m.end) / 2, max(m.start, m.end - 0.01))]
+            for col, frame in zip(st.columns(3), frames, strict=True):
+                show_thumbnail(film.thumbnail(frame), col)
+            c1, c2 = st.columns([4, 1], vertical_alignment="center")
+            c1.markdown(
+                f"**#{i + 1}** · {md(m.film)} · `{fmt_time(m.start)}`–`{fmt_time(m.end)}` "
+                f"({m.end - m.start:.1f} s) · score {m.score:.3f}"
+            )
+            c2.button(
+                "▶ moment",
+                key=f"play-moment-{i}",
+                on_click=play,
+                args=(m.film_id, m.start, m.end),
+                help=f"Play {md(m.film)} from {fmt_time(m.start)} to {fmt_time(m.end)}",
+                width="stretch",
+            )
+
+
+def _restore(params, film_ids: dict[str, str]) -> list[str]:
+    """The link's view (frames or moments) and temporal options."""
+    ignored = []
+    if params.get("view") in VIEWS:
+        st.session_state["search-view"] = params["view"]
+    if params.get("then"):
+        st.session_state["then"] = "\n".join(params.get_all("then"))
+    for key in ("after", "before"):
+        if params.get(key):
+            try:
+                _time(params[key])
+                st.session_state[key] = params[key]
+            except ValueError:
+                ignored.append(f"{key}={params[key]!r} (a time: seconds, mm:ss or h:mm:ss)")
+    if params.get("within"):
+        try:
+            st.session_state["within"] = min(max(float(params["within"]), 0.0), 3600.0)
+        except ValueError:
+            ignored.append(f"within={params['within']!r} (seconds)")
+    if params.get("all") == "1":
+        st.session_state["every"] = True
+    return ignored
+
+
+def _publish(wanted: dict) -> None:
+    state = st.session_state
+    if state.get("search-view") not in (None, VIEWS[0]):
+        wanted["view"] = state["search-view"]
+    steps = [line.strip() for line in state.get("then", "").splitlines() if line.strip()]
+    if steps:
+        wanted["then"] = steps
+        if state.get("within") not in (None, DEFAULT_WITHIN):
+            wanted["within"] = f"{state['within']:g}"
+    for key in ("after", "before"):
+        if state.get(key, "").strip():
+            wanted[key] = state[key].strip()
+    if state.get("every"):
+        wanted["all"] = "1"
 
 
 MAX_STRIPS = 6
@@ -359,8 +468,16 @@ def player(lib: Library) -> None:
             return
         finally:
             bar.empty()
-    st.markdown(f"**Playing {md(film.name)} from {fmt_time(choice['time'])}**")
-    st.video(str(target), start_time=int(choice["time"]), autoplay=True, muted=True)  # muted: browsers allow autoplay
+    end = choice.get("end")
+    until = f" to {fmt_time(end)}" if end else ""
+    st.markdown(f"**Playing {md(film.name)} from {fmt_time(choice['time'])}{until}**")
+    st.video(  # muted: browsers allow autoplay; a moment stops at its end
+        str(target),
+        start_time=int(choice["time"]),
+        end_time=int(np.ceil(end)) if end else None,
+        autoplay=True,
+        muted=True,
+    )
     credit = credit_for(source)
     if credit:
         st.caption(credit)
@@ -399,4 +516,4 @@ def _render(view: View) -> None:
     view.publish()  # a click here (▶) changes the view's address too
 
 
-TAB = Tab("Search", _render)
+TAB = Tab("Search", _render, _restore, _publish)

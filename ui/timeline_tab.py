@@ -16,6 +16,7 @@ from ui.thumbs import show_thumbnail
 from ui.url_state import film_time
 
 MAX_ROWS = 8
+BANDS = 3  # top moments outlined per row
 TOGGLES = {"tlsoft": "tl-softmax", "tlshared": "tl-shared"}  # URL key -> widget key (on when "1")
 
 
@@ -51,7 +52,7 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     if not lines:
         st.info("Type a query in the search box (or above) to see where it appears in the film.")
         return
-    rows, scores = [], {}
+    rows, scores, bands = [], {}, []
     models = [m for m in models if film.has(m.model)]
     if not models:
         st.info(f"{md(film.name)} has no vectors of these models yet; add a model to it in the sidebar.")
@@ -61,6 +62,7 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
             label = line if len(models) == 1 else f"{line} · {engine_label(engine)}"
             tl = engine.timeline(film, line)
             scores[label] = tl
+            bands += [(len(rows), m.start, m.end) for m in engine.run([film], line, BANDS).moments(BANDS)]
             rows.append(TimelineRow(label, tl.times, tl.softmax if softmax else tl.scores))
     picks = st.session_state.setdefault("tl-pick", {})
     points = selected_points(st.session_state.get("timeline-chart"))  # the click that started this run
@@ -73,7 +75,9 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
         picks[film.id] = jumped[1]
     t = picks.get(film.id)
     value = "probability" if softmax else "cosine"
-    fig = timeline_figure(rows, value, film.manifest.duration, shared_scale=shared, cursor=t)
+    fig = timeline_figure(
+        rows, value, film.manifest.duration, shared_scale=shared, cursor=t, shots=film.shots(), bands=bands
+    )
     st.plotly_chart(
         fig,
         on_select="rerun",
@@ -83,7 +87,10 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
         config={"scrollZoom": True, "displaylogo": False, "showTips": False},  # no zoom toast over the help
     )
     scale = "one colour scale for all rows" if shared else "each row coloured from its own minimum to its maximum"
-    st.caption(f"{value}, {scale} · click a square to see that frame · drag to zoom · double-click to zoom out")
+    marks = "outlined: each row's top moments" + (" · grey ticks: shot cuts" if film.shots() is not None else "")
+    st.caption(
+        f"{value}, {scale} · {marks} · click a square to see that frame · drag to zoom · double-click to zoom out"
+    )
     if t is None:
         return
     i = film.nearest_frame(t)

@@ -17,7 +17,7 @@ import streamlit as st
 from engines import DEFAULT
 from ui.tabs import Tab
 
-MANY = ("film", "tlq")  # keys a link may repeat
+MANY = ("film", "tlq", "then")  # keys a link may repeat
 
 
 def restore(tabs: list[Tab], engines: list[str], film_ids: dict[str, str]) -> None:

@@ -574,6 +574,19 @@ class Film:
         except (OSError, ValueError, IndexError):
             return b""
 
+    def shots(self) -> np.ndarray | None:
+        """The film's shots, (n, 2) [start, end] seconds covering it; None until they are found
+        (``index`` finds them, for films indexed before shots existed too)."""
+        path = self.dir / "shots.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as data:
+                shots = np.asarray(data["shots"], np.float64)
+        except (OSError, ValueError, KeyError):
+            return None
+        return shots if shots.ndim == 2 and shots.shape[1] == 2 and len(shots) else None
+
     def dialogue(self):
         """The film's subtitle cues (stored at index time; read from the source for older indexes).
 
