@@ -31,6 +31,7 @@ from engines.chance import ChanceEngine
 from engines.dialogue import DialogueEngine
 from engines.fused import FUSION_WEIGHT, FusedEngine, Fusion
 from engines.model import EXPLAIN_CROPS, ModelEngine
+from engines.pooled import POOLED, PooledEngine
 from engines.result import MomentHit, Result
 from engines.tags import TAGS, TagEngine
 from tagging.pricing import price_table
@@ -52,6 +53,7 @@ __all__ = [
     "Fusion",
     "ModelEngine",
     "MomentHit",
+    "PooledEngine",
     "Query",
     "Result",
     "TagEngine",
@@ -140,6 +142,7 @@ FIXED: dict[str, Callable[[_Making], Engine]] = {
 FAMILIES: dict[str, Callable[[_Making, str], Engine]] = {
     TAGS: lambda m, service: TagEngine(m.library, service),
     FUSE: lambda m, spec: _fusion(m, spec),
+    POOLED: lambda m, inner: _pooled(m, inner),
 }
 SEARCHABLE = (DEFAULT, DialogueEngine.name, FUSED)  # fixed engines a user searches with (chance is a baseline)
 
@@ -162,6 +165,11 @@ def parse_engine(name: str) -> str:
     """``name`` if it names an engine (a fixed name, a family's member, a fusion of engines, a plugin,
     or any model name), else ValueError naming them."""
     name = name.strip()
+    if name.startswith(POOLED):
+        inner = parse_engine(name[len(POOLED) :])
+        if inner.startswith((TAGS, FUSE, POOLED)) or inner in (DialogueEngine.name, FUSED, ChanceEngine.name):
+            raise ValueError(f"{name}: only a model's vectors can be pooled")
+        return name
     if name.startswith(FUSE):
         parts, method, weights = _fusion_spec(name[len(FUSE) :])
         Fusion(name, [ChanceEngine()] * len(parts), method, weights)  # the method and weights are valid
@@ -193,6 +201,7 @@ def available(library: Library, films: Sequence[Film]) -> list[str]:
     have, each service that has tagged all of them, dialogue when there is any, and each plugin
     engine that can search them."""
     names = _model_names(library, films)
+    names.append(f"{POOLED}{DEFAULT}")  # what the default model sees over a shot, beside per frame
     tagged = set(services())
     for f in films:
         tagged &= set(tagged_services(library, f))
@@ -282,6 +291,14 @@ def _fusion(making: _Making, spec: str) -> Engine:
     name = f"{FUSE}{spec}"
     made = [make_engine(p, making.library, making.cache, making.weight, making.default()) for p in parts]
     return Fusion(name, made, method, weights)
+
+
+def _pooled(making: _Making, inner: str) -> Engine:
+    """pooled:<engine>: that model engine's frame vectors averaged per shot."""
+    engine = make_engine(inner, making.library, making.cache, making.weight, making.default())
+    if not isinstance(engine, ModelEngine):
+        raise ValueError(f"{POOLED}{inner}: only a model's vectors can be pooled, and {inner} is no model")
+    return PooledEngine(f"{POOLED}{inner}", engine)
 
 
 def _plugin(cls: type, making: _Making) -> Engine:

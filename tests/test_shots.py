@@ -60,3 +60,23 @@ def test_moments_are_not_cut_across_a_shot(tmp_path, encoder):
     cuts = film.shots()[1:, 0]
     for m in make_engine("clip", lib, encoder).run([film], "a bright screen", 5).moments(10):
         assert not any(m.start < c < m.end for c in cuts)
+
+
+def test_pooled_frames_score_each_frame_as_its_shots_mean_vector(tmp_path, encoder):
+    """pooled:clip, CLIP4Clip's parameter-free mean pooling: one score per shot, the cosine of the
+    query with the unit mean of the shot's frame vectors."""
+    from engines import make_engine
+
+    lib = Library(tmp_path / "lib")
+    app.index(lib, [_three_shots(tmp_path / "cuts.mp4")], [encoder.model_id], load=lambda m: encoder)
+    film = Library(lib.root).films()[0]
+    pooled = make_engine("pooled:clip", lib, encoder)
+    scores = pooled.scores(film, "a bright screen")
+    q = make_engine("clip", lib, encoder).vector("a bright screen").vector
+    for start, end in film.shots():
+        inside = (film.times >= start) & (film.times < end)
+        mean = np.asarray(film.embeddings)[inside].mean(axis=0)
+        assert np.allclose(scores[inside], float(mean @ q / np.linalg.norm(mean)), atol=1e-5)
+    why = pooled.explain(film, 0, "a bright screen")
+    assert "mean of this shot's" in why.evidence[0].text and why.score == scores[0]
+    assert pooled.run([film], "a bright screen", 3).hits  # an engine like any other
