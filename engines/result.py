@@ -35,6 +35,19 @@ class MomentHit:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of(cls, film: Film, moment) -> MomentHit:
+        """A moment of ``film`` (a ``moments.Moment``) as a ranked hit, its times and score rounded as hits' are."""
+        return cls(
+            film.name,
+            film.id,
+            film.manifest.source,
+            round(moment.start, 3),
+            round(moment.end, 3),
+            round(moment.peak_score, 6),
+            round(moment.peak_time, 3),
+        )
+
     def window(self) -> list[float]:
         """[start, end, score]: a predicted window as the moment-retrieval benchmarks submit it."""
         return [self.start, self.end, self.score]
@@ -163,18 +176,7 @@ class Result:
             films = [f for f in films if f.id in hit_films]
         out = []
         for film in films:
-            for m in self.engine.proposals(film, self.scores(film), self.query):
-                out.append(
-                    MomentHit(
-                        film.name,
-                        film.id,
-                        film.manifest.source,
-                        round(m.start, 3),
-                        round(m.end, 3),
-                        round(m.peak_score, 6),
-                        round(m.peak_time, 3),
-                    )
-                )
+            out += [MomentHit.of(film, m) for m in self.engine.proposals(film, self.scores(film), self.query)]
         out.sort(key=lambda m: (-m.score, m.film_id, m.start))
         return out[:k]
 

@@ -136,19 +136,9 @@ def occurrences(result: Result) -> tuple[list[MomentHit], str]:
         scores = result.scores(film)
         cut, rule = threshold(film, scores, sigmoid)
         said.append(f"{film.name} {cut:.3f}")
-        for p in result.engine.proposals(film, scores, result.query):
-            if p.peak_score >= cut:
-                found.append(
-                    MomentHit(
-                        film.name,
-                        film.id,
-                        film.manifest.source,
-                        round(p.start, 3),
-                        round(p.end, 3),
-                        round(p.peak_score, 6),
-                        round(p.peak_time, 3),
-                    )
-                )
+        found += [
+            MomentHit.of(film, p) for p in result.engine.proposals(film, scores, result.query) if p.peak_score >= cut
+        ]
     found.sort(key=lambda m: (-m.score, m.film_id, m.start))
     note = f"every occurrence: {len(found)} moment(s) whose best frame passes {rule} (thresholds: {', '.join(said)})"
     return found, note

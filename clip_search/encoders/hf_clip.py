@@ -55,9 +55,15 @@ def load(ref, device: str, precision: str | None, offline: bool) -> HfClipEncode
     """``CLIPModel`` + ``CLIPTokenizerFast`` from the hub or a folder."""
     from transformers import CLIPModel, CLIPTokenizerFast  # transformers loads only when a model is used
 
+    return load_with(ref, device, precision, offline, CLIPModel, CLIPTokenizerFast, HfClipEncoder)
+
+
+def load_with(ref, device: str, precision: str | None, offline: bool, model_class, tokenizer_class, encoder_class):
+    """A CLIP-shaped checkpoint (projection, logit scale, CLIP's preprocessing) loaded with these
+    transformers classes into ``encoder_class``: CLIP itself, and MetaCLIP 2."""
     model_id = ref.target
     precision = pick_precision(precision, device)
-    model = from_pretrained(CLIPModel, model_id, offline, dtype=weight_dtype(precision))
-    tokenizer = from_pretrained(CLIPTokenizerFast, model_id, offline)
+    model = from_pretrained(model_class, model_id, offline, dtype=weight_dtype(precision))
+    tokenizer = from_pretrained(tokenizer_class, model_id, offline)
     model.eval().to(device)
-    return HfClipEncoder(model, tokenizer, model_id, device, preprocessing(ref, offline), precision)
+    return encoder_class(model, tokenizer, model_id, device, preprocessing(ref, offline), precision)

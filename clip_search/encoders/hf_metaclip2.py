@@ -6,9 +6,7 @@ checkpoint's tokenizer, L2-normalised."""
 
 from __future__ import annotations
 
-from clip_search.encoders.base import pick_precision, weight_dtype
-from clip_search.encoders.hf_clip import HfClipEncoder, preprocessing
-from clip_search.encoders.hub import from_pretrained
+from clip_search.encoders.hf_clip import HfClipEncoder, load_with, preprocessing
 
 LICENCE = "MetaCLIP 2 weights: CC BY-NC 4.0 (non-commercial)"
 
@@ -24,12 +22,7 @@ def load(ref, device: str, precision: str | None, offline: bool) -> HfMetaClip2E
     """``MetaClip2Model`` + the checkpoint's tokenizer (``AutoTokenizer``) from the hub or a folder."""
     from transformers import AutoTokenizer, MetaClip2Model  # transformers loads only when a model is used
 
-    model_id = ref.target
-    precision = pick_precision(precision, device)
-    model = from_pretrained(MetaClip2Model, model_id, offline, dtype=weight_dtype(precision))
-    tokenizer = from_pretrained(AutoTokenizer, model_id, offline)
-    model.eval().to(device)
-    return HfMetaClip2Encoder(model, tokenizer, model_id, device, preprocessing(ref, offline), precision)
+    return load_with(ref, device, precision, offline, MetaClip2Model, AutoTokenizer, HfMetaClip2Encoder)
 
 
 __all__ = ["LICENCE", "HfMetaClip2Encoder", "load", "preprocessing"]
