@@ -3,7 +3,7 @@
   model      images/s of a ViT-B/32-sized CLIP (random weights: the real compute) at batch 128
              and 256, in fp16 and bf16 (weights in that precision, as ``load_encoder`` does on CUDA)
   parity     minimum cosine of fp16 (and bf16) vectors against fp32, on the same frames
-  index      end-to-end ``index_film`` of the sample films on the GPU with CPU decoding (PyAV), and
+  index      end-to-end ``framesearch.app.index`` of the sample films on the GPU with CPU decoding (PyAV), and
              NVDEC decoding of the same films where ``torchcodec`` is installed with CUDA support
              (optional, never required)
   weights    any pretrained CLIP / SigLIP / open_clip weights found in the Hugging Face and torch
@@ -62,8 +62,8 @@ def parity(fast, exact, n: int = 256) -> float:
 
 def index_films(encoder) -> dict:
     """End-to-end index of the sample films into a fresh library (PyAV decoding on the CPU)."""
-    from clip_search.indexing.indexer import index_film
     from clip_search.store.library import Library
+    from framesearch import app  # the verb every front end indexes through: decode, encode, dialogue, shots
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +72,7 @@ def index_films(encoder) -> dict:
             if not path.is_file():
                 continue
             t0 = time.perf_counter()
-            film = index_film(path, Library(tmp), encoder).film
+            (film,) = app.index(Library(tmp), [path], [encoder.model_id], load=lambda model: encoder).films
             out[name] = {"frames": film.manifest.frames, "seconds": time.perf_counter() - t0}
     return out
 

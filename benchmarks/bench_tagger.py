@@ -1,7 +1,7 @@
 """Offline tagger throughput on a 480p film sampled at 1 fps (not a timed test). Target >= 5 frames/s.
 
 Indexes the looped 480p film with a small random CLIP (indexing is not what is measured), then
-times ``tag_film`` with the offline tagger (decode + OCR + faces + colours + brightness + cache).
+times the ``tag`` verb with the offline tagger (decode + OCR + faces + colours + brightness + cache).
 
     python benchmarks/bench_tagger.py [--minutes 2]
 """
@@ -20,10 +20,9 @@ from bench_index import looped_film
 
 from clip_search.encoders import load_encoder
 from clip_search.encoders.random import build_random_clip
-from clip_search.indexing.indexer import index_film
 from clip_search.store.library import Library
-from tagging.run import tag_film
-from tagging.taggers import make_tagger
+from framesearch import app
+from tagging.taggers import local_service
 
 
 def main() -> None:
@@ -34,9 +33,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         encoder = load_encoder(str(build_random_clip(Path(tmp) / "clip")), "cpu")
         lib = Library(Path(tmp) / "lib")
-        film = index_film(film_path, lib, encoder).film
+        (film,) = app.index(lib, [film_path], [encoder.model_id], load=lambda model: encoder).films
         t0 = time.perf_counter()
-        run = tag_film(lib, film, make_tagger("offline"))
+        run = app.tag(lib, film, local_service())
         seconds = time.perf_counter() - t0
     print(f"film: {film_path.name} (480p, {args.minutes:g} min, 1 fps -> {run.total} frames)")
     print(f"offline tagger: {run.tagged} frames in {seconds:.1f} s = {run.tagged / seconds:.2f} frames/s   [>= 5]")
