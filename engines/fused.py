@@ -107,8 +107,8 @@ class Fusion(Engine):
         if any(c.usd_per_film_hour is None for c in costs):
             missing = next(c for c in costs if c.usd_per_film_hour is None)
             return EngineCost(self.name, None, missing.basis)
-        basis = " + ".join(f"{c.engine} ${c.usd_per_film_hour:.4f}" for c in costs)
-        return EngineCost(self.name, sum(c.usd_per_film_hour for c in costs), basis)
+        basis = "; ".join(f"{c.engine} ${c.usd_per_film_hour:.4f}: {c.basis}" for c in costs)
+        return EngineCost(self.name, sum(c.usd_per_film_hour for c in costs), f"the sum of its parts ({basis})")
 
 
 class FusedEngine(Fusion):

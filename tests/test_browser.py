@@ -196,7 +196,8 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     act(page, lambda: click_point(page, points.nth(points.count() - 3)))
     expect(heading).not_to_have_text(first, timeout=30_000)
     assert heading.inner_text().startswith("Frame at ")
-    expect(timeline.locator(".shapelayer path")).to_have_count(1)  # the cursor at the picked time
+    # the cursor at the picked time: the one red line (the other shapes outline each row's top moments)
+    expect(timeline.locator(".shapelayer path[style*='255, 0, 0']")).to_have_count(1)
     images_loaded(page)
     page.screenshot(path=str(shots / "timeline.png"), full_page=False)
     expect(page).to_have_url(re.compile(r"tab=Timeline.*pick=|pick=.*tab=Timeline"), timeout=30_000)
