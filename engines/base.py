@@ -14,7 +14,7 @@ import numpy as np
 from clip_search.errors import FrameSearchError
 from clip_search.search.moments import Moment, propose
 from clip_search.search.scoring import DEFAULT_GAP, Hit, hit_maker, top_frames
-from clip_search.store.library import Film
+from clip_search.store.library import Film, in_order
 from engines.cost import CostContext, EngineCost
 from engines.result import Evidence, Explanation, Pick, Query, Result, as_query
 
@@ -147,12 +147,6 @@ class Engine:
         """The explanation of one frame; ``score`` when the caller already scored the film."""
         score = float(self.scores(film, query)[frame]) if score is None else score
         return Explanation(self.name, film.name, frame, float(film.times[frame]), score, evidence, note)
-
-
-def in_order(films: Sequence[Film]) -> list[Film]:
-    """The films in the library's order (by name, then id), each once: equal scores go to the earlier
-    film, so a search must not depend on the order a front end happened to list its films in."""
-    return sorted({f.id: f for f in films}.values(), key=lambda f: (f.name, f.id))
 
 
 class LockedLRU:

@@ -22,10 +22,10 @@ from clip_search.search.scoring import (
     timeline,
     top_frames,
 )
-from clip_search.store.library import Film, add_model_command
+from clip_search.store.library import Film, add_model_command, in_order
 from clip_search.video.decode import frame_at
 from clip_search.video.patches import PatchSettings
-from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query, in_order
+from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
 from engines.cost import CostContext, EngineCost
 from engines.result import Pick, Result
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from clip_search.cli import main as engine_cli
 from clip_search.indexing.indexer import IndexOptions, index_film
 from clip_search.store.library import Library
 from clip_search.video.decode import SamplingSettings
@@ -69,6 +70,10 @@ def test_evaluation_lists_exactly_the_hits_search_serves_for_every_engine(tagged
         served = json.loads(capsys.readouterr().out)
         listed = [(h["film"], *(h[k] for k in KEYS)) for h in row["hits"]]
         assert listed == [(h["film_id"], *(h[k] for k in KEYS)) for h in served], f"{row['engine']} on {row['query']!r}"
+        if row["engine"] == "clip":  # the engine CLI's own search serves the same frames
+            own = ["search", row["query"], "--top-k", str(depth), "--json", *refs, "--library", str(lib.root)]
+            assert engine_cli(own) == 0
+            assert listed == [(h["film_id"], *(h[k] for k in KEYS)) for h in json.loads(capsys.readouterr().out)]
         compared += 1
     assert compared == len(engines) * (5 if scope == "library" else 10)
     per_engine = {r["engine"]: r for r in evaluation["queries"] if r["engine"] != "random"}

@@ -22,7 +22,7 @@ from clip_search.search import ann  # its thresholds read when a search starts (
 from clip_search.search.moments import Moment, find_moments, moment_around
 from clip_search.search.ranking import DEFAULT_GAP as DEFAULT_GAP  # engines, views and the CLI take it from here
 from clip_search.search.ranking import LEADING, at, distinct_top
-from clip_search.store.library import Film, Library
+from clip_search.store.library import Film, Library, in_order
 
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 MAX_IMAGE_PIXELS = 40_000_000  # a query image larger than this is refused before it is decoded
@@ -193,7 +193,7 @@ class Searcher:
         exact: bool = False,
         nprobe: int | None = None,
     ) -> None:
-        self.films = list(films)
+        self.films = in_order(films)  # ties go to the earlier film, whoever lists them
         self.total = sum(f.manifest.frames for f in self.films)
         self.nprobe = nprobe
         self.ann: ann.AnnIndex | None = None

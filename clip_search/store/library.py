@@ -39,6 +39,7 @@ import re
 import shlex
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -608,6 +609,12 @@ class Film:
         if i >= len(times):
             return len(times) - 1
         return i if times[i] - t < t - times[i - 1] else i - 1
+
+
+def in_order(films: Sequence[Film]) -> list[Film]:
+    """The films in the library's order (by name, then id), each once: equal scores go to the earlier
+    film, so a search must not depend on the order a front end happened to list its films in."""
+    return sorted({f.id: f for f in films}.values(), key=lambda f: (f.name, f.id))
 
 
 def _model_counts(films: list[Film]) -> dict[str, int]:
