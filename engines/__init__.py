@@ -326,11 +326,12 @@ def priced_without_calls(library: Library) -> list[Engine]:
 
 
 def model_engines(engines: Sequence[Engine]) -> list[Engine]:
-    """The engines of ``engines`` that read a model's vectors, one per model (Timeline rows)."""
-    seen: dict[str, Engine] = {}
+    """The engines of ``engines`` that draw a Timeline row of a model's vectors (``timeline_row``):
+    one per model and kind (a model per frame, and pooled per shot)."""
+    seen: dict[tuple, Engine] = {}
     for e in engines:
-        if isinstance(e, ModelEngine) and e.model not in seen:
-            seen[e.model] = e
+        if e.timeline_row and (type(e), e.model) not in seen:
+            seen[(type(e), e.model)] = e
     return list(seen.values())
 
 

@@ -44,6 +44,8 @@ class Engine:
     needs_credentials = False  # it calls a paid service, whose credentials must be set
     baseline = False  # chance: the floor evaluation measures engines against, not a way to search
     model_scores = False  # its scores are a model's own similarities (its probability applies to them)
+    timeline_row = False  # it draws a Timeline row of a model's vectors (``timeline(film, query)``)
+    row_on_request = False  # ... only when it is the engine searched with (a variant of a model's row)
 
     def said(self, film: Film):
         """The dialogue this engine reads for ``film`` (None: it reads none)."""

@@ -45,6 +45,7 @@ class ModelEngine(Engine):
     logit_scale = None
     evidence = ("cosine", "rank", "crops")
     model_scores = True
+    timeline_row = True
 
     def __init__(self, model: str, encoder, name: str | None = None) -> None:
         self.model = model

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from clip_search.search.moments import propose
+from clip_search.search.scoring import Timeline, probabilities
 from clip_search.store.library import Film
 from engines.base import Engine, Evidence, Explanation, LockedLRU, Query, as_query
 from engines.cost import CostContext, EngineCost
@@ -43,6 +45,8 @@ class PooledEngine(Engine):
     score_label = "cosine (shot mean)"
     logit_scale = None
     evidence = ("cosine",)
+    timeline_row = True
+    row_on_request = True
 
     def __init__(self, name: str, inner: ModelEngine) -> None:
         self.name, self.inner, self.model = name, inner, inner.model
@@ -68,6 +72,14 @@ class PooledEngine(Engine):
 
     def scores(self, film: Film, query: str | Query) -> np.ndarray:
         return np.asarray(self._vectors(film) @ self.inner.vector(query).vector, np.float32)
+
+    def timeline(self, film: Film, query: str | Query) -> Timeline:
+        """Every frame's pooled score, the model's probability of it, and the moments (a Timeline row)."""
+        film = film.view(self.model)
+        s = self.scores(film, query)
+        return Timeline(
+            film, film.times, s, probabilities(film, s), propose(film.times, s, film.manifest.duration, film.shots())
+        )
 
     def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
         query = as_query(query)

@@ -607,3 +607,12 @@ def test_the_search_tab_shows_moments_plays_one_to_its_end_and_keeps_temporal_op
     assert app.query_params["then"] in ("Popeye", ["Popeye"])
     app.text_input(key="before").input("soon").run()
     assert any("is not a time" in e.value for e in app.error)  # one line, the page stays
+
+
+def test_the_timeline_draws_pooled_frames_beside_the_model_when_searching_with_them(app):
+    app.text_input(key="query").input("a ship").run()
+    app.selectbox(key="search-engine").select("pooled:clip").run()
+    open_tab(app, "Timeline")
+    fig = json.loads(app.get("plotly_chart")[0].proto.spec)
+    rows = [t["y"][0] for t in fig["data"]]
+    assert len(rows) == 2 and any("pooled:clip" in r for r in rows)  # per frame, and per shot

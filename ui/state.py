@@ -146,5 +146,5 @@ def engine(name: str, lib: Library, ms: ModelState, weight: float = 0.5) -> Engi
 
 
 def model_engines(lib: Library, ms: ModelState, names: list[str]) -> list[ModelEngine]:
-    """The engines among ``names`` that read a model's vectors, one per model (Timeline rows)."""
+    """The engines among ``names`` that draw a Timeline row (a model per frame, pooled per shot)."""
     return pick([engine(n, lib, ms) for n in names])

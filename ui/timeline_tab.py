@@ -137,7 +137,12 @@ def _publish(wanted: dict) -> None:
 
 
 def _render(view: View) -> None:
-    timeline_tab(view.lib, view.films, state.model_engines(view.lib, view.ms, view.engines), view.params["text"])
+    rows = [
+        e
+        for e in state.model_engines(view.lib, view.ms, view.engines)
+        if not e.row_on_request or e.name == view.params["engine"]  # pooled rows when searching pooled
+    ]
+    timeline_tab(view.lib, view.films, rows, view.params["text"])
 
 
 TAB = Tab("Timeline", _render, _restore, _publish)
