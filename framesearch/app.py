@@ -1,8 +1,9 @@
-"""The verbs, the only orchestration: index films, add a model, tag, search and evaluate.
+"""The verbs, the only orchestration: index films, add a model, tag and search (evaluation is
+``comparisons.evaluate`` and ``comparisons.moment_retrieval``, which rank through the same search).
 
 Both command lines, the dashboard, the example evaluation and the benchmarks call these, so what
-one front end does after indexing (embed the dialogue, refresh the archive index) every front end
-does. Each verb takes the library and what the user chose (the edge decides defaults); progress
+one front end does after indexing (embed the dialogue, find the shots, refresh the archive index)
+every front end does. Each verb takes the library and what the user chose (the edge decides defaults); progress
 and waiting are told through a ``Watch`` the front end passes (a bar in a terminal, in a page)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clip_search.encoders import load_encoder
-from clip_search.errors import FrameSearchError, ModelLoadError, VideoError
+from clip_search.errors import FrameSearchError, ModelLoadError
 from clip_search.indexing.indexer import (
     IndexOptions,
     IndexResult,
@@ -298,7 +299,6 @@ __all__ = [
     "FilmWatch",
     "IndexReport",
     "Indexed",
-    "VideoError",
     "Watch",
     "add_model",
     "default_loader",
