@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -18,6 +19,22 @@ def model_id(override: str | None = None) -> str:
     chosen = override or os.environ.get("FRAMESEARCH_MODEL") or DEFAULT_MODEL
     local = Path(chosen).expanduser()
     return str(local.resolve()) if local.is_dir() else chosen
+
+
+def installed_share() -> Path:
+    """Where ``pip install`` puts the product's data files: ``<prefix>/share/frame-search-lab``, the
+    prefix being the one the package was installed into (``<prefix>/lib/pythonX.Y/site-packages``)."""
+    parents = Path(__file__).resolve().parents
+    for prefix in [*parents[4:5], Path(sys.prefix)]:  # no fifth parent in a shallow checkout
+        if (prefix / "share" / "frame-search-lab").is_dir():
+            return prefix / "share" / "frame-search-lab"
+    return Path(sys.prefix) / "share" / "frame-search-lab"
+
+
+def data_dir() -> Path:
+    """The example query sets: ``data/`` in a checkout, or where ``pip install`` puts them."""
+    here = PROJECT_DIR / "data"
+    return here if here.is_dir() else installed_share() / "data"
 
 
 def library_dir(override: str | os.PathLike | None = None) -> Path:

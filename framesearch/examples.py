@@ -17,7 +17,7 @@ from framesearch import app
 from tagging.tag_store import TagStore
 from tagging.taggers import local_service
 
-EXAMPLE_SET = config.PROJECT_DIR / "data" / "queries.csv"
+EXAMPLE_SET = config.data_dir() / "queries.csv"
 TAG_COST = 2.0  # offline tagging takes about twice as long per frame as indexing, for the progress bar
 
 

@@ -72,6 +72,8 @@ def test_console_scripts_index_and_search_from_anywhere(installed, tmp_path, tin
         assert out.returncode == 0 and "usage:" in out.stdout, out.stderr
     where = _run([sys.executable, "-c", "import clip_search, engines; print(clip_search.__file__)"], env, tmp_path)
     assert where.stdout.strip().startswith(str(prefix)), "the installed copy is what runs"
+    data = _run([sys.executable, "-c", "import clip_search.config as c; print(c.data_dir())"], env, tmp_path)
+    assert (Path(data.stdout.strip()) / "queries.csv").is_file()  # the example sets come with the install
     film = text_video(tmp_path / "captions.mp4")
     lib = str(tmp_path / "lib")
     model = ["--model", str(tiny_clip_dir)]

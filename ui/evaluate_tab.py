@@ -31,7 +31,7 @@ from ui.tabs import Tab
 from ui.text import md
 from ui.thumbs import show_thumbnail
 
-EXAMPLE = config.PROJECT_DIR / "data" / "queries.csv"
+EXAMPLE = config.data_dir() / "queries.csv"
 
 
 def _missing_films(lib: Library, ms: state.ModelState) -> None:

@@ -100,7 +100,7 @@ def _streamlit_config(dashboard: Path) -> Path | None:
     or the copy ``pip install`` puts under ``<prefix>/share/frame-search-lab``."""
     for candidate in (
         dashboard.parent / ".streamlit" / "config.toml",
-        Path(sys.prefix) / "share" / "frame-search-lab" / ".streamlit" / "config.toml",
+        config.installed_share() / ".streamlit" / "config.toml",
     ):
         if candidate.is_file():
             return candidate
