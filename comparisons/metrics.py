@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clip_search.search.moments import iou as iou  # one IoU for moments, metrics and benchmarks
 from comparisons.benchmark_metrics import per_query
 
 DEFAULT_KS = (1, 5, 10)
@@ -66,13 +67,6 @@ def covers(t: float, film: str, interval: Interval, tol: float) -> bool:
 def is_relevant(t: float, intervals: Sequence[Interval], tol: float = DEFAULT_TOLERANCE, film: str = "") -> bool:
     """Whether a hit at time ``t`` of ``film`` lies in one of the relevant intervals, widened by ``tol``."""
     return any(covers(t, film, iv, tol) for iv in intervals)
-
-
-def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Temporal intersection over union of two [start, end] intervals."""
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
 
 
 def moment_hit(moment: tuple[float, float], film: str, intervals: Sequence[Interval]) -> float:

@@ -18,7 +18,7 @@ from clip_search.search.scoring import DEFAULT_GAP
 from clip_search.store.library import Film, Library
 from comparisons.benchmark_metrics import MAX_WINDOWS, METRICS, means, per_query
 from comparisons.benchmarks import Benchmark, BenchmarkQuery, submission_line
-from comparisons.statistics import bootstrap_ci, compare_all, holm, proportion_ci, verdict
+from comparisons.statistics import bootstrap_ci, compare_all, holm, placed_chance, proportion_ci, verdict
 from engines import EngineUnavailable
 from engines import chance as default_chance
 
@@ -159,12 +159,12 @@ def _chance(
     if not windows:
         return per_query(benchmark, [], gt)  # nothing proposed: nothing to place, every value 0
     lengths = np.array([min(w[1] - w[0], duration) for w in windows])
-    draws = []
-    for _ in range(CHANCE_DRAWS):
-        starts = rng.random(len(lengths)) * np.maximum(duration - lengths, 0.0)
-        placed = [[s, s + length, w[2]] for s, length, w in zip(starts, lengths, windows, strict=True)]
-        draws.append(per_query(benchmark, placed, gt))
-    return {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
+
+    def score(films: np.ndarray, starts: np.ndarray) -> dict[str, float]:
+        placed = zip(starts, lengths, windows, strict=True)
+        return per_query(benchmark, [[s, s + length, w[2]] for s, length, w in placed], gt)
+
+    return placed_chance([duration], lengths, rng, CHANCE_DRAWS, score)
 
 
 def _result(engine: str, benchmark: str, values: list[dict], chance: list[dict]) -> BenchmarkResult:

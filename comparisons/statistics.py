@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -223,18 +223,30 @@ def windows_chance(
     and rank, and lands in a film of the search (chosen in proportion to its length) at a uniform start."""
     if not moments:
         return moment_metrics([], intervals)
-    durations = np.array([max(s.duration, 1e-9) for s in searched])
     lengths = np.array([m[2] - m[1] for m in moments])
-    draws = []
-    for _ in range(WINDOW_DRAWS):
-        films = rng.choice(len(searched), size=len(moments), p=durations / durations.sum())
-        starts = rng.random(len(moments)) * np.maximum(durations[films] - lengths, 0.0)
-        placed = [
-            [searched[f].id, s, s + length, m[3]]
-            for f, s, length, m in zip(films, starts, lengths, moments, strict=True)
-        ]
-        draws.append(moment_metrics(placed, intervals))
-    return {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
+
+    def score(films: np.ndarray, starts: np.ndarray) -> dict[str, float]:
+        placed = zip(films, starts, lengths, moments, strict=True)
+        return moment_metrics([[searched[f].id, s, s + length, m[3]] for f, s, length, m in placed], intervals)
+
+    return placed_chance([s.duration for s in searched], lengths, rng, WINDOW_DRAWS, score)
+
+
+def placed_chance(
+    durations: Sequence[float],
+    lengths: np.ndarray,
+    rng: np.random.Generator,
+    draws: int,
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+) -> dict[str, float]:
+    """The mean of ``score(films, starts)`` over ``draws`` random placements of windows of ``lengths``:
+    each lands in a film (in proportion to its duration) at a uniform start that keeps it inside."""
+    durations = np.array([max(d, 1e-9) for d in durations])
+    values = []
+    for _ in range(draws):
+        films = rng.choice(len(durations), size=len(lengths), p=durations / durations.sum())
+        values.append(score(films, rng.random(len(lengths)) * np.maximum(durations[films] - lengths, 0.0)))
+    return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
 
 
 def compare_all(

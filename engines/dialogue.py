@@ -14,7 +14,7 @@ from clip_search.store.library import Film, Library
 from clip_search.video.subtitles import Dialogue
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
 from engines.result import Pick
-from tagging.dialogue import CueIndex, film_dialogue, frame_scores_from_cues
+from tagging.dialogue import SCREEN_TOLERANCE, CueIndex, film_dialogue, frame_scores_from_cues
 from tagging.tag_store import TagStore
 from tagging.taggers import local_service
 
@@ -116,10 +116,7 @@ class DialogueEngine(Engine):
 
     def explain(self, film: Film, frame: int, query: str | Query, crops: bool = False) -> Explanation:
         query = as_query(query)
-        d = self.dialogue(film)
-        scores = self.cue_index(film).scores(query.text)
-        t = float(film.times[frame])
-        on_screen = [(c, s) for c, s in zip(d.cues, scores, strict=True) if c.start - 0.5 <= t <= c.end + 0.5]
+        on_screen = _on_screen(self._lines(film, query.text), float(film.times[frame]))
         evidence = [
             Evidence("cue", c.text, round(float(s), 3), c.start, c.end)
             for c, s in sorted(on_screen, key=lambda x: -x[1])
@@ -127,7 +124,12 @@ class DialogueEngine(Engine):
         return self._explanation(film, frame, query, evidence[:3], None if evidence else "nothing is said here")
 
 
+def _on_screen(lines: list[tuple], t: float) -> list[tuple]:
+    """The (cue, score) pairs on screen at ``t``, within the tolerance the cue scores use."""
+    return [(c, s) for c, s in lines if c.start - SCREEN_TOLERANCE <= t <= c.end + SCREEN_TOLERANCE]
+
+
 def _cue_at(lines: list[tuple], t: float):
     """The best-matching cue on screen at ``t`` (None where nothing is said)."""
-    on_screen = [(c, s) for c, s in lines if c.start - 0.5 <= t <= c.end + 0.5]
+    on_screen = _on_screen(lines, t)
     return max(on_screen, key=lambda x: x[1])[0] if on_screen else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from clip_search.search.moments import Moment, nms
+from clip_search.search.moments import nms
 from clip_search.store.library import Film
 from engines.result import MomentHit, Query, Result, as_query
 
@@ -103,17 +103,9 @@ def _distinct(moments: list[MomentHit]) -> list[MomentHit]:
     by_film: dict[str, list[MomentHit]] = {}
     for m in moments:
         by_film.setdefault(m.film_id, []).append(m)
-    kept = []
-    for film_moments in by_film.values():
-        as_spans = nms([_span(m) for m in film_moments])
-        keep = {(s.start, s.end, s.peak_score) for s in as_spans}
-        kept += [m for m in film_moments if (m.start, m.end, m.score) in keep]
+    kept = [m for film_moments in by_film.values() for m in nms(film_moments, score=lambda m: m.score)]
     kept.sort(key=lambda m: (-m.score, m.film_id, m.start))
     return kept
-
-
-def _span(m: MomentHit) -> Moment:
-    return Moment(m.start, m.end, m.peak, m.score)
 
 
 def threshold(film: Film, scores: np.ndarray, sigmoid: bool) -> tuple[float, str]:

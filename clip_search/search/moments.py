@@ -6,6 +6,7 @@ query stands out, whatever the model's score range."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -150,11 +151,13 @@ def _run(times: np.ndarray, raw: np.ndarray, lo: int, hi: int, thr: float, durat
     return [Moment(float(times[lo]), frame_end(times, hi, duration), float(times[j]), float(raw[j]))]
 
 
-def nms(moments: list[Moment], threshold: float = NMS_IOU, limit: int | None = None) -> list[Moment]:
-    """Temporal non-maximum suppression: best peak first, dropping any moment that overlaps a kept
-    one by ``threshold`` IoU or more."""
-    kept: list[Moment] = []
-    for m in sorted(moments, key=lambda m: -m.peak_score):  # stable: equal peaks keep the order given
+def nms(
+    moments: list, threshold: float = NMS_IOU, limit: int | None = None, score: Callable = lambda m: m.peak_score
+) -> list:
+    """Temporal non-maximum suppression: best ``score`` first (a moment's peak), dropping any moment
+    (anything with ``start`` and ``end``) that overlaps a kept one by ``threshold`` IoU or more."""
+    kept: list = []
+    for m in sorted(moments, key=lambda m: -score(m)):  # stable: equal scores keep the order given
         if all(iou((m.start, m.end), (k.start, k.end)) < threshold for k in kept):
             kept.append(m)
             if limit is not None and len(kept) == limit:
