@@ -515,15 +515,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise FrameSearchError(f"{film.name} [{model}]: damaged ({damaged[model]}); re-index its source to repair it.")
     film = film.view(model)
     out = args.output
-    atomic_savez(  # exactly OUT, and no partial file there on a full disk
-        out,
-        {
-            "embeddings": np.asarray(film.embeddings, np.float32),
-            "times": np.asarray(film.times, np.float64),
-            "model": np.array(film.model),
-        },
-    )
-    print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} ({film.model}) -> {out}")
+    arrays = {
+        "embeddings": np.asarray(film.embeddings, np.float32),
+        "times": np.asarray(film.times, np.float64),
+        "model": np.array(film.model),
+    }
+    clips = film.vectors().clips
+    if clips is not None:  # a video model: each row's clip and the frames its vector was computed from
+        arrays["segments"], arrays["frame_times"] = clips.per_frame()
+    atomic_savez(out, arrays)  # exactly OUT, and no partial file there on a full disk
+    what = ", with each row's clip (segments, frame_times)" if clips is not None else ""
+    print(f"{film.name}: {film.manifest.frames} vectors of {film.manifest.dim} ({film.model}){what} -> {out}")
     return 0
 
 

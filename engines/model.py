@@ -23,6 +23,7 @@ from clip_search.search.scoring import (
     top_frames,
 )
 from clip_search.store.library import Film, add_model_command, in_order
+from clip_search.timecode import fmt_time
 from clip_search.video.decode import frame_at
 from clip_search.video.patches import PatchSettings
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
@@ -141,10 +142,25 @@ class ModelEngine(Engine):
         film = film.view(self.model)
         scores = self.scores(film, query)
         rank = int(np.sum(scores > scores[frame])) + 1
-        evidence = [Evidence("cosine", f"cosine {scores[frame]:.4f} between the query and this frame")]
+        clips = film.vectors().clips
+        if clips is None:
+            evidence = [Evidence("cosine", f"cosine {scores[frame]:.4f} between the query and this frame")]
+        else:  # a video model: the frame's vector is its clip's
+            c = int(clips.clip_of[frame])
+            start, end = clips.segments[c]
+            seen = ", ".join(fmt_time(t) for t in dict.fromkeys(clips.frame_times[c].tolist()))
+            evidence = [
+                Evidence(
+                    "cosine",
+                    f"cosine {scores[frame]:.4f} between the query and the clip {fmt_time(start)}–{fmt_time(end)} "
+                    f"this frame is in ({clips.frame_times.shape[1]} frames, from those at {seen})",
+                )
+            ]
         evidence.append(Evidence("rank", f"rank {rank} of {len(scores)} frames of {film.name}"))
         out = self._explanation(film, frame, query, evidence, score=float(scores[frame]))
-        if crops:
+        if crops and clips is not None:
+            out.note = "no crop map: a video model scores whole clips, not parts of a frame"
+        elif crops:
             try:
                 out.grid, out.frame_size = self.crop_scores(film, frame, query)
             except FrameSearchError as e:  # the source file is gone or unreadable: the rest still explains

@@ -163,7 +163,8 @@ def add_model(lib: Library) -> None:
             "Model",
             key="add-model",
             placeholder="google/siglip2-base-patch16-224, open_clip:hf-hub:timm/PE-Core-B-16 or a folder",
-            help="A hub id, open_clip:hf-hub:ORG/REPO, open_clip:ARCH/PRETRAINED or a local folder. "
+            help="A hub id, open_clip:hf-hub:ORG/REPO, open_clip:ARCH/PRETRAINED or a local folder; a video "
+            "model (microsoft/xclip-base-patch32, google/videoprism-lvt-base-f16r288) scores clips per shot. "
             f"In this library: {', '.join(known)}",
         ).strip()
         if not model:

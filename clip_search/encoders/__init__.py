@@ -1,9 +1,13 @@
-"""Dual text-image encoders behind one protocol (``base.DualEncoder``), three backends declared as
+"""Dual text-image encoders behind one protocol (``base.DualEncoder``), the backends declared as
 data (``BUILT_IN``), and any a lab installs (entry point ``framesearch.encoders``):
 
   transformers CLIP        any ``CLIPModel`` checkpoint             ``hf_clip``
   transformers SigLIP (2)  ``AutoModel`` + ``AutoProcessor``        ``hf_siglip``
   open_clip                PE-Core, MobileCLIP, EVA02, DFN, LAION   ``openclip``
+  transformers X-CLIP      video-text, 8-frame clips                ``hf_xclip``
+  transformers VideoPrism  video-text, 16-frame clips               ``hf_videoprism``
+
+A video-text model scores clips of frames (``clip_frames`` > 1, ``encode_clips``; see ``video``).
 
 A model is named as a user types it (:func:`resolve`): a hub id
 (``openai/clip-vit-base-patch32``, ``google/siglip2-base-patch16-224``), ``open_clip:hf-hub:ORG/REPO``
@@ -52,6 +56,7 @@ __all__ = [
     "prepare_image",
     "preprocessing_for",
     "resolve",
+    "scores_clips",
 ]
 
 OPEN_CLIP_PREFIX = "open_clip:"
@@ -95,6 +100,7 @@ class Backend:
     model_types: tuple[str, ...] = ()
     folder_file: str | None = None
     prefix: str | None = None
+    video: bool = False  # a video-text model: scores clips of frames (``video.VideoEncoder``)
 
     def loader(self):
         return importlib.import_module(self.module) if isinstance(self.module, str) else self.module
@@ -104,6 +110,8 @@ BUILT_IN = (
     Backend("transformers-clip", "clip_search.encoders.hf_clip", model_types=("clip",)),
     Backend("transformers-siglip", "clip_search.encoders.hf_siglip", model_types=("siglip",)),
     Backend("transformers-metaclip2", "clip_search.encoders.hf_metaclip2", model_types=("metaclip_2",)),
+    Backend("transformers-xclip", "clip_search.encoders.hf_xclip", model_types=("xclip", "x_clip"), video=True),
+    Backend("transformers-videoprism", "clip_search.encoders.hf_videoprism", model_types=("videoprism",), video=True),
     Backend("open_clip", "clip_search.encoders.openclip", folder_file="open_clip_config.json", prefix=OPEN_CLIP_PREFIX),
 )
 
@@ -181,6 +189,11 @@ def _resolve(name: str) -> ModelRef:
             kind = next((t for t in types if t in low), "clip")
         return ModelRef(name, _by_model_type(kind) or _by_model_type("clip"), name)
     raise ModelLoadError(f"'{name}' fits none of the forms a model is named by; name a model as {FORMS}.")
+
+
+def scores_clips(model_id: str | None) -> bool:
+    """Whether a model is a video-text model (its backend's flag; no weights are read)."""
+    return backends()[resolve(model_id).backend].video
 
 
 def _backend(ref: ModelRef):

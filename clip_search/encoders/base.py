@@ -225,6 +225,7 @@ class DualEncoder(Protocol):
     max_tokens: int
     scoring: Scoring
     pre: Preprocessing
+    clip_frames: int  # 1: scores one frame; F > 1: a video model that scores clips of F frames (encode_clips)
 
     def prepare(self, rgb: np.ndarray | Image.Image) -> np.ndarray: ...
     def encode_prepared(self, batch: np.ndarray) -> np.ndarray: ...
@@ -239,6 +240,7 @@ class TorchEncoder:
     (``model``: the loaded model, or its float32 twin for a re-run)."""
 
     backend = "torch"
+    clip_frames = 1
 
     def __init__(
         self, model, model_id: str, device: str, pre: Preprocessing, precision: str, dim: int, max_tokens: int, scoring
@@ -363,6 +365,11 @@ class TorchEncoder:
 
     def _text_features(self, model, tokens):  # pragma: no cover - each backend defines it
         raise NotImplementedError
+
+
+def clip_frames(encoder) -> int:
+    """Frames a model scores together: 1 for an image model (a plugin's too), F for a video model."""
+    return int(getattr(encoder, "clip_frames", 1) or 1)
 
 
 def matmul_modules(model) -> list:

@@ -7,6 +7,8 @@ only the weights are random, so their rankings mean nothing.
   SigLIP tokenizers are not on these machines); preprocessing as SiglipImageProcessor's defaults.
 - open_clip: open_clip's own shipped model config (ViT-B-32) and its own BPE tokenizer, saved as
   a local folder laid out as open_clip's hub repos are.
+- X-CLIP and VideoPrism (video-text): transformers' own configs, small, with the processors their
+  checkpoints ship (X-CLIP with CLIP's real tokenizer; VideoPrism with a tokenizer trained here).
 """
 
 from __future__ import annotations
@@ -115,6 +117,105 @@ def build_random_siglip(
     # as the real checkpoints: no attention mask (SigLIP's text tower was trained without one)
     SiglipTokenizer(vocab_file=str(spm), model_max_length=64, model_input_names=["input_ids"]).save_pretrained(target)
     SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(target)
+    return target
+
+
+def build_random_xclip(
+    target: str | os.PathLike, seed: int = 0, width: int = 64, layers: int = 2, frames: int = 8
+) -> Path:
+    """Save a random ``XCLIPModel`` into ``target``: transformers' own X-CLIP config, small, with
+    CLIP's real tokenizer from ../shared and the processor ``microsoft/xclip-base-patch32`` ships
+    (``VideoMAEImageProcessor``: short side 224, centre crop, bilinear, ImageNet mean and std)."""
+    import torch  # torch loads only when a model is used
+
+    # transformers loads only when a model is used
+    from transformers import CLIPTokenizerFast, VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    src = config.shared_clip_config_dir()
+    if not (src / "tokenizer.json").is_file():
+        raise ModelLoadError(f"No CLIP tokenizer at {src}: the shared data folder is missing.")
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    tokenizer = CLIPTokenizerFast.from_pretrained(src)
+    tower = {
+        "hidden_size": width,
+        "intermediate_size": width * 4,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+    }
+    cfg = XCLIPConfig(
+        text_config={**tower, "vocab_size": tokenizer.vocab_size},
+        vision_config={
+            **tower,
+            "patch_size": 32,
+            "num_frames": frames,
+            "mit_hidden_size": width // 2,
+            "mit_intermediate_size": width * 2,
+            "mit_num_hidden_layers": 1,
+            "mit_num_attention_heads": 2,
+        },
+        projection_dim=width // 2,  # the multi-frame transformer works on projected features
+        prompt_layers=1,
+        prompt_num_attention_heads=2,
+    )
+    torch.manual_seed(seed)
+    XCLIPModel(cfg).save_pretrained(target)
+    frames_processor = VideoMAEImageProcessor(
+        size={"shortest_edge": 224},
+        crop_size={"height": 224, "width": 224},
+        resample=2,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    XCLIPProcessor(image_processor=frames_processor, tokenizer=tokenizer).save_pretrained(target)
+    return target
+
+
+def build_random_videoprism(
+    target: str | os.PathLike, seed: int = 0, width: int = 32, frames: int = 16, vocab: int = 600
+) -> Path:
+    """Save a random ``VideoPrismClipModel`` into ``target``: transformers' own VideoPrism config,
+    small, a unigram tokenizer trained here (the real one is not on these machines) in VideoPrism's
+    layout (<pad> 0, </s> 1, <unk> 2), and the processor the LVT checkpoints ship
+    (``VideoPrismProcessor``: frames resized whole to 288 x 288, rescaled to [0, 1])."""
+    import sentencepiece as spm  # loaded only when a VideoPrism tokenizer is made
+    import torch  # torch loads only when a model is used
+
+    # transformers loads only when a model is used
+    from transformers import (
+        LlavaOnevisionVideoProcessor,
+        VideoPrismClipModel,
+        VideoPrismConfig,
+        VideoPrismProcessor,
+        VideoPrismTokenizer,
+    )
+
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    model_file = _train_sentencepiece(target, vocab)
+    pieces = spm.SentencePieceProcessor(model_file=str(model_file))
+    table = [(pieces.id_to_piece(i), float(pieces.get_score(i))) for i in range(pieces.get_piece_size())]
+    model_file.unlink()
+    tokenizer = VideoPrismTokenizer(vocab=table, extra_ids=0)
+    tower = {"hidden_size": width, "intermediate_size": width * 2, "num_attention_heads": 2}
+    cfg = VideoPrismConfig(
+        text_config={**tower, "num_hidden_layers": 1, "vocab_size": len(table), "max_position_embeddings": 64},
+        vision_config={
+            **tower,
+            "num_spatial_layers": 1,
+            "num_temporal_layers": 1,
+            "num_auxiliary_layers": 1,
+            "num_frames": frames,
+            "image_size": 288,
+            "tubelet_size": [1, 18, 18],
+        },
+    )
+    torch.manual_seed(seed)
+    VideoPrismClipModel(cfg).save_pretrained(target)
+    frames_processor = LlavaOnevisionVideoProcessor(
+        size={"height": 288, "width": 288}, do_normalize=False, do_sample_frames=False
+    )
+    VideoPrismProcessor(video_processor=frames_processor, tokenizer=tokenizer).save_pretrained(target)
     return target
 
 

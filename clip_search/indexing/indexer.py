@@ -34,8 +34,9 @@ from PIL import Image
 
 import clip_search.config as config
 from clip_search.encoders import spot_check
-from clip_search.encoders.base import set_threads
-from clip_search.errors import VideoError
+from clip_search.encoders.base import clip_frames, set_threads
+from clip_search.errors import FrameSearchError, VideoError
+from clip_search.indexing.clips import ClipRows, ClipStage, ClipStarts, expected_clips
 from clip_search.store.library import (
     DamagedFilm,
     Film,
@@ -49,6 +50,7 @@ from clip_search.store.library import (
 from clip_search.store.locks import FilmBusy, film_lock
 from clip_search.store.writer import StagedFilm, add_source
 from clip_search.timecode import fmt_time
+from clip_search.video import shots
 from clip_search.video.decode import SampledFrame, SamplingSettings, iter_frames, probe, scale_rgb
 from clip_search.video.patches import PatchSettings, crop_patches
 from clip_search.video.subtitles import load_dialogue
@@ -294,16 +296,20 @@ def _encode_into(
     chunk_frames: int,
     after_batch: Callable[[int], None],
     keep: np.ndarray | None = None,
+    clip_starts: ClipStarts | None = None,
 ) -> tuple[int, list[float]]:
     """Encode prepared frames in batches with every model and write them as chunks; returns frames
     encoded and each model's own seconds.
 
     A frame whose time does not follow the last one kept (duplicate PTS) is dropped, so stored
     times strictly increase whatever the container says; with ``keep`` (a live film's times, when
-    adding models) only frames at those times are encoded."""
+    adding models) only frames at those times are encoded. A video model's frames wait in its
+    ``ClipStage`` until their clip ends (``clip_starts`` says where clips start); a chunk is
+    written up to the last frame every model has a vector of, so a chunk always ends a clip."""
     encoded = 0
     seconds = [0.0] * len(encoders)
-    checks = [spot_check.needs_check(e) for e in encoders]
+    stages = {k: ClipStage(e) for k, e in enumerate(encoders) if clip_frames(e) > 1}
+    checks = [spot_check.needs_check(e) and k not in stages for k, e in enumerate(encoders)]
     inputs: list[list[tuple[np.ndarray, int]]] = [[] for _ in encoders]  # a checked model's batches of the chunk
     vecs: list[list[np.ndarray]] = [[] for _ in encoders]
     patches: list[list[np.ndarray]] = [[] for _ in encoders]
@@ -315,7 +321,12 @@ def _encode_into(
     def encode(batch: list[_Item]) -> None:
         nonlocal encoded, has_patches
         n = len(batch)
+        starts = [clip_starts(it.time, it.thumb) for it in batch] if stages else []
         for k, enc in enumerate(encoders):
+            if k in stages:
+                for it, new in zip(batch, starts, strict=True):
+                    stages[k].add(it.time, it.pixels[k], new)
+                continue
             pixels = [it.pixels[k] for it in batch]
             for it in batch:
                 pixels.extend(it.patches[k])
@@ -337,27 +348,48 @@ def _encode_into(
         """Spot-check model k's vectors of this chunk; encode the chunk again in float32 if they disagree."""
         t0 = time.perf_counter()
         frames = np.concatenate([b[:n] for b, n in inputs[k]])
-        if spot_check.agreement(encoders[k], frames, np.concatenate(vecs[k])) < spot_check.SPOT_MIN_COSINE:
+        whole = np.concatenate(vecs[k])
+        carried = whole[: len(whole) - len(frames)]  # frames checked before, waiting for a clip to end
+        if spot_check.agreement(encoders[k], frames, whole[len(carried) :]) < spot_check.SPOT_MIN_COSINE:
             redone = [encoders[k].encode_float32(b) for b, _ in inputs[k]]
-            vecs[k][:] = [out[:n] for out, (_, n) in zip(redone, inputs[k], strict=True)]
+            vecs[k][:] = [carried] + [out[:n] for out, (_, n) in zip(redone, inputs[k], strict=True)]
             patches[k][:] = [out[n:] for out, (_, n) in zip(redone, inputs[k], strict=True) if n < len(out)]
             staged.sets[k].float32_chunks += 1
         inputs[k].clear()
         seconds[k] += time.perf_counter() - t0
 
-    def flush() -> None:
+    def flush(final: bool = False) -> None:
         for k in range(len(encoders)):
             if checks[k] and inputs[k]:
                 verify(k)
-        if times:
-            staged.write_chunk(
-                [np.concatenate(v) for v in vecs],
-                times,
-                thumbs if staged.film is None else [],
-                [np.concatenate(p) for p in patches] if has_patches else None,
-            )
-            for part in (*vecs, *patches, times, thumbs):
-                part.clear()
+        if final:
+            for stage in stages.values():
+                stage.close(staged.manifest.duration)
+        n = min([len(times), *(s.ready for s in stages.values())])
+        if not n:
+            return
+        out: list[np.ndarray] = []
+        clips: list[ClipRows | None] = []
+        for k in range(len(encoders)):
+            if k in stages:
+                vectors, rows = stages[k].take(n)
+                out.append(vectors)
+                clips.append(rows)
+            else:  # frames after n wait for the video models' clip to end (no patches: refused with them)
+                whole = np.concatenate(vecs[k])
+                out.append(whole[:n])
+                vecs[k][:] = [whole[n:]] if n < len(whole) else []
+                clips.append(None)
+        staged.write_chunk(
+            out,
+            times[:n],
+            thumbs[:n] if staged.film is None else [],
+            [np.concatenate(p) for p in patches] if has_patches else None,
+            clips if stages else None,
+        )
+        for part in patches:
+            part.clear()
+        del times[:n], thumbs[:n]
 
     pending: list[_Item] = []
     for item in items:
@@ -375,8 +407,28 @@ def _encode_into(
             after_batch(encoded)
     if pending:
         encode(pending)
-    flush()
+    flush(final=True)
+    for k, stage in stages.items():
+        seconds[k] = stage.seconds
+        staged.sets[k].float32_chunks += stage.failed_checks
     return encoded, seconds
+
+
+def _clip_starts(encoders: Sequence[DualEncoder], film: Film | None, manifest: Manifest) -> ClipStarts | None:
+    """Where the video models' clips start: at the film's shots (found now from its thumbnails if
+    it has none yet), or, for a new film, where its thumbnails cut as they are made. None without a
+    video model. A video model scores clips of whole frames: a film with patch crops is refused."""
+    video = [e.model_id for e in encoders if clip_frames(e) > 1]
+    if not video:
+        return None
+    if manifest.patches_per_frame or manifest.patches:
+        raise FrameSearchError(
+            f"{manifest.name}: {video[0]} scores clips of whole frames, not patch crops; index the film without "
+            "--patches to add a video model."
+        )
+    if film is None:
+        return ClipStarts(None)
+    return ClipStarts(film.shots() if film.shots() is not None else shots.of_film(film))
 
 
 def _among(times: np.ndarray, t: float, tol: float = 1e-6) -> bool:
@@ -395,6 +447,7 @@ def vector_set_for(encoder: DualEncoder) -> VectorSet:
         scoring=sc.kind,
         device=encoder.device,
         precision=getattr(encoder, "precision", None),
+        clip_frames=clip_frames(encoder),
     )
 
 
@@ -533,6 +586,7 @@ def index_film(
             return IndexResult(film, reused=True, resumed_frames=0, encoded_frames=0, seconds=0.0)
         existing, manifest = plan.existing, plan.manifest
         todo = [e for e in encoders if e.model_id in plan.todo]
+        clip_starts = _clip_starts(todo, existing, manifest)
         staged = StagedFilm(library, manifest, [vector_set_for(e) for e in todo], film=existing)
         resumed = staged.frames
         device = todo[0].device
@@ -558,7 +612,7 @@ def index_film(
             keep = existing.times if existing is not None else None
             with split:
                 encoded, seconds = _encode_into(
-                    staged, producer.items(), todo, batch_size, options.chunk_frames, after_batch, keep
+                    staged, producer.items(), todo, batch_size, options.chunk_frames, after_batch, keep, clip_starts
                 )
         finally:
             producer.stop.set()
@@ -602,6 +656,17 @@ def estimate_adding(library: Library, films: Sequence[Film], encoder: DualEncode
     if measured:
         spf = sum(v.seconds_per_frame * v.frames for v in measured) / sum(v.frames for v in measured)
         basis = f"{spf * 1000:.0f} ms/frame measured on {encoder.device} in this library; decoding comes on top"
+    elif clip_frames(encoder) > 1:  # a video model: one clip of its frames timed, times the clips the films cut into
+        crop, f = encoder.pre.crop, clip_frames(encoder)
+        clip = np.random.default_rng(0).integers(0, 255, (1, f, crop, crop, 3), dtype=np.uint8)
+        encoder.encode_clips(clip)
+        t0 = time.perf_counter()
+        encoder.encode_clips(clip)
+        per_clip = time.perf_counter() - t0
+        clips = sum(expected_clips(f) for f in films if not f.has(encoder.model_id))
+        spf = per_clip * clips / max(frames, 1)
+        basis = f"{per_clip * 1000:.0f} ms per {f}-frame clip measured now on {encoder.device}, {clips} clips"
+        basis += "; decoding comes on top"
     else:
         crop = encoder.pre.crop
         batch = np.random.default_rng(0).integers(0, 255, (trial, crop, crop, 3), dtype=np.uint8)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import clip_search.config as config
-from clip_search.encoders import load_encoder, prepare_image, preprocessing_for, spot_check
+from clip_search.encoders import load_encoder, prepare_image, preprocessing_for, scores_clips, spot_check
 from clip_search.encoders.base import set_threads
 from clip_search.errors import FrameSearchError
 from clip_search.indexing.indexer import FilmPlan, IndexOptions, frame_thumbnail, new_manifest, vector_set_for
@@ -212,6 +212,11 @@ def index_archive(
     warn: Callable[[str], None] | None = None,
 ) -> ArchiveResult:
     """Index many films with Ray Data; returns what was indexed, reused and what failed (by name)."""
+    if scores_clips(model_id):  # a clip spans a segment's edge: Ray's segments are encoded apart
+        raise FrameSearchError(
+            f"{config.model_id(model_id)} is a video model: its clips follow the film's shots across the whole "
+            "film, so it is indexed without --workers."
+        )
     _init_ray(workers)  # first: without Ray installed, one line saying how to install it
     import ray  # Ray starts only for a Ray run
     import ray.data  # Ray starts only for a Ray run

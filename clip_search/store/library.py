@@ -39,6 +39,8 @@ import re
 import shlex
 import shutil
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,7 @@ class VectorSet:
     completed_at: float | None = None
     format: int = SET_FORMAT
     float32_chunks: int = 0  # chunks whose spot check failed and that were encoded again in float32
+    clip_frames: int = 1  # a video model's frames per clip: its clips are in the set's clips.npz
 
     @classmethod
     def load(cls, path: Path) -> VectorSet:
@@ -342,6 +345,10 @@ def check_set(set_dir: Path, vs: VectorSet, n: int, patches_per_frame: int, deep
         shape, _ = _npy_shape(set_dir / "patch_embeddings.npy")
         if shape != (n * patches_per_frame, dim):
             raise DamagedFilm(f"patch_embeddings.npy is {shape}, expected ({n * patches_per_frame}, {dim})")
+    if vs.clip_frames > 1:
+        clips = read_clips(set_dir, n)
+        if clips is None or clips.frame_times.shape[1] != vs.clip_frames:
+            raise DamagedFilm(f"clips.npz is missing or damaged, or not of {vs.clip_frames}-frame clips of {n} frames")
     emb = np.load(set_dir / "embeddings.npy", mmap_mode="r")
     sample = np.unique(np.linspace(0, n - 1, min(n, SAMPLED_ROWS)).astype(np.int64))  # cheap: on every load
     for lo, block in ((0, emb[sample]),) if not deep else ((lo, emb[lo : lo + 65536]) for lo in range(0, n, 65536)):
@@ -351,6 +358,49 @@ def check_set(set_dir: Path, vs: VectorSet, n: int, patches_per_frame: int, deep
             raise DamagedFilm(f"{where}embeddings.npy have non-finite values (near frame {lo})")
         if np.any(np.abs(np.linalg.norm(block, axis=1) - 1) > 1e-3):
             raise DamagedFilm(f"{where}embeddings.npy have vectors that are not unit length (near frame {lo})")
+
+
+CLIPS = "clips.npz"  # a video model's set: segments (C, 2), frame_times (C, F), clip_of (N,)
+
+
+@dataclass(frozen=True)
+class Clips:
+    """A video model's clips of a film: ``segments`` (C, 2) [start, end] seconds, ``frame_times``
+    (C, F) the times of the frames each clip's vector was computed from, ``clip_of`` (N,) the clip
+    of each sampled frame (whose stored vector is its clip's)."""
+
+    segments: np.ndarray
+    frame_times: np.ndarray
+    clip_of: np.ndarray
+
+    def per_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each frame's clip [start, end] (N, 2) and clip frame times (N, F): what ``export`` writes."""
+        return self.segments[self.clip_of], self.frame_times[self.clip_of]
+
+
+def read_clips(set_dir: Path, n: int) -> Clips | None:
+    """A set's clips when they read back whole and fit its ``n`` frames (one clip per frame, clips
+    in time order, each frame's clip index in range), else None."""
+    try:
+        with np.load(set_dir / CLIPS) as z:
+            segments = np.asarray(z["segments"], np.float64)
+            frame_times = np.asarray(z["frame_times"], np.float64)
+            clip_of = np.asarray(z["clip_of"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+    c = len(segments)
+    fits = (
+        segments.ndim == 2
+        and segments.shape[1] == 2
+        and frame_times.ndim == 2
+        and len(frame_times) == c
+        and clip_of.shape == (n,)
+        and clip_of.dtype.kind in "iu"
+        and (n == 0 or (clip_of.min() >= 0 and clip_of.max() < c and np.all(np.diff(clip_of) >= 0)))
+        and np.all(np.isfinite(segments))
+        and np.all(segments[:, 1] >= segments[:, 0])
+    )
+    return Clips(segments, frame_times, clip_of.astype(np.int64)) if fits else None
 
 
 def _read_dialogue(path: Path):
@@ -472,6 +522,13 @@ class Vectors:
             # and archive search gathers from a hundred films per query
             self._embeddings = np.asarray(np.load(self.dir / "embeddings.npy", mmap_mode="r"))
         return self._embeddings
+
+    @property
+    def clips(self) -> Clips | None:
+        """A video model's clips (which frames each vector was computed from); None for an image model."""
+        if self.set.clip_frames <= 1:
+            return None
+        return read_clips(self.dir, self.set.frames)
 
     @property
     def patch_embeddings(self) -> np.ndarray | None:

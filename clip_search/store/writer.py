@@ -33,6 +33,7 @@ import numpy as np
 from clip_search.errors import FrameSearchError
 from clip_search.store.atomic import atomic_savez, atomic_write_json
 from clip_search.store.library import (
+    CLIPS,
     DamagedFilm,
     Film,
     Library,
@@ -149,10 +150,12 @@ class StagedFilm:
         times: Sequence[float],
         thumbs: Sequence[bytes],
         patches: np.ndarray | Sequence[np.ndarray] | None = None,
+        clips: Sequence | None = None,
     ) -> None:
         """Append one chunk atomically: per model, one vector per frame (a single array for one
-        model). Times must continue strictly after those already stored; when adding models to a
-        live film they must be exactly the film's next frame times."""
+        model), and per video model its clips (``ClipRows``: the chunk's frames' clips; None for an
+        image model). Times must continue strictly after those already stored; when adding models
+        to a live film they must be exactly the film's next frame times."""
         times = np.asarray(times, np.float64)
         if not len(times):
             return
@@ -166,11 +169,17 @@ class StagedFilm:
             if len(expected) != len(times) or not np.allclose(expected, times, rtol=0, atol=1e-6):
                 raise ValueError(f"{self.film.name}: the frames decoded again are not the film's own frames")
         patches = None if patches is None else self._per_set(patches)
-        self._write(self.parts / f"part-{len(self._paths()):06d}.npz", embeddings, times, thumbs, patches)
+        clips = [None] * len(self.sets) if clips is None else list(clips)
+        for vs, rows in zip(self.sets, clips, strict=True):
+            if (vs.clip_frames > 1) != (rows is not None) or (rows is not None and len(rows.clip_of) != len(times)):
+                raise ValueError(f"{vs.model}: a chunk needs the clips of a video model's frames, and only of them")
+        self._write(self.parts / f"part-{len(self._paths()):06d}.npz", embeddings, times, thumbs, patches, clips)
         self.frames += len(times)
         self.last_time = float(times[-1])
 
-    def _write(self, target: Path, embeddings: list, times: np.ndarray, thumbs, patches: list | None) -> None:
+    def _write(
+        self, target: Path, embeddings: list, times: np.ndarray, thumbs, patches: list | None, clips: list | None = None
+    ) -> None:
         if len(times) > 1 and np.any(np.diff(times) <= 0):
             raise ValueError("chunk times must strictly increase")
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
@@ -183,6 +192,11 @@ class StagedFilm:
             arrays[f"embeddings_{i}"] = np.asarray(e, np.float32)
         for i, p in enumerate(patches or []):
             arrays[f"patch_embeddings_{i}"] = np.asarray(p, np.float32)
+        for i, rows in enumerate(clips or []):
+            if rows is not None:
+                arrays[f"segments_{i}"] = rows.segments
+                arrays[f"frame_times_{i}"] = rows.frame_times
+                arrays[f"clip_of_{i}"] = rows.clip_of
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -209,6 +223,9 @@ class StagedFilm:
                 pems.append(_new_npy(d / "patch_embeddings.npy", (n * patches_per_frame, vs.dim)))
         times = np.empty(n, np.float64)
         offsets = np.zeros(n + 1, np.int64)
+        clips: dict[int, list[list[np.ndarray]]] = {
+            i: [[], [], []] for i, v in enumerate(self.sets) if v.clip_frames > 1
+        }
         pos = 0
         with open(self.dir / "thumbs.bin", "wb") if self.film is None else _nowhere() as thumbs:
             for p, k in zip(paths, sizes, strict=True):
@@ -218,6 +235,10 @@ class StagedFilm:
                     for i, pem in enumerate(pems):
                         pem[pos * patches_per_frame : (pos + k) * patches_per_frame] = z[f"patch_embeddings_{i}"]
                     times[pos : pos + k] = z["times"]
+                    for i, (segments, frame_times, clip_of) in clips.items():  # a chunk's clips are its own
+                        clip_of.append(z[f"clip_of_{i}"] + sum(len(s) for s in segments))
+                        segments.append(z[f"segments_{i}"])
+                        frame_times.append(z[f"frame_times_{i}"])
                     if self.film is None:
                         offsets[pos + 1 : pos + k + 1] = offsets[pos] + np.cumsum(z["thumb_lens"])
                         thumbs.write(z["thumbs"].tobytes())
@@ -228,6 +249,16 @@ class StagedFilm:
         for arr in embs + pems:
             arr.flush()
         del embs, pems
+        for i, (segments, frame_times, clip_of) in clips.items():
+            f = self.sets[i].clip_frames
+            atomic_savez(
+                self._set_dir(self.sets[i]) / CLIPS,
+                {
+                    "segments": np.concatenate(segments) if segments else np.zeros((0, 2)),
+                    "frame_times": np.concatenate(frame_times) if frame_times else np.zeros((0, f)),
+                    "clip_of": np.concatenate(clip_of) if clip_of else np.zeros(0, np.int64),
+                },
+            )
         if self.film is None:
             np.save(self.dir / "times.npy", times)
             np.save(self.dir / "thumb_offsets.npy", offsets)

@@ -1,0 +1,69 @@
+"""transformers VideoPrism (``VideoPrismClipModel``, e.g. ``google/videoprism-lvt-base-f16r288``,
+16 frames at 288 px): a video encoder with a contrastive text tower. Equal to its processor
+(``VideoPrismProcessor``: every frame resized whole to a square, pixels in [0, 1]; text padded to
+64 tokens) + ``get_video_features`` / ``get_text_features``, which are unit vectors already.
+
+Its forward scores with ``exp`` of the cosine over a temperature it does not learn (none by
+default), so a score becomes a probability with a softmax at scale 1."""
+
+from __future__ import annotations
+
+from clip_search.encoders.base import Scoring, pick_precision, weight_dtype
+from clip_search.encoders.hub import from_pretrained, read_json
+from clip_search.encoders.video import VideoEncoder, processor_settings, video_preprocessing
+from clip_search.errors import ModelLoadError
+
+TEXT_TOKENS = 64  # VideoPrismProcessor pads and cuts text to this many tokens
+
+
+class HfVideoPrismEncoder(VideoEncoder):
+    """A loaded ``VideoPrismClipModel`` with its tokenizer; clips of the checkpoint's ``num_frames``."""
+
+    backend = "transformers-videoprism"
+
+    def __init__(self, model, tokenizer, model_id: str, device: str, pre, precision: str) -> None:
+        text = model.config.text_config
+        max_tokens = int(getattr(text, "max_position_embeddings", TEXT_TOKENS) or TEXT_TOKENS)
+        super().__init__(
+            model, model_id, device, pre, precision, int(text.hidden_size), max_tokens, Scoring("softmax", 1.0)
+        )
+        self.tokenizer = tokenizer
+        self.clip_frames = int(getattr(model.config.vision_config, "num_frames", 16))
+
+    def _video_features(self, model, pixels):
+        out = model.get_video_features(pixel_values_videos=pixels)
+        return out.pooler_output.reshape(pixels.shape[0], -1)
+
+    def _tokens(self, texts: list[str]):
+        tok = self.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        cut = [len(ids) > self.max_tokens for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        return tok.to(self.device), cut
+
+    def _token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    def _text_features(self, model, tok):
+        return model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+
+
+def preprocessing(ref, offline: bool = False):
+    """VideoPrismProcessor's frame settings (the whole frame to a square, no normalisation)."""
+    cfg = read_json(ref.target, "config.json", offline) or {}
+    size = cfg.get("vision_config", {}).get("image_size", 288)
+    side = int(size[0] if isinstance(size, (list, tuple)) else size)
+    return video_preprocessing(processor_settings(ref.target, offline, "video_processor"), side)
+
+
+def load(ref, device: str, precision: str | None, offline: bool) -> HfVideoPrismEncoder:
+    """``VideoPrismClipModel`` + the checkpoint's tokenizer (``AutoTokenizer``) from the hub or a folder."""
+    from transformers import AutoTokenizer, VideoPrismClipModel  # transformers loads only when a model is used
+
+    precision = pick_precision(precision, device)
+    model = from_pretrained(VideoPrismClipModel, ref.target, offline, dtype=weight_dtype(precision))
+    if not hasattr(model, "get_video_features"):
+        raise ModelLoadError(f"'{ref.name}' (a {type(model).__name__}, not a VideoPrism video-text model)")
+    tokenizer = from_pretrained(AutoTokenizer, ref.target, offline)
+    model.eval().to(device)
+    return HfVideoPrismEncoder(model, tokenizer, ref.target, device, preprocessing(ref, offline), precision)

@@ -1,0 +1,70 @@
+"""transformers X-CLIP (``XCLIPModel``, e.g. ``microsoft/xclip-base-patch32``, 8 frames): CLIP's
+towers with a multi-frame integration transformer over the frames' features. Equal to
+``XCLIPProcessor`` + ``get_video_features`` / ``get_text_features``, L2-normalised.
+
+X-CLIP's own forward also rewrites each text's vector with a prompt drawn from the video it is
+compared with; that would make a query's vector depend on the film, so no index could hold it.
+Search uses the two towers as a dual encoder (the text tower's own vector), as retrieval must."""
+
+from __future__ import annotations
+
+from clip_search.encoders.base import Scoring, pick_precision, weight_dtype
+from clip_search.encoders.hf_clip import CLIP_MAX_TOKENS
+from clip_search.encoders.hub import from_pretrained, read_json
+from clip_search.encoders.video import VideoEncoder, processor_settings, video_preprocessing
+from clip_search.errors import ModelLoadError
+
+
+class HfXClipEncoder(VideoEncoder):
+    """A loaded ``XCLIPModel`` with CLIP's tokenizer; clips of the checkpoint's ``num_frames``."""
+
+    backend = "transformers-xclip"
+
+    def __init__(self, model, tokenizer, model_id: str, device: str, pre, precision: str) -> None:
+        scale = float(model.logit_scale.exp().item())
+        super().__init__(
+            model,
+            model_id,
+            device,
+            pre,
+            precision,
+            model.config.projection_dim,
+            CLIP_MAX_TOKENS,
+            Scoring("softmax", scale),
+        )
+        self.tokenizer = tokenizer
+        self.clip_frames = int(getattr(model.config.vision_config, "num_frames", 8))
+
+    def _video_features(self, model, pixels):
+        return model.get_video_features(pixel_values=pixels)
+
+    def _tokens(self, texts: list[str]):
+        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        cut = [len(ids) > self.max_tokens for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        return tok.to(self.device), cut
+
+    def _token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    def _text_features(self, model, tok):
+        return model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+
+
+def preprocessing(ref, offline: bool = False):
+    """XCLIPProcessor's frame settings (VideoMAE's: short side, centre crop), from the checkpoint's files."""
+    cfg = read_json(ref.target, "config.json", offline) or {}
+    image_size = int(cfg.get("vision_config", {}).get("image_size", 224))
+    return video_preprocessing(processor_settings(ref.target, offline, "image_processor"), image_size)
+
+
+def load(ref, device: str, precision: str | None, offline: bool) -> HfXClipEncoder:
+    """``XCLIPModel`` + the checkpoint's tokenizer (``AutoTokenizer``: CLIP's) from the hub or a folder."""
+    from transformers import AutoTokenizer, XCLIPModel  # transformers loads only when a model is used
+
+    precision = pick_precision(precision, device)
+    model = from_pretrained(XCLIPModel, ref.target, offline, dtype=weight_dtype(precision))
+    if not hasattr(model, "get_video_features"):
+        raise ModelLoadError(f"'{ref.name}' (a {type(model).__name__}, not an X-CLIP video-text model)")
+    tokenizer = from_pretrained(AutoTokenizer, ref.target, offline)
+    model.eval().to(device)
+    return HfXClipEncoder(model, tokenizer, ref.target, device, preprocessing(ref, offline), precision)
