@@ -18,7 +18,7 @@ from clip_search.errors import FrameSearchError
 from clip_search.store.library import Library
 from clip_search.video.decode import SamplingSettings, iter_frames
 from framesearch import app
-from tests.conftest import BUNNY, TEARS
+from tests.conftest import BUNNY, QUERY_SET, TEARS
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +175,27 @@ def test_a_video_model_is_searched_explained_and_costed_like_any_model(clip_libr
     assert compare(["search", "--library", str(lib.root), "--engine", encoder.model_id, "--json", "soldier"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and rows[0]["engine"] == encoder.model_id
+
+
+def test_evaluate_scores_a_video_model_beside_pooled_frames_with_their_costs(clip_library, tmp_path):
+    from comparisons.cli import main as compare
+
+    lib, encoder = clip_library
+    queries = tmp_path / "q.csv"
+    lines = [line for line in QUERY_SET.read_text().splitlines() if line.startswith(("film,", "tears-of-steel"))]
+    queries.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "eval.json"
+    engines = f"{encoder.model_id},pooled:{encoder.model_id}"
+    assert (
+        compare(["evaluate", str(queries), "--library", str(lib.root), "--engines", engines, "--json", str(out)]) == 0
+    )
+    report = json.loads(out.read_text())
+    rows = {r["engine"]: r for r in report["engines"]}
+    for name in (encoder.model_id, f"pooled:{encoder.model_id}"):
+        assert rows[name]["status"] == "ok" and rows[name]["queries"] == rows["random"]["queries"] > 0
+        assert "mr-r1@0.5" in rows[name] and report["costs"][name]["usd_per_film_hour"] > 0
+    (pair,) = [c for c in report["comparisons"] if {c["a"], c["b"]} == set(rows) - {"random"}]
+    assert pair["queries"] == rows["random"]["queries"]  # paired on the same queries and frames
 
 
 def test_a_video_model_added_to_an_indexed_film_cuts_clips_at_its_stored_shots(tmp_path, encoder, xclip_dir):
