@@ -45,6 +45,8 @@ from clip_search.timecode import fmt_time
 from clip_search.video.decode import SamplingSettings
 from clip_search.video.patches import PatchSettings
 from framesearch.app import Watch, merge_duplicates, refresh_archive
+from tagging.embedders import CLOUD, embedding_service
+from tagging.taggers.base import TaggerError
 
 MOMENTS_HELP = (
     "list ranked moments instead of frames: stretches of film proposed from the scores (cut at several "
@@ -74,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         action="append",
         help=f"{MODEL_HELP} (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL}); repeat it to encode one "
-        "decode with several models; on a film indexed with another model only this model's vectors are added",
+        "decode with several models; on a film indexed with another model only this model's vectors are added; "
+        "cloud:titan, cloud:nova, cloud:marengo or cloud:azure buys a cloud service's vectors of the frames "
+        "(the calls and their price are shown first)",
     )
+    p.add_argument("--yes", action="store_true", help="buy a cloud service's vectors without asking")
     p.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument(
         "--precision",
@@ -202,8 +207,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         chunk_frames=args.chunk_frames,
     )
     library = open_library(config.library_dir(args.library), config.model_id())
-    # without --model: the library's own model when it has films (so an offline library stays usable)
-    chosen = args.model or [library.default_model() if library.films() else None]
+    try:
+        local, cloud = app.split_models(args.model or [])
+    except ValueError as e:
+        raise FrameSearchError(str(e)) from None
+    # without a model that runs here: the library's own model when it has films (an offline library
+    # stays usable); a cloud service's vectors are bought for the frames that model indexes
+    chosen = local or [library.default_model() if library.films() else None]
     models = list(dict.fromkeys(config.model_id(m) for m in chosen))
     explicit = args.fps is not None or args.every_frame or args.shots or args.patches
 
@@ -236,6 +246,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"{m.name}: {m.frames} frames, {fmt_time(m.duration)} ({item.describe()}{seconds}) -> {m.id}")
         if m.dialogue and m.dialogue.get("warning") and not (item.result and item.result.reused):
             _warn(m.dialogue["warning"])
+    for service in cloud:
+        if not _buy_vectors(library, report.films, service, args.yes):
+            return 1
     if args.workers:
         rate = report.frames / report.seconds if report.seconds else 0.0
         done = [i for i in report.items if not i.error]
@@ -308,6 +321,43 @@ def _ray_bar():
     return show
 
 
+def _buy_vectors(library: Library, films: list[Film], service: str, yes: bool) -> bool:
+    """``index --model cloud:X``: the estimate, the user's yes (or --yes), then the vectors bought
+    film by film with a progress bar; False when anything failed or was declined."""
+    from framesearch import app  # the CLI is an entry point: buying vectors is the application layer's verb
+
+    cost = app.embed_estimate(library, films, service)
+    print(cost.sentence(), file=sys.stderr)
+    if cost.frames and not yes:
+        if not sys.stdin.isatty():
+            raise FrameSearchError(f"{service} is a paid service: add --yes to confirm the estimate above.")
+        if input("Proceed? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("cancelled: nothing was paid for", file=sys.stderr)
+            return False
+    bar = tqdm(total=0, desc=service, unit="frame", file=sys.stderr)
+
+    def show(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    try:
+        done = app.embed(library, films, service, progress=show)
+    except TaggerError as e:
+        raise FrameSearchError(f"{service}: {e}") from None
+    finally:
+        bar.close()
+    ok = True
+    for item in done:
+        print(item.describe())
+        if item.run is not None:
+            for t, msg in item.run.errors[:10]:
+                _err(f"{item.film.name} at {fmt_time(t)}: {msg}")
+            if item.run.fatal:
+                _err(item.run.fatal)
+        ok = ok and item.added is not None
+    return ok
+
+
 def _search_films(library: Library, refs: list[str]) -> list[Film]:
     _warn_damaged(library)
     films = library.select(refs)
@@ -329,11 +379,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         _warn(line)
     if not films:
         raise FrameSearchError(f"No film chosen has {model} vectors; {missing[0].split('; ', 1)[1]}")
-    # a text already searched with this model is read from the library's cache: no torch, no model
-    key = text_vectors.model_key(model, args.device, args.precision)
-    encoder = text_vectors.CachedTextEncoder(
-        library, model, key, lambda: load_encoder(model, args.device, args.precision)
-    )
+    if model.startswith(CLOUD):  # a cloud service embeds the query (kept: a repeated one costs nothing)
+        from engines.cloud import CloudQueries  # the CLI is an entry point: a service's queries are an engine's
+
+        encoder = CloudQueries(library, embedding_service(model))
+    else:  # a text already searched with this model is read from the library's cache: no torch, no model
+        key = text_vectors.model_key(model, args.device, args.precision)
+        encoder = text_vectors.CachedTextEncoder(
+            library, model, key, lambda: load_encoder(model, args.device, args.precision)
+        )
     try:
         query = build_query(encoder, args.query, args.negative, args.image, args.negative_weight)
     except ValueError as e:
@@ -484,6 +538,9 @@ def _reencoded(films: list[Film]) -> list[Damaged]:
     found = []
     for f in films:
         for model in f.models:
+            if f.record.sound()[model][1].service_model:
+                _warn(f"{f.name} [{model}]: bought from a cloud service, not re-encoded (that would be paid for)")
+                continue
             try:
                 if model not in encoders:
                     encoders[model] = load_encoder(model, "auto", "fp32")

@@ -6,6 +6,7 @@ Timeline, Compare and Evaluate treat models, taggers, dialogue and their fusion 
   <model>         any other model films have vectors of, named as a model is named: a hub id,
                   open_clip:hf-hub:ORG/REPO, open_clip:ARCH/PRETRAINED or a local folder
   tags:<service>  BM25 + semantic search over a tagging service's stored tags
+  cloud:<service> a cloud embedding service's vectors of the frames (titan, nova, marengo, azure)
   dialogue        subtitles (or on-screen text) matched to the query
   clip+dialogue   the default model and dialogue, min-max scaled, w x model + (1 - w) x dialogue
   random          chance: the baseline evaluation measures every engine against
@@ -28,12 +29,14 @@ from clip_search.plugins import plugins
 from clip_search.store.library import Film, Library
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
 from engines.chance import ChanceEngine
+from engines.cloud import CloudEngine
 from engines.dialogue import DialogueEngine
 from engines.fused import FUSION_WEIGHT, FusedEngine, Fusion
 from engines.model import EXPLAIN_CROPS, ModelEngine
 from engines.pooled import POOLED, PooledEngine
 from engines.result import MomentHit, Result
 from engines.tags import TAGS, TagEngine
+from tagging.embedders import CLOUD, embedding_service
 from tagging.pricing import price_table
 from tagging.tag_store import tagged_services
 from tagging.taggers import local_service, services
@@ -143,6 +146,7 @@ FAMILIES: dict[str, Callable[[_Making, str], Engine]] = {
     TAGS: lambda m, service: TagEngine(m.library, service),
     FUSE: lambda m, spec: _fusion(m, spec),
     POOLED: lambda m, inner: _pooled(m, inner),
+    CLOUD: lambda m, service: CloudEngine(m.library, f"{CLOUD}{service}"),
 }
 SEARCHABLE = (DEFAULT, DialogueEngine.name, FUSED)  # fixed engines a user searches with (chance is a baseline)
 
@@ -169,6 +173,9 @@ def parse_engine(name: str) -> str:
         inner = parse_engine(name[len(POOLED) :])
         if inner.startswith((TAGS, FUSE, POOLED)) or inner in (DialogueEngine.name, FUSED, ChanceEngine.name):
             raise ValueError(f"{name}: only a model's vectors can be pooled")
+        return name
+    if name.startswith(CLOUD):
+        embedding_service(name)  # ValueError naming the services
         return name
     if name.startswith(FUSE):
         parts, method, weights = _fusion_spec(name[len(FUSE) :])

@@ -11,11 +11,12 @@ from tagging.pricing import machine_usd_per_hour
 
 @dataclass(frozen=True)
 class EngineCost:
-    """An engine's cost per film-hour (None: not measured yet) and how it was worked out."""
+    """An engine's cost per film-hour (None: not measured yet), per 1 000 queries, and how it was worked out."""
 
     engine: str
     usd_per_film_hour: float | None
     basis: str
+    usd_per_1000_queries: float = 0.0  # a query a cloud service embeds is a paid call too
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -108,7 +108,10 @@ class Fusion(Engine):
             missing = next(c for c in costs if c.usd_per_film_hour is None)
             return EngineCost(self.name, None, missing.basis)
         basis = "; ".join(f"{c.engine} ${c.usd_per_film_hour:.4f}: {c.basis}" for c in costs)
-        return EngineCost(self.name, sum(c.usd_per_film_hour for c in costs), f"the sum of its parts ({basis})")
+        queries = sum(c.usd_per_1000_queries for c in costs)
+        return EngineCost(
+            self.name, sum(c.usd_per_film_hour for c in costs), f"the sum of its parts ({basis})", queries
+        )
 
 
 class FusedEngine(Fusion):

@@ -94,4 +94,5 @@ class PooledEngine(Engine):
 
     def cost(self, films: Sequence[Film], ctx: CostContext) -> EngineCost:
         base = self.inner.cost(films, ctx)
-        return EngineCost(self.name, base.usd_per_film_hour, f"{base.basis} (pooling adds nothing per frame)")
+        basis = f"{base.basis} (pooling adds nothing per frame)"
+        return EngineCost(self.name, base.usd_per_film_hour, basis, base.usd_per_1000_queries)

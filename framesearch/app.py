@@ -33,7 +33,10 @@ from clip_search.video import shots
 from clip_search.video.fetch import download, is_url
 from clip_search.video.sources import expand_sources
 from tagging.dialogue import prepare_cues
-from tagging.run import tag_film
+from tagging.embedders import CLOUD, embedding_service, make_embedder
+from tagging.embedders.sets import current, publish_vectors
+from tagging.pricing import Estimate, estimate, price_table
+from tagging.run import TagRun, tag_film, work_left
 from tagging.taggers import make_tagger
 
 if TYPE_CHECKING:  # torch stays off the light paths: a model is loaded only when a film needs encoding
@@ -290,21 +293,73 @@ def tag(library: Library, film: Film, service: str, workers: int = 2, progress=N
     return tag_film(library, film, make_tagger(service), workers=workers, progress=progress)
 
 
+def split_models(models: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(models that run here, cloud embedding services) among the models a user named."""
+    cloud = [m for m in models if m.startswith(CLOUD)]
+    for name in cloud:
+        embedding_service(name)  # ValueError naming the services
+    return [m for m in models if not m.startswith(CLOUD)], cloud
+
+
+@dataclass
+class Embedded:
+    """One film's outcome of buying a cloud service's vectors: the run, and the film with its new
+    set (None while some frame still lacks a vector: the next run asks only for those)."""
+
+    film: Film
+    run: TagRun | None = None
+    added: Film | None = None
+
+    def describe(self) -> str:
+        if self.run is None:
+            return f"{self.film.name}: its {self.added.model if self.added else ''} vectors are current, reused"
+        done = f"; {self.run.total} vectors made a vector set" if self.added is not None else ""
+        return self.run.summary() + done
+
+
+def embed_estimate(library: Library, films: Sequence[Film], service: str) -> Estimate:
+    """The calls and dollars buying ``service``'s vectors of ``films`` would take: only frames the
+    library does not hold yet are counted (nothing is paid twice). Needs no credentials."""
+    cls = embedding_service(service).embedder_class()
+    frames = sum(work_left(library, f, cls).frames for f in films if not current(f, cls))
+    return estimate(service, frames, price_table(library.root))
+
+
+def embed(library: Library, films: Sequence[Film], service: str, workers: int = 2, progress=None) -> list[Embedded]:
+    """Buy ``service``'s vector of every frame of ``films`` it lacks (each answer kept as it arrives,
+    at most ``workers`` calls at once; the caller has shown ``embed_estimate`` and had it confirmed),
+    then add each complete film's vector set. FatalTaggerError when the credentials are missing."""
+    embedder = make_embedder(service)
+    out = []
+    for film in films:
+        if current(film, embedder):
+            out.append(Embedded(film, added=film.view(service)))
+            continue
+        run = tag_film(library, film, embedder, workers=workers, progress=progress)
+        added = None if run.fatal else publish_vectors(library, film, embedder, run.seconds)
+        out.append(Embedded(film, run, added))
+    return out
+
+
 def search(engine, films: Sequence[Film], query, top_k: int = 10, gap: float | None = None):
     """One engine's ``Result`` for ``query`` over ``films``: what every view lists and evaluation scores."""
     return engine.run(films, query, top_k, DEFAULT_GAP if gap is None else gap)
 
 
 __all__ = [
+    "Embedded",
     "FilmWatch",
     "IndexReport",
     "Indexed",
     "Watch",
     "add_model",
     "default_loader",
+    "embed",
+    "embed_estimate",
     "index",
     "merge_duplicates",
     "refresh_archive",
     "search",
+    "split_models",
     "tag",
 ]

@@ -80,7 +80,11 @@ class AwsCalls:
 
         label = self.label
         try:
-            return getattr(self.client, op)(**kwargs)
+            reply = getattr(self.client, op)(**kwargs)
+            body = reply.get("body") if isinstance(reply, dict) else None
+            if hasattr(body, "read"):  # a streamed body (InvokeModel's) is read within the call's deadline too
+                reply = {**reply, "body": body.read()}
+            return reply
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

@@ -56,3 +56,8 @@ def estimate(service: str, frames: int, table: dict | None = None, calls: int | 
     return Estimate(
         service, frames, calls, transactions, transactions * float(row.get("usd_per_1000_transactions", 0)) / 1000
     )
+
+
+def query_usd(service: str, table: dict | None = None) -> float:
+    """Dollars per 1 000 queries a service embeds (0 for every engine whose queries run here)."""
+    return float((table or price_table()).get(service, {}).get("usd_per_1000_queries", 0.0))

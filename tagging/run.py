@@ -1,4 +1,5 @@
-"""Run a tagger over an indexed film's sampled frames, resumably, with bounded parallelism.
+"""Run a tagger (or a cloud embedding service) over an indexed film's sampled frames, resumably,
+with bounded parallelism.
 
 Only what the tag store lacks is asked for, down to the single feature (a Rekognition frame whose
 celebrity call failed gets only that call again). Each response is stored the moment it arrives.
@@ -156,6 +157,9 @@ def _tag_film(store: TagStore, film, tagger, workers, progress, breaker, give_up
                 if r.error.unreachable or stop.is_set():
                     break
                 heard[0] = time.monotonic()
+            elif r.vector is not None:  # an embedding service's answer: the frame's vector
+                heard[0] = time.monotonic()
+                store.put_vector(film, t, tagger.service, tagger.model_version, r.vector)
             else:
                 heard[0] = time.monotonic()
                 store_response(t, r.feature, r.tags or [], r.served_version)

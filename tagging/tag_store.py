@@ -1,5 +1,7 @@
 """Never pay twice: every tagger response is kept in one SQLite database per library
-(``library/tags.sqlite``, WAL mode, safe for several processes at once).
+(``library/tags.sqlite``, WAL mode, safe for several processes at once). A cloud embedding service's
+answers are kept the same way: a frame's vector per call (table ``vectors``) and a query's vector
+per text (``text_vectors``), so a frame or a repeated query is never paid for twice.
 
 One row per response, keyed by (film content fingerprint, frame time in ms, service, feature,
 requested model version), upserted as soon as the response arrives. A service that makes several
@@ -23,6 +25,8 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from clip_search.store.library import Film, Library
 from clip_search.store.locks import film_lock
@@ -49,6 +53,24 @@ CREATE TABLE IF NOT EXISTS responses (
     PRIMARY KEY (fingerprint, time_ms, service, feature, model_version)
 );
 CREATE INDEX IF NOT EXISTS by_service ON responses (fingerprint, service);
+CREATE TABLE IF NOT EXISTS vectors (  -- a cloud embedding service's vector of one frame: one paid call
+    fingerprint TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    service TEXT NOT NULL,          -- the engine it is for, e.g. cloud:titan
+    model_version TEXT NOT NULL,    -- the service's model id and version, e.g. amazon.titan-embed-image-v1@G1
+    film_id TEXT,
+    vector BLOB NOT NULL,           -- float32, unit length, as checked when it arrived
+    created REAL NOT NULL,
+    PRIMARY KEY (fingerprint, time_ms, service, model_version)
+);
+CREATE TABLE IF NOT EXISTS text_vectors (  -- a query's vector by a service: a repeated query costs nothing
+    service TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    text TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (service, model_version, text)
+);
 CREATE TABLE IF NOT EXISTS runs (   -- how long tagging took, for the cost per film-hour of local taggers
     fingerprint TEXT NOT NULL,
     service TEXT NOT NULL,
@@ -58,6 +80,9 @@ CREATE TABLE IF NOT EXISTS runs (   -- how long tagging took, for the cost per f
 );
 """
 ALL_FEATURES = "*"
+VECTOR = "embedding"  # the one feature of an embedding service: its response is a vector (table vectors)
+VECTOR_UPSERT = "INSERT OR REPLACE INTO vectors VALUES (?,?,?,?,?,?,?)"
+TEXT_UPSERT = "INSERT OR REPLACE INTO text_vectors VALUES (?,?,?,?,?)"
 BUSY_TIMEOUT = 30.0  # seconds SQLite itself waits for another process's lock
 LOCKED_PATIENCE = 120.0  # seconds a write keeps retrying a locked database before the response is spilled
 PENDING = "tags-pending.jsonl"  # paid responses that could not be written yet
@@ -197,9 +222,7 @@ class TagStore:
         tags: list[Tag],
         served_version: str | None = None,
     ) -> None:
-        """Store one response durably (an upsert: a retried call replaces its earlier row). A database
-        locked longer than ``patience`` gets the response appended to the pending file, and the run
-        stops (FatalTaggerError): the next run stores it first."""
+        """Store one response durably (see ``_write``)."""
         row = (
             film.manifest.fingerprint,
             time_key(t),
@@ -211,11 +234,27 @@ class TagStore:
             json.dumps([tag.to_dict() for tag in tags]),
             time.time(),
         )
+        self._write(UPSERT, row)
+
+    def put_vector(self, film: Film, t: float, service: str, model_version: str, vector: np.ndarray) -> None:
+        """Store one frame's vector from an embedding service durably, as ``put`` stores tags."""
+        blob = np.asarray(vector, np.float32).tobytes()
+        row = (film.manifest.fingerprint, time_key(t), service, model_version, film.id, blob, time.time())
+        self._write(VECTOR_UPSERT, row)
+
+    def put_text_vector(self, service: str, model_version: str, text: str, vector: np.ndarray) -> None:
+        """Keep a query's vector (what a repeated query is answered from, without a call)."""
+        self._write(TEXT_UPSERT, (service, model_version, text, np.asarray(vector, np.float32).tobytes(), time.time()))
+
+    def _write(self, sql: str, row: tuple) -> None:
+        """One row written durably (an upsert: a retried call replaces its earlier row). A database
+        locked longer than ``patience`` gets the row appended to the pending file, and the run
+        stops (FatalTaggerError): the next run stores it first."""
         end = time.monotonic() + self.patience
         while True:
             try:
                 with self._lock:
-                    self._db.execute(UPSERT, row)
+                    self._db.execute(sql, row)
                 return
             except sqlite3.Error as e:
                 if _locked(e) and time.monotonic() < end:
@@ -227,19 +266,20 @@ class TagStore:
                     with self._lock:
                         self._db.close()
                         self._db = self._open()
-                        self._db.execute(UPSERT, row)
+                        self._db.execute(sql, row)
                     return
-                self._spill(row)
+                self._spill(sql, row)
                 raise FatalTaggerError(
                     f"{self.path.name} stayed locked by another process for {self.patience:g} s; stopped so "
                     f"nothing more is paid for. The responses received are kept in {PENDING} and stored on "
                     "the next run."
                 ) from None
 
-    def _spill(self, row: tuple) -> None:
-        """Append a row that could not be written to the pending file, durably."""
+    def _spill(self, sql: str, row: tuple) -> None:
+        """Append a row that could not be written to the pending file, durably (a vector as hex)."""
+        line = {"sql": sql, "row": [r.hex() if isinstance(r, bytes) else r for r in row]}
         with open(self.library.root / PENDING, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(line) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
@@ -248,14 +288,21 @@ class TagStore:
         path = self.library.root / PENDING
         if not path.is_file():
             return
-        rows = []
+        rows: dict[str, list[tuple]] = {}
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                rows.append(tuple(json.loads(line)))
+                item = json.loads(line)
             except ValueError:
                 continue  # a torn last line
+            if isinstance(item, list) and len(item) == 9:  # a tag response, as older versions spilled it
+                rows.setdefault(UPSERT, []).append(tuple(item))
+            elif isinstance(item, dict) and item.get("sql") in (UPSERT, VECTOR_UPSERT, TEXT_UPSERT):
+                blob = 5 if item["sql"] == VECTOR_UPSERT else 3 if item["sql"] == TEXT_UPSERT else None
+                row = [bytes.fromhex(v) if i == blob else v for i, v in enumerate(item["row"])]
+                rows.setdefault(item["sql"], []).append(tuple(row))
         with self._lock:
-            self._db.executemany(UPSERT, [r for r in rows if len(r) == 9])
+            for sql, batch in rows.items():
+                self._db.executemany(sql, batch)
         path.unlink()
 
     def done(self, film: Film, service: str, model_version: str) -> dict[int, set[str]]:
@@ -265,10 +312,28 @@ class TagStore:
             "AND (model_version=? OR feature='*')",
             (film.manifest.fingerprint, service, model_version),
         )
+        rows += self._read(
+            "SELECT time_ms, ? FROM vectors WHERE fingerprint=? AND service=? AND model_version=?",
+            (VECTOR, film.manifest.fingerprint, service, model_version),
+        )
         out: dict[int, set[str]] = {}
         for t, feature in rows:
             out.setdefault(t, set()).add(feature)
         return out
+
+    def vectors(self, film: Film, service: str, model_version: str) -> dict[int, np.ndarray]:
+        """Every stored vector of ``film`` by an embedding service's model version, per frame-time key."""
+        rows = self._read(
+            "SELECT time_ms, vector FROM vectors WHERE fingerprint=? AND service=? AND model_version=?",
+            (film.manifest.fingerprint, service, model_version),
+        )
+        return {t: np.frombuffer(blob, np.float32) for t, blob in rows}
+
+    def text_vector(self, service: str, model_version: str, text: str) -> np.ndarray | None:
+        """A query's vector kept from an earlier search (None: not asked yet)."""
+        sql = "SELECT vector FROM text_vectors WHERE service=? AND model_version=? AND text=?"
+        rows = self._read(sql, (service, model_version, text))
+        return np.frombuffer(rows[0][0], np.float32) if rows else None
 
     def missing(self, film: Film, service: str, model_version: str, features: Iterable[str]) -> dict[int, list[str]]:
         """Per frame of the film (by time key): the features not yet stored, for frames that lack any."""

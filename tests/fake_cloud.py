@@ -1,4 +1,6 @@
-"""A local HTTP server that speaks the REST shapes of Azure Image Analysis 4.0 and AWS Rekognition.
+"""A local HTTP server that speaks the REST shapes of Azure Image Analysis 4.0, AWS Rekognition, and
+the embedding services: Bedrock's InvokeModel (``POST /model/{modelId}/invoke``) and Azure AI
+Vision's ``retrieval:vectorizeImage`` / ``vectorizeText``.
 
 It stands in for the cloud services (no network here, and real calls cost money) while the real
 SDK clients (azure-core's transport and retry policy, botocore's signing, retries and parsing)
@@ -97,7 +99,8 @@ class Seen:
 class FakeCloud:
     """Start with ``with FakeCloud() as cloud:``; ``cloud.url`` is the endpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, embed=None) -> None:
+        self.embed = embed or (lambda service, op, content_type, body: {})  # an embedding answer's body
         self.script: list[Scripted] = []
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
@@ -112,6 +115,10 @@ class FakeCloud:
                 target = self.headers.get("X-Amz-Target", "")
                 service = "rekognition" if target else "azure"
                 op = target.split(".")[-1] if target else "analyze"
+                if self.path.startswith("/model/"):  # Bedrock InvokeModel: /model/{modelId}/invoke
+                    service, op = "bedrock", self.path.split("/")[2]
+                elif "/computervision/retrieval:" in self.path:
+                    service, op = "azure", self.path.split("retrieval:")[1].split("?")[0]
                 with cloud._lock:
                     cloud.requests.append(
                         Seen(service, op, self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
@@ -119,11 +126,12 @@ class FakeCloud:
                     reply = cloud.script.pop(0) if cloud.script else Scripted()
                 if reply.delay:
                     time.sleep(reply.delay)
-                payload = (
-                    reply.body
-                    if reply.body is not None
-                    else (REKOGNITION_OK[op] if service == "rekognition" else AZURE_OK)
-                )
+                if reply.body is not None:
+                    payload = reply.body
+                elif service == "bedrock" or op.startswith("vectorize"):
+                    payload = cloud.embed(service, op, self.headers.get("Content-Type", ""), body)
+                else:
+                    payload = REKOGNITION_OK[op] if service == "rekognition" else AZURE_OK
                 data = reply.raw if reply.raw is not None else reply.json_raw or json.dumps(payload).encode()
                 try:
                     self.send_response(reply.status)

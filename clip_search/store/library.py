@@ -115,6 +115,7 @@ class VectorSet:
     format: int = SET_FORMAT
     float32_chunks: int = 0  # chunks whose spot check failed and that were encoded again in float32
     clip_frames: int = 1  # a video model's frames per clip: its clips are in the set's clips.npz
+    service_model: str | None = None  # a cloud service's model id and version (vectors bought, not computed)
 
     @classmethod
     def load(cls, path: Path) -> VectorSet:
@@ -674,12 +675,15 @@ def in_order(films: Sequence[Film]) -> list[Film]:
     return sorted({f.id: f for f in films}.values(), key=lambda f: (f.name, f.id))
 
 
-def _model_counts(films: list[Film]) -> dict[str, int]:
-    """How many of ``films`` have each model's vectors."""
+def _model_counts(films: list[Film], local: bool = False) -> dict[str, int]:
+    """How many of ``films`` have each model's vectors (``local``: only models that run here, not a
+    cloud service's bought vectors, which cannot be the default: a query would be a paid call)."""
     counts: dict[str, int] = {}
     for f in films:
+        sets = f.record.sound()
         for m in f.models:
-            counts[m] = counts.get(m, 0) + 1
+            if not (local and sets[m][1].service_model):
+                counts[m] = counts.get(m, 0) + 1
     return counts
 
 
@@ -794,14 +798,15 @@ class Library:
 
     def models(self, films: list[Film] | None = None) -> list[str]:
         """Every model the films (default: the library's) have vectors of, the default first."""
-        counts = _model_counts(self.films() if films is None else films)
-        default = _default_of(counts, self.model)
+        films = self.films() if films is None else films
+        counts = _model_counts(films)
+        default = _default_of(_model_counts(films, local=True), self.model)
         return sorted(counts, key=lambda m: (m != default, -counts[m], m))
 
     def default_model(self, films: list[Film] | None = None) -> str:
         """The library's default model (the engine named ``clip``): the model the user chose if any
         film has it, else the model most films have, else the chosen (or documented) model."""
-        return _default_of(_model_counts(self.films() if films is None else films), self.model)
+        return _default_of(_model_counts(self.films() if films is None else films, local=True), self.model)
 
     def get(self, film_id: str, model: str | None = None) -> Film | None:
         """The complete, healthy film with this id (seen through ``model`` if given and it has

@@ -34,7 +34,7 @@ VISUAL_FEATURES = ("tags", "caption", "denseCaptions", "objects", "read")
 RETRY_AFTER_CAP = 20.0  # seconds: a service asking for longer waits per retry would stall a film for hours
 
 
-def _capped_retry_policy(retries: int, backoff: float, cap: float, budget: RetryBudget):
+def capped_retry_policy(retries: int, backoff: float, cap: float, budget: RetryBudget):
     from azure.core.pipeline.policies import RetryPolicy  # the Azure SDK loads only when Azure is used
 
     class CappedRetryPolicy(RetryPolicy):
@@ -88,7 +88,7 @@ class AzureTagger:
             self._client = ImageAnalysisClient(
                 endpoint,
                 AzureKeyCredential(key),
-                retry_policy=_capped_retry_policy(retries, backoff, retry_after_cap, budget or RetryBudget()),
+                retry_policy=capped_retry_policy(retries, backoff, retry_after_cap, budget or RetryBudget()),
                 # the key is added to every request the pipeline sends, a redirected one too: a 3xx to
                 # another host would carry it there, so no redirect is followed
                 redirect_policy=RedirectPolicy(permit_redirects=False),
@@ -147,7 +147,7 @@ class AzureTagger:
                     "and that AZURE_VISION_ENDPOINT is the resource's endpoint."
                 ) from None
             if e.status_code == 429:
-                wait = _retry_after(e.response)
+                wait = retry_after(e.response)
                 if wait is not None and wait > self.retry_after_cap:
                     raise TaggerError(
                         f"Azure is throttling and asks to wait {wait:g} s (more than the {self.retry_after_cap:g} s "
@@ -169,7 +169,7 @@ class AzureTagger:
             raise TaggerError(f"Azure returned a response that could not be read ({type(e).__name__}).") from None
 
 
-def _retry_after(response) -> float | None:
+def retry_after(response) -> float | None:
     """Seconds a response's Retry-After header asks for (None without one, or unreadable)."""
     try:
         return float(response.headers.get("Retry-After"))

@@ -115,12 +115,14 @@ def within_deadline(call: Callable[[], object], seconds: float, service: str) ->
 
 @dataclass
 class Response:
-    """One paid unit of work for one frame: a feature's tags, or why it failed."""
+    """One paid unit of work for one frame: a feature's tags (or an embedding service's vector), or
+    why it failed."""
 
     feature: str
     tags: list[Tag] | None = None
     error: TaggerError | None = None
     served_version: str | None = None
+    vector: np.ndarray | None = None
 
 
 class Tagger(Protocol):
