@@ -313,3 +313,97 @@ def test_every_service_is_declared_with_its_model_dimension_and_status():
         assert s.dim == DIMS[name] and s.model_id and s.status
         assert s.embedder_class().dim == s.dim
     assert "2028-09-25" in services["cloud:azure"].status
+
+
+def test_the_readme_services_table_is_the_one_the_registries_and_price_table_give():
+    import subprocess
+    import sys
+
+    from clip_search import config
+
+    made = subprocess.run(
+        [sys.executable, "scripts/readme_services.py", "--print"],
+        cwd=config.PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert made in (config.PROJECT_DIR / "README.md").read_text()  # regenerate: scripts/readme_services.py
+    assert "| `cloud:titan` | `amazon.titan-embed-image-v1`" in made and "retires 2028-09-25" in made
+
+
+def test_the_dashboard_adds_a_cloud_service_with_its_price_first_and_searches_with_it(
+    film, cloud, monkeypatch, tiny_clip_dir
+):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import assert_no_error
+    from tests.test_dashboard import APP
+
+    lib, indexed = film
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(lib.root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.sidebar.text_input(key="add-model").input("cloud:azure").run()
+    assert_no_error(at)
+    button = at.sidebar.button(key="add-cloud-run")
+    assert f"({indexed.manifest.frames} calls)" in button.label and "Pay about $" in button.label
+    assert any("retires 2028-09-25" in c.value for c in at.sidebar.caption)  # the status, said where it is offered
+    assert not cloud.requests  # nothing is paid before the click
+    button.click().run()
+    assert_no_error(at)
+    assert Library(lib.root).films()[0].has("cloud:azure")
+    assert "cloud:azure" in at.selectbox(key="search-engine").options
+    at.selectbox(key="search-engine").select("cloud:azure").run()
+    at.text_input(key="query").input("something bright").run()
+    assert_no_error(at)
+    assert any("hits" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("service", sorted(DIMS))
+@pytest.mark.parametrize(
+    "reply, why",
+    [
+        (Scripted(raw=b"<html><body>Gateway Timeout</body></html>"), "not valid JSON"),
+        (
+            Scripted(
+                json_raw=b'{"embedding": [NaN], "embeddings": [{"embedding": [NaN]}], "data": {"embedding": [NaN]}, '
+                b'"vector": [NaN]}'
+            ),
+            "numbers, not",
+        ),
+        (
+            Scripted(
+                body={
+                    "embedding": [1.0] * 7,
+                    "embeddings": [{"embedding": [1.0] * 7}],
+                    "data": {"embedding": [1.0] * 7},
+                    "vector": [1.0] * 7,
+                }
+            ),
+            "7 numbers",
+        ),
+    ],
+)
+def test_each_service_rejects_a_malformed_answer_through_its_real_http_path(service, reply, why, cloud):
+    cloud.then(reply)
+    with pytest.raises(TaggerError, match=why):
+        make_embedder(service, **({"retries": 0} if service == "cloud:azure" else {"max_attempts": 1})).embed_text("x")
+
+
+@pytest.mark.parametrize("service", ["cloud:titan", "cloud:azure"])
+def test_a_silent_service_costs_one_deadline_and_a_throttling_one_a_bounded_number_of_retries(service, cloud):
+    import time
+
+    cloud.then(Scripted(delay=5.0))
+    embedder = make_embedder(service, deadline=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(TaggerError, match="timed out"):
+        embedder.embed_text("a ship at sea")
+    assert time.monotonic() - t0 < 3.0
+    throttled = Scripted(status=429, body={"message": "slow down", "error": {"code": "429"}})
+    cloud.then(*[throttled] * 20)
+    before = len(cloud.requests)
+    with pytest.raises(TaggerError, match="throttling"):
+        make_embedder(service, deadline=30.0, backoff=0.01).embed_text("a ship at sea")
+    assert 1 < len(cloud.requests) - before <= 5  # retried, but a few times, not forever

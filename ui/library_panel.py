@@ -16,6 +16,8 @@ from clip_search.video.fetch import download, is_url
 from clip_search.video.patches import PatchSettings
 from framesearch import app
 from framesearch.examples import example_films, missing, prepare
+from tagging.embedders import CLOUD, embedding_service
+from tagging.taggers.base import TaggerError
 from ui import state
 from ui.samples import VIDEO_SUFFIXES, credit_for, sample_films
 from ui.text import md, model_label
@@ -164,11 +166,15 @@ def add_model(lib: Library) -> None:
             key="add-model",
             placeholder="google/siglip2-base-patch16-224, open_clip:hf-hub:timm/PE-Core-B-16 or a folder",
             help="A hub id, open_clip:hf-hub:ORG/REPO, open_clip:ARCH/PRETRAINED or a local folder; a video "
-            "model (microsoft/xclip-base-patch32, google/videoprism-lvt-base-f16r288) scores clips per shot. "
+            "model (microsoft/xclip-base-patch32, google/videoprism-lvt-base-f16r288) scores clips per shot; "
+            "cloud:titan, cloud:nova, cloud:marengo or cloud:azure buys a cloud service's vectors (price first). "
             f"In this library: {', '.join(known)}",
         ).strip()
         if not model:
             st.caption("Each model's vectors sit beside the others on the same frames: compare them in every tab.")
+            return
+        if model.startswith(CLOUD):
+            _buy_vectors(lib, films, model)
             return
         try:
             encoder = state.encoders()(model)
@@ -194,6 +200,45 @@ def add_model(lib: Library) -> None:
                 else:
                     st.session_state.setdefault("notices", []).append(f"{item.film.name}: {encoder.model_id} added")
             st.rerun()
+
+
+def _buy_vectors(lib: Library, films, name: str) -> None:
+    """A cloud embedding service in *Add a model*: its status, then the calls and their price on the
+    button, then the vectors bought with a progress bar (each answer kept as it arrives)."""
+    try:
+        service = embedding_service(name)
+    except ValueError as e:
+        st.error(md(e))
+        return
+    st.caption(md(f"{service.provider}, {service.model_id}: {service.status}."))
+    names = {f.name: f for f in films}
+    chosen = st.multiselect("Films", list(names), default=list(names), key="add-cloud-films")
+    chosen_films = [names[n] for n in chosen]
+    cost = app.embed_estimate(lib, chosen_films, name)
+    if not cost.frames:
+        st.success(f"The chosen films have current {md(name)} vectors (or hold every answer already).")
+    label = f"Pay about ${cost.usd:.2f} ({cost.calls} calls) and add {md(name)}"
+    if not st.button(label, key="add-cloud-run", disabled=not chosen_films):
+        return
+    bar = st.progress(0.0, text=f"{name}: starting…")
+
+    def show(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"{name}: {done} of {total} frames")
+
+    try:
+        done = app.embed(lib, chosen_films, name, progress=show)
+    except (TaggerError, FrameSearchError) as e:  # missing or rejected credentials: nothing more is paid
+        bar.empty()
+        st.error(md(f"{name}: {e}"))
+        return
+    bar.empty()
+    for item in done:
+        if item.added is None:  # a frame failed or the run stopped: what was bought is kept, said here
+            st.error(md(item.describe()))
+        else:
+            st.session_state.setdefault("notices", []).append(item.describe())
+    if all(item.added is not None for item in done):
+        st.rerun()
 
 
 def index_demo_films(lib: Library, ms: state.ModelState) -> None:

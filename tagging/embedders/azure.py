@@ -24,7 +24,7 @@ from tagging.taggers.base import CALL_DEADLINE, FatalTaggerError, RetryBudget, T
 
 API_VERSION = "2024-02-01"
 MODEL_VERSION = "2023-04-15"
-RETIRES = "2028-09-25"
+RETRIED = frozenset({"GET", "HEAD", "POST"})  # azure-core retries no POST on throttling unless told
 
 
 class AzureEmbedder(Embedder):
@@ -101,7 +101,9 @@ class AzureEmbedder(Embedder):
             request = HttpRequest("POST", url, params=params, content=body, headers={"Content-Type": content_type})
 
         def send():
-            response = self._client.send_request(request, connection_timeout=10, read_timeout=self.timeout)
+            response = self._client.send_request(  # a vectorize POST changes nothing: retried as a GET is
+                request, connection_timeout=10, read_timeout=self.timeout, retry_on_methods=RETRIED
+            )
             response.read()  # the whole body, within the call's deadline
             return response
 

@@ -31,6 +31,9 @@ class Service:
     credentials: tuple[tuple[str, ...], ...] = ()
     reads_text: bool = False
     note: str = ""
+    provider: str = ""  # who sells it (the README's services table)
+    model: str = ""  # what it runs: API, model or version
+    status: str = ""  # GA, deprecated or retiring, with dates
 
     def tagger_class(self) -> type:
         if isinstance(self.adapter, str):
@@ -44,7 +47,15 @@ class Service:
 
 
 BUILT_IN = (
-    Service("offline", "tagging.taggers.offline:OfflineTagger", local=True, reads_text=True),
+    Service(
+        "offline",
+        "tagging.taggers.offline:OfflineTagger",
+        local=True,
+        reads_text=True,
+        provider="this machine",
+        model="Tesseract OCR, OpenCV Haar faces, shot scale, colours, brightness",
+        status="runs here, free",
+    ),
     Service(
         "azure",
         "tagging.taggers.azure:AzureTagger",
@@ -52,6 +63,9 @@ BUILT_IN = (
         credentials=(("AZURE_VISION_ENDPOINT", "AZURE_VISION_KEY"),),
         reads_text=True,
         note="Azure Image Analysis 4.0 has no celebrity recognition; use Rekognition for celebrities.",
+        provider="Azure AI Vision",
+        model="Image Analysis 4.0 `analyze` (tags, caption, dense captions, objects, read)",
+        status="deprecated: retires 2028-09-25",
     ),
     Service(
         "rekognition",
@@ -59,6 +73,9 @@ BUILT_IN = (
         paid=True,
         credentials=(("AWS_ACCESS_KEY_ID",), ("AWS_PROFILE",)),
         reads_text=True,
+        provider="AWS Rekognition",
+        model="DetectLabels, RecognizeCelebrities, DetectText (2016-06-27 API)",
+        status="GA (image APIs; Streaming Video and Bulk Image Analysis closed to new customers on 2026-04-30)",
     ),
 )
 
