@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help=f"{MODEL_HELP} (default $FRAMESEARCH_MODEL or {config.DEFAULT_MODEL}); repeat it to encode one "
         "decode with several models; on a film indexed with another model only this model's vectors are added; "
-        "cloud:titan, cloud:nova, cloud:marengo or cloud:azure buys a cloud service's vectors of the frames "
-        "(the calls and their price are shown first)",
+        "cloud:titan, cloud:nova, cloud:marengo, cloud:gemini or cloud:azure buys a cloud service's vectors of "
+        "the frames (the calls and their price are shown first)",
     )
     p.add_argument("--yes", action="store_true", help="buy a cloud service's vectors without asking")
     p.add_argument("--device", type=device, default="auto", help="auto (CUDA if present), cpu or cuda")

@@ -6,7 +6,7 @@ Timeline, Compare and Evaluate treat models, taggers, dialogue and their fusion 
   <model>         any other model films have vectors of, named as a model is named: a hub id,
                   open_clip:hf-hub:ORG/REPO, open_clip:ARCH/PRETRAINED or a local folder
   tags:<service>  BM25 + semantic search over a tagging service's stored tags
-  cloud:<service> a cloud embedding service's vectors of the frames (titan, nova, marengo, azure)
+  cloud:<service> a cloud embedding service's vectors of the frames (titan, nova, marengo, gemini, azure)
   dialogue        subtitles (or on-screen text) matched to the query
   clip+dialogue   the default model and dialogue, min-max scaled, w x model + (1 - w) x dialogue
   random          chance: the baseline evaluation measures every engine against

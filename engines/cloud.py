@@ -1,5 +1,5 @@
 """A cloud embedding service's vectors as an engine (``cloud:titan``, ``cloud:nova``,
-``cloud:marengo``, ``cloud:azure``): the film's vector set bought from the service, and the query
+``cloud:marengo``, ``cloud:gemini``, ``cloud:azure``): the film's vector set bought from the service, and the query
 embedded by the same service, so it is ranked, drawn, compared and evaluated exactly as a local
 model is (``ModelEngine``).
 
@@ -32,7 +32,7 @@ class CloudQueries:
     """The query side of a cloud service, shaped as the encoder ``build_query`` reads: texts from the
     cache or one paid call each (kept at once), an image query one paid call."""
 
-    max_tokens = 10**6  # the service cuts a long text itself (Titan: 128 tokens; Marengo: 500; Nova: 8 000)
+    max_tokens = 10**6  # the service cuts a long text itself (Titan: 128 tokens; Marengo: 500; Nova, Gemini: 8 000)
 
     def __init__(self, library: Library, service: EmbeddingService) -> None:
         self.library, self.service = library, service

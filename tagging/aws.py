@@ -8,9 +8,7 @@ to the endpoint alone. Rekognition's tagger and Bedrock's embedders share this."
 
 from __future__ import annotations
 
-import time
-
-from tagging.taggers.base import CALL_DEADLINE, FatalTaggerError, RetryBudget, TaggerError, within_deadline
+from tagging.taggers.base import CALL_DEADLINE, BoundedCalls, FatalTaggerError, Retryable, RetryBudget, TaggerError
 
 AUTH_CODES = {
     "UnrecognizedClientException",
@@ -26,17 +24,11 @@ THROTTLE_CODES = {
     "LimitExceededException",
     "ServiceQuotaExceededException",
 }
-BACKOFF_CAP = 4.0  # seconds between two attempts of one call at most
 
 
-class _Retryable(TaggerError):
-    """A failure worth another attempt (throttling, a server error, a timeout)."""
-
-
-class AwsCalls:
-    """One boto3 client's calls, each retried while it is worth it, the budget lasts and the
-    deadline allows; every failure is one TaggerError sentence naming ``label`` (credentials
-    rejected: FatalTaggerError, the run stops)."""
+class AwsCalls(BoundedCalls):
+    """One boto3 client's calls, bounded (``BoundedCalls``); every failure is one TaggerError
+    sentence naming ``label`` (credentials rejected: FatalTaggerError, the run stops)."""
 
     def __init__(
         self,
@@ -47,25 +39,12 @@ class AwsCalls:
         budget: RetryBudget | None = None,
         backoff: float = 0.25,
     ) -> None:
-        self.client, self.label = client, label
-        self.max_attempts, self.deadline, self.backoff = max(1, max_attempts), deadline, backoff
-        self.budget = budget or RetryBudget()
+        super().__init__(label, max_attempts, deadline, budget, backoff)
+        self.client = client
 
     def call(self, op: str, **kwargs) -> dict:
         """``client.op(**kwargs)``, retried within the budget and the deadline."""
-        end = time.monotonic() + self.deadline
-        for attempt in range(1, self.max_attempts + 1):
-            left = end - time.monotonic()
-            if left <= 0:
-                raise TaggerError(f"{self.label} {op} gave no answer within {self.deadline:g} s (timed out).", True)
-            try:
-                return within_deadline(lambda: self._attempt(op, **kwargs), left, self.label)
-            except _Retryable as e:
-                pause = min(BACKOFF_CAP, self.backoff * 2 ** (attempt - 1))
-                if attempt == self.max_attempts or time.monotonic() + pause >= end or not self.budget.take():
-                    raise TaggerError(str(e), e.unreachable) from None
-                time.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        return self.run(op, lambda: self._attempt(op, **kwargs))
 
     def _attempt(self, op: str, **kwargs) -> dict:
         from botocore.exceptions import (  # the AWS SDK loads only when an AWS service is used
@@ -94,13 +73,13 @@ class AwsCalls:
                 ) from None
             if code in THROTTLE_CODES or status == 429:
                 throttled = f"{label} kept throttling ({code or status}) after retries; try again later."
-                raise _Retryable(throttled) from None
+                raise Retryable(throttled) from None
             message = e.response.get("Error", {}).get("Message", "")
-            error = _Retryable if (status or 0) >= 500 else TaggerError
+            error = Retryable if (status or 0) >= 500 else TaggerError
             raise error(f"{label} {op} failed: {code or status} {message}".strip()) from None
         except (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError, ConnectionError) as e:
             unreachable = f"{label} could not be reached or timed out ({type(e).__name__})."
-            raise _Retryable(unreachable, unreachable=True) from None
+            raise Retryable(unreachable, unreachable=True) from None
         except (ResponseParserError, AttributeError, TypeError, ValueError):  # botocore choking on a junk body
             raise TaggerError(f"{label} {op} returned a response that is not valid JSON (bad response).") from None
         except BotoCoreError as e:

@@ -1,6 +1,7 @@
 """A local HTTP server that speaks the REST shapes of Azure Image Analysis 4.0, AWS Rekognition, and
-the embedding services: Bedrock's InvokeModel (``POST /model/{modelId}/invoke``) and Azure AI
-Vision's ``retrieval:vectorizeImage`` / ``vectorizeText``.
+the embedding services: Bedrock's InvokeModel (``POST /model/{modelId}/invoke``), Azure AI
+Vision's ``retrieval:vectorizeImage`` / ``vectorizeText`` and the Gemini API's
+``models/{model}:batchEmbedContents``.
 
 It stands in for the cloud services (no network here, and real calls cost money) while the real
 SDK clients (azure-core's transport and retry policy, botocore's signing, retries and parsing)
@@ -119,6 +120,10 @@ class FakeCloud:
                     service, op = "bedrock", self.path.split("/")[2]
                 elif "/computervision/retrieval:" in self.path:
                     service, op = "azure", self.path.split("retrieval:")[1].split("?")[0]
+                elif (
+                    "EmbedContents" in self.path or "embedContent" in self.path
+                ):  # Gemini: models/{m}:batchEmbedContents
+                    service, op = "google", self.path.split(":")[-1].split("?")[0]
                 with cloud._lock:
                     cloud.requests.append(
                         Seen(service, op, self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
@@ -128,7 +133,7 @@ class FakeCloud:
                     time.sleep(reply.delay)
                 if reply.body is not None:
                     payload = reply.body
-                elif service == "bedrock" or op.startswith("vectorize"):
+                elif service in ("bedrock", "google") or op.startswith("vectorize"):
                     payload = cloud.embed(service, op, self.headers.get("Content-Type", ""), body)
                 else:
                     payload = REKOGNITION_OK[op] if service == "rekognition" else AZURE_OK

@@ -26,7 +26,8 @@ from tests.conftest import AWS_SECRET, level_frame, write_video
 from tests.fake_cloud import FakeCloud, Scripted
 
 AZURE_KEY = "azure-key-5678"
-DIMS = {"cloud:titan": 1024, "cloud:nova": 1024, "cloud:marengo": 512, "cloud:azure": 1024}
+DIMS = {"cloud:titan": 1024, "cloud:nova": 1024, "cloud:marengo": 512, "cloud:gemini": 1024, "cloud:azure": 1024}
+GEMINI_KEY = "gemini-key-9012"
 
 
 def _brightness(jpeg: bytes) -> float:
@@ -50,6 +51,13 @@ def answer(service: str, op: str, content_type: str, body: bytes) -> dict:
             vec = _vector(1024, 1.0 if "bright" in json.loads(body)["text"] else 0.0)
         return {"modelVersion": "2023-04-15", "vector": vec}
     req = json.loads(body)
+    if service == "google":  # one request of a batch: a part with inline JPEG data, or text
+        (part,) = req["requests"][0]["content"]["parts"]
+        if "inline_data" in part:
+            vec = _vector(1024, _brightness(base64.urlsafe_b64decode(part["inline_data"]["data"])))
+        else:
+            vec = _vector(1024, 1.0 if "bright" in part["text"] else 0.0)
+        return {"embeddings": [{"values": vec}]}
     params = req.get("singleEmbeddingParams", {})
     image = (
         req.get("inputImage")
@@ -77,6 +85,10 @@ def cloud(monkeypatch):
         monkeypatch.delenv("AWS_PROFILE", raising=False)
         monkeypatch.setenv("AZURE_VISION_ENDPOINT", fake.url)
         monkeypatch.setenv("AZURE_VISION_KEY", AZURE_KEY)
+        monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
+        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+        monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
         yield fake
 
 
@@ -189,7 +201,7 @@ def test_a_text_query_finds_the_bright_shot_and_nothing_is_paid_twice(service, f
     assert engine_cli(["index", indexed.manifest.source, "--library", str(lib.root), "--model", service, "--yes"]) == 0
     err = capsys.readouterr().err
     assert f"{frames} frames -> {frames} calls" in err  # the estimate came first
-    calls = [r for r in cloud.requests if "vectorizeImage" in r.path or r.path.endswith("/invoke")]
+    calls = [r for r in cloud.requests if "vectorizeImage" in r.path or r.path.endswith(("/invoke", "Contents"))]
     assert len(calls) == frames
     film_now = Library(lib.root).films()[0]
     assert film_now.has(service) and film_now.vectors(service).embeddings.shape == (frames, DIMS[service])
@@ -203,7 +215,7 @@ def test_a_text_query_finds_the_bright_shot_and_nothing_is_paid_twice(service, f
     assert json.loads(capsys.readouterr().out) == hits and len(cloud.requests) == seen  # the query was kept
     assert engine_cli(["index", indexed.manifest.source, "--library", str(lib.root), "--model", service, "--yes"]) == 0
     assert len(cloud.requests) == seen  # a rerun pays for nothing
-    secrets = (AWS_SECRET, AZURE_KEY)
+    secrets = (AWS_SECRET, AZURE_KEY, GEMINI_KEY)
     stored = b"".join(p.read_bytes() for p in lib.root.rglob("*") if p.is_file())
     assert not any(s.encode() in stored for s in secrets)  # credentials are never stored
 
@@ -257,6 +269,12 @@ def test_credentials_go_to_their_service_alone(cloud):
     cloud.then(Scripted(status=401, body={"error": {"code": "401"}}))
     with pytest.raises(FatalTaggerError, match="rejected the credentials"):
         make_embedder("cloud:azure").embed_text("a ship at sea")
+    before = len(cloud.requests)
+    cloud.then(Scripted(status=307, headers={"Location": "http://elsewhere.example/steal"}))
+    with pytest.raises(TaggerError, match="redirect"):
+        make_embedder("cloud:gemini").embed_text("a ship at sea")
+    (asked,) = cloud.requests[before:]  # Google's SDK follows redirects by default: not here
+    assert asked.headers["x-goog-api-key"] == GEMINI_KEY
 
 
 def test_missing_credentials_are_one_line_before_anything_is_paid(monkeypatch):
@@ -360,38 +378,36 @@ def test_the_dashboard_adds_a_cloud_service_with_its_price_first_and_searches_wi
     assert any("hits" in m.value for m in at.markdown)
 
 
+SHAPES = {  # where each service puts its vector, as its documentation shows
+    "cloud:titan": '{"embedding": %s}',
+    "cloud:nova": '{"embeddings": [{"embeddingType": "TEXT", "embedding": %s}]}',
+    "cloud:marengo": '{"data": {"embedding": %s}}',
+    "cloud:gemini": '{"embeddings": [{"values": %s}]}',
+    "cloud:azure": '{"modelVersion": "2023-04-15", "vector": %s}',
+}
+
+
 @pytest.mark.parametrize("service", sorted(DIMS))
 @pytest.mark.parametrize(
-    "reply, why",
+    "values, why",
     [
-        (Scripted(raw=b"<html><body>Gateway Timeout</body></html>"), "not valid JSON"),
-        (
-            Scripted(
-                json_raw=b'{"embedding": [NaN], "embeddings": [{"embedding": [NaN]}], "data": {"embedding": [NaN]}, '
-                b'"vector": [NaN]}'
-            ),
-            "numbers, not",
-        ),
-        (
-            Scripted(
-                body={
-                    "embedding": [1.0] * 7,
-                    "embeddings": [{"embedding": [1.0] * 7}],
-                    "data": {"embedding": [1.0] * 7},
-                    "vector": [1.0] * 7,
-                }
-            ),
-            "7 numbers",
-        ),
+        (None, "not valid JSON"),  # an HTML page instead
+        ("[NaN" + ", 0.5" * 1023 + "]", "numbers, not|NaN"),
+        ("[" + ", ".join(["0.5"] * 7) + "]", "7 numbers"),
+        ('["a", "b"]', "not numbers|2 numbers|does not fit its schema"),
     ],
 )
-def test_each_service_rejects_a_malformed_answer_through_its_real_http_path(service, reply, why, cloud):
-    cloud.then(reply)
+def test_each_service_rejects_a_malformed_answer_through_its_real_http_path(service, values, why, cloud):
+    if values is None:
+        cloud.then(Scripted(raw=b"<html><body>Gateway Timeout</body></html>"))
+    else:
+        cloud.then(Scripted(json_raw=(SHAPES[service] % values).encode()))
+    options = {"retries": 0} if service == "cloud:azure" else {"max_attempts": 1}
     with pytest.raises(TaggerError, match=why):
-        make_embedder(service, **({"retries": 0} if service == "cloud:azure" else {"max_attempts": 1})).embed_text("x")
+        make_embedder(service, **options).embed_text("x")
 
 
-@pytest.mark.parametrize("service", ["cloud:titan", "cloud:azure"])
+@pytest.mark.parametrize("service", ["cloud:titan", "cloud:gemini", "cloud:azure"])
 def test_a_silent_service_costs_one_deadline_and_a_throttling_one_a_bounded_number_of_retries(service, cloud):
     import time
 

@@ -167,7 +167,8 @@ def add_model(lib: Library) -> None:
             placeholder="google/siglip2-base-patch16-224, open_clip:hf-hub:timm/PE-Core-B-16 or a folder",
             help="A hub id, open_clip:hf-hub:ORG/REPO, open_clip:ARCH/PRETRAINED or a local folder; a video "
             "model (microsoft/xclip-base-patch32, google/videoprism-lvt-base-f16r288) scores clips per shot; "
-            "cloud:titan, cloud:nova, cloud:marengo or cloud:azure buys a cloud service's vectors (price first). "
+            "cloud:titan, cloud:nova, cloud:marengo, cloud:gemini or cloud:azure buys a cloud service's vectors "
+            "(price first). "
             f"In this library: {', '.join(known)}",
         ).strip()
         if not model:

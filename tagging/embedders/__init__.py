@@ -75,6 +75,16 @@ BUILT_IN = (
         status="GA (Marengo 2.7 reached end of life on 2026-11-30; its vectors are incompatible)",
     ),
     EmbeddingService(
+        "cloud:gemini",
+        "tagging.embedders.google:GeminiEmbedder",
+        "Google (Gemini API or Vertex AI)",
+        "gemini-embedding-2",
+        1024,
+        (("GEMINI_API_KEY",), ("GOOGLE_API_KEY",), ("GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT")),
+        multilingual=True,
+        status="GA (gemini-embedding-2-preview was its preview)",
+    ),
+    EmbeddingService(
         "cloud:azure",
         "tagging.embedders.azure:AzureEmbedder",
         "Azure AI Vision",

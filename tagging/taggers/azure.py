@@ -18,6 +18,7 @@ import numpy as np
 
 from tagging.taggers.base import (
     CALL_DEADLINE,
+    RETRY_AFTER_CAP,
     FatalTaggerError,
     Response,
     RetryBudget,
@@ -31,7 +32,6 @@ from tagging.taggers.base import (
 MAX_BYTES = 4 * 1024 * 1024  # well under the service's 20 MB; keeps uploads quick
 MAX_SIDE = 2048  # the service takes 50..16000 px; 2048 keeps OCR legible and requests small
 VISUAL_FEATURES = ("tags", "caption", "denseCaptions", "objects", "read")
-RETRY_AFTER_CAP = 20.0  # seconds: a service asking for longer waits per retry would stall a film for hours
 
 
 def capped_retry_policy(retries: int, backoff: float, cap: float, budget: RetryBudget):

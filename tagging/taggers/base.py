@@ -8,6 +8,7 @@ import math
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -19,6 +20,8 @@ TAG_KINDS = ("label", "caption", "object", "text", "face", "celebrity")
 CALL_DEADLINE = 15.0  # seconds one call may take in all: its retries, waits and a body that drips in
 RETRY_BUDGET = 10  # retries one tagger (one run) may spend over all its calls, so a sick service stops early
 MAX_TAG_TEXT = 500  # characters: a tag, caption or OCR line longer than this is not a tag
+BACKOFF_CAP = 4.0  # seconds between two attempts of one call at most
+RETRY_AFTER_CAP = 20.0  # seconds: a service asking for longer waits per retry would stall a film for hours
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,56 @@ class RetryBudget:
                 return False
             self.left -= 1
             return True
+
+
+class Retryable(TaggerError):
+    """A failure worth another attempt (throttling, a server error, a timeout); ``after``: the
+    seconds the service asked to wait first (its Retry-After), if it said."""
+
+    def __init__(self, message: str, unreachable: bool = False, after: float | None = None) -> None:
+        super().__init__(message, unreachable)
+        self.after = after
+
+
+class BoundedCalls:
+    """Calls to one service, each retried while it is worth it, the run's budget lasts and the call's
+    deadline allows: backoff doubling up to ``BACKOFF_CAP``, a service's Retry-After honoured up to
+    ``retry_after_cap`` (one asking for longer fails the call at once: waiting an hour helps nobody).
+    An adapter's ``attempt`` raises ``Retryable`` for what deserves another try, TaggerError for the
+    rest (FatalTaggerError stops the run)."""
+
+    def __init__(
+        self,
+        label: str,
+        max_attempts: int = 4,
+        deadline: float = CALL_DEADLINE,
+        budget: RetryBudget | None = None,
+        backoff: float = 0.25,
+        retry_after_cap: float = RETRY_AFTER_CAP,
+    ) -> None:
+        self.label, self.max_attempts, self.deadline = label, max(1, max_attempts), deadline
+        self.budget, self.backoff, self.retry_after_cap = budget or RetryBudget(), backoff, retry_after_cap
+
+    def run(self, what: str, attempt: Callable[[], object]):
+        """``attempt()``, retried within the budget and the deadline."""
+        end = time.monotonic() + self.deadline
+        for n in range(1, self.max_attempts + 1):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TaggerError(f"{self.label} {what} gave no answer within {self.deadline:g} s (timed out).", True)
+            try:
+                return within_deadline(attempt, left, self.label)
+            except Retryable as e:
+                if e.after is not None and e.after > self.retry_after_cap:
+                    raise TaggerError(
+                        f"{self.label} is throttling and asks to wait {e.after:g} s (more than the "
+                        f"{self.retry_after_cap:g} s waited here); try again later."
+                    ) from None
+                pause = e.after if e.after is not None else min(BACKOFF_CAP, self.backoff * 2 ** (n - 1))
+                if n == self.max_attempts or time.monotonic() + pause >= end or not self.budget.take():
+                    raise TaggerError(str(e), e.unreachable) from None
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def within_deadline(call: Callable[[], object], seconds: float, service: str) -> object:
