@@ -318,7 +318,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         usd = "not measured" if cost["usd_per_film_hour"] is None else f"${cost['usd_per_film_hour']:.4f}"
         value = metric_of.get(name)
         shown = "skipped" if value is None else f"{value:.3f}"
-        print(f"  {name:16s} {args.metric} {shown:>7s}  {usd:>13s} per film-hour")
+        queries = cost.get("usd_per_1000_queries", 0.0)
+        paid = f" + ${queries:.4f} per 1 000 queries" if queries else ""
+        print(f"  {name:16s} {args.metric} {shown:>7s}  {usd:>13s} per film-hour{paid}")
         print(f"  {'':16s} {cost['basis']}"[: report.WIDTH])
     if args.json_out:
         data = result.to_dict()

@@ -197,6 +197,7 @@ def _quality_per_dollar(result, engines: list[dict], chance: dict | None) -> Non
         {
             "engine": name,
             "USD per film-hour": None if c["usd_per_film_hour"] is None else round(c["usd_per_film_hour"], 4),
+            "USD per 1 000 queries": round(c.get("usd_per_1000_queries", 0.0), 4),
             "how": c["basis"],
         }
         for name, c in result.costs.items()
