@@ -74,3 +74,42 @@ def test_the_player_plays_an_hevc_film_through_its_proxy_made_once(tmp_path, enc
     assert path == proxy_path(lib, film) and playable(lib, film) == path
     ensure_proxy(lib, film)
     assert made == [1]  # once per film
+
+
+def test_a_hit_plays_from_an_excerpt_made_at_once_that_starts_at_the_hit(tmp_path, encoder):
+    """What ▶ plays while a film has no whole copy: a short H.264 excerpt from just before the hit,
+    made by seeking (not by transcoding the film up to the hit), whose frame at the hit's offset is
+    the source's frame at the hit; the whole copy is then made in the background."""
+    import time
+
+    import av
+
+    from clip_search.indexing.indexer import index_film
+    from clip_search.store.library import Library
+    from clip_search.video.decode import frame_at
+    from clip_search.video.proxy import LEAD, WINDOW, ensure_window, proxy_in_background
+
+    lib = Library(tmp_path / "lib")
+    film = index_film(POPEYE1, lib, encoder).film
+    hit = 45.0
+    path, start = ensure_window(lib, film, hit)
+    assert start == hit - LEAD and playable(lib, film) is None  # the whole copy is not needed to play
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert frames[0][0] == 0.0 and frames[-1][0] == pytest.approx(min(WINDOW, film.manifest.duration - start), abs=0.2)
+    at_hit = min(frames, key=lambda f: abs(f[0] - (hit - start)))[1]
+    source = frame_at(POPEYE1, hit)
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(source).resize(at_hit.shape[1::-1]), np.float32)
+    other = np.asarray(Image.fromarray(frame_at(POPEYE1, 5.0)).resize(at_hit.shape[1::-1]), np.float32)
+    near = np.abs(small - at_hit).mean()
+    assert near < 12 and near < np.abs(other - at_hit).mean() / 2  # the hit's own frame, not another
+    assert ensure_window(lib, film, hit) == (path, start)  # kept: a second ▶ makes nothing
+    assert proxy_in_background(lib, film)
+    for _ in range(600):
+        if playable(lib, film) is not None:
+            break
+        time.sleep(0.5)
+    assert playable(lib, film) == proxy_path(lib, film)

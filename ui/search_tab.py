@@ -15,7 +15,7 @@ from clip_search.search.moments import find_moments
 from clip_search.search.scoring import DEFAULT_GAP, DEFAULT_NEGATIVE_WEIGHT
 from clip_search.store.library import Film, Library
 from clip_search.timecode import fmt_time, parse_time
-from clip_search.video.proxy import ensure_proxy, playable
+from clip_search.video.proxy import ensure_window, playable, proxy_in_background
 from engines import Query, Result, service_of
 from engines.temporal import DEFAULT_WITHIN, When
 from engines.temporal import search as temporal_search
@@ -458,26 +458,30 @@ def player(lib: Library) -> None:
         st.warning(md(f"Cannot play {film.name}: its source file is gone ({source}). Search results are not affected."))
         return
 
-    target = playable(lib, film)
-    if target is None:  # HEVC, MKV, ProRes, ...: a browser-playable H.264 copy, made once per film
-        bar = st.progress(0.0, text=f"Making a browser-playable copy of {film.name} (once)…")
+    end = choice.get("end")
+    target, offset, note = playable(lib, film), 0.0, None
+    if target is None:  # HEVC, MKV, ProRes, ...: an excerpt made now, the whole copy in the background
         try:
-            target = ensure_proxy(lib, film, progress=lambda f: bar.progress(f, text=f"Playable copy: {f:.0%}"))
+            with st.spinner(f"Making a playable excerpt of {film.name}…"):
+                target, offset = ensure_window(lib, film, choice["time"], end)
         except FrameSearchError as e:
             st.error(md(e))
             return
-        finally:
-            bar.empty()
-    end = choice.get("end")
+        making = proxy_in_background(lib, film)
+        note = f"A playable excerpt from {fmt_time(offset)}" + (
+            "; the whole film's playable copy is being made meanwhile." if making else "."
+        )
     until = f" to {fmt_time(end)}" if end else ""
     st.markdown(f"**Playing {md(film.name)} from {fmt_time(choice['time'])}{until}**")
     st.video(  # muted: browsers allow autoplay; a moment stops at its end
         str(target),
-        start_time=int(choice["time"]),
-        end_time=int(np.ceil(end)) if end else None,
+        start_time=int(choice["time"] - offset),
+        end_time=int(np.ceil(end - offset)) if end else None,
         autoplay=True,
         muted=True,
     )
+    if note:
+        st.caption(note)
     credit = credit_for(source)
     if credit:
         st.caption(credit)
