@@ -23,6 +23,7 @@ from clip_search.indexing.indexer import (
     existing_film,
     index_film,
     options_of,
+    upgrade_thumbnails,
 )
 from clip_search.search.ann import AnnIndex
 from clip_search.search.scoring import DEFAULT_GAP
@@ -160,6 +161,7 @@ def index(
         _here(library, refs, models, options, keep_sampling, load or default_loader(), watch, wait, report)
     for film in report.films:
         _dialogue(library, film, watch)
+        upgrade_thumbnails(library, film)  # a film indexed when frames were stored smaller
         find_shots(library, film)
     report.archive = refresh_archive(library, models, watch)
     return report

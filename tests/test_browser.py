@@ -179,7 +179,10 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
         images_loaded(sized)
         assert sized.evaluate("document.documentElement.scrollWidth") <= width
         frames = sized.locator("[role='tabpanel']").first.locator("[data-testid='stImage'] img")
-        assert min(frames.nth(i).bounding_box()["width"] for i in range(12)) >= 160, (width, height)
+        shown = min(frames.nth(i).bounding_box()["width"] for i in range(12))
+        assert shown >= (320 if width >= 1920 else 160), (width, height, shown)
+        stored = min(frames.nth(i).evaluate("img => img.naturalWidth") for i in range(12))
+        assert stored >= shown or stored >= 384, (width, stored)  # drawn from images at least that size
         sized.screenshot(path=str(shots / f"search-{width}x{height}.png"), full_page=False)
         sized.close()
 
@@ -196,6 +199,8 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     act(page, lambda: click_point(page, points.nth(points.count() - 3)))
     expect(heading).not_to_have_text(first, timeout=30_000)
     assert heading.inner_text().startswith("Frame at ")
+    picked = page.locator("[role='tabpanel'] [data-testid='stImage'] img").first
+    assert picked.evaluate("img => img.naturalWidth") > 384  # the source's own frame, not a thumbnail enlarged
     # the cursor at the picked time: the one red line (the other shapes outline each row's top moments)
     expect(timeline.locator(".shapelayer path[style*='255, 0, 0']")).to_have_count(1)
     images_loaded(page)

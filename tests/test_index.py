@@ -221,3 +221,39 @@ def test_the_split_gives_the_model_every_core_back_when_the_decoder_waits_on_it(
     threads, split = run(0.05)  # a little slack only: the decoder needs its core
     assert split.active and threads == [1] * len(threads)
     assert torch.get_num_threads() == before
+
+
+def test_frames_indexed_smaller_are_stored_again_larger_on_the_next_index_without_encoding(tmp_path, encoder):
+    """A library indexed when frames were stored 256 px wide: the next ``index`` stores them at
+    THUMB_WIDTH from the source (no vector touched), and a reader that opened the film before keeps
+    reading whole frames while it happens."""
+    import io
+
+    from PIL import Image
+
+    from clip_search.indexing.indexer import thumbnail_width
+    from clip_search.store.library import Film, Library, check_record
+    from framesearch import app
+
+    lib = Library(tmp_path / "lib")
+    (film,) = app.index(lib, [BUNNY], [encoder.model_id], load=lambda m: encoder).films
+    small = []
+    for i in range(len(film.times)):  # as an older version stored them
+        with Image.open(io.BytesIO(film.thumbnail(i))) as im:
+            small.append(make_thumbnail(np.asarray(im.convert("RGB")), 256))
+    (film.dir / "thumbs.bin").write_bytes(b"".join(small))
+    np.save(film.dir / "thumb_offsets.npy", np.concatenate([[0], np.cumsum([len(b) for b in small])]))
+    before = Film(film.dir)
+    assert thumbnail_width(before) == 256
+    vectors = before.vectors().dir / "embeddings.npy"
+    stamp = vectors.stat().st_mtime_ns
+
+    def no_model(model):
+        raise AssertionError("no model is needed to store frames again")
+
+    app.index(lib, [BUNNY], [encoder.model_id], load=no_model)
+    after = Library(lib.root).films()[0]
+    assert thumbnail_width(after) == THUMB_WIDTH and vectors.stat().st_mtime_ns == stamp
+    check_record(after.dir, deep=True)  # the film is whole
+    with Image.open(io.BytesIO(before.thumbnail(len(before.times) - 1))) as im:  # the old offsets: old frames, whole
+        assert im.width == 256

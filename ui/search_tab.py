@@ -27,9 +27,9 @@ from ui.hover_preview import hover_previews
 from ui.samples import credit_for
 from ui.tabs import Tab, View
 from ui.text import md, model_label
-from ui.thumbs import crop_heat, evidence_line, show_thumbnail
+from ui.thumbs import crop_heat, evidence_line, full_frame, show_frame, show_thumbnail
 
-GRID_COLUMNS = 3  # at 1280 px a frame stays at least 160 px wide
+GRID_COLUMNS = 3  # at 1280 px a frame stays at least 160 px wide, at 1920 at least 320
 JUMP_MOMENTS = 5  # best moments per film the keyboard's "Jump to a moment" box lists
 
 
@@ -343,7 +343,7 @@ def explain_panel(film: Film, frame: int, result: Result) -> None:
         c1, c2 = st.columns([2, 3])
         with st.spinner("Scoring crops of the frame…"):
             why = result.explain(film, frame, crops=True)
-        thumb = film.thumbnail(frame)
+        thumb = full_frame(film, frame)
         if why.grid and thumb:
             c1.image(crop_heat(thumb, why.grid, why.frame_size), width="stretch")
             c1.caption(f"red: where in the frame the query matches best (crops scored by {md(engine.model)})")
@@ -396,7 +396,7 @@ def strips(films: list[Film], result: Result) -> None:
         return
     i = film.nearest_frame(at)
     c1, c2 = st.columns([2, 3])
-    show_thumbnail(film.thumbnail(i), c1)
+    show_frame(film, i, c1)
     c2.markdown(f"**{md(film.name)}** at `{fmt_time(film.times[i])}`")
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="strip-play", on_click=play, args=(film.id, film.times[i]))
 
@@ -501,7 +501,7 @@ def _render(view: View) -> None:
     concerns only this part (Why?, a strip click, ▶) reruns it alone, not the page around it."""
     lib, ms, chosen, params = view.lib, view.ms, view.films, view.params
     query = run_query(params)
-    left, right = st.columns([3, 2])
+    left, right = st.columns([2, 1])  # three cards of 320+ px a row at 1920 wide, the sidebar open
     beside = right.container(key="player-box")  # sticky (see STICKY_PLAYER): player and strips stay in view
     explained = beside.container()  # first: a Why? opens at the top of the sticky column, in view
     with beside:

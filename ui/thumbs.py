@@ -8,7 +8,10 @@ import numpy as np
 import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
+from clip_search.errors import FrameSearchError
+from clip_search.store.library import Film
 from clip_search.timecode import fmt_time
+from clip_search.video.decode import frame_at
 from ui.text import md
 
 
@@ -21,6 +24,32 @@ def show_thumbnail(data: bytes, where=st) -> None:
         where.image(data, width="stretch")
     except (UnidentifiedImageError, OSError, ValueError):
         where.caption("(thumbnail damaged; re-index the film to restore it)")
+
+
+FULL_QUALITY = 90  # a picked frame is looked at closely
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _source_frame(source: str, fingerprint: str, t: float) -> bytes:
+    """The source's frame at ``t`` as a JPEG at the source's resolution (decoded once per frame:
+    the cache is keyed by the film's content, so a re-encoded file is decoded again)."""
+    buf = io.BytesIO()
+    Image.fromarray(frame_at(source, t)).save(buf, format="JPEG", quality=FULL_QUALITY)
+    return buf.getvalue()
+
+
+def full_frame(film: Film, i: int) -> bytes:
+    """Frame ``i`` of ``film`` as an editor judges it: decoded from the source at its own resolution,
+    never an enlarged thumbnail; the stored frame when the source is gone or unreadable."""
+    try:
+        return _source_frame(film.manifest.source, film.manifest.fingerprint, float(film.times[i]))
+    except (FrameSearchError, OSError, ValueError):
+        return film.thumbnail(i)
+
+
+def show_frame(film: Film, i: int, where=st) -> None:
+    """Draw the picked, explained or hovered frame at the source's resolution (see ``full_frame``)."""
+    show_thumbnail(full_frame(film, i), where)
 
 
 def crop_heat(jpeg: bytes, grid: list[dict], frame_size: tuple[int, int]) -> bytes:

@@ -12,7 +12,7 @@ from ui.charts import TimelineRow, seconds_of, timeline_figure
 from ui.search_tab import JUMP_MOMENTS, moment_picker, play, player, selected_points
 from ui.tabs import Tab, View
 from ui.text import engine_label, md
-from ui.thumbs import show_thumbnail
+from ui.thumbs import show_frame
 from ui.url_state import film_time
 
 MAX_ROWS = 8
@@ -100,7 +100,7 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
         with c1:
             player(lib)
     else:
-        show_thumbnail(film.thumbnail(i), c1)
+        show_frame(film, i, c1)
     c2.markdown(f"### Frame at `{fmt_time(film.times[i])}`")
     lines = [f"- *{md(q)}*: cosine {tl.scores[i]:.4f}, probability {tl.softmax[i]:.4f}" for q, tl in scores.items()]
     c2.markdown("\n".join(lines))

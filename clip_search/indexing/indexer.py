@@ -37,6 +37,7 @@ from clip_search.encoders import spot_check
 from clip_search.encoders.base import clip_frames, set_threads
 from clip_search.errors import FrameSearchError, VideoError
 from clip_search.indexing.clips import ClipRows, ClipStage, ClipStarts, expected_clips
+from clip_search.store.atomic import atomic_save_npy, atomic_write_bytes
 from clip_search.store.library import (
     DamagedFilm,
     Film,
@@ -55,7 +56,7 @@ from clip_search.video.decode import SampledFrame, SamplingSettings, iter_frames
 from clip_search.video.patches import PatchSettings, crop_patches
 from clip_search.video.subtitles import load_dialogue
 
-THUMB_WIDTH = 256
+THUMB_WIDTH = 384  # the grid shows cards 320+ px wide on a 1920-wide screen: stored at least that size
 SMALL_MACHINE_CORES = 4  # up to this many cores, a bf16 model on the CPU leaves the decoder a core (``CoreSplit``)
 SPLIT_SETTLE = 1  # batches of start-up (the queue filling, first-batch set-up) the split is not judged on
 SPLIT_WATCH = 4  # batches the split is then judged on
@@ -429,6 +430,48 @@ def _clip_starts(encoders: Sequence[DualEncoder], film: Film | None, manifest: M
     if film is None:
         return ClipStarts(None)
     return ClipStarts(film.shots() if film.shots() is not None else shots.of_film(film))
+
+
+def thumbnail_width(film: Film) -> int:
+    """The width of the film's stored frames (0 when they cannot be read)."""
+    try:
+        with Image.open(io.BytesIO(film.thumbnail(0))) as im:
+            return im.width
+    except (OSError, ValueError):
+        return 0
+
+
+def upgrade_thumbnails(library: Library, film: Film) -> bool:
+    """Store ``film``'s frames again at ``THUMB_WIDTH`` when they are narrower (a film indexed before
+    frames were stored this size), decoding its source once at its own sampling; nothing is encoded
+    again. False when there was nothing to do, or the source cannot give exactly the film's frames
+    (then the old ones stay)."""
+    width = thumbnail_width(film)
+    if width >= min(THUMB_WIDTH, film.manifest.width or THUMB_WIDTH) or not Path(film.manifest.source).is_file():
+        return False
+    try:
+        if fingerprint(film.manifest.source) != film.manifest.fingerprint:
+            return False
+        thumbs = [
+            frame_thumbnail(fr)
+            for fr in iter_frames(film.manifest.source, film.manifest.sampling_settings())
+            if _among(film.times, fr.time)
+        ]
+    except (VideoError, OSError):
+        return False
+    if len(thumbs) != len(film.times):
+        return False
+    try:
+        with film_lock(library, film.id, wait=0):
+            # the new frames after the old ones, then the offsets to them: whichever file a reader opens
+            # first, every offset it holds points at a whole JPEG (old or new), never at a torn one
+            old = (film.dir / "thumbs.bin").read_bytes()[: int(np.load(film.dir / "thumb_offsets.npy")[-1])]
+            offsets = len(old) + np.concatenate([[0], np.cumsum([len(t) for t in thumbs])]).astype(np.int64)
+            atomic_write_bytes(film.dir / "thumbs.bin", old + b"".join(thumbs))
+            atomic_save_npy(film.dir / "thumb_offsets.npy", offsets)
+    except (FilmBusy, OSError, ValueError):
+        return False
+    return True
 
 
 def _among(times: np.ndarray, t: float, tol: float = 1e-6) -> bool:

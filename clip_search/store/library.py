@@ -300,7 +300,9 @@ def _check_frames(film_dir: Path) -> Manifest:
     offsets = np.load(film_dir / "thumb_offsets.npy")
     thumbs = film_dir / "thumbs.bin"
     size = thumbs.stat().st_size if thumbs.is_file() else -1
-    if offsets[0] != 0 or np.any(np.diff(offsets) < 0) or int(offsets[-1]) != size:
+    # frames stored again larger (``upgrade_thumbnails``) follow the old ones in the file: the offsets
+    # may start past 0, but never run past its end
+    if offsets[0] < 0 or np.any(np.diff(offsets) < 0) or int(offsets[-1]) > size:
         raise DamagedFilm(f"thumbs.bin is {max(size, 0)} bytes, the offsets need {int(offsets[-1])}")
     if (film_dir / "dialogue.json").exists():
         _read_dialogue(film_dir / "dialogue.json")
