@@ -31,6 +31,7 @@ from clip_search.encoders import load_encoder, spot_check
 from clip_search.encoders import text_cache as text_vectors
 from clip_search.errors import FrameSearchError, ModelLoadError, VideoError, one_line
 from clip_search.indexing.indexer import IndexOptions, Progress
+from clip_search.search import scenes
 from clip_search.search.ann import AnnIndex
 from clip_search.search.scoring import (
     DEFAULT_GAP,
@@ -628,6 +629,20 @@ def _calibration_queries(path: Path, model: str, args: argparse.Namespace):
     return encoder.encode_text(lines).vectors
 
 
+def _scene_texts(model: str, args: argparse.Namespace) -> np.ndarray | None:
+    """The model's vectors of the built-in scene descriptions, what ``ann build`` calibrates text
+    recall on (None, said in one line, when the model cannot be loaded here; a cloud service's
+    queries would be paid for, so its kept ones, if any, are measured instead)."""
+    if model.startswith(CLOUD):
+        return None
+    try:
+        encoder = load_encoder(model, getattr(args, "device", "auto") or "auto")
+    except ModelLoadError as e:
+        _warn(f"text recall not calibrated: {e}")
+        return None
+    return encoder.encode_text(scenes.descriptions()).vectors
+
+
 def cmd_ann(args: argparse.Namespace) -> int:
     library = open_library(config.library_dir(args.library), config.model_id())
     model = library.model_for(library.films(), args.model)
@@ -644,8 +659,11 @@ def cmd_ann(args: argparse.Namespace) -> int:
         bar.refresh()
 
     queries = _calibration_queries(args.queries, model, args) if args.queries else None
+    texts = _scene_texts(model, args)
     try:
-        status = AnnIndex.update(library, progress=show, rebuild=args.rebuild, model=model, queries=queries)
+        status = AnnIndex.update(
+            library, progress=show, rebuild=args.rebuild, model=model, queries=queries, texts=texts
+        )
     finally:
         bar.close()
     print(status.describe())

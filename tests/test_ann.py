@@ -222,3 +222,38 @@ def test_evaluation_scores_the_archive_index_hits_search_serves(archive):
         assert result.per_film is None  # the index gave the candidates
         ranked = rank_query(engine, Task("", text, films, [(films[0].id, 0.0, 5.0)]), (1, 10), 0.0, 3.0, 10, None)
         assert [(h.film, h.time, h.score) for h in ranked.hits] == [(h.film_id, h.time, h.score) for h in result.hits]
+
+
+def test_ann_build_calibrates_on_the_models_own_text_vectors_and_says_text_and_frame_recall_apart(
+    tmp_path, encoder, capsys
+):
+    """What users type is text, and a text vector sits apart from the frames' (CLIP's modality gap):
+    `ann build` encodes the built-in scene descriptions with the library's model and calibrates on
+    them too; `ann status` says frame and text recall separately, and later updates keep measuring them."""
+    from clip_search.search import scenes
+    from clip_search.store.library import Manifest
+    from clip_search.store.writer import import_vectors
+
+    lib = Library(tmp_path / "lib")
+    gen = LooseVectors(dim=encoder.dim, seed=5)
+    for i in range(2):
+        import_vectors(lib, Manifest.imported(f"reel{i}", encoder.model_id, 0.0), gen.film(12_000), np.arange(12_000.0))
+    assert main(["ann", "build", "--library", str(lib.root), "--model", encoder.model_id]) == 0
+    c = AnnIndex.status(lib, model=encoder.model_id).calibration
+    assert c["text_queries"] == len(scenes.descriptions()) == 300
+    assert c["recall_text"] >= TARGET_RECALL + CALIBRATION_MARGIN or c["nprobe"] == AnnIndex.status(lib).nlist
+    capsys.readouterr()
+    assert main(["ann", "status", "--library", str(lib.root), "--model", encoder.model_id]) == 0
+    line = capsys.readouterr().out
+    assert "(frames: library vectors)" in line and "(text: 300 scene descriptions the model encoded)" in line
+    # other texts than the ones calibrated on, measured by the test against exact search
+    others = encoder.encode_text(scenes.descriptions(60, seed=9)).vectors
+    films = lib.films(encoder.model_id)
+    fast, exact = Searcher(films, lib), Searcher(films, lib, exact=True)
+    got = [
+        len(set(_keys(fast.search(QueryVector(v, "q")))) & set(_keys(exact.search(QueryVector(v, "q"))))) / 10
+        for v in others
+    ]
+    assert np.mean(got) >= 0.95
+    import_vectors(lib, Manifest.imported("late", encoder.model_id, 0.0), gen.film(2_000), np.arange(2_000.0))
+    assert AnnIndex.update(lib, model=encoder.model_id).calibration["text_queries"] == 300  # kept, measured again

@@ -43,6 +43,7 @@ TARGET_RECALL = 0.98  # recall@10 against exact search that ``ann build`` tunes 
 CALIBRATION_MARGIN = 0.005
 NPROBES = (8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048)
 QUERIES_FILE = "queries.npy"  # the lab's own query vectors, kept for every later calibration
+TEXT_FILE = "scene_texts.npy"  # the model's vectors of the built-in scene descriptions (search.scenes), kept
 OWN_QUERIES = 300  # at most this many of them are kept and measured (100 give recall@10 to about +-0.007)
 CANDIDATES = 2048  # frames the index proposes per search, re-scored exactly (Searcher's k for top 10..32)
 CANDIDATE_STEPS = (CANDIDATES, 2 * CANDIDATES, 4 * CANDIDATES)  # what calibration tries
@@ -89,9 +90,13 @@ class AnnStatus:
         c = self.calibration
         if c:
             line += (
-                f"; nprobe {c['nprobe']} measured at recall@10 {c['recall_library']:.3f} (library vectors) and "
-                f"{c['recall_text_like']:.3f} (text-like queries)"
+                f"; nprobe {c['nprobe']} measured at recall@10 {c['recall_library']:.3f} (frames: library vectors), "
+                f"{c['recall_text_like']:.3f} (text-like blends)"
             )
+            if "recall_text" in c:
+                line += f" and {c['recall_text']:.3f} (text: {c['text_queries']} scene descriptions the model encoded)"
+            else:
+                line += " (text recall not measured: `ann build` encodes the scene descriptions when the model loads)"
             if "recall_own" in c:
                 line += f" and {c['recall_own']:.3f} ({c['own_queries']} of your queries)"
             line += f", {c.get('candidates', CANDIDATES)} candidates, {c['latency_ms_p50']:.1f} ms per search (p50)"
@@ -227,12 +232,14 @@ class AnnIndex:
         rebuild: bool = False,
         model: str | None = None,
         queries: np.ndarray | None = None,
+        texts: np.ndarray | None = None,
     ) -> AnnStatus:
         """Bring ``model``'s index up to date with the library: add new films without retraining,
         remove gone or re-indexed ones, retrain from scratch when outgrown (or ``rebuild``).
 
         ``queries``: (n, dim) vectors of the lab's own queries (its text queries, encoded by the
-        model); kept beside the index, and measured by this and every later calibration."""
+        model); ``texts``: the model's vectors of the built-in scene descriptions. Each is kept
+        beside the index, and measured by this and every later calibration."""
         model = _model(library, model)
         with film_lock(library, f"_ann-index-{model_key(model)}"):
             films = library.films(model)
@@ -270,15 +277,17 @@ class AnnIndex:
                     progress(n + 1, len(todo))
             meta["films"] = sorted(held.values(), key=lambda e: e["offset"])
             meta["updated_at"] = time.time()
-            own = cls._own_queries(library, model, dim, queries)
-            meta["calibration"] = cls(library, index, meta).calibrate(films, own=own)
+            own = cls._kept(library, model, dim, queries, QUERIES_FILE)
+            text = cls._kept(library, model, dim, texts, TEXT_FILE)
+            meta["calibration"] = cls(library, index, meta).calibrate(films, own=own, text=text)
             cls._write(library, index, meta, previous, model)
         return cls.status(library, model=model)
 
     @classmethod
-    def _own_queries(cls, library: Library, model: str, dim: int, queries: np.ndarray | None) -> np.ndarray | None:
-        """The lab's query vectors: the ones given now (checked, kept), else the ones kept before."""
-        path = cls.folder(library, model) / QUERIES_FILE
+    def _kept(cls, library: Library, model: str, dim: int, queries: np.ndarray | None, name: str) -> np.ndarray | None:
+        """Query vectors calibration measures: the ones given now (checked, kept as ``name``), else
+        the ones kept before (None: none yet)."""
+        path = cls.folder(library, model) / name
         if queries is None:
             try:
                 kept = np.load(path)
@@ -436,7 +445,14 @@ class AnnIndex:
         film_idx, local, score = self.rescored(q, films, k, nprobe)
         return [(fi, r) for fi, r, _ in distinct_top(films, score, at(film_idx, local), top, gap)]
 
-    def calibrate(self, films: list[Film], queries: int = 100, seed: int = 0, own: np.ndarray | None = None) -> dict:
+    def calibrate(
+        self,
+        films: list[Film],
+        queries: int = 100,
+        seed: int = 0,
+        own: np.ndarray | None = None,
+        text: np.ndarray | None = None,
+    ) -> dict:
         """Choose nprobe and the candidates re-scored by measuring recall@10 of search's hits
         (de-duplicated, as search returns them) against exact search's, on held-out vectors of the
         library itself and on text-like queries, until recall@10 >= TARGET_RECALL (+
@@ -445,7 +461,9 @@ class AnnIndex:
 
         A text-like query is a blend of three frames of the library (a concept several scenes
         share, not one frame) moved along one shared direction, as CLIP's text vectors sit apart
-        from its image vectors: its top 10 spreads over the index's lists as a text query's does."""
+        from its image vectors: its top 10 spreads over the index's lists as a text query's does.
+        ``text``: the model's own vectors of written scene descriptions (``search.scenes``), what a
+        user types; measured beside the others when ``ann build`` could encode them."""
         rng = np.random.default_rng(seed)
         picked = _sample(films, queries)
         shift = rng.normal(size=picked.shape[1]).astype(np.float32)
@@ -455,10 +473,12 @@ class AnnIndex:
         text_like = blend + 1.2 * shift
         text_like /= np.linalg.norm(text_like, axis=1, keepdims=True)
         sets = {"library": picked, "text_like": text_like}
+        if text is not None:  # real text vectors: where CLIP's modality gap puts what users type
+            sets["text"] = text
         if own is not None:  # the lab's own queries, when it gave them: the distribution that matters
             sets["own"] = own
         exact = {name: _exact_top(films, qs, 10) for name, qs in sets.items()}
-        timed = (own if own is not None else text_like)[:50]
+        timed = next(q for q in (own, text, text_like) if q is not None)[:50]
         nlist = int(self.meta["nlist"])
         probes = [p for p in NPROBES if p < nlist] + [nlist]
 
@@ -508,6 +528,7 @@ class AnnIndex:
             "target": TARGET_RECALL,
             "latency_ms_p50": round(latency * 1000, 2),
             "queries": len(picked),
+            **({"recall_text": round(recall["text"], 4), "text_queries": len(text)} if text is not None else {}),
             **({"recall_own": round(recall["own"], 4), "own_queries": len(own)} if own is not None else {}),
         }
 
