@@ -71,11 +71,16 @@ def average_precision(
     p, pf = _spans(pred, films)
     g, gf = _spans(gt, films)
     ious = iou_matrix(p, g, pf, gf)
+    if len(gt) == 1:  # one window to find: AP is the precision where it is first found, 1 / rank
+        found = ious[:, 0][:, None] >= np.asarray(thresholds, float)[None, :]
+        first = np.argmax(found, axis=0)
+        return np.where(found.any(axis=0), 1.0 / (first + 1), 0.0)
+    best = [np.argsort(-row, kind="stable") for row in ious]  # each prediction's windows, best overlap first
     for t, thr in enumerate(thresholds):
         taken = np.zeros(len(gt), bool)
         tp = np.zeros(len(pred))
         for i, row in enumerate(ious):
-            for j in np.argsort(-row, kind="stable"):
+            for j in best[i]:
                 if row[j] < thr:
                     break
                 if not taken[j]:

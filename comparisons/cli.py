@@ -26,6 +26,8 @@ from clip_search.arguments import (
     query_text,
 )
 from clip_search.cli import MOMENTS_HELP, answer, when_of
+from clip_search.encoders import load_encoder
+from clip_search.encoders.text_cache import cached_loader
 from clip_search.errors import FrameSearchError, one_line
 from clip_search.search.scoring import DEFAULT_GAP
 from clip_search.store.library import Film, Library
@@ -177,7 +179,7 @@ def _library(args: argparse.Namespace) -> Library:
 def _make_engines(library: Library, names: list[str], films: list[Film], args: argparse.Namespace) -> list:
     """The engines named, sharing one cache of models: each model loads when an engine first needs
     it, and one that cannot be loaded makes its engines unavailable (named), not the run."""
-    encoders = Encoders()
+    encoders = Encoders(loader=cached_loader(library, load_encoder))  # texts seen before: no model loaded
     default = default_engine(library.model_for(films, args.model), encoders)
     return [make_engine(n, library, encoders, args.fusion_weight, default=default) for n in names]
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from clip_search.search.scoring import top_frames
+from clip_search.search.ranking import walk
 from comparisons.metrics import (
     RankedHit,
     is_proportion,
@@ -74,15 +74,32 @@ def chance_draws(
     films = [f if isinstance(f, Searched) else Searched(*f) for f in films]
     frames = [_Frames(f.times) for f in films]
     sizes = [len(f.times) for f in films]
+    n = sum(sizes)
+    film_of = np.repeat(np.arange(len(films)), sizes)
+    local = np.concatenate([np.arange(k) for k in sizes]) if sizes else np.zeros(0, np.int64)
+    lead = min(n, max(4 * depth, 64))  # the ranking's head, where the walk almost always ends
     out: dict[str, list[float]] = {}
     for _ in range(draws):
-        scores = np.split(rng.random(sum(sizes)), np.cumsum(sizes)[:-1])
-        chosen = top_frames(frames, scores, depth, gap)
+        score = rng.random(n)
+        chosen = _random_top(frames, score, film_of, local, lead, depth, gap)
         hits = [RankedHit(float(films[f].times[i]), s, 0.0, 0.0, films[f].id) for f, i, s in chosen]
         for key, value in query_metrics(hits, intervals, ks, tol).items():
             out.setdefault(key, []).append(value)
     out.pop(MOMENT, None)  # a random ranking's moments say nothing of an engine's: see moment_chance
     return {key: np.asarray(v) for key, v in out.items()}
+
+
+def _random_top(frames, score, film_of, local, lead: int, depth: int, gap: float) -> list[tuple[int, int, float]]:
+    """What ``top_frames`` gives for ``score`` (one random ranking), sorting only its head: the
+    ``lead`` best entries, in the same order, then every entry if the walk needs more than them."""
+    n = len(score)
+    head = np.argpartition(-score, lead - 1)[:lead] if lead < n else np.arange(n)
+    order = head[np.argsort(-score[head], kind="stable")]
+    picks = walk(frames, film_of[order], local[order], depth, gap)
+    if len(picks) < depth and lead < n:
+        order = np.argsort(-score, kind="stable")
+        picks = walk(frames, film_of[order], local[order], depth, gap)
+    return [(f, i, float(score[order[j]])) for j, f, i in picks]
 
 
 def chance_metrics(

@@ -15,7 +15,7 @@ from clip_search.video.subtitles import Dialogue
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
 from engines.result import Pick
 from tagging.dialogue import SCREEN_TOLERANCE, CueIndex, film_dialogue, frame_scores_from_cues
-from tagging.tag_store import TagStore
+from tagging.tag_store import tags_version
 from tagging.taggers import local_service
 
 DIALOGUE_FILMS = 16  # films whose cue vectors a dialogue engine keeps (each film's cues embedded once)
@@ -51,11 +51,7 @@ class DialogueEngine(Engine):
         self._films = LockedLRU(DIALOGUE_FILMS)
 
     def _entry(self, film: Film) -> _Cues:
-        store = TagStore(self.library, readonly=True)
-        try:
-            key = (film.id, film.record.manifest.completed_at, store.version(film, local_service()))
-        finally:
-            store.close()
+        key = (film.id, film.record.manifest.completed_at, tags_version(self.library, film, local_service()))
         return self._films.get_or_make(key, lambda: _Cues(self.library, film, film_dialogue(self.library, film)))
 
     def dialogue(self, film: Film) -> Dialogue:

@@ -11,7 +11,7 @@ from engines.base import Engine, EngineUnavailable, Evidence, Explanation, Locke
 from engines.cost import CostContext, EngineCost
 from tagging.pricing import estimate
 from tagging.tag_search import TagCorpus, TagIndex
-from tagging.tag_store import TagStore
+from tagging.tag_store import TagStore, tags_version
 from tagging.taggers import service as find_service
 from tagging.taggers.base import TAG_KINDS
 
@@ -35,11 +35,7 @@ class TagEngine(Engine):
         self._corpora = LockedLRU(CORPORA)
 
     def _key(self, film: Film) -> tuple:
-        store = TagStore(self.library, readonly=True)
-        try:
-            return film.id, film.record.manifest.completed_at, store.version(film, self.service)
-        finally:
-            store.close()
+        return film.id, film.record.manifest.completed_at, tags_version(self.library, film, self.service)
 
     def index(self, film: Film, key: tuple | None = None) -> TagIndex:
         """The film's tags by this service, indexed once per film version and tag-store state

@@ -398,6 +398,42 @@ class TagStore:
         return int(n), float(newest)
 
 
+_versions: dict[tuple, tuple[int, float]] = {}  # (database stamp, film, service) -> version
+_versions_lock = threading.Lock()
+
+
+def _stamp(library: Library) -> tuple:
+    """What changes whenever the database does: its file's and its write-ahead log's size and time."""
+    out = []
+    for suffix in ("", "-wal"):
+        try:
+            st = os.stat(f"{library.root / 'tags.sqlite'}{suffix}")
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def tags_version(library: Library, film: Film, service: str) -> tuple[int, float]:
+    """``TagStore.version`` of ``film`` and ``service`` (a cache key for what is derived from its
+    tags), opening the database only when a file of it changed since the last time it was read: a
+    search asks this for every film, an evaluation for every query."""
+    key = (str(library.root), _stamp(library), film.manifest.fingerprint, service)
+    with _versions_lock:
+        if key in _versions:
+            return _versions[key]
+    store = TagStore(library, readonly=True)
+    try:
+        found = store.version(film, service)
+    finally:
+        store.close()
+    with _versions_lock:
+        if len(_versions) > 4096:
+            _versions.clear()
+        _versions[key] = found
+    return found
+
+
 def load_tags(library: Library, film: Film, service: str) -> dict[int, list[Tag]]:
     """All stored tags of ``film`` by ``service`` per frame-time key (read-only; no database is created)."""
     store = TagStore(library, readonly=True)

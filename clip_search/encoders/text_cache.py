@@ -155,3 +155,14 @@ class CachedTextEncoder:
 
     def encode_images(self, images: list) -> np.ndarray:
         return self.encoder.encode_images(images)
+
+
+def cached_loader(library: Library, load: Callable[[str, str | None, str | None], object]):
+    """A model loader for ``engines.Encoders`` that gives each model through the library's text cache:
+    an evaluation or a comparison whose query texts were encoded before loads no model at all."""
+
+    def loader(model: str, device: str | None = None, precision: str | None = None) -> CachedTextEncoder:
+        key = model_key(model, device or "auto", precision or "auto")
+        return CachedTextEncoder(library, model, key, lambda: load(model, device, precision))
+
+    return loader

@@ -6,6 +6,7 @@ A film here is anything with ``times`` (its frames' presentation times, ascendin
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -69,24 +70,28 @@ def _greedy(
     Equal scores keep the candidates' order (earlier film, earlier frame), or a random order drawn
     from ``rng`` (what tie-aware evaluation averages over)."""
     order = np.argsort(-score, kind="stable") if rng is None else np.lexsort((rng.random(len(score)), -score))
-    film_of = np.asarray(film_idx)[order]
-    local_of = np.asarray(local)[order]
-    time_of = np.empty(len(order), np.float64)
-    by_film = np.argsort(film_of, kind="stable")
-    cuts = np.flatnonzero(np.diff(film_of[by_film])) + 1
-    for group in np.split(by_film, cuts) if len(by_film) else []:  # each film's times read once
-        time_of[group] = np.asarray(films[int(film_of[group[0]])].times)[local_of[group]]
-    # Greedy in score order, vectorised: take the best frame still open, close every candidate of
-    # its film within ``gap`` of it, repeat (the same choice as walking the candidates one by one).
-    open_ = np.ones(len(order), bool)
-    chosen: list[tuple[int, int, float]] = []
-    start = 0
-    while len(chosen) < top_k:
-        rest = np.flatnonzero(open_[start:])
-        if not len(rest):
+    picks = walk(films, np.asarray(film_idx)[order], np.asarray(local)[order], top_k, gap)
+    return [(f, i, float(score[order[j]])) for j, f, i in picks]
+
+
+def walk(
+    films: Sequence, film_of: np.ndarray, local_of: np.ndarray, top_k: int, gap: float
+) -> list[tuple[int, int, int]]:
+    """(position, film index, frame) of the first ``top_k`` entries of a ranking (entries in rank
+    order) that are not within ``gap`` seconds of an earlier one taken from their film: the greedy
+    choice, walked one entry at a time and stopping once ``top_k`` are taken (a handful of entries
+    past ``top_k``, however many were ranked)."""
+    taken: dict[int, list[float]] = {}  # each film's taken times, sorted: the nearest two are checked
+    times = [np.asarray(f.times) for f in films]
+    chosen: list[tuple[int, int, int]] = []
+    for j, (f, i) in enumerate(zip(film_of.tolist(), local_of.tolist(), strict=True)):
+        t = float(times[f][i])
+        near = taken.setdefault(f, [])
+        at = bisect.bisect_left(near, t)
+        if (at < len(near) and near[at] - t < gap) or (at > 0 and t - near[at - 1] < gap):
+            continue
+        near.insert(at, t)
+        chosen.append((j, f, i))
+        if len(chosen) == top_k:
             break
-        j = start + int(rest[0])
-        chosen.append((int(film_of[j]), int(local_of[j]), float(score[order[j]])))
-        open_ &= ~((film_of == film_of[j]) & (np.abs(time_of - time_of[j]) < gap))
-        start = j + 1
     return chosen
