@@ -8,10 +8,9 @@ default), so a score becomes a probability with a softmax at scale 1."""
 
 from __future__ import annotations
 
-from clip_search.encoders.base import Scoring, pick_precision, weight_dtype
-from clip_search.encoders.hub import from_pretrained, read_json
-from clip_search.encoders.video import VideoEncoder, processor_settings, video_preprocessing
-from clip_search.errors import ModelLoadError
+from clip_search.encoders.base import Scoring
+from clip_search.encoders.hub import read_json
+from clip_search.encoders.video import VideoEncoder, load_video_model, processor_settings, video_preprocessing
 
 TEXT_TOKENS = 64  # VideoPrismProcessor pads and cuts text to this many tokens
 
@@ -58,12 +57,7 @@ def preprocessing(ref, offline: bool = False):
 
 def load(ref, device: str, precision: str | None, offline: bool) -> HfVideoPrismEncoder:
     """``VideoPrismClipModel`` + the checkpoint's tokenizer (``AutoTokenizer``) from the hub or a folder."""
-    from transformers import AutoTokenizer, VideoPrismClipModel  # transformers loads only when a model is used
+    from transformers import VideoPrismClipModel  # transformers loads only when a model is used
 
-    precision = pick_precision(precision, device)
-    model = from_pretrained(VideoPrismClipModel, ref.target, offline, dtype=weight_dtype(precision))
-    if not hasattr(model, "get_video_features"):
-        raise ModelLoadError(f"'{ref.name}' (a {type(model).__name__}, not a VideoPrism video-text model)")
-    tokenizer = from_pretrained(AutoTokenizer, ref.target, offline)
-    model.eval().to(device)
-    return HfVideoPrismEncoder(model, tokenizer, ref.target, device, preprocessing(ref, offline), precision)
+    pre = preprocessing(ref, offline)
+    return load_video_model(ref, device, precision, offline, VideoPrismClipModel, HfVideoPrismEncoder, pre)

@@ -8,11 +8,10 @@ Search uses the two towers as a dual encoder (the text tower's own vector), as r
 
 from __future__ import annotations
 
-from clip_search.encoders.base import Scoring, pick_precision, weight_dtype
+from clip_search.encoders.base import Scoring
 from clip_search.encoders.hf_clip import CLIP_MAX_TOKENS
-from clip_search.encoders.hub import from_pretrained, read_json
-from clip_search.encoders.video import VideoEncoder, processor_settings, video_preprocessing
-from clip_search.errors import ModelLoadError
+from clip_search.encoders.hub import read_json
+from clip_search.encoders.video import VideoEncoder, load_video_model, processor_settings, video_preprocessing
 
 
 class HfXClipEncoder(VideoEncoder):
@@ -59,12 +58,6 @@ def preprocessing(ref, offline: bool = False):
 
 def load(ref, device: str, precision: str | None, offline: bool) -> HfXClipEncoder:
     """``XCLIPModel`` + the checkpoint's tokenizer (``AutoTokenizer``: CLIP's) from the hub or a folder."""
-    from transformers import AutoTokenizer, XCLIPModel  # transformers loads only when a model is used
+    from transformers import XCLIPModel  # transformers loads only when a model is used
 
-    precision = pick_precision(precision, device)
-    model = from_pretrained(XCLIPModel, ref.target, offline, dtype=weight_dtype(precision))
-    if not hasattr(model, "get_video_features"):
-        raise ModelLoadError(f"'{ref.name}' (a {type(model).__name__}, not an X-CLIP video-text model)")
-    tokenizer = from_pretrained(AutoTokenizer, ref.target, offline)
-    model.eval().to(device)
-    return HfXClipEncoder(model, tokenizer, ref.target, device, preprocessing(ref, offline), precision)
+    return load_video_model(ref, device, precision, offline, XCLIPModel, HfXClipEncoder, preprocessing(ref, offline))

@@ -13,8 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from clip_search.encoders.base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocessing, TorchEncoder, unit
-from clip_search.encoders.hub import read_json
+from clip_search.encoders.base import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    Preprocessing,
+    TorchEncoder,
+    pick_precision,
+    unit,
+    weight_dtype,
+)
+from clip_search.encoders.hub import from_pretrained, read_json
+from clip_search.errors import ModelLoadError
 
 CLIP_SECONDS = 8.0  # a shot longer than this is cut into clips of at most this many seconds
 
@@ -94,3 +103,18 @@ class VideoEncoder(TorchEncoder):
 
     def _video_features(self, model, pixels):  # pragma: no cover - each backend defines it
         raise NotImplementedError
+
+
+def load_video_model(ref, device: str, precision: str | None, offline: bool, model_class, encoder_class, pre):
+    """A video-text checkpoint loaded with transformers' ``model_class`` and the checkpoint's own
+    tokenizer (``AutoTokenizer``) into ``encoder_class``, at ``precision``; ModelLoadError for a
+    checkpoint of another kind. ``pre``: its frames' preprocessing."""
+    from transformers import AutoTokenizer  # transformers loads only when a model is used
+
+    precision = pick_precision(precision, device)
+    model = from_pretrained(model_class, ref.target, offline, dtype=weight_dtype(precision))
+    if not hasattr(model, "get_video_features"):
+        raise ModelLoadError(f"'{ref.name}' (a {type(model).__name__}, not a {model_class.__name__} video-text model)")
+    tokenizer = from_pretrained(AutoTokenizer, ref.target, offline)
+    model.eval().to(device)
+    return encoder_class(model, tokenizer, ref.target, device, pre, precision)
