@@ -19,6 +19,7 @@ class HfVideoPrismEncoder(VideoEncoder):
     """A loaded ``VideoPrismClipModel`` with its tokenizer; clips of the checkpoint's ``num_frames``."""
 
     backend = "transformers-videoprism"
+    padding = "max_length"  # as VideoPrismProcessor pads a text
 
     def __init__(self, model, tokenizer, model_id: str, device: str, pre, precision: str) -> None:
         text = model.config.text_config
@@ -32,19 +33,6 @@ class HfVideoPrismEncoder(VideoEncoder):
     def _video_features(self, model, pixels):
         out = model.get_video_features(pixel_values_videos=pixels)
         return out.pooler_output.reshape(pixels.shape[0], -1)
-
-    def _tokens(self, texts: list[str]):
-        tok = self.tokenizer(
-            texts, padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
-        cut = [len(ids) > self.max_tokens for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
-        return tok.to(self.device), cut
-
-    def _token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
-
-    def _text_features(self, model, tok):
-        return model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
 
 
 def preprocessing(ref, offline: bool = False):

@@ -37,17 +37,6 @@ class HfXClipEncoder(VideoEncoder):
     def _video_features(self, model, pixels):
         return model.get_video_features(pixel_values=pixels)
 
-    def _tokens(self, texts: list[str]):
-        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        cut = [len(ids) > self.max_tokens for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
-        return tok.to(self.device), cut
-
-    def _token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
-
-    def _text_features(self, model, tok):
-        return model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
-
 
 def preprocessing(ref, offline: bool = False):
     """XCLIPProcessor's frame settings (VideoMAE's: short side, centre crop), from the checkpoint's files."""

@@ -97,6 +97,21 @@ class VideoEncoder(TorchEncoder):
         x = (x.permute(0, 3, 1, 2).float() - self._mean) / self._std
         return x.reshape(b, f, *x.shape[1:])
 
+    padding: bool | str = True  # texts padded to the longest of a batch, or to the model's length
+
+    def _tokens(self, texts: list[str]):
+        tok = self.tokenizer(
+            texts, padding=self.padding, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        cut = [len(ids) > self.max_tokens for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        return tok.to(self.device), cut
+
+    def _token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    def _text_features(self, model, tok):
+        return model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
+
     def _image_features(self, model, pixels):
         """A still frame as a clip: (B, 3, H, W) -> the frame repeated ``clip_frames`` times."""
         return self._video_features(model, pixels.unsqueeze(1).expand(-1, self.clip_frames, -1, -1, -1))
