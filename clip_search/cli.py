@@ -327,6 +327,8 @@ def _buy_vectors(library: Library, films: list[Film], service: str, yes: bool) -
     film by film with a progress bar; False when anything failed or was declined."""
     from framesearch import app  # the CLI is an entry point: buying vectors is the application layer's verb
 
+    offered = embedding_service(service)
+    print(f"{service}: {offered.provider}, {offered.model_id} ({offered.status})", file=sys.stderr)
     cost = app.embed_estimate(library, films, service)
     print(cost.sentence(), file=sys.stderr)
     if cost.frames and not yes:

@@ -91,7 +91,9 @@ class CloudEngine(ModelEngine):
     def __init__(self, library: Library, name: str) -> None:
         self.service = embedding_service(name)
         super().__init__(name, CloudQueries(library, self.service), name=name)
-        self.description = f"{name}: {self.service.provider} {self.service.model_id} vectors of the frames"
+        self.description = (
+            f"{name}: {self.service.provider} {self.service.model_id} vectors of the frames ({self.service.status})"
+        )
         self.model_version = self._encoder.model_version
 
     def usable(self, films: Sequence[Film]) -> list[Film]:

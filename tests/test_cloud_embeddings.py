@@ -110,7 +110,7 @@ def _frame() -> np.ndarray:
 # --- the request each Bedrock model is sent, as its user guide documents it (botocore Stubber) ---
 
 
-def _stubbed(embedder_name: str, reply: dict | bytes):
+def _stubbed(embedder_name: str, reply: dict | bytes, region: str = "us-east-1"):
     """An adapter on a real bedrock-runtime client whose one answer is ``reply`` (Stubber), and the
     parameters the client was called with."""
     import botocore.session
@@ -118,7 +118,7 @@ def _stubbed(embedder_name: str, reply: dict | bytes):
     from botocore.stub import Stubber
 
     client = botocore.session.get_session().create_client(
-        "bedrock-runtime", region_name="us-east-1", aws_access_key_id="AKID", aws_secret_access_key="secret"
+        "bedrock-runtime", region_name=region, aws_access_key_id="AKID", aws_secret_access_key="secret"
     )
     sent: list[dict] = []
     client.meta.events.register(
@@ -160,15 +160,18 @@ def test_nova_indexes_frames_and_retrieves_images_with_text():
     assert set(image["image"]["source"]) == {"bytes"}
 
 
-def test_marengo_3_goes_through_the_regions_inference_profile():
+def test_marengo_3_is_called_as_the_base_model_or_the_regions_inference_profile():
     embedder, sent = _stubbed("cloud:marengo", {"data": {"embedding": [0.5] * 512}})
     assert embedder.embed_text("James Cagney dancing down the stairs").shape == (512,)
     body = json.loads(sent[0]["body"])
-    assert sent[0]["modelId"] == "us.twelvelabs.marengo-embed-3-0-v1:0"  # us-east-1 reaches it through a profile
+    assert sent[0]["modelId"] == "twelvelabs.marengo-embed-3-0-v1:0"  # us-east-1 serves the base model
     assert body == {"inputType": "text", "text": {"inputText": "James Cagney dancing down the stairs"}}
     embedder, sent = _stubbed("cloud:marengo", {"data": [{"embedding": [0.5] * 512}]})
     embedder.embed_image(_frame())
     assert set(json.loads(sent[0]["body"])["image"]["mediaSource"]) == {"base64String"}
+    embedder, sent = _stubbed("cloud:marengo", {"data": {"embedding": [0.5] * 512}}, region="eu-west-1")
+    embedder.embed_text("a ship at sea")
+    assert sent[0]["modelId"] == "eu.twelvelabs.marengo-embed-3-0-v1:0"  # Ireland serves it through a profile
 
 
 @pytest.mark.parametrize(
@@ -201,6 +204,7 @@ def test_a_text_query_finds_the_bright_shot_and_nothing_is_paid_twice(service, f
     assert engine_cli(["index", indexed.manifest.source, "--library", str(lib.root), "--model", service, "--yes"]) == 0
     err = capsys.readouterr().err
     assert f"{frames} frames -> {frames} calls" in err  # the estimate came first
+    assert embedding_services()[service].status in err  # and the service's status (Azure: its retirement)
     calls = [r for r in cloud.requests if "vectorizeImage" in r.path or r.path.endswith(("/invoke", "Contents"))]
     assert len(calls) == frames
     film_now = Library(lib.root).films()[0]

@@ -7,7 +7,7 @@ each request and response as the Bedrock user guide documents it:
   ``SINGLE_EMBEDDING`` with ``singleEmbeddingParams`` (frames with purpose ``GENERIC_INDEX``, queries
   with ``IMAGE_RETRIEVAL``: the index holds images); answer ``{"embeddings": [{"embedding": [...]}]}``.
 - TwelveLabs Marengo Embed 3.0 (``twelvelabs.marengo-embed-3-0-v1:0``, called through the region's
-  inference profile where Bedrock requires one): ``{"inputType": "image", "image": {"mediaSource":
+  inference profile where Bedrock offers only that: Europe): ``{"inputType": "image", "image": {"mediaSource":
   {"base64String": ...}}}`` or ``{"inputType": "text", "text": {"inputText": ...}}``; answer
   ``{"data": {"embedding": [...]}}`` (or a list of such objects). Its vectors are not compatible
   with Marengo 2.7's (which reached end of life on 2026-11-30).
@@ -135,7 +135,9 @@ class MarengoEmbedder(BedrockEmbedder):
     model_id = "twelvelabs.marengo-embed-3-0-v1:0"
     version = "3.0"
     dim = 512
-    PROFILES = (("us-", "us."), ("eu-", "eu."))  # regions where InvokeModel goes through an inference profile
+    # where InvokeModel reaches it only through an inference profile (Europe (Ireland)); US East
+    # (N. Virginia) and Asia Pacific (Seoul) serve the base model itself
+    PROFILES = (("eu-", "eu."),)
 
     def invoke_id(self) -> str:
         region = str(getattr(getattr(self._client, "meta", None), "region_name", "") or "")
