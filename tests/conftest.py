@@ -11,6 +11,7 @@ SigLIP and open_clip backends against theirs).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import av
@@ -20,6 +21,8 @@ import pytest
 from clip_search import config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail fast instead of retrying
+# the sentence vectors a run keeps for the next (tagging.text_embed): in a folder of this test run
+os.environ.setdefault("FRAMESEARCH_CACHE", tempfile.mkdtemp(prefix="framesearch-cache-"))
 
 MEDIA = config.shared_media_dir()
 BUNNY = MEDIA / "big-buck-bunny" / "big-buck-bunny-30s.mp4"

@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from clip_search import config
 from clip_search.cli import main
 from tests.conftest import FLOWER
@@ -58,3 +61,24 @@ def test_cut_queries_keep_their_note_and_re_saved_weights_are_encoded_again(tmp_
     weights = next(model.glob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     assert text_vectors.model_key(str(model)) != before  # other weights: other vectors
+
+
+def test_sentence_vectors_are_kept_for_the_next_run_so_it_loads_no_sentence_model(tmp_path, monkeypatch):
+    """Tag and dialogue matching embed texts with MiniLM; a text embedded once is kept on disk, so
+    the next process (a repeated evaluation, a search) reads it and never imports the model."""
+    from tagging import text_embed
+
+    monkeypatch.setenv("FRAMESEARCH_CACHE", str(tmp_path / "cache"))
+    texts = ["a ship at sea", "help me Popeye"]
+    first = text_embed.embed(texts)
+    text_embed._cache.clear()  # as in a new process: nothing in memory
+
+    def no_model():
+        raise AssertionError("the sentence model was loaded for texts kept on disk")
+
+    monkeypatch.setattr(text_embed, "sentence_model", no_model)
+    assert np.array_equal(text_embed.embed(texts), first)
+    monkeypatch.setenv("FRAMESEARCH_CACHE", "")  # not kept: asked of the model again
+    text_embed._cache.clear()
+    with pytest.raises(AssertionError, match="sentence model was loaded"):
+        text_embed.embed(texts)
