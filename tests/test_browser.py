@@ -136,12 +136,17 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
 
     # keys of their own: j / k move between hits in rank order, Enter plays the one in focus
     plays = panel.get_by_role("button", name=re.compile(r"^▶ "))
-    page.evaluate("document.activeElement.blur()")  # out of the query box, as Tab or a click would
+    # Enter ran the query and left the box: the first j goes to the results, not into the box
+    assert page.evaluate("document.activeElement.tagName") != "INPUT"
     page.keyboard.press("j")
     page.keyboard.press("j")
     assert page.evaluate("document.activeElement.innerText") == plays.nth(1).inner_text()
     page.keyboard.press("k")
     assert page.evaluate("document.activeElement.innerText") == plays.nth(0).inner_text()
+    page.get_by_label("What did you see?").focus()  # Esc leaves the box too
+    page.keyboard.press("Escape")
+    page.wait_for_function("document.activeElement.tagName !== 'INPUT'")
+    plays.nth(0).focus()
 
     # ▶ on a hit plays beside the results, and the player stays in view while the grid scrolls. The
     # results are a fragment: its reruns are awaited through what they draw (the player)
@@ -195,6 +200,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     heading = page.get_by_role("heading", name=re.compile(r"^Frame at "))
     act(page, lambda: click_point(page, points.nth(5)))
     expect(heading).to_be_visible(timeout=30_000)
+    expect(heading).to_be_in_viewport(timeout=10_000)  # the picked frame is brought into view, not below the fold
     first = heading.inner_text()
     act(page, lambda: click_point(page, points.nth(points.count() - 3)))
     expect(heading).not_to_have_text(first, timeout=30_000)

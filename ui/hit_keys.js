@@ -1,6 +1,7 @@
 // Keys of their own for the result grid: j / ArrowDown moves to the next hit, k / ArrowUp to the
 // previous one, in rank order (the ▶ button of each card, in page order), and Enter plays the hit
-// under focus (the button's own Enter). Typing in a text box is left alone.
+// under focus (the button's own Enter). Typing in a text box is left alone; Enter (which runs the
+// query) and Esc leave a one-line box, so the next j goes to the results.
 
 const PLAY = /^▶ /;
 
@@ -17,7 +18,14 @@ function hits() {
 
 function onKey(e) {
   const target = e.target;
-  if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+  const typing = target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  if (typing && target.tagName === "INPUT" && (e.key === "Escape" || (e.key === "Enter" && !e.shiftKey))) {
+    // Enter runs the query and Esc leaves the box: either way the keys go back to the results
+    // (Streamlit takes the value on Enter or on leaving the box, so leaving it loses nothing)
+    setTimeout(() => target.blur(), 0);
+    return;
+  }
+  if (typing) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   const step = { j: 1, ArrowDown: 1, k: -1, ArrowUp: -1 }[e.key];
   if (!step) return;

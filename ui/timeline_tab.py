@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from clip_search.store.library import Film, Library
@@ -94,7 +96,9 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     if t is None:
         return
     i = film.nearest_frame(t)
-    c1, c2 = st.columns([2, 3])
+    picked = st.container(key="tl-picked")  # brought into view after a pick (it sits below the chart)
+    c1, c2 = picked.columns([2, 3])
+    _into_view(key="tl-picked-view", data={"key": "tl-picked", "stamp": f"{film.id}@{film.times[i]:.3f}"})
     playing = st.session_state.get("play") or {}
     if playing.get("film_id") == film.id:  # ▶ plays here, where it was clicked, in view
         with c1:
@@ -105,6 +109,11 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     lines = [f"- *{md(q)}*: cosine {tl.scores[i]:.4f}, probability {tl.softmax[i]:.4f}" for q, tl in scores.items()]
     c2.markdown("\n".join(lines))
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="tl-play", on_click=play, args=(film.id, film.times[i]))
+
+
+_into_view = st.components.v2.component(
+    "into_view", js=Path(__file__).with_name("into_view.js").read_text(encoding="utf-8")
+)
 
 
 def _restore(params, film_ids: dict[str, str]) -> list[str]:
