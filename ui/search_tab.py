@@ -180,7 +180,6 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
     by_id = {f.id: f for f in films}
     st.markdown(f"**{len(hits)} hits** for *{md(result.label)}*")
     if hits:
-        hit_keys()
         st.caption("Keys: j / k (or ↓ / ↑) move between hits in rank order, Enter plays the one in focus.")
     cols: list = []
     playing = st.session_state.get("play") or {}
@@ -500,6 +499,7 @@ def _render(view: View) -> None:
     """Results, the score strip of each film and the player, on one screen. A fragment: a click that
     concerns only this part (Why?, a strip click, ▶) reruns it alone, not the page around it."""
     lib, ms, chosen, params = view.lib, view.ms, view.films, view.params
+    hit_keys()  # from the first load: the Enter that runs the first query already hands the keys to the results
     query = run_query(params)
     left, right = st.columns([2, 1])  # three cards of 320+ px a row at 1920 wide, the sidebar open
     beside = right.container(key="player-box")  # sticky (see STICKY_PLAYER): player and strips stay in view
