@@ -69,7 +69,7 @@ def test_sentence_vectors_are_kept_for_the_next_run_so_it_loads_no_sentence_mode
     from tagging import text_embed
 
     monkeypatch.setenv("FRAMESEARCH_CACHE", str(tmp_path / "cache"))
-    texts = ["a ship at sea", "help me Popeye"]
+    texts = [f"a ship at sea ({tmp_path.name})", f"help me Popeye ({tmp_path.name})"]  # never embedded before
     first = text_embed.embed(texts)
     text_embed._cache.clear()  # as in a new process: nothing in memory
 
