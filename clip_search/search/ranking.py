@@ -82,9 +82,11 @@ def walk(
     choice, walked one entry at a time and stopping once ``top_k`` are taken (a handful of entries
     past ``top_k``, however many were ranked)."""
     taken: dict[int, list[float]] = {}  # each film's taken times, sorted: the nearest two are checked
-    times = [np.asarray(f.times) for f in films]
+    times: dict[int, np.ndarray] = {}  # only the films the walk reaches (an archive search ranks hundreds)
     chosen: list[tuple[int, int, int]] = []
     for j, (f, i) in enumerate(zip(film_of.tolist(), local_of.tolist(), strict=True)):
+        if f not in times:
+            times[f] = np.asarray(films[f].times)
         t = float(times[f][i])
         near = taken.setdefault(f, [])
         at = bisect.bisect_left(near, t)
