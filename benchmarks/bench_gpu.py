@@ -3,15 +3,17 @@
   model      images/s of a ViT-B/32-sized CLIP (random weights: the real compute) at batch 128
              and 256, in fp16 and bf16 (weights in that precision, as ``load_encoder`` does on CUDA)
   parity     minimum cosine of fp16 (and bf16) vectors against fp32, on the same frames
-  index      end-to-end ``framesearch.app.index`` of the sample films on the GPU with CPU decoding (PyAV), and
-             NVDEC decoding of the same films where ``torchcodec`` is installed with CUDA support
-             (optional, never required)
+  index      end-to-end ``framesearch.app.index`` of the sample films and of a 10-minute 480p film on the
+             GPU with CPU decoding (PyAV), and NVDEC decoding of the same films where ``torchcodec`` is
+             installed with CUDA support (optional, never required)
   weights    any pretrained CLIP / SigLIP / open_clip weights found in the Hugging Face and torch
              caches of this machine (listed, not loaded)
 
-    python benchmarks/bench_gpu.py [--seconds 20] [--json OUT]
+    python benchmarks/bench_gpu.py [--seconds 20] [--json OUT] [--readme]
 
-Without a GPU it says so in one line and exits 2: the README keeps GPU throughput as a parameter.
+``--readme`` puts this run's output in the README's block between the ``gpu-bench`` markers.
+Without a GPU it says so in one line and exits 2 (``--device cpu`` runs the same steps on the CPU as
+a smoke run of this script; its figures are not GPU figures and never go to the README).
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-from bench_index import full_size_clip
+from bench_index import full_size_clip, looped_film
 
 from clip_search import config
+from scripts.readme_block import Transcript
+
+BEGIN, END = "<!-- gpu-bench:begin (benchmarks/bench_gpu.py --readme) -->", "<!-- gpu-bench:end -->"
 
 SAMPLE_FILMS = [
     "big-buck-bunny/big-buck-bunny-30s.mp4",
@@ -38,19 +43,25 @@ SAMPLE_FILMS = [
 ]
 
 
-def model_rate(encoder, batch: int, seconds: float) -> float:
-    """Images/s of ``encode_prepared`` at ``batch``, timed over about ``seconds`` after a warm-up."""
+def synchronize() -> None:
+    """Wait for the GPU's queued work (a no-op on the CPU), so a timer measures finished work."""
     import torch
 
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def model_rate(encoder, batch: int, seconds: float) -> float:
+    """Images/s of ``encode_prepared`` at ``batch``, timed over about ``seconds`` after a warm-up."""
     crop = encoder.pre.crop
     frames = np.random.default_rng(0).integers(0, 255, (batch, crop, crop, 3), dtype=np.uint8)
     encoder.encode_prepared(frames)
-    torch.cuda.synchronize()
+    synchronize()
     done, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         encoder.encode_prepared(frames)
         done += batch
-    torch.cuda.synchronize()
+    synchronize()
     return done / (time.perf_counter() - t0)
 
 
@@ -60,17 +71,21 @@ def parity(fast, exact, n: int = 256) -> float:
     return float((fast.encode_prepared(frames) * exact.encode_prepared(frames)).sum(axis=1).min())
 
 
-def index_films(encoder) -> dict:
-    """End-to-end index of the sample films into a fresh library (PyAV decoding on the CPU)."""
+def index_films(encoder, long_minutes: float) -> dict:
+    """End-to-end index of the sample films and a ``long_minutes`` 480p film into a fresh library
+    (PyAV decoding on the CPU)."""
     from clip_search.store.library import Library
     from framesearch import app  # the verb every front end indexes through: decode, encode, dialogue, shots
 
     out = {}
+    films = [config.shared_media_dir() / name for name in SAMPLE_FILMS]
+    if long_minutes > 0:
+        films.append(looped_film(long_minutes))
     with tempfile.TemporaryDirectory() as tmp:
-        for name in SAMPLE_FILMS:
-            path = config.shared_media_dir() / name
+        for path in films:
             if not path.is_file():
                 continue
+            name = path.name
             t0 = time.perf_counter()
             (film,) = app.index(Library(tmp), [path], [encoder.model_id], load=lambda model: encoder).films
             out[name] = {"frames": film.manifest.frames, "seconds": time.perf_counter() - t0}
@@ -117,40 +132,55 @@ def cached_weights() -> list[str]:
 
 def main() -> int:
     import torch
+    import transformers
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per model-throughput measure")
+    p.add_argument("--long-minutes", type=float, default=10.0, help="length of the long film indexed end to end")
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a smoke run of this script only")
     p.add_argument("--json", type=Path)
+    p.add_argument("--readme", action="store_true", help="put this run's output in the README")
     args = p.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("no GPU here (torch sees no CUDA device): nothing to measure", file=sys.stderr)
+        return 2
+    if args.readme and args.device != "cuda":
+        print("--readme takes GPU figures only (drop --device cpu)", file=sys.stderr)
         return 2
     from clip_search.encoders import load_encoder
 
+    say = Transcript()
     folder = str(full_size_clip())
-    name = torch.cuda.get_device_name(0)
-    print(f"GPU: {name}; torch {torch.__version__}; ViT-B/32-sized CLIP, random weights")
+    name = torch.cuda.get_device_name(0) if args.device == "cuda" else "no GPU (CPU smoke run)"
+    say(f"GPU: {name}; torch {torch.__version__}, transformers {transformers.__version__}; {os.cpu_count()} CPU cores")
+    say("model: ViT-B/32-sized CLIP, random weights (the real compute)")
     result: dict = {"gpu": name, "model": {}, "parity": {}}
-    exact = load_encoder(folder, "cuda", "fp32")
+    exact = load_encoder(folder, args.device, "fp32")
     for precision in ("fp16", "bf16"):
-        enc = load_encoder(folder, "cuda", "bf16" if precision == "bf16" else "auto")
+        enc = load_encoder(folder, args.device, "bf16" if precision == "bf16" else "auto")
         result["parity"][precision] = parity(enc, exact)
         for batch in (128, 256):
             rate = model_rate(enc, batch, args.seconds)
             result["model"][f"{precision}@{batch}"] = rate
-            print(f"model {precision} batch {batch}: {rate:8.0f} images/s   (goal >= 3000 in fp16)", flush=True)
-        print(f"parity {precision} vs fp32: min cosine {result['parity'][precision]:.6f}", flush=True)
+            say(f"model {precision} batch {batch}: {rate:8.0f} images/s   (goal >= 3000 in fp16)")
+        say(f"parity {precision} vs fp32: min cosine {result['parity'][precision]:.6f}")
         del enc
-    fp16 = load_encoder(folder, "cuda", "auto")
-    result["index_cpu_decode"] = index_films(fp16)
+    del exact
+    fast = load_encoder(folder, args.device, "auto")
+    result["index_cpu_decode"] = index_films(fast, args.long_minutes)
     for film, r in result["index_cpu_decode"].items():
-        print(f"index {film}: {r['frames']} frames in {r['seconds']:.1f} s (CPU decoding)")
+        say(
+            f"index {film}: {r['frames']} frames in {r['seconds']:.1f} s = "
+            f"{r['frames'] / r['seconds']:.0f} frames/s end to end (CPU decoding)"
+        )
     result["nvdec"] = nvdec_decode()
-    print(f"NVDEC: {result['nvdec']}")
+    say(f"NVDEC: {result['nvdec']}")
     result["cached_weights"] = cached_weights()
-    print(f"pretrained weights in caches: {result['cached_weights'] or 'none found'}")
+    say(f"pretrained weights in caches: {result['cached_weights'] or 'none found'}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    if args.readme:
+        say.to_readme(BEGIN, END, "python benchmarks/bench_gpu.py --readme", f"one {name}")
     return 0
 
 
