@@ -116,6 +116,73 @@ def per_query(benchmark: str, pred: Sequence[Window], gt: Sequence[Window], film
     }
 
 
+def placed_per_query(
+    benchmark: str,
+    spans: np.ndarray,
+    scores: Sequence[float],
+    gt: Sequence[Window],
+    films: np.ndarray | None = None,
+    gt_films: Sequence | None = None,
+) -> dict[str, np.ndarray]:
+    """``per_query`` of many placements of the same ranked windows at once, one per row: what chance
+    scores when an engine's windows (their lengths, order and scores) land at random.
+
+    ``spans`` is (placements, windows, 2) [start, end]; ``films`` (placements, windows) their films,
+    with ``gt_films`` those of ``gt``'s windows (or, per placement, (placements, gt)). Each row's
+    values equal ``per_query`` of that row."""
+    spans = np.asarray(spans, float).reshape(len(spans), -1, 2)
+    scores = np.asarray(scores, float)
+    if benchmark == "qvhighlights":
+        spans, scores = spans[:, :MAX_WINDOWS], scores[:MAX_WINDOWS]
+        films = None if films is None else np.asarray(films, object)[:, :MAX_WINDOWS]
+    rows, n = spans.shape[:2]
+    g = np.asarray([w[:2] for w in gt], float).reshape(-1, 2)
+    if n == 0 or len(g) == 0:
+        return {k: np.zeros(rows) for k in per_query(benchmark, [], gt)}
+    inter = np.clip(np.minimum(spans[..., 1:2], g[:, 1]) - np.maximum(spans[..., 0:1], g[:, 0]), 0, None)
+    union = (spans[..., 1:2] - spans[..., 0:1]) + (g[:, 1] - g[:, 0]) - inter
+    ious = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)  # (placements, windows, gt)
+    if films is not None and gt_films is not None:
+        gf = np.asarray(gt_films, object)
+        ious[np.asarray(films, object)[..., None] != (gf[:, None, :] if gf.ndim == 2 else gf)] = 0.0
+    top = ious[:, 0].max(axis=1)  # the top window is the first submitted
+    if benchmark == "charades":
+        return {**{f"R1@{t}": (top >= t).astype(float) for t in CHARADES_THRESHOLDS}, "mIoU": top}
+    ious = ious[:, np.argsort(-scores, kind="stable")]  # AP ranks by score, as average_precision does
+    thr = np.asarray(QVH_THRESHOLDS)
+    if len(g) == 1:  # as in average_precision: 1 / the rank where the one window is first found
+        found = ious[:, :, 0, None] >= thr  # (placements, windows, thresholds)
+        ap = np.where(found.any(axis=1), 1.0 / (found.argmax(axis=1) + 1), 0.0)
+    else:  # each window takes the best-overlapping ground truth not yet taken, windows in rank order
+        taken = np.zeros((rows, len(thr), len(g)), bool)
+        tp = np.zeros((rows, len(thr), n))
+        for i in range(n):
+            row = ious[:, i, None, :]
+            free = (row >= thr[:, None]) & ~taken
+            best = np.where(free, row, -1.0).argmax(axis=2)  # ties: the lower index, as a stable sort
+            got = free.any(axis=2)
+            tp[..., i] = got
+            r, t = np.nonzero(got)
+            taken[r, t, best[r, t]] = True
+        hits = np.cumsum(tp, axis=2)
+        ap = _interpolated_ap_rows(hits / np.arange(1, n + 1), hits / len(g))
+    return {
+        "MR-full-R1@0.5": (top >= 0.5).astype(float),
+        "MR-full-R1@0.7": (top >= 0.7).astype(float),
+        **{f"MR-full-mAP@{t}": ap[:, k] for k, t in enumerate(QVH_THRESHOLDS)},
+        "MR-full-mAP": ap.mean(axis=1),
+    }
+
+
+def _interpolated_ap_rows(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """``_interpolated_ap`` along the last axis (a step where recall does not change adds nothing)."""
+    pad = [(0, 0)] * (precision.ndim - 1)
+    p = np.pad(precision, [*pad, (1, 1)])
+    r = np.concatenate([np.zeros((*recall.shape[:-1], 1)), recall, np.ones((*recall.shape[:-1], 1))], axis=-1)
+    p = np.maximum.accumulate(p[..., ::-1], axis=-1)[..., ::-1]
+    return np.sum((r[..., 1:] - r[..., :-1]) * p[..., 1:], axis=-1)
+
+
 def means(benchmark: str, values: Sequence[dict[str, float]]) -> dict[str, float]:
     """The benchmark's figures: per-query values averaged, in percent rounded as its evaluator
     prints them (mIoU too is a percentage here)."""

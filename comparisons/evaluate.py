@@ -44,9 +44,11 @@ from comparisons.metrics import (
     is_relevant,
     mean_metrics,
     metric_names,
+    moment_hit,
     moment_metrics,
     per_query_key,
     query_metrics,
+    rankings_metrics,
 )
 from comparisons.statistics import (
     DRAWS,
@@ -294,16 +296,38 @@ def rank_query(
     on_moments = moment_metrics(moments, task.intervals) if metrics is not None else {}
     if metrics is None or not result.tied(depth):
         return Ranked(listed, None if metrics is None else metrics | on_moments, moments=moments)
-    values: dict[str, list[float]] = {k: [] for k in metrics}
-    while len(values["mrr"]) < TIE_DRAWS:
-        for _ in range(TIE_BATCH):
-            for k, v in query_metrics(_ranked(result.redrawn(rng), 1), task.intervals, ks, tol).items():
-                values[k].append(v)
-        n = len(values["mrr"])
-        if all(np.std(v) / math.sqrt(n) < TIE_SE for v in values.values()):
+    values: dict[str, list[np.ndarray]] = {k: [] for k in metrics}
+    drawn = 0
+    while drawn < TIE_DRAWS:
+        for key, v in _tie_orders(result, result.orders(rng, TIE_BATCH), task, ks, tol).items():
+            values[key].append(v)
+        drawn += TIE_BATCH
+        if all(np.std(np.concatenate(v)) / math.sqrt(drawn) < TIE_SE for v in values.values()):
             break
-    drawn = {k: float(np.mean(v)) for k, v in values.items()}
-    return Ranked(listed, drawn | on_moments, len(values["mrr"]), moments)  # moments have no tie order
+    means = {k: float(np.mean(np.concatenate(v))) for k, v in values.items()}
+    return Ranked(listed, means | on_moments, drawn, moments)  # moments have no tie order
+
+
+def _tie_orders(result, orders: list[list], task: Task, ks: Sequence[int], tol: float) -> dict[str, np.ndarray]:
+    """The metrics of one result's drawn tie orders (each a list of picks), scored together as
+    arrays; R1@IoU from the top hit's moment, made once per frame that comes out on top."""
+    width = max((len(o) for o in orders), default=0)
+    times = np.full((len(orders), width), np.nan)
+    films = np.full((len(orders), width), "", dtype=object)
+    top: dict[tuple[int, int], float] = {}
+    r1 = np.zeros(len(orders))
+    for r, picks in enumerate(orders):
+        for c, (f, i, _) in enumerate(picks):
+            times[r, c], films[r, c] = round(float(result.films[f].times[i]), 3), result.films[f].id
+        if picks:
+            f, i, score = picks[0]
+            if (f, i) not in top:
+                h = result.make_hit(f, i, score)
+                top[(f, i)] = moment_hit((h.start, h.end), h.film_id, task.intervals)
+            r1[r] = top[(f, i)]
+    out = rankings_metrics(times, films, ~np.isnan(times), task.intervals, ks, tol)
+    out[MOMENT] = r1
+    return out
 
 
 def _ranked(result, moments: int) -> list[RankedHit]:

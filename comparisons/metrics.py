@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clip_search.search.moments import iou as iou  # one IoU for moments, metrics and benchmarks
-from comparisons.benchmark_metrics import per_query
+from comparisons.benchmark_metrics import per_query, placed_per_query
 
 DEFAULT_KS = (1, 5, 10)
 DEFAULT_TOLERANCE = 1.0
@@ -105,6 +105,51 @@ def query_metrics(
     return out
 
 
+def rankings_metrics(
+    times: np.ndarray,
+    films: np.ndarray,
+    taken: np.ndarray,
+    intervals: Sequence[Interval],
+    ks: Sequence[int] = DEFAULT_KS,
+    tol: float = DEFAULT_TOLERANCE,
+) -> dict[str, np.ndarray]:
+    """:func:`query_metrics` of many rankings of one query at once, one per row (chance's random
+    rankings, a tied ranking's drawn orders), R1@IoU aside (it needs the top hit's moment).
+
+    ``times`` and ``films`` (hit time, film id) are (rankings, hits); ``taken`` marks the hits each
+    ranking has (a shorter ranking is padded). The same definitions as ``query_metrics``, as arrays."""
+    times = np.asarray(times, float)
+    if times.shape[1] == 0:  # no ranking has a hit: one empty slot each, so every value is 0
+        times, films, taken = (
+            np.zeros((len(times), 1)),
+            np.full((len(times), 1), "", object),
+            np.zeros((len(times), 1), bool),
+        )
+    cover = np.zeros((*times.shape, len(intervals)), bool)  # (ranking, hit, interval)
+    for j, iv in enumerate(intervals):
+        start, end = span(iv)
+        cover[..., j] = taken & (times >= start - tol) & (times <= end + tol)
+        if len(iv) == 3:
+            cover[..., j] &= films == iv[0]
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        top = cover[:, :k].any(axis=1)  # (ranking, interval): covered within the top k
+        out[f"hit@{k}"] = top.any(axis=1).astype(float)
+        out[f"recall@{k}"] = top.sum(axis=1) / len(intervals)
+    relevant = cover.any(axis=2)
+    ranks = np.arange(1, times.shape[1] + 1)
+    out["mrr"] = np.where(relevant.any(axis=1), 1.0 / (relevant.argmax(axis=1) + 1), 0.0)
+    before = np.zeros_like(cover)
+    before[:, 1:] = np.logical_or.accumulate(cover, axis=1)[:, :-1]
+    new = (cover & ~before).sum(axis=2)  # intervals first covered at each rank
+    useful = np.cumsum(new > 0, axis=1)  # hits so far that covered a new interval
+    out["ap"] = (new * useful / ranks).sum(axis=1) / len(intervals)
+    return out
+
+
+MOMENT_KEYS = {"mr-r1@0.5": "MR-full-R1@0.5", "mr-r1@0.7": "MR-full-R1@0.7", "mr-map": "MR-full-mAP"}
+
+
 def moment_metrics(moments: Sequence[Sequence], intervals: Sequence[Interval]) -> dict[str, float]:
     """MR-R1@0.5, MR-R1@0.7 and MR-mAP of ranked moments [film id, start, end, score] (best first)
     against a query's intervals; an interval without a film is of the one film searched."""
@@ -112,7 +157,19 @@ def moment_metrics(moments: Sequence[Sequence], intervals: Sequence[Interval]) -
     only = next(iter(films)) if len(films) == 1 else ""
     gt = [list(iv) if len(iv) == 3 else [only, *iv] for iv in intervals]
     v = per_query("qvhighlights", [list(m) for m in moments], gt, films=True)
-    return {"mr-r1@0.5": v["MR-full-R1@0.5"], "mr-r1@0.7": v["MR-full-R1@0.7"], "mr-map": v["MR-full-mAP"]}
+    return {ours: v[theirs] for ours, theirs in MOMENT_KEYS.items()}
+
+
+def placed_moment_metrics(
+    films: np.ndarray, spans: np.ndarray, scores: Sequence[float], intervals: Sequence[Interval]
+) -> dict[str, np.ndarray]:
+    """:func:`moment_metrics` of many placements of the same ranked moments at once, one per row:
+    ``films`` (placements, moments) their film ids, ``spans`` (placements, moments, 2); at least one moment."""
+    films = np.asarray(films, object)
+    only = np.where((films == films[:, :1]).all(axis=1), films[:, 0], "")  # each placement's one film, if any
+    gt_films = np.stack([np.full(len(films), iv[0], object) if len(iv) == 3 else only for iv in intervals], axis=1)
+    v = placed_per_query("qvhighlights", spans, scores, [span(iv) for iv in intervals], films, gt_films)
+    return {ours: v[theirs] for ours, theirs in MOMENT_KEYS.items()}
 
 
 def mean_metrics(per_query: Sequence[dict[str, float] | None]) -> dict[str, float]:

@@ -16,7 +16,7 @@ import numpy as np
 from clip_search.errors import FrameSearchError
 from clip_search.search.scoring import DEFAULT_GAP
 from clip_search.store.library import Film, Library
-from comparisons.benchmark_metrics import MAX_WINDOWS, METRICS, means, per_query
+from comparisons.benchmark_metrics import MAX_WINDOWS, METRICS, means, per_query, placed_per_query
 from comparisons.benchmarks import Benchmark, BenchmarkQuery, submission_line
 from comparisons.statistics import bootstrap_ci, compare_all, holm, placed_chance, proportion_ci, verdict
 from engines import EngineUnavailable
@@ -160,9 +160,8 @@ def _chance(
         return per_query(benchmark, [], gt)  # nothing proposed: nothing to place, every value 0
     lengths = np.array([min(w[1] - w[0], duration) for w in windows])
 
-    def score(films: np.ndarray, starts: np.ndarray) -> dict[str, float]:
-        placed = zip(starts, lengths, windows, strict=True)
-        return per_query(benchmark, [[s, s + length, w[2]] for s, length, w in placed], gt)
+    def score(films: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
+        return placed_per_query(benchmark, np.stack([starts, starts + lengths], -1), [w[2] for w in windows], gt)
 
     return placed_chance([duration], lengths, rng, CHANCE_DRAWS, score)
 

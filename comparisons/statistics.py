@@ -22,14 +22,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from clip_search.search.ranking import walk
+from clip_search.search.ranking import walk_rows
 from comparisons.metrics import (
-    RankedHit,
     is_proportion,
     moment_metrics,
     of_film,
     per_query_key,
-    query_metrics,
+    placed_moment_metrics,
+    rankings_metrics,
     span,
 )
 
@@ -48,13 +48,6 @@ class Searched:
     duration: float
 
 
-class _Frames:
-    """Stands in for a Film in ``top_frames``: a random ranking needs only the frame times."""
-
-    def __init__(self, times: np.ndarray) -> None:
-        self.times = times
-
-
 def chance_draws(
     films: Sequence[Searched | tuple],
     intervals: Sequence[tuple],
@@ -68,38 +61,56 @@ def chance_draws(
     """Each ranking metric of one query in ``draws`` uniformly random rankings of the frames of the
     searched ``films`` (each ranked with the engines' gap and depth); None without an answer.
 
-    A uniform ranking is random scores, ranked exactly as an engine's scores are (``top_frames``)."""
+    A uniform ranking is random scores, ranked exactly as an engine's scores are (``top_frames``).
+    The draws are ranked and scored together as arrays (``walk_rows``, ``rankings_metrics``), in
+    blocks of ``DRAW_BLOCK`` scores, from the same random numbers one draw at a time would use."""
     if not intervals:
         return None
     films = [f if isinstance(f, Searched) else Searched(*f) for f in films]
-    frames = [_Frames(f.times) for f in films]
     sizes = [len(f.times) for f in films]
     n = sum(sizes)
     film_of = np.repeat(np.arange(len(films)), sizes)
-    local = np.concatenate([np.arange(k) for k in sizes]) if sizes else np.zeros(0, np.int64)
+    time_of = np.concatenate([np.asarray(f.times, float) for f in films]) if n else np.zeros(0)
+    # entry n stands for a slot a ranking left empty (fewer frames than ``depth``): no film, no time
+    ids = np.array([f.id for f in films] + [""], dtype=object)[np.append(film_of, len(films))]
+    padded_times = np.append(time_of, np.nan)
     lead = min(n, max(4 * depth, 64))  # the ranking's head, where the walk almost always ends
-    out: dict[str, list[float]] = {}
-    for _ in range(draws):
-        score = rng.random(n)
-        chosen = _random_top(frames, score, film_of, local, lead, depth, gap)
-        hits = [RankedHit(float(films[f].times[i]), s, 0.0, 0.0, films[f].id) for f, i, s in chosen]
-        for key, value in query_metrics(hits, intervals, ks, tol).items():
+    out: dict[str, list[np.ndarray]] = {}
+    block = max(1, DRAW_BLOCK // max(n, 1))
+    for lo in range(0, draws, block):
+        score = rng.random((min(block, draws - lo), n))  # row by row: the numbers of one draw after another
+        pos = _random_tops(film_of, time_of, score, lead, depth, gap)
+        taken = pos >= 0
+        pos = np.where(taken, pos, n)
+        for key, value in rankings_metrics(padded_times[pos], ids[pos], taken, intervals, ks, tol).items():
             out.setdefault(key, []).append(value)
-    out.pop(MOMENT, None)  # a random ranking's moments say nothing of an engine's: see moment_chance
-    return {key: np.asarray(v) for key, v in out.items()}
+    return {key: np.concatenate(v) for key, v in out.items()}
 
 
-def _random_top(frames, score, film_of, local, lead: int, depth: int, gap: float) -> list[tuple[int, int, float]]:
-    """What ``top_frames`` gives for ``score`` (one random ranking), sorting only its head: the
-    ``lead`` best entries, in the same order, then every entry if the walk needs more than them."""
-    n = len(score)
-    head = np.argpartition(-score, lead - 1)[:lead] if lead < n else np.arange(n)
-    order = head[np.argsort(-score[head], kind="stable")]
-    picks = walk(frames, film_of[order], local[order], depth, gap)
-    if len(picks) < depth and lead < n:
-        order = np.argsort(-score, kind="stable")
-        picks = walk(frames, film_of[order], local[order], depth, gap)
-    return [(f, i, float(score[order[j]])) for j, f, i in picks]
+DRAW_BLOCK = 4_000_000  # random scores drawn at once (32 MB): a block of draws, fewer for large searches
+
+
+def _random_tops(film_of, time_of, score: np.ndarray, lead: int, depth: int, gap: float) -> np.ndarray:
+    """(draws, ``depth``) positions ``top_frames`` takes for each row of random ``score`` (-1: none),
+    sorting only each row's head (its ``lead`` best entries), four times longer for the rows whose
+    walk needs more of it, up to the whole row."""
+    rows, n = score.shape
+    pos = np.full((rows, depth), -1, np.int64)
+    todo = np.arange(rows)
+    while len(todo) and n:
+        part = score[todo]
+        head = (
+            np.argpartition(-part, lead - 1, axis=1)[:, :lead]
+            if lead < n
+            else np.broadcast_to(np.arange(n), part.shape)
+        )
+        order = np.take_along_axis(head, np.argsort(-np.take_along_axis(part, head, 1), axis=1, kind="stable"), 1)
+        cols, count = walk_rows(film_of, time_of, order, depth, gap)
+        pos[todo] = np.where(cols >= 0, np.take_along_axis(order, np.maximum(cols, 0), 1), -1)
+        if lead >= n:
+            break
+        todo, lead = todo[count < depth], min(n, lead * 4)
+    return pos
 
 
 def chance_metrics(
@@ -241,10 +252,11 @@ def windows_chance(
     if not moments:
         return moment_metrics([], intervals)
     lengths = np.array([m[2] - m[1] for m in moments])
+    ids = np.array([s.id for s in searched], object)
 
-    def score(films: np.ndarray, starts: np.ndarray) -> dict[str, float]:
-        placed = zip(films, starts, lengths, moments, strict=True)
-        return moment_metrics([[searched[f].id, s, s + length, m[3]] for f, s, length, m in placed], intervals)
+    def score(films: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarray]:
+        spans = np.stack([starts, starts + lengths], axis=-1)
+        return placed_moment_metrics(ids[films], spans, [m[3] for m in moments], intervals)
 
     return placed_chance([s.duration for s in searched], lengths, rng, WINDOW_DRAWS, score)
 
@@ -254,16 +266,16 @@ def placed_chance(
     lengths: np.ndarray,
     rng: np.random.Generator,
     draws: int,
-    score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    score: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
 ) -> dict[str, float]:
     """The mean of ``score(films, starts)`` over ``draws`` random placements of windows of ``lengths``:
-    each lands in a film (in proportion to its duration) at a uniform start that keeps it inside."""
+    each lands in a film (in proportion to its duration) at a uniform start that keeps it inside.
+    The placements are drawn and scored together: ``films`` and ``starts`` are (draws, windows) and
+    ``score`` gives each metric's value per draw."""
     durations = np.array([max(d, 1e-9) for d in durations])
-    values = []
-    for _ in range(draws):
-        films = rng.choice(len(durations), size=len(lengths), p=durations / durations.sum())
-        values.append(score(films, rng.random(len(lengths)) * np.maximum(durations[films] - lengths, 0.0)))
-    return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+    films = rng.choice(len(durations), size=(draws, len(lengths)), p=durations / durations.sum())
+    starts = rng.random((draws, len(lengths))) * np.maximum(durations[films] - lengths, 0.0)
+    return {k: float(np.mean(v)) for k, v in score(films, starts).items()}
 
 
 def compare_all(

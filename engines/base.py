@@ -16,7 +16,7 @@ from clip_search.search.moments import Moment, propose
 from clip_search.search.scoring import DEFAULT_GAP, Hit, hit_maker, top_frames
 from clip_search.store.library import Film, in_order
 from engines.cost import CostContext, EngineCost
-from engines.result import Evidence, Explanation, Pick, Query, Result, as_query
+from engines.result import Chooser, Evidence, Explanation, Query, Result, as_query
 
 
 class EngineUnavailable(FrameSearchError):
@@ -116,11 +116,11 @@ class Engine:
 
     def chooser(
         self, films: Sequence[Film], per_film: list[np.ndarray], query: Query, top_k: int, gap: float
-    ) -> Callable[[np.random.Generator | None], list[Pick]]:
+    ) -> Chooser:
         """How this engine picks the frames it serves from one search's scores, ties ordered by the
         generator given (None: earlier frame first): the best, ``gap`` apart. An engine that serves
         one hit per line of dialogue, say, overrides this."""
-        return lambda rng: top_frames(films, per_film, top_k, gap, rng)
+        return lambda rng, draws=None: top_frames(films, per_film, top_k, gap, rng, draws)
 
     def proposals(self, film: Film, scores: np.ndarray, query: Query) -> list[Moment]:
         """This engine's moments of one film, from its frame scores (best first): the score curve cut

@@ -4,7 +4,7 @@ subtitles), as an engine."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from clip_search.search.scoring import top_frames
 from clip_search.store.library import Film, Library
 from clip_search.video.subtitles import Dialogue
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
-from engines.result import Pick
+from engines.result import Chooser, Pick
 from tagging.dialogue import SCREEN_TOLERANCE, CueIndex, film_dialogue, frame_scores_from_cues
 from tagging.tag_store import tags_version
 from tagging.taggers import local_service
@@ -76,22 +76,33 @@ class DialogueEngine(Engine):
 
     def chooser(
         self, films: Sequence[Film], per_film: list[np.ndarray], query: Query, top_k: int, gap: float
-    ) -> Callable[[np.random.Generator | None], list[Pick]]:
+    ) -> Chooser:
         """One hit per cue: the frames a line is on screen all score as that line, so only the best
-        of them is served. Each film's cues and their scores are looked up once per search."""
+        of them is served. Each film's cues and their scores are looked up once per search, and the
+        line a frame shows once per frame."""
         lines = [self._lines(f, query.text) for f in films]
+        said: dict[tuple[int, int], tuple] = {}
 
-        def choose(rng: np.random.Generator | None) -> list[Pick]:
-            out, seen = [], set()
-            for f, i, score in top_frames(films, per_film, top_k * 8, gap, rng):
+        def line_of(f: int, i: int) -> tuple:
+            if (f, i) not in said:
                 cue = _cue_at(lines[f], float(films[f].times[i]))
-                key = (f, cue.start, cue.end) if cue else (f, i)
+                said[(f, i)] = (f, cue.start, cue.end) if cue else (f, i)
+            return said[(f, i)]
+
+        def one_per_line(picks: list[Pick]) -> list[Pick]:
+            out, seen = [], set()
+            for f, i, score in picks:
+                key = line_of(f, i)
                 if key not in seen:
                     seen.add(key)
                     out.append((f, i, score))
                     if len(out) == top_k:
                         break
             return out
+
+        def choose(rng: np.random.Generator | None, draws: int | None = None) -> list:
+            ranked = top_frames(films, per_film, top_k * 8, gap, rng, draws)
+            return one_per_line(ranked) if draws is None else [one_per_line(r) for r in ranked]
 
         return choose
 

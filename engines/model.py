@@ -28,7 +28,7 @@ from clip_search.video.decode import frame_at
 from clip_search.video.patches import PatchSettings
 from engines.base import Engine, EngineUnavailable, Evidence, Explanation, LockedLRU, Query, as_query
 from engines.cost import CostContext, EngineCost
-from engines.result import Pick, Result
+from engines.result import Result
 
 EXPLAIN_CROPS = PatchSettings(size=0.5, overlap=0.5)  # crops for a model's "where in the frame" map
 QUERY_VECTORS = 64  # text query vectors remembered per engine
@@ -128,10 +128,12 @@ class ModelEngine(Engine):
         searcher, vector = self.searcher(in_order(films)), self.vector(query)
         per_film, picks, make = searcher.ranked(vector, top_k, gap)
 
-        def choose(rng: np.random.Generator | None) -> list[Pick]:
+        def choose(rng: np.random.Generator | None, draws: int | None = None) -> list:
             if per_film is not None:  # the scores are kept: only the tie order is drawn again
-                return top_frames(searcher.films, per_film, top_k, gap, rng)
-            return searcher.ranked(vector, top_k, gap, rng)[1]
+                return top_frames(searcher.films, per_film, top_k, gap, rng, draws)
+            if draws is None:
+                return searcher.ranked(vector, top_k, gap, rng)[1]
+            return [searcher.ranked(vector, top_k, gap, rng)[1] for _ in range(draws)]
 
         return Result(self, query, searcher.films, picks, make, choose, per_film, top_k=top_k, gap=gap)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -18,6 +18,13 @@ if TYPE_CHECKING:  # annotations only
     from clip_search.store.library import Film
 
 Pick = tuple[int, int, float]  # (index into the films searched, frame, score)
+
+
+class Chooser(Protocol):
+    """An engine's selection over one search's scores: its picks, ties ordered by ``rng`` (None:
+    earlier frame first); with ``draws``, that many selections, each in its own tie order."""
+
+    def __call__(self, rng: np.random.Generator | None, draws: int | None = None) -> list: ...
 
 
 @dataclass
@@ -110,16 +117,16 @@ class Result:
 
     ``films``: the films the engine searched (those it can score); ``picks``: the chosen frames;
     ``per_film``: every frame's score over ``films`` when the search computed them (None when an
-    archive index gave the candidates; ``scores`` computes them on demand). ``choose(rng)`` is the
-    engine's own selection over the same scores, ties ordered by ``rng``: what tie-aware evaluation
-    redraws. Hits and explanations are built only when read."""
+    archive index gave the candidates; ``scores`` computes them on demand). ``choose(rng, draws)`` is
+    the engine's own selection over the same scores, ties ordered by ``rng``: what tie-aware evaluation
+    redraws (``orders``). Hits and explanations are built only when read."""
 
     engine: Any  # the engines.base.Engine that ran (it builds its results, so it is not imported here)
     query: Query
     films: list[Film]
     picks: list[Pick]
     make_hit: Callable[[int, int, float], Hit]
-    choose: Callable[[np.random.Generator | None], list[Pick]]
+    choose: Chooser
     per_film: list[np.ndarray] | None = None
     top_k: int = 10
     gap: float = 2.0
@@ -190,6 +197,10 @@ class Result:
         top = flat[flat >= np.float32(low)] if np.isfinite(low) else flat
         top = top[np.isfinite(top)]
         return len(np.unique(top)) < len(top)
+
+    def orders(self, rng: np.random.Generator, draws: int) -> list[list[Pick]]:
+        """The engine's picks in ``draws`` random orders of the tied scores, drawn together."""
+        return self.choose(rng, draws)
 
     def redrawn(self, rng: np.random.Generator) -> Result:
         """The same search with the order among tied scores drawn from ``rng``."""

@@ -23,10 +23,13 @@ def distinct_top(
     top_k: int,
     gap: float = DEFAULT_GAP,
     rng: np.random.Generator | None = None,
-) -> list[tuple[int, int, float]]:
+    draws: int | None = None,
+) -> list:
     """(film index, frame, score) of the best ``top_k`` finite entries of ``score``, best first, none
     within ``gap`` seconds of a better one of its film; ``where(positions)`` says which (film index,
-    frame) those entries are. Equal scores keep the entries' order, or a random one from ``rng``.
+    frame) those entries are. Equal scores keep the entries' order, or a random one from ``rng``;
+    with ``draws``, a list of that many such rankings, each in its own random order of the ties
+    (what tie-aware evaluation averages over), walked together.
 
     Only the leading entries are walked: every entry scoring at least the m-th best (all ties with
     it included, so they are a prefix of the ranking whatever its tie order, and the walk picks
@@ -35,19 +38,29 @@ def distinct_top(
     finite = np.isfinite(score)
     valid = int(finite.sum())
     if valid == 0 or top_k <= 0:
-        return []
+        return [] if draws is None else [[] for _ in range(draws)]
     if valid < total:  # a NaN score (a damaged vector) is never a hit
         score = np.where(finite, score, -np.inf)
     m = min(valid, max(top_k * LEADING, MIN_LEADING))
+    out: list[list] = [[] for _ in range(draws or 0)]
+    todo = np.arange(draws or 0)
     while True:
         if m < valid:  # the m-th best score is finite, so entries scoring -inf are never walked
             cand = np.flatnonzero(score >= np.partition(score, total - m)[total - m])
         else:
             cand = np.flatnonzero(finite)
         film_idx, local = where(cand)
-        chosen = _greedy(films, film_idx, local, score[cand].astype(np.float32), top_k, gap, rng)
-        if len(chosen) == top_k or m >= valid:
-            return chosen
+        if draws is None:
+            chosen = _greedy(films, film_idx, local, score[cand].astype(np.float32), top_k, gap, rng)
+            if len(chosen) == top_k or m >= valid:
+                return chosen
+        else:
+            rows = _greedy_rows(films, film_idx, local, score[cand], top_k, gap, rng, len(todo))
+            for r, chosen in zip(todo, rows, strict=True):
+                out[r] = chosen
+            todo = np.array([r for r in todo if len(out[r]) < top_k], np.int64)
+            if not len(todo) or m >= valid:
+                return out
         m = min(valid, m * 4)
 
 
@@ -74,6 +87,35 @@ def _greedy(
     return [(f, i, float(score[order[j]])) for j, f, i in picks]
 
 
+def _greedy_rows(
+    films: Sequence,
+    film_idx: np.ndarray,
+    local: np.ndarray,
+    score: np.ndarray,
+    top_k: int,
+    gap: float,
+    rng: np.random.Generator,
+    draws: int,
+) -> list[list[tuple[int, int, float]]]:
+    """``_greedy`` in ``draws`` random orders of the ties at once: each draw ranks the candidates by
+    score, equal scores in an order of its own, and the draws are walked in lockstep (``walk_rows``)."""
+    score = np.asarray(score, np.float32)
+    film_idx, local = np.asarray(film_idx), np.asarray(local)
+    group = np.unique(-score, return_inverse=True)[1].reshape(-1)  # 0: the best score; ties share a group
+    order = np.argsort(group + rng.random((draws, len(score))), axis=1, kind="stable")  # random within a group
+    times = np.empty(len(score))
+    for f in np.unique(film_idx):
+        mine = film_idx == f
+        times[mine] = np.asarray(films[f].times)[local[mine]]
+    cols, _ = walk_rows(film_idx, times, order, top_k, gap)
+    taken = np.take_along_axis(order, np.maximum(cols, 0), 1)
+    f_of, i_of, s_of = film_idx.tolist(), local.tolist(), score.tolist()  # Python numbers, looked up fast
+    return [
+        [(f_of[e], i_of[e], s_of[e]) for e, c in zip(row, picked, strict=True) if c >= 0]
+        for row, picked in zip(taken.tolist(), cols.tolist(), strict=True)
+    ]
+
+
 def walk(
     films: Sequence, film_of: np.ndarray, local_of: np.ndarray, top_k: int, gap: float
 ) -> list[tuple[int, int, int]]:
@@ -97,3 +139,30 @@ def walk(
         if len(chosen) == top_k:
             break
     return chosen
+
+
+def walk_rows(
+    film_of: np.ndarray, time_of: np.ndarray, order: np.ndarray, top_k: int, gap: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`walk` of many rankings at once, in lockstep: ``order`` (rankings, entries) holds each
+    ranking's entries in rank order, ``film_of`` and ``time_of`` say each entry's film and time.
+
+    Returns (rankings, ``top_k``) columns of ``order`` taken (-1: fewer were taken) and how many each
+    ranking took; a ranking is walked exactly as ``walk`` walks it."""
+    rows, width = order.shape
+    film, time = film_of[order], time_of[order]
+    taken_film = np.full((rows, top_k), -1, np.int64)  # no film is -1: an empty slot never clashes
+    taken_time = np.zeros((rows, top_k))
+    cols = np.full((rows, top_k), -1, np.int64)
+    count = np.zeros(rows, np.int64)
+    for j in range(width):
+        live = count < top_k
+        if not live.any():
+            break
+        f, t = film[:, j], time[:, j]
+        clash = ((taken_film == f[:, None]) & (np.abs(taken_time - t[:, None]) < gap)).any(axis=1)
+        ok = np.flatnonzero(live & ~clash)
+        slot = count[ok]
+        taken_film[ok, slot], taken_time[ok, slot], cols[ok, slot] = f[ok], t[ok], j
+        count[ok] += 1
+    return cols, count

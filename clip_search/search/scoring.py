@@ -267,19 +267,21 @@ def top_frames(
     top_k: int = 10,
     gap: float = DEFAULT_GAP,
     rng: np.random.Generator | None = None,
-) -> list[tuple[int, int, float]]:
+    draws: int | None = None,
+) -> list:
     """(film index, frame, score) of the top ``top_k`` frames over films, best first, no two from one
-    film closer than ``gap`` seconds. Ties go to the earlier frame, or are broken at random by ``rng``."""
+    film closer than ``gap`` seconds. Ties go to the earlier frame, or are broken at random by ``rng``;
+    with ``draws``, a list of that many rankings, each in its own random order of the ties."""
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in per_film])]).astype(np.int64)
     if offsets[-1] == 0:
-        return []
+        return [] if draws is None else [[] for _ in range(draws)]
     flat = np.concatenate(per_film) if len(per_film) > 1 else per_film[0]
 
     def where(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         film_idx = np.searchsorted(offsets, positions, side="right") - 1
         return film_idx, positions - offsets[film_idx]
 
-    return distinct_top(films, flat, where, top_k, gap, rng)
+    return distinct_top(films, flat, where, top_k, gap, rng, draws)
 
 
 def rank_frames(
