@@ -10,7 +10,12 @@ class VideoError(FrameSearchError):
 
 
 class ModelLoadError(FrameSearchError):
-    """The CLIP model could not be loaded (offline, no weights, wrong path)."""
+    """The CLIP model could not be loaded (offline, no weights, wrong path). The message ends with the
+    command line's advice; ``why`` is the reason alone, for a front end that gives its own advice."""
+
+    def __init__(self, message: str, why: str | None = None) -> None:
+        super().__init__(message)
+        self.why = why or message
 
 
 class FilmNotFound(FrameSearchError):

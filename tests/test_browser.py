@@ -146,7 +146,13 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     page.get_by_label("What did you see?").focus()  # Esc leaves the box too
     page.keyboard.press("Escape")
     page.wait_for_function("document.activeElement.tagName !== 'INPUT'")
-    plays.nth(0).focus()
+    # and the Tab after it goes to the first hit; each card is one Tab stop (its ▶), so Tab reads the hits
+    for n in range(3):
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.innerText") == plays.nth(n).inner_text()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("k")
+    assert page.evaluate("document.activeElement.innerText") == plays.nth(0).inner_text()
 
     # ▶ on a hit plays beside the results, and the player stays in view while the grid scrolls. The
     # results are a fragment: its reruns are awaited through what they draw (the player)
@@ -159,8 +165,9 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     expect(video).to_be_in_viewport()
     page.mouse.wheel(0, -3000)
 
-    # a hit explains itself: CLIP's crop map over the frame
-    page.get_by_role("button", name="Why?").first.click()  # a fragment rerun, awaited through its panel
+    # a hit explains itself: CLIP's crop map over the frame (w on a hit in focus is its card's Why?)
+    plays.nth(0).focus()
+    page.keyboard.press("w")  # a fragment rerun, awaited through its panel
     expect(page.get_by_text("where in the frame the query matches")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("where in the frame the query matches")).to_be_in_viewport()  # beside, in view
     images_loaded(page)

@@ -156,6 +156,42 @@ def test_imports_refuse_vectors_of_another_size_for_the_same_model(tmp_path, enc
     assert Manifest.imported("x", "m", 1.0).key()["format_version"] == 2
 
 
+def test_add_a_model_loads_in_the_background_and_says_why_a_model_cannot_be_loaded(
+    tmp_path, monkeypatch, tiny_clip_dir
+):
+    """A model that cannot be loaded is named with the reason in whole words and advice for the
+    dashboard (not the command line's flags); the next model typed replaces that error at once."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_dashboard import APP
+    from ui.state import model_loads
+
+    lib = Library(tmp_path / "lib")
+    index_film(FLOWER, lib, load_encoder(str(tiny_clip_dir), "cpu", "fp32"))
+    monkeypatch.setenv("FRAMESEARCH_MODEL", str(tiny_clip_dir))
+    monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(lib.root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    missing = str(tmp_path / "no-such-model")
+    at.sidebar.text_input(key="add-model").input(missing).run()
+    model_loads().start(missing).future.exception(timeout=60)  # the load fails in the background
+    at.run()
+    (error,) = [e.value for e in at.sidebar.error]
+    assert "does not exist" in error and "folder of a saved model" in error and "--model" not in error
+    at.sidebar.text_input(key="add-model").input(str(tiny_clip_dir)).run()
+    model_loads().start(str(tiny_clip_dir)).future.result(timeout=60)
+    at.run()
+    assert not at.sidebar.error  # the last model's error is gone with it
+    assert any("Every film has" in s.value for s in at.sidebar.success)
+
+
+def test_a_long_error_is_cut_at_a_word():
+    from clip_search.encoders.hub import first_line
+
+    message = "An error happened while trying to locate the file " * 10
+    cut = first_line(RuntimeError(message), limit=60)
+    assert len(cut) <= 60 and cut.endswith("…") and cut[:-1].split()[-1] in message.split()  # no "trying to l"
+
+
 def test_the_dashboard_adds_a_model_and_offers_it_as_an_engine(tmp_path, monkeypatch, tiny_clip_dir, siglip_dir):
     from streamlit.testing.v1 import AppTest
 
@@ -168,6 +204,11 @@ def test_the_dashboard_adds_a_model_and_offers_it_as_an_engine(tmp_path, monkeyp
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.sidebar.text_input(key="add-model").input(str(siglip_dir)).run()
     assert not at.exception
+    # the model loads in the background (the page stays usable); once loaded, the next run offers it
+    from ui.state import model_loads
+
+    model_loads().start(str(siglip_dir)).future.result(timeout=120)
+    at.run()
     assert any("ms/frame measured now on cpu" in c.value for c in at.sidebar.caption)  # the time, before it starts
     at.sidebar.button(key="add-model-run").click().run()
     assert_no_error(at)

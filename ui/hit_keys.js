@@ -1,7 +1,9 @@
 // Keys of their own for the result grid: j / ArrowDown moves to the next hit, k / ArrowUp to the
-// previous one, in rank order (the ▶ button of each card, in page order), and Enter plays the hit
-// under focus (the button's own Enter). Typing in a text box is left alone; Enter (which runs the
-// query) and Esc leave a one-line box, so the next j goes to the results.
+// previous one, in rank order (the ▶ button of each card, in page order), Enter plays the hit
+// under focus (the button's own Enter) and w explains it (its card's Why?). Typing in a text box is
+// left alone; Enter (which runs the query) and Esc leave a one-line box, so the next j, or the next
+// Tab, goes to the first hit. Each card is one Tab stop, its ▶: Why? and the image's fullscreen
+// button are left to the mouse and to w.
 
 const PLAY = /^▶ /;
 
@@ -16,20 +18,53 @@ function hits() {
   return [...panel.querySelectorAll("button")].filter((b) => PLAY.test(b.innerText.trim()) && shown(b));
 }
 
+function card(play) {
+  // the bordered container a ▶ sits in: the nearest block above it that also holds a Why?
+  for (let el = play.parentElement; el && el !== document.body; el = el.parentElement) {
+    const buttons = el.matches("[data-testid='stVerticalBlock']") ? [...el.querySelectorAll("button")] : [];
+    if (buttons.some((b) => b.innerText.trim() === "Why?")) return el;
+  }
+  return null;
+}
+
+function oneStopPerCard() {
+  for (const play of hits()) {
+    const box = card(play);
+    if (!box) continue;
+    for (const b of box.querySelectorAll("button")) if (b !== play && b.tabIndex !== -1) b.tabIndex = -1;
+  }
+}
+
+let handedBack = false; // the last Enter or Esc left the query box: the next Tab goes to the first hit
+
 function onKey(e) {
   const target = e.target;
   const typing = target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
   if (typing && target.tagName === "INPUT" && (e.key === "Escape" || (e.key === "Enter" && !e.shiftKey))) {
     // Enter runs the query and Esc leaves the box: either way the keys go back to the results
     // (Streamlit takes the value on Enter or on leaving the box, so leaving it loses nothing)
-    setTimeout(() => target.blur(), 0);
+    setTimeout(() => {
+      target.blur();
+      handedBack = true;
+    }, 0);
     return;
   }
   if (typing) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const list = hits();
+  if (e.key === "Tab" && !e.shiftKey && handedBack && document.activeElement === document.body && list.length) {
+    e.preventDefault();
+    list[0].focus();
+    return;
+  }
+  if (e.key === "w" && list.includes(document.activeElement)) {
+    const box = card(document.activeElement);
+    const why = box && [...box.querySelectorAll("button")].find((b) => b.innerText.trim() === "Why?");
+    if (why) why.click();
+    return;
+  }
   const step = { j: 1, ArrowDown: 1, k: -1, ArrowUp: -1 }[e.key];
   if (!step) return;
-  const list = hits();
   if (!list.length) return;
   const at = list.indexOf(document.activeElement);
   const next = list[Math.min(list.length - 1, Math.max(0, at < 0 ? 0 : at + step))];
@@ -42,4 +77,16 @@ export default function () {
   if (window.__fslHitKeys) return;
   window.__fslHitKeys = true;
   document.addEventListener("keydown", onKey);
+  document.addEventListener("focusin", () => {
+    handedBack = false;
+  });
+  let queued = false; // cards are redrawn by each run: their extra Tab stops are taken out as they appear
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      oneStopPerCard();
+    });
+  }).observe(document.body, { childList: true, subtree: true });
 }

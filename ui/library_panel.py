@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -177,11 +178,18 @@ def add_model(lib: Library) -> None:
         if model.startswith(CLOUD):
             _buy_vectors(lib, films, model)
             return
-        try:
-            encoder = state.encoders()(model)
-        except FrameSearchError as e:
-            st.error(md(e))
+        load = state.model_loads().start(model)
+        if not load.done():
+            _loading(model)
             return
+        failed = load.error()
+        if failed is not None:
+            st.error(md(f"{getattr(failed, 'why', failed)} {ADD_MODEL_HELP}"))
+            if st.button("Try again", key="add-model-retry"):
+                state.model_loads().forget(model)
+                st.rerun()
+            return
+        encoder = state.encoders()(model)
         lacking = [f for f in films if not f.has(encoder.model_id)]
         if not lacking:
             st.success(f"Every film has {md(encoder.model_id)} vectors.")
@@ -201,6 +209,22 @@ def add_model(lib: Library) -> None:
                 else:
                     st.session_state.setdefault("notices", []).append(f"{item.film.name}: {encoder.model_id} added")
             st.rerun()
+
+
+ADD_MODEL_HELP = (
+    "Without a network only what this machine holds can be loaded: type the folder of a saved model "
+    "(a hub repo downloaded with `hf download`, or open_clip's files), or a model already in the library."
+)
+
+
+@st.fragment(run_every=1.0)
+def _loading(model: str) -> None:
+    """While a model loads in the background: how long it has taken, every second; when it is done,
+    the whole app again (its films, or why it could not be loaded)."""
+    load = state.model_loads().start(model)
+    if load.done():
+        st.rerun()
+    st.caption(f"Loading {md(model)}… {time.time() - load.started:.0f} s (the rest of the page stays usable)")
 
 
 def _buy_vectors(lib: Library, films, name: str) -> None:

@@ -180,7 +180,9 @@ def results(films: list[Film], query: Query, params: dict, lib: Library, ms: sta
     by_id = {f.id: f for f in films}
     st.markdown(f"**{len(hits)} hits** for *{md(result.label)}*")
     if hits:
-        st.caption("Keys: j / k (or ↓ / ↑) move between hits in rank order, Enter plays the one in focus.")
+        st.caption(
+            "Keys: Tab or j / k (↓ / ↑) move between hits in rank order, Enter plays the one in focus, w explains it."
+        )
     cols: list = []
     playing = st.session_state.get("play") or {}
     for i, h in enumerate(hits):

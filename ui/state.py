@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import streamlit as st
@@ -88,6 +91,54 @@ def random_model_notice(ms: ModelState) -> str | None:
         f"{reason} Using a random-weights CLIP: the interface works, but rankings are meaningless. "
         "Set FRAMESEARCH_MODEL to a saved model folder (or connect to the internet) for real results."
     ).strip()
+
+
+@dataclass
+class ModelLoad:
+    """A model being loaded in the background (``future``: None once loaded, its error if not)."""
+
+    future: Future
+    started: float
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def error(self) -> BaseException | None:
+        return self.future.exception() if self.future.done() else None
+
+
+class ModelLoads:
+    """Models that *Add a model* loads in the background, shared by every session: a load takes
+    its time (50 s for a hub model the hub cannot provide) without holding the page, and a name
+    asked for again finds its load running, or its outcome."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="add-model")
+        self._lock = threading.Lock()
+        self._loads: dict[str, ModelLoad] = {}
+
+    def start(self, name: str) -> ModelLoad:
+        """The load of ``name``: the running or finished one, or one started now."""
+        with self._lock:
+            if name not in self._loads:
+                self._loads[name] = ModelLoad(self._pool.submit(self._warm, encoders(), name), time.time())
+            return self._loads[name]
+
+    @staticmethod
+    def _warm(models: Encoders, name: str) -> None:
+        """Load ``name`` into the shared models (ready for every session); nothing is held here."""
+        models(name)
+
+    def forget(self, name: str) -> None:
+        """Drop a finished load (its error), so the next ``start`` tries again."""
+        with self._lock:
+            if name in self._loads and self._loads[name].done():
+                del self._loads[name]
+
+
+@st.cache_resource
+def model_loads() -> ModelLoads:
+    return ModelLoads()
 
 
 def library(model_id: str | None = None) -> Library:

@@ -179,7 +179,8 @@ def _resolve(name: str) -> ModelRef:
             raise ModelLoadError(f"The folder {name} holds no model this tool can load; name a model as {FORMS}.")
         return ModelRef(name, backend, str(folder))
     if folder.is_absolute() or name.startswith((".", "~")):
-        raise ModelLoadError(f"Cannot load model: the folder {name} does not exist. {LOAD_HELP}")
+        why = f"Cannot load model: the folder {name} does not exist."
+        raise ModelLoadError(f"{why} {LOAD_HELP}", why)
     if HUB_ID.match(name):
         cfg = read_json(name, "config.json", offline_for(name)) or {}
         kind = str(cfg.get("model_type", ""))
@@ -215,7 +216,7 @@ def load_encoder(
     try:
         encoder = _backend(ref).load(ref, device, precision, offline_for(target))
     except ModelLoadError as e:
-        raise ModelLoadError(f"Cannot load model {e}. {LOAD_HELP}") from None
+        raise ModelLoadError(f"Cannot load model {e}. {LOAD_HELP}", f"Cannot load model {e}.") from None
     encoder.model_id = ref.name
     return encoder
 

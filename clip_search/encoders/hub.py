@@ -67,7 +67,11 @@ def from_pretrained(cls, model_id: str, offline: bool, **kwargs):
         raise ModelLoadError(f"'{model_id}' ({first_line(e)})") from None
 
 
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (or its type), at most 200 characters."""
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type), at most ``limit`` characters, cut at
+    a word and marked with an ellipsis where it is cut."""
     text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+    line = text.splitlines()[0] if text else type(e).__name__
+    if len(line) <= limit:
+        return line
+    return line[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:") + "…"

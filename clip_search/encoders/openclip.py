@@ -9,6 +9,7 @@ open_clip's preprocess + ``encode_image`` / ``encode_text``, L2-normalised."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -132,6 +133,8 @@ def load(ref, device: str, precision: str | None, offline: bool) -> OpenClipEnco
     name, tag = _open_clip_name(ref)
     if offline and ref.target.startswith("hf-hub:") and not read_json(ref.target[7:], "open_clip_config.json", True):
         raise ModelLoadError(f"'{ref.name}' (no network, and the hub cache does not hold it)")
+    if offline and tag and not _weights_cached(open_clip, name, tag):  # else the hub client retries for ~50 s
+        raise ModelLoadError(f"'{ref.name}' (no network, and this machine's caches do not hold its weights)")
     try:
         model = open_clip.create_model(
             name, pretrained=tag, device=device, precision="fp16" if precision == "fp16" else "fp32"
@@ -142,6 +145,23 @@ def load(ref, device: str, precision: str | None, offline: bool) -> OpenClipEnco
     model.eval()
     pre = from_preprocess_cfg(model.visual.preprocess_cfg)
     return OpenClipEncoder(model, tokenizer, ref.name, device, pre, precision)
+
+
+def _weights_cached(open_clip, name: str, tag: str) -> bool:
+    """Whether open_clip's pretrained weights ``tag`` of ``name`` are on this machine already (a file
+    path, the hub cache, or open_clip's own download folder); an unknown tag counts as present, so
+    open_clip names it itself."""
+    from huggingface_hub import try_to_load_from_cache  # the hub client loads only when a model is fetched
+
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if Path(tag).expanduser().is_file() or not cfg or "file" in cfg:
+        return True
+    repo, filename = os.path.split(cfg.get("hf_hub", ""))
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    if repo and any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+        return True
+    url = cfg.get("url", "")
+    return bool(url) and (Path.home() / ".cache" / "clip" / os.path.basename(url)).is_file()
 
 
 def save_folder(model, target: Path, model_cfg: dict, preprocess_cfg: dict) -> Path:
