@@ -94,7 +94,7 @@ def reopen(browser, url: str, shows) -> None:
     other.close()
 
 
-def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
+def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots, indexed_library):
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -102,6 +102,7 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     box = page.get_by_label("What did you see?")
     expect(box).to_be_visible(timeout=90_000)
     settled(page)
+    page.wait_for_function("window.__fslHitKeys === true")  # the result keys are listening (their script loaded)
     box.fill("a ship at sea")
     act(page, lambda: box.press("Enter"))
     expect(page.get_by_text(re.compile(r"12 hits"))).to_be_visible(timeout=60_000)
@@ -195,6 +196,10 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
         assert shown >= (320 if width >= 1920 else 160), (width, height, shown)
         stored = min(frames.nth(i).evaluate("img => img.naturalWidth") for i in range(12))
         assert stored >= shown or stored >= 384, (width, stored)  # drawn from images at least that size
+        names = sized.locator(".st-key-search-strip .annotation-text")  # each strip row's film, above it
+        expect(names.first).to_be_attached(timeout=30_000)
+        texts = names.evaluate_all("els => els.map(e => e.textContent)")
+        assert texts and set(texts) <= {f.name for f in indexed_library.films()}, texts  # whole names, not cut
         sized.screenshot(path=str(shots / f"search-{width}x{height}.png"), full_page=False)
         sized.close()
 
@@ -238,6 +243,9 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots):
     act(page, lambda: page.get_by_role("tab", name="Evaluate").click())
     act(page, lambda: page.get_by_role("button", name="Run evaluation").click(), timeout=300_000)
     expect(page.get_by_text("Quality per dollar")).to_be_visible(timeout=60_000)
+    # the results come into view after Run: the one-line verdict, then the whole metric chart
+    expect(page.get_by_text(re.compile(r"^Verdict\. On "))).to_be_in_viewport(timeout=10_000)
+    expect(page.locator(".st-key-eval-bars .js-plotly-plot")).to_be_in_viewport(ratio=1, timeout=10_000)
     page.locator("[role='tabpanel'] .js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "evaluate.png"), full_page=False)
     expect(page).to_have_url(re.compile(r"tab=Evaluate"), timeout=30_000)

@@ -101,8 +101,21 @@ def timeline_figure(
             )
         )
     span = duration or max((float(r.times[-1]) for r in rows if len(r.times)), default=1.0)
+    if compact:  # each row's name above it, across the strip's width: a label beside it had 14 characters
+        for n, r in enumerate(rows):
+            fig.add_annotation(
+                x=0,
+                xref="paper",
+                xanchor="left",
+                y=labels[n],
+                yshift=size / 2 + 8,
+                yanchor="middle",
+                text=plain(short_label(r.label, STRIP_LABEL)),
+                showarrow=False,
+                font={"size": 11},
+            )
     fig.update_layout(
-        height=(130 + 30 * len(rows)) if compact else (120 + 46 * len(rows)),
+        height=(130 + 44 * len(rows)) if compact else (120 + 46 * len(rows)),
         margin={"l": 10, "r": 10, "t": 70 if compact else 30, "b": 30},
         showlegend=False,
         clickmode="event+select",
@@ -118,7 +131,7 @@ def timeline_figure(
             "range": list(_clock(np.array([-0.5, span + 0.5]))),
             "rangeslider": {"visible": span > 600 and not compact, "thickness": 0.08},
         },
-        yaxis={"fixedrange": True, "autorange": "reversed", "automargin": True},
+        yaxis={"fixedrange": True, "autorange": "reversed", "automargin": True, "showticklabels": not compact},
     )
     for start, end in intervals or []:
         x0, x1 = _clock(np.array([start, end]))
@@ -152,6 +165,9 @@ def seconds_of(x: float | str) -> float:
         return float(x)
     stamp = np.datetime64(str(x).strip().replace(" ", "T")[:23], "ms")
     return float((stamp - _MIDNIGHT) / np.timedelta64(1, "ms")) / 1000
+
+
+STRIP_LABEL = 60  # a film's name above its row of the strip: the strip's width, not a tick label's
 
 
 def short_label(text: str, limit: int = 28) -> str:

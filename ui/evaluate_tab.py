@@ -27,6 +27,7 @@ from comparisons.robustness import robustness, sentence
 from engines import engine_names, priced_without_calls
 from ui import library_panel, state
 from ui.charts import TimelineRow, cost_figure, metrics_figure, timeline_figure
+from ui.into_view import into_view
 from ui.tabs import Tab
 from ui.text import md
 from ui.thumbs import show_thumbnail
@@ -87,6 +88,7 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
         key="eval-robust",
     )
     if st.button("Run evaluation", key="eval-run", disabled=not names or not ks or table.empty):
+        st.session_state["eval-runs"] = st.session_state.get("eval-runs", 0) + 1  # its results come into view
         path = lib.root / "last-query-set.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=False)
@@ -119,6 +121,13 @@ def evaluate_tab(lib: Library, ms: state.ModelState) -> None:
     result = st.session_state.get("evaluation")
     if result is None:
         return
+    with st.container(key="eval-results"):  # brought to the top of the window after each Run: verdict, then chart
+        _results(lib, ms, result)
+    into_view("eval-results", str(st.session_state.get("eval-runs", 0)), block="start")
+
+
+def _results(lib: Library, ms: state.ModelState, result) -> None:
+    """The verdict, the metric bars with chance and intervals, the tests, the table and the rest."""
     cols = metric_names(result.ks)
     ok = [r for r in result.table() if r["status"] == "ok"]
     for r in result.table():

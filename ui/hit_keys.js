@@ -19,9 +19,12 @@ function hits() {
 }
 
 function card(play) {
-  // the bordered container a ▶ sits in: the nearest block above it that also holds a Why?
+  // the bordered container a ▶ sits in: the nearest block above it that also holds a Why?, and no
+  // other ▶ (a card still being drawn has no Why? yet: the block above it holds other cards)
   for (let el = play.parentElement; el && el !== document.body; el = el.parentElement) {
-    const buttons = el.matches("[data-testid='stVerticalBlock']") ? [...el.querySelectorAll("button")] : [];
+    if (!el.matches("[data-testid='stVerticalBlock']")) continue;
+    const buttons = [...el.querySelectorAll("button")];
+    if (buttons.filter((b) => PLAY.test(b.innerText.trim()) && shown(b)).length > 1) return null;
     if (buttons.some((b) => b.innerText.trim() === "Why?")) return el;
   }
   return null;
@@ -31,7 +34,9 @@ function oneStopPerCard() {
   for (const play of hits()) {
     const box = card(play);
     if (!box) continue;
-    for (const b of box.querySelectorAll("button")) if (b !== play && b.tabIndex !== -1) b.tabIndex = -1;
+    for (const b of box.querySelectorAll("button")) {
+      if (!PLAY.test(b.innerText.trim()) && b.tabIndex !== -1) b.tabIndex = -1;
+    }
   }
 }
 

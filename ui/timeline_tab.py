@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from clip_search.store.library import Film, Library
@@ -11,6 +9,7 @@ from clip_search.timecode import fmt_time
 from engines import ModelEngine
 from ui import state
 from ui.charts import TimelineRow, seconds_of, timeline_figure
+from ui.into_view import into_view
 from ui.search_tab import JUMP_MOMENTS, moment_picker, play, player, selected_points
 from ui.tabs import Tab, View
 from ui.text import engine_label, md
@@ -48,7 +47,7 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
         "More queries for the timeline, one per line",
         key="tl-queries",
         height=80,
-        placeholder="a ship at sea\na giant bird",
+        placeholder="Each line is a row of its own, e.g. a giant bird",
     )
     lines = [q.strip() for q in [main_query, *extra.splitlines()] if q.strip()]
     if not lines:
@@ -98,7 +97,7 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     i = film.nearest_frame(t)
     picked = st.container(key="tl-picked")  # brought into view after a pick (it sits below the chart)
     c1, c2 = picked.columns([2, 3])
-    _into_view(key="tl-picked-view", data={"key": "tl-picked", "stamp": f"{film.id}@{film.times[i]:.3f}"})
+    into_view("tl-picked", f"{film.id}@{film.times[i]:.3f}")
     playing = st.session_state.get("play") or {}
     if playing.get("film_id") == film.id:  # ▶ plays here, where it was clicked, in view
         with c1:
@@ -109,11 +108,6 @@ def timeline_tab(lib: Library, films: list[Film], models: list[ModelEngine], mai
     lines = [f"- *{md(q)}*: cosine {tl.scores[i]:.4f}, probability {tl.softmax[i]:.4f}" for q, tl in scores.items()]
     c2.markdown("\n".join(lines))
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="tl-play", on_click=play, args=(film.id, film.times[i]))
-
-
-_into_view = st.components.v2.component(
-    "into_view", js=Path(__file__).with_name("into_view.js").read_text(encoding="utf-8")
-)
 
 
 def _restore(params, film_ids: dict[str, str]) -> list[str]:
