@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from PIL import Image
 
+from clip_search.indexing.indexer import THUMB_WIDTH
 from clip_search.store.library import Library, Manifest
 from clip_search.store.writer import import_vectors
 from scripts.readme_block import Transcript
@@ -76,7 +77,7 @@ def thumbnails(n: int) -> list[bytes]:
     out = []
     base = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
     for i in range(n):
-        img = Image.fromarray(np.roll(base, i % 8, axis=1)).resize((256, 144), Image.Resampling.BILINEAR)
+        img = Image.fromarray(np.roll(base, i % 8, axis=1)).resize((THUMB_WIDTH, THUMB_WIDTH * 9 // 16))
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=80)
         out.append(buf.getvalue())

@@ -52,10 +52,11 @@ function show(gd, e) {
   const p = e.points && e.points[0];
   const row = p && (gd.__fslPreview || [])[p.curveNumber];
   if (!row || !row.picks.length) return;
-  const k = nearest(row.picks, p.pointIndex);
+  const frame = row.frames ? row.frames[p.pointIndex] : p.pointIndex; // a long film draws some frames
+  const k = nearest(row.picks, frame);
   const el = tip();
   el.querySelector("img").src = row.images[k];
-  const exact = row.picks[k] === p.pointIndex;
+  const exact = row.picks[k] === frame;
   el.querySelector(".fsl-caption").textContent = exact ? row.times[k] : `nearest preview: ${row.times[k]}`;
   el.dataset.time = row.times[k];
   el.dataset.film = row.film;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +303,7 @@ def _publish(wanted: dict) -> None:
 
 
 MAX_STRIPS = 6
+STRIP_POINTS = 600  # squares per strip row at most: about one per pixel of the strip's column
 
 
 def _standing(hit) -> str:
@@ -366,7 +368,9 @@ def strips(films: list[Film], result: Result) -> None:
     if not shown:
         return
     engine = result.engine
-    rows = [TimelineRow(f.name, f.times, result.scores(f)) for f in shown]
+    scores = [result.scores(f) for f in shown]
+    drawn = [strip_points(s) for s in scores]  # frames drawn: all, or each stretch's best of a long film
+    rows = [TimelineRow(f.name, f.times[d], s[d]) for f, s, d in zip(shown, scores, drawn, strict=True)]
     duration = max(f.manifest.duration for f in shown)
     event = st.plotly_chart(
         timeline_figure(rows, engine.score_label, duration, compact=True),
@@ -377,7 +381,7 @@ def strips(films: list[Film], result: Result) -> None:
         # no mode bar: on a strip this short it would lie over the first row and take its hover
         config={"scrollZoom": True, "displayModeBar": False, "showTips": False},
     )
-    hover_previews("search-strip", shown)
+    hover_previews("search-strip", shown, drawn)
     caption = (
         "Score over each film (each row on its own colour scale) · hover a square for its frame, click it "
         "to play from there · scroll to zoom, double-click to zoom out"
@@ -386,7 +390,7 @@ def strips(films: list[Film], result: Result) -> None:
         caption += f" · {len(shown)} of {len(films)} films shown (those with hits first)"
     st.caption(caption)
     points = selected_points(event)
-    peaks = [(f, float(t)) for f, row in zip(shown, rows, strict=True) for t in peak_times(f, row.values)]
+    peaks = [(f, float(t)) for f, fs in zip(shown, scores, strict=True) for t in peak_times(f, fs)]
     picked = moment_picker(peaks, "strip-jump", points)
     if points and picked is None:
         film = shown[min(int(points[0].get("curve_number", 0)), len(shown) - 1)]
@@ -400,6 +404,17 @@ def strips(films: list[Film], result: Result) -> None:
     show_frame(film, i, c1)
     c2.markdown(f"**{md(film.name)}** at `{fmt_time(film.times[i])}`")
     c2.button(f"▶ Play from {fmt_time(film.times[i])}", key="strip-play", on_click=play, args=(film.id, film.times[i]))
+
+
+def strip_points(scores: np.ndarray, limit: int = STRIP_POINTS) -> np.ndarray:
+    """The frames a strip row draws: every frame of a short film; of a longer one, the best frame of
+    each of ``limit`` equal stretches, so a peak is never averaged away and the page carries a
+    few hundred squares per film rather than 7 200 for two hours."""
+    if len(scores) <= limit:
+        return np.arange(len(scores))
+    s = np.where(np.isfinite(scores), scores, -np.inf)
+    edges = np.linspace(0, len(s), limit + 1).astype(int)
+    return np.array([lo + int(np.argmax(s[lo:hi])) for lo, hi in itertools.pairwise(edges.tolist())])
 
 
 def peak_times(film: Film, scores, limit: int = JUMP_MOMENTS) -> list[float]:
