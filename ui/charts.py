@@ -25,6 +25,7 @@ class TimelineRow:
     label: str
     times: np.ndarray
     values: np.ndarray
+    frames: np.ndarray | None = None  # the film's frame index of each point (None: every frame, in order)
 
 
 def timeline_figure(
@@ -91,7 +92,14 @@ def timeline_figure(
                     **({"colorbar": bar} if bar else {}),
                 },
                 unselected={"marker": {"opacity": 1}},  # a click picks; it never fades the rest
-                customdata=np.stack([[fmt_time(t) for t in r.times], [f"{v:.4f}" for v in vals]], axis=1)
+                customdata=np.stack(  # time and score as shown, and the frame (for the hover preview)
+                    [
+                        [fmt_time(t) for t in r.times],
+                        [f"{v:.4f}" for v in vals],
+                        np.arange(len(vals)) if r.frames is None else r.frames,
+                    ],
+                    axis=1,
+                )
                 if len(vals)
                 else None,
                 hovertemplate=plain(r.label).replace("%", "%%")

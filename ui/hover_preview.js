@@ -52,7 +52,7 @@ function show(gd, e) {
   const p = e.points && e.points[0];
   const row = p && (gd.__fslPreview || [])[p.curveNumber];
   if (!row || !row.picks.length) return;
-  const frame = row.frames ? row.frames[p.pointIndex] : p.pointIndex; // a long film draws some frames
+  const frame = p.customdata && p.customdata.length > 2 ? Number(p.customdata[2]) : p.pointIndex; // its frame
   const k = nearest(row.picks, frame);
   const el = tip();
   el.querySelector("img").src = row.images[k];

@@ -66,12 +66,10 @@ def _film_previews(_film: Film, version: tuple, budget: int) -> dict:
     return {"film": _film.name, "picks": picks, "images": images, "times": times}
 
 
-def hover_previews(chart_key: str, films: list[Film], drawn: list[np.ndarray] | None = None) -> None:
+def hover_previews(chart_key: str, films: list[Film]) -> None:
     """Show the frame under the pointer while it hovers the chart drawn with ``key=chart_key``, whose
-    rows (curves) are ``films`` in order with one point per sampled frame, or per frame of ``drawn``
-    (each row's frame indices, where a row draws some of them)."""
+    rows (curves) are ``films`` in order, each point's frame index the third value of its customdata.
+    The previews depend on the films only, so a new query sends none of them again."""
     budgets = share(PREVIEWS, [len(f.times) for f in films])
     rows = [_film_previews(f, f.version, b) for f, b in zip(films, budgets, strict=True)]
-    if drawn is not None:
-        rows = [{**r, "frames": d.tolist()} for r, d in zip(rows, drawn, strict=True)]
     _component(key=f"{chart_key}-previews", data={"chart": chart_key, "rows": rows})

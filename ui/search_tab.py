@@ -370,7 +370,7 @@ def strips(films: list[Film], result: Result) -> None:
     engine = result.engine
     scores = [result.scores(f) for f in shown]
     drawn = [strip_points(s) for s in scores]  # frames drawn: all, or each stretch's best of a long film
-    rows = [TimelineRow(f.name, f.times[d], s[d]) for f, s, d in zip(shown, scores, drawn, strict=True)]
+    rows = [TimelineRow(f.name, f.times[d], s[d], d) for f, s, d in zip(shown, scores, drawn, strict=True)]
     duration = max(f.manifest.duration for f in shown)
     event = st.plotly_chart(
         timeline_figure(rows, engine.score_label, duration, compact=True),
@@ -381,7 +381,7 @@ def strips(films: list[Film], result: Result) -> None:
         # no mode bar: on a strip this short it would lie over the first row and take its hover
         config={"scrollZoom": True, "displayModeBar": False, "showTips": False},
     )
-    hover_previews("search-strip", shown, drawn)
+    hover_previews("search-strip", shown)
     caption = (
         "Score over each film (each row on its own colour scale) · hover a square for its frame, click it "
         "to play from there · scroll to zoom, double-click to zoom out"
