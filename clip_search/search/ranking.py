@@ -51,11 +51,11 @@ def distinct_top(
             cand = np.flatnonzero(finite)
         film_idx, local = where(cand)
         if draws is None:
-            chosen = _greedy(films, film_idx, local, score[cand].astype(np.float32), top_k, gap, rng)
+            chosen = _greedy(films, film_idx, local, score[cand], top_k, gap, rng)
             if len(chosen) == top_k or m >= valid:
                 return chosen
         else:
-            rows = _greedy_rows(films, film_idx, local, score[cand], top_k, gap, rng, len(todo))
+            rows = _greedy(films, film_idx, local, score[cand], top_k, gap, rng, len(todo))
             for r, chosen in zip(todo, rows, strict=True):
                 out[r] = chosen
             todo = np.array([r for r in todo if len(out[r]) < top_k], np.int64)
@@ -77,30 +77,19 @@ def _greedy(
     top_k: int,
     gap: float,
     rng: np.random.Generator | None = None,
-) -> list[tuple[int, int, float]]:
+    draws: int | None = None,
+) -> list:
     """The best candidates, best first, skipping any within ``gap`` seconds of a better one of its film.
 
     Equal scores keep the candidates' order (earlier film, earlier frame), or a random order drawn
-    from ``rng`` (what tie-aware evaluation averages over)."""
-    order = np.argsort(-score, kind="stable") if rng is None else np.lexsort((rng.random(len(score)), -score))
-    picks = walk(films, np.asarray(film_idx)[order], np.asarray(local)[order], top_k, gap)
-    return [(f, i, float(score[order[j]])) for j, f, i in picks]
-
-
-def _greedy_rows(
-    films: Sequence,
-    film_idx: np.ndarray,
-    local: np.ndarray,
-    score: np.ndarray,
-    top_k: int,
-    gap: float,
-    rng: np.random.Generator,
-    draws: int,
-) -> list[list[tuple[int, int, float]]]:
-    """``_greedy`` in ``draws`` random orders of the ties at once: each draw ranks the candidates by
-    score, equal scores in an order of its own, and the draws are walked in lockstep (``walk_rows``)."""
+    from ``rng`` (what tie-aware evaluation averages over); with ``draws``, a list of that many
+    rankings, each in its own random order of the ties, walked together in lockstep (``walk_rows``)."""
     score = np.asarray(score, np.float32)
     film_idx, local = np.asarray(film_idx), np.asarray(local)
+    if draws is None:
+        order = np.argsort(-score, kind="stable") if rng is None else np.lexsort((rng.random(len(score)), -score))
+        picks = walk(films, film_idx[order], local[order], top_k, gap)
+        return [(f, i, float(score[order[j]])) for j, f, i in picks]
     group = np.unique(-score, return_inverse=True)[1].reshape(-1)  # 0: the best score; ties share a group
     order = np.argsort(group + rng.random((draws, len(score))), axis=1, kind="stable")  # random within a group
     times = np.empty(len(score))
