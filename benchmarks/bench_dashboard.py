@@ -42,12 +42,13 @@ QUERIES = [
 
 
 # the run Enter started has ended (not only begun to show: stale cards of the last query stay in the
-# page until it ends), the header names the query, its 12 thumbnails are loaded and the strip drawn
+# page until it ends), the header names the query, its 12 thumbnails are loaded and the strip drawn.
+# Read with textContent: innerText would make the page lay itself out at every poll, slowing what is timed
 DONE = (
     "q => ("
     + RUN_DONE.strip()
     + """)()
-      && [...document.querySelectorAll('p')].some(p => p.innerText.endsWith('for ' + q))
+      && [...document.querySelectorAll('p')].some(p => p.textContent.endsWith('for ' + q))
       && [...document.querySelectorAll("[data-testid='stImage'] img")]
            .filter(im => im.complete && im.naturalWidth > 0).length >= 12
       && document.querySelector('.js-plotly-plot .scatterlayer, .js-plotly-plot .gl-canvas')"""

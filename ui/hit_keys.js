@@ -18,24 +18,30 @@ function hits() {
   return [...panel.querySelectorAll("button")].filter((b) => PLAY.test(b.innerText.trim()) && shown(b));
 }
 
+function label(b) {
+  return b.textContent.trim(); // not innerText: reading it makes the browser lay the page out
+}
+
 function card(play) {
   // the bordered container a ▶ sits in: the nearest block above it that also holds a Why?, and no
-  // other ▶ (a card still being drawn has no Why? yet: the block above it holds other cards)
+  // other ▶ (a card still being drawn has no Why? yet: the block above it holds other cards). A
+  // button with a tooltip has a hidden twin in its stButton, so ▶s are counted by stButton.
   for (let el = play.parentElement; el && el !== document.body; el = el.parentElement) {
     if (!el.matches("[data-testid='stVerticalBlock']")) continue;
-    const buttons = [...el.querySelectorAll("button")];
-    if (buttons.filter((b) => PLAY.test(b.innerText.trim()) && shown(b)).length > 1) return null;
-    if (buttons.some((b) => b.innerText.trim() === "Why?")) return el;
+    const plays = [...el.querySelectorAll("[data-testid='stButton']")].filter((s) => PLAY.test(label(s)));
+    if (plays.length > 1) return null;
+    if ([...el.querySelectorAll("button")].some((b) => label(b) === "Why?")) return el;
   }
   return null;
 }
 
 function oneStopPerCard() {
-  for (const play of hits()) {
+  for (const play of document.querySelectorAll("button")) {
+    if (!PLAY.test(label(play))) continue;
     const box = card(play);
     if (!box) continue;
     for (const b of box.querySelectorAll("button")) {
-      if (!PLAY.test(b.innerText.trim()) && b.tabIndex !== -1) b.tabIndex = -1;
+      if (!PLAY.test(label(b)) && b.tabIndex !== -1) b.tabIndex = -1;
     }
   }
 }
@@ -64,7 +70,7 @@ function onKey(e) {
   }
   if (e.key === "w" && list.includes(document.activeElement)) {
     const box = card(document.activeElement);
-    const why = box && [...box.querySelectorAll("button")].find((b) => b.innerText.trim() === "Why?");
+    const why = box && [...box.querySelectorAll("button")].find((b) => label(b) === "Why?");
     if (why) why.click();
     return;
   }
@@ -85,13 +91,9 @@ export default function () {
   document.addEventListener("focusin", () => {
     handedBack = false;
   });
-  let queued = false; // cards are redrawn by each run: their extra Tab stops are taken out as they appear
+  let quiet = null; // cards are redrawn by each run: their extra Tab stops are taken out once it settles
   new MutationObserver(() => {
-    if (queued) return;
-    queued = true;
-    requestAnimationFrame(() => {
-      queued = false;
-      oneStopPerCard();
-    });
+    clearTimeout(quiet);
+    quiet = setTimeout(oneStopPerCard, 100);
   }).observe(document.body, { childList: true, subtree: true });
 }
