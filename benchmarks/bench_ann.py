@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import psutil
 
-from clip_search.search.ann import AnnIndex, _exact_top
+from clip_search.search.ann import EXACT_MAX_FRAMES, AnnIndex, _exact_top
 from clip_search.search.scoring import QueryVector, Searcher
 from clip_search.search.synthetic import LooseVectors, VideoLikeVectors
 from clip_search.store.library import Library, Manifest
@@ -113,7 +113,7 @@ def exact_answers(lib: Library, films, queries, mapped: bool) -> tuple[list[set]
 
 def run(lib: Library, films, queries, exact_hits, nprobe: int | None) -> tuple[float, float, float, float]:
     searcher = Searcher(films, lib, nprobe=nprobe)
-    assert searcher.mode == "ann" or sum(f.manifest.frames for f in films) <= 20_000
+    assert searcher.mode == "ann" or sum(f.manifest.frames for f in films) <= EXACT_MAX_FRAMES
     searcher.search(queries[0], top_k=10)  # warm-up
     times, recall = [], []
     for q, truth in zip(queries, exact_hits, strict=True):
@@ -197,7 +197,7 @@ def one_set(args, kind) -> None:
                 recall, se, p50, p95 = run(lib, chosen, queries, truth, nprobe)
                 shown = "auto" if nprobe is None else f"{nprobe:4d}"
                 say(f"  nprobe {shown}: recall@10 {recall:.3f} ± {se:.3f}   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
-                if label != "all films" and frames <= 20_000:
+                if label != "all films" and frames <= EXACT_MAX_FRAMES:
                     say("  (scored exactly: the filter chooses few enough frames)")
                     break
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from clip_search.cli import main
+from clip_search.search import ann as ann_module
 from clip_search.search.ann import (
     ANN_MIN_FRAMES,
     CALIBRATION_MARGIN,
@@ -82,12 +83,16 @@ def test_ann_build_measures_recall_and_latency_and_search_uses_what_it_chose(arc
     assert f"nprobe {c['nprobe']} measured at recall@10" in line and "ms per search (p50)" in line
 
 
-def test_film_filters_use_an_id_selector_or_exact_scoring(archive):
+def test_film_filters_use_an_id_selector_or_exact_scoring(archive, monkeypatch):
     lib, gen = archive
     films = lib.films()
     q = QueryVector(gen.queries(1)[0], "q")
+    alone = Searcher(films[2:3], lib)
+    assert alone.total <= EXACT_MAX_FRAMES and alone.scans_all()  # a 52 000-frame film alone: scored exactly
+    # the selector path, on this fixture's films: as if the exact limit were below one film (a larger library's)
+    monkeypatch.setattr(ann_module, "EXACT_MAX_FRAMES", 20_000)
     one = Searcher(films[2:3], lib)
-    assert one.total > EXACT_MAX_FRAMES and one.mode == "ann"
+    assert one.total > 20_000 and one.mode == "ann"
     hits = one.search(q, top_k=10, gap=3.0)
     assert {h.film_id for h in hits} == {films[2].id}
     assert _keys(hits) == _keys(Searcher(films[2:3], lib, exact=True).search(q, top_k=10, gap=3.0))

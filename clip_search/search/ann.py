@@ -31,7 +31,9 @@ from clip_search.store.library import Film, Library, model_key
 from clip_search.store.locks import film_lock
 
 ANN_MIN_FRAMES = 200_000  # libraries at least this large are searched through the index
-EXACT_MAX_FRAMES = 20_000  # a film filter choosing at most this many frames is scored exactly
+# a film filter choosing at most this many frames is scored exactly: bench_ann measured 10 ms for
+# 100 000 frames on 2 cores, less than the filtered index took at 10 M frames (13 ms, recall@10 0.93)
+EXACT_MAX_FRAMES = 100_000
 RETRAIN_GROWTH = 4.0  # retrain once the library holds this many times the frames it was trained on
 POINTS_PER_CENTROID = 64  # training sample per coarse centroid (FAISS warns below 39)
 PQ_BYTES = 64  # at most this many bytes per vector (two 4-bit PQ codes a byte): 1 M 512-d frames = 64 MB of codes
