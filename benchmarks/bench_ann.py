@@ -52,11 +52,11 @@ EXACT_TIMED = 5  # single-query exact searches timed at that scale
 
 def markers(frames: int) -> tuple[str, str, str]:
     """The README block a run of ``frames`` frames fills, and the command that fills it."""
-    if frames == 10_000_000:
-        command = "python benchmarks/bench_ann.py --frames 10000000 --films 1000 --sets loose --readme"
-        return f"<!-- ann-bench-10m:begin ({command[7:]}) -->", "<!-- ann-bench-10m:end -->", command
-    command = "python benchmarks/bench_ann.py --readme"
-    return "<!-- ann-bench:begin (benchmarks/bench_ann.py --readme) -->", "<!-- ann-bench:end -->", command
+    name, options = (
+        ("ann-bench-10m", " --frames 10000000 --films 1000 --sets loose") if frames == 10_000_000 else ("ann-bench", "")
+    )
+    script = f"benchmarks/bench_ann.py{options} --readme"
+    return f"<!-- {name}:begin ({script}) -->", f"<!-- {name}:end -->", f"python {script}"
 
 
 def build(root: Path, frames: int, films: int, dim: int, kind=VideoLikeVectors) -> Library:

@@ -402,8 +402,9 @@ _versions: dict[tuple, tuple[int, float]] = {}  # (database stamp, film, service
 _versions_lock = threading.Lock()
 
 
-def _stamp(library: Library) -> tuple:
-    """What changes whenever the database does: its file's and its write-ahead log's size and time."""
+def database_stamp(library: Library) -> tuple:
+    """What changes whenever the tag database does: its file's and its write-ahead log's size and
+    time (a cache key for anything derived from stored tags)."""
     out = []
     for suffix in ("", "-wal"):
         try:
@@ -418,7 +419,7 @@ def tags_version(library: Library, film: Film, service: str) -> tuple[int, float
     """``TagStore.version`` of ``film`` and ``service`` (a cache key for what is derived from its
     tags), opening the database only when a file of it changed since the last time it was read: a
     search asks this for every film, an evaluation for every query."""
-    key = (str(library.root), _stamp(library), film.manifest.fingerprint, service)
+    key = (str(library.root), database_stamp(library), film.manifest.fingerprint, service)
     with _versions_lock:
         if key in _versions:
             return _versions[key]

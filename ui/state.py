@@ -18,6 +18,7 @@ from clip_search.store.library import Library
 from clip_search.store.writer import open_library
 from engines import Encoders, Engine, ModelEngine, available, default_engine, lacking, make_engine
 from engines import model_engines as pick
+from tagging.tag_store import database_stamp
 
 RANDOM_DEMO_DIR = config.PROJECT_DIR / ".cache" / "clip-random-demo"  # the offline demo's random CLIP
 
@@ -172,11 +173,8 @@ def _lacking(root: str, model: str | None, films: tuple, tags_stamp: tuple) -> d
 
 def _state_key(lib: Library, films: list) -> tuple[str, str | None, tuple, tuple]:
     """Film versions and the tag store's state: what the engines on offer depend on."""
-    db = lib.root / "tags.sqlite"
-    stamps = tuple(
-        (p.stat().st_size, p.stat().st_mtime_ns) for p in (db, db.with_name("tags.sqlite-wal")) if p.exists()
-    )
-    return str(lib.root), lib.model, tuple((f.id, f.version, tuple(f.models)) for f in films), stamps
+    films_key = tuple((f.id, f.version, tuple(f.models)) for f in films)
+    return str(lib.root), lib.model, films_key, database_stamp(lib)
 
 
 def engine_names(lib: Library, films: list) -> list[str]:
