@@ -210,6 +210,15 @@ def test_the_dashboard_listens_on_this_machine_only_by_default():
     assert settings["server"]["address"] == "localhost"
 
 
+def test_a_query_does_not_wait_for_a_full_garbage_collection():
+    """Streamlit collects all generations after each run by default; with torch loaded that held the
+    GIL for 200 ms or more after every query, and the results' last messages waited (bench_dashboard.py)."""
+    import tomllib
+
+    settings = tomllib.loads((config.PROJECT_DIR / ".streamlit" / "config.toml").read_text())
+    assert settings["runner"]["postScriptGC"] is False
+
+
 def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_path):
     monkeypatch.setenv("FRAMESEARCH_MODEL", str(tmp_path / "no-model-here"))
     monkeypatch.setenv("FRAMESEARCH_LIBRARY", str(tmp_path))
