@@ -121,10 +121,10 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots, ind
     boxes = [page.get_by_role("button", name="Why?").nth(i).bounding_box() for i in range(12)]
     assert [(round(b["y"]), b["x"]) for b in boxes] == sorted((round(b["y"]), b["x"]) for b in boxes)
 
-    # hovering a square of the strip shows that frame's thumbnail beside Plotly's time and score
-    square = strip.locator(".scatterlayer .trace").nth(1).locator(".points path").nth(20)
-    box = square.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    # hovering the strip's second row shows that frame's thumbnail beside Plotly's time and score
+    band = strip.locator(".heatmaplayer image").nth(1).bounding_box()
+    at = (band["x"] + band["width"] * 0.3, band["y"] + band["height"] / 2)
+    page.mouse.move(*at)
     preview = page.locator("#fsl-hover-preview")
     expect(preview).to_be_visible(timeout=10_000)
     label = strip.locator(".hoverlayer .hovertext").text_content()
@@ -132,6 +132,12 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots, ind
     assert preview.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
     page.wait_for_function("document.querySelector('#fsl-hover-preview img').naturalWidth > 0")
     page.screenshot(path=str(shots / "dashboard.png"), full_page=False)
+    # a click there shows that frame below the strip, with ▶ from its time (the time Plotly's label named)
+    hovered = label.split(preview.get_attribute("data-film"), 1)[1]
+    act(page, lambda: page.mouse.click(*at))
+    play_there = panel.get_by_role("button", name=re.compile(r"^▶ Play from "))
+    expect(play_there).to_be_visible()
+    assert play_there.text_content().removeprefix("▶ Play from ") in hovered
     page.mouse.move(600, 600)
     expect(preview).to_be_hidden()
 

@@ -67,11 +67,11 @@ def test_hovering_the_score_strip_has_a_thumbnail_for_each_row(app, indexed_libr
     from PIL import Image
 
     from clip_search.timecode import fmt_time
-    from ui.hover_preview import PREVIEW_WIDTH, PREVIEWS
+    from ui.strip_pointer import PREVIEW_WIDTH, PREVIEWS
 
     app.text_input(key="query").input("a ship at sea").run()
     strip = json.loads(app.get("plotly_chart")[0].proto.spec)
-    (preview,) = [e for e in app.get("bidi_component") if e.proto.component_name == "frame_hover_preview"]
+    (preview,) = [e for e in app.get("bidi_component") if e.proto.component_name == "strip_pointer"]
     data = json.loads(preview.proto.json)
     assert data["chart"] == "search-strip"
     rows = data["rows"]
@@ -446,7 +446,7 @@ def test_evaluate_tab_skips_a_query_whose_film_is_missing_and_goes_on(app, tmp_p
 
 
 def test_hover_thumbnails_are_shared_fairly_and_cover_each_film_end_to_end():
-    from ui.hover_preview import preview_picks, share, small_jpeg
+    from ui.strip_pointer import preview_picks, share, small_jpeg
 
     assert share(360, [60, 60, 30, 7200]) == [60, 60, 30, 210]  # short films take what they need
     assert sum(share(360, [7200] * 6)) <= 360
@@ -458,11 +458,40 @@ def test_hover_thumbnails_are_shared_fairly_and_cover_each_film_end_to_end():
 
 
 def test_rows_whose_shortened_labels_collide_stay_apart():
-    from ui.charts import TimelineRow, timeline_figure
+    from ui.charts import TimelineRow, strip_figure, timeline_figure
 
-    rows = [TimelineRow(n, np.arange(3.0), np.arange(3.0)) for n in ("one-by-one-person-a", "one-by-one-person-b")]
-    fig = timeline_figure(rows, compact=True)
-    assert len({t.y[0] for t in fig.data}) == 2
+    names = ("a very long query about one person walking, take a", "a very long query about one person walking, take b")
+    rows = [TimelineRow(n, np.arange(3.0), np.arange(3.0)) for n in names]
+    assert len({t.y[0] for t in timeline_figure(rows).data}) == 2  # the Timeline's rows: categories
+    strip = strip_figure(rows)  # the Search tab's strip: a band per row, each named above it
+    (_, bottom_a), (top_b, _) = (t.y for t in strip.data)
+    assert bottom_a < top_b and [a.text for a in strip.layout.annotations] == list(names)
+
+
+def test_a_click_on_the_strip_reaches_a_frame_only_when_it_is_one(indexed_library):
+    """The strip's component reports the clicked cell from the browser: it must name a frame of a film
+    on the strip as it was drawn for this query; anything else (an older query's strip, a film no
+    longer shown, a crafted message) picks nothing."""
+    from ui.strip_pointer import picked
+
+    films = indexed_library.films()
+    film = films[0]
+    drawn = "a ship at sea · clip"
+    ok = {"film": film.id, "frame": 3, "click": 1700000000000, "drawn": drawn}
+    pick = picked(ok, films, drawn)
+    assert pick.film.id == film.id and pick.frame == 3 and pick.click == 1700000000000
+    assert picked(ok, films, "a bird · clip") is None  # the strip now shows another query
+    assert picked(ok, films[1:], drawn) is None  # the film is no longer on the strip
+    for bad in (
+        ok | {"frame": len(film.times)},
+        ok | {"frame": -1},
+        ok | {"frame": "3"},
+        ok | {"frame": True},
+        ok | {"film": "../../etc"},
+        "3",
+        None,
+    ):
+        assert picked(bad, films, drawn) is None
 
 
 EVIL = "![x](http://127.0.0.1:9/beacon.png)"  # an image that would make the viewer's browser fetch a URL

@@ -23,9 +23,9 @@ from engines.temporal import search as temporal_search
 from framesearch import app
 from tagging.taggers import service as find_service
 from ui import state
-from ui.charts import TimelineRow, seconds_of, timeline_figure
-from ui.hover_preview import hover_previews
+from ui.charts import TimelineRow, strip_figure
 from ui.samples import credit_for
+from ui.strip_pointer import strip_pointer
 from ui.tabs import Tab, View
 from ui.text import md, model_label
 from ui.thumbs import crop_heat, evidence_line, full_frame, show_frame, show_thumbnail
@@ -303,7 +303,7 @@ def _publish(wanted: dict) -> None:
 
 
 MAX_STRIPS = 6
-STRIP_POINTS = 600  # squares per strip row at most: about one per pixel of the strip's column
+STRIP_POINTS = 600  # cells per strip row at most: about one per pixel of the strip's column
 
 
 def _standing(hit) -> str:
@@ -359,8 +359,7 @@ def explain_panel(film: Film, frame: int, result: Result) -> None:
 
 def strips(films: list[Film], result: Result) -> None:
     """A compact timeline per chosen film (films with hits first): the query's score over the whole
-    film, as the search scored it; click a square to see that frame and play from it, as in the
-    Timeline tab."""
+    film, as the search scored it; click it to see that frame and play from it, as in the Timeline tab."""
     with_hits = list(dict.fromkeys(h.film_id for h in result.hits))
     searched = {f.id for f in result.films}
     order = sorted(films, key=lambda f: (with_hits.index(f.id) if f.id in with_hits else len(films), f.name))
@@ -372,31 +371,29 @@ def strips(films: list[Film], result: Result) -> None:
     drawn = [strip_points(s) for s in scores]  # frames drawn: all, or each stretch's best of a long film
     rows = [TimelineRow(f.name, f.times[d], s[d], d) for f, s, d in zip(shown, scores, drawn, strict=True)]
     duration = max(f.manifest.duration for f in shown)
-    event = st.plotly_chart(
-        timeline_figure(rows, engine.score_label, duration, compact=True),
-        on_select="rerun",
-        selection_mode="points",
+    st.plotly_chart(
+        strip_figure(rows, engine.score_label, duration),
         key="search-strip",
         width="stretch",
         # no mode bar: on a strip this short it would lie over the first row and take its hover
         config={"scrollZoom": True, "displayModeBar": False, "showTips": False},
     )
-    hover_previews("search-strip", shown)
+    drawn = f"{result.label} · {engine.name}"
+    clicked = strip_pointer("search-strip", shown, drawn)  # the hover preview, and the frame last clicked
     caption = (
-        "Score over each film (each row on its own colour scale) · hover a square for its frame, click it "
+        "Score over each film (each row on its own colour scale) · hover for the frame, click "
         "to play from there · scroll to zoom, double-click to zoom out"
     )
     if len(films) > len(shown):
         caption += f" · {len(shown)} of {len(films)} films shown (those with hits first)"
     st.caption(caption)
-    points = selected_points(event)
+    points = [{"film": clicked.film.id, "frame": clicked.frame, "click": clicked.click}] if clicked else []
     peaks = [(f, float(t)) for f, fs in zip(shown, scores, strict=True) for t in peak_times(f, fs)]
     picked = moment_picker(peaks, "strip-jump", points)
-    if points and picked is None:
-        film = shown[min(int(points[0].get("curve_number", 0)), len(shown) - 1)]
-        at = seconds_of(points[0]["x"])
-    elif picked is not None:
+    if picked is not None:
         film, at = picked
+    elif clicked:
+        film, at = clicked.film, float(clicked.film.times[clicked.frame])
     else:
         return
     i = film.nearest_frame(at)
@@ -409,7 +406,7 @@ def strips(films: list[Film], result: Result) -> None:
 def strip_points(scores: np.ndarray, limit: int = STRIP_POINTS) -> np.ndarray:
     """The frames a strip row draws: every frame of a short film; of a longer one, the best frame of
     each of ``limit`` equal stretches, so a peak is never averaged away and the page carries a
-    few hundred squares per film rather than 7 200 for two hours."""
+    few hundred cells per film rather than 7 200 for two hours."""
     if len(scores) <= limit:
         return np.arange(len(scores))
     s = np.where(np.isfinite(scores), scores, -np.inf)
@@ -423,7 +420,7 @@ def peak_times(film: Film, scores, limit: int = JUMP_MOMENTS) -> list[float]:
 
 
 def moment_picker(peaks: list[tuple[Film, float]], key: str, points: list[dict]) -> tuple[Film, float] | None:
-    """A select box of the strips' best moments: the keyboard's way to do what a click on a square
+    """A select box of the charts' best moments: the keyboard's way to do what a click on the chart
     does. Returns the chosen (film, time) while it is the latest choice: a click on the chart
     after it takes over, and choosing again takes it back."""
     labels = {f"{f.name} · {fmt_time(t)}": (f, t) for f, t in peaks}

@@ -1,8 +1,10 @@
-// The frame under the pointer while it hovers a Plotly chart of film time (a score strip).
-// Plotly's hover label holds text only (plotly.js #1323), so this listens to the chart's own
-// plotly_hover / plotly_unhover events and shows a thumbnail above the pointer. The thumbnails
-// come from Python as data: URIs, a bounded number per film row (`picks` = their frame indices);
-// a point without its own thumbnail shows the nearest one, captioned with that frame's time.
+// The pointer on a Plotly chart of film time (the Search tab's score strip): hovering shows the
+// frame under it, a click picks that frame. Plotly's hover label holds text only (plotly.js #1323)
+// and Streamlit reports no selection for a heatmap, so this listens to the chart's own
+// plotly_hover / plotly_unhover / plotly_click events. The thumbnails come from Python as data:
+// URIs, a bounded number per film row (`picks` = their frame indices); a point without its own
+// thumbnail shows the nearest one, captioned with that frame's time. A click sets the state
+// value `pick` = {film, frame}, which reruns the strip's part of the page.
 
 const TIP_ID = "fsl-hover-preview";
 
@@ -48,11 +50,18 @@ function nearest(picks, i) {
   return lo > 0 && i - picks[lo - 1] <= picks[lo] - i ? lo - 1 : lo;
 }
 
-function show(gd, e) {
+// The film row and frame index of an event's first point (its customdata's third value).
+function pointed(gd, e) {
   const p = e.points && e.points[0];
   const row = p && (gd.__fslPreview || [])[p.curveNumber];
-  if (!row || !row.picks.length) return;
-  const frame = p.customdata && p.customdata.length > 2 ? Number(p.customdata[2]) : p.pointIndex; // its frame
+  if (!row || !p.customdata || p.customdata.length < 3) return null;
+  return { row, frame: Number(p.customdata[2]) };
+}
+
+function show(gd, e) {
+  const at = pointed(gd, e);
+  if (!at || !at.row.picks.length) return;
+  const { row, frame } = at;
   const k = nearest(row.picks, frame);
   const el = tip();
   el.querySelector("img").src = row.images[k];
@@ -81,19 +90,25 @@ function hide() {
   if (el) el.style.display = "none";
 }
 
-function hook(gd, rows) {
+function hook(gd, rows, pick) {
   gd.__fslPreview = rows; // refreshed on every run: the rows follow the query's films
+  gd.__fslPick = pick; // and so is where a click is reported
   if (gd.__fslHooked) return;
   gd.__fslHooked = true;
   gd.on("plotly_hover", (e) => show(gd, e));
   gd.on("plotly_unhover", hide);
+  gd.on("plotly_click", (e) => {
+    const at = pointed(gd, e);
+    if (at) gd.__fslPick({ film: at.row.id, frame: at.frame, click: Date.now() }); // a new click, even on the same cell
+  });
 }
 
-export default function ({ data }) {
+export default function ({ data, setStateValue }) {
   const selector = `.st-key-${data.chart} .js-plotly-plot`;
+  const pick = (value) => setStateValue("pick", { ...value, drawn: data.drawn }); // what the strip showed
   const attach = () => {
     const gd = document.querySelector(selector);
-    if (gd && typeof gd.on === "function") hook(gd, data.rows);
+    if (gd && typeof gd.on === "function") hook(gd, data.rows, pick);
   };
   attach();
   // the chart may be drawn after this component runs, or drawn anew: hook it whenever it appears

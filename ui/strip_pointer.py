@@ -1,13 +1,16 @@
-"""Thumbnails on hover over a score strip. Plotly's hover label can only hold text (plotly.js
-#1323), so a small Streamlit component (``hover_preview.js``) listens to the chart's hover events
-and shows the frame under the pointer. The thumbnails travel with the page as data: URIs, so their
-number is bounded: every frame of a short film, an even spread of a long one."""
+"""The pointer on the Search tab's score strip: hovering shows the frame under it, a click picks it.
+
+Plotly's hover label can only hold text (plotly.js #1323), and Streamlit reports no selection for
+a heatmap (the strip is one, see ``ui/charts.py``), so a small component (``strip_pointer.js``)
+listens to the chart's own hover and click events. The hover thumbnails travel with the page as
+data: URIs, so their number is bounded: every frame of a short film, an even spread of a long one."""
 
 from __future__ import annotations
 
 import base64
 import io
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import streamlit as st
@@ -21,7 +24,7 @@ PREVIEWS = 360  # thumbnails sent with the page for all strips together (about 4
 PREVIEW_WIDTH = 160
 
 _component = st.components.v2.component(
-    "frame_hover_preview", js=(Path(__file__).with_name("hover_preview.js")).read_text(encoding="utf-8")
+    "strip_pointer", js=(Path(__file__).with_name("strip_pointer.js")).read_text(encoding="utf-8")
 )
 
 
@@ -63,13 +66,39 @@ def _film_previews(_film: Film, version: tuple, budget: int) -> dict:
             picks.append(int(i))
             images.append("data:image/jpeg;base64," + base64.b64encode(small).decode("ascii"))
             times.append(fmt_time(float(_film.times[i])))
-    return {"film": _film.name, "picks": picks, "images": images, "times": times}
+    return {"film": _film.name, "id": _film.id, "picks": picks, "images": images, "times": times}
 
 
-def hover_previews(chart_key: str, films: list[Film]) -> None:
+class Pick(NamedTuple):
+    """A frame clicked on the strip; ``click`` tells one click from the next on the same cell."""
+
+    film: Film
+    frame: int
+    click: float
+
+
+def strip_pointer(chart_key: str, films: list[Film], drawn: str) -> Pick | None:
     """Show the frame under the pointer while it hovers the chart drawn with ``key=chart_key``, whose
-    rows (curves) are ``films`` in order, each point's frame index the third value of its customdata.
-    The previews depend on the films only, so a new query sends none of them again."""
+    rows (curves) are ``films`` in order, each point's frame index the third value of its customdata;
+    return the frame last clicked on it while it showed ``drawn`` (the query and engine: a click on
+    an older query's strip is not carried over). The previews depend on the films only, so a new
+    query sends none of them again."""
     budgets = share(PREVIEWS, [len(f.times) for f in films])
     rows = [_film_previews(f, f.version, b) for f, b in zip(films, budgets, strict=True)]
-    _component(key=f"{chart_key}-previews", data={"chart": chart_key, "rows": rows})
+    result = _component(
+        key=f"{chart_key}-pointer", data={"chart": chart_key, "rows": rows, "drawn": drawn}, on_pick_change=lambda: None
+    )
+    return picked(getattr(result, "pick", None), films, drawn)
+
+
+def picked(pick: object, films: list[Film], drawn: str) -> Pick | None:
+    """The click a browser reported, checked: on the strip showing ``drawn``, a film among ``films`` and
+    a frame it has (the page can be older than the library, and a crafted message must not reach an index)."""
+    if not isinstance(pick, dict) or pick.get("drawn") != drawn:
+        return None
+    film = next((f for f in films if f.id == pick.get("film")), None)
+    frame = pick.get("frame")
+    if film is None or not isinstance(frame, int) or isinstance(frame, bool) or not 0 <= frame < len(film.times):
+        return None
+    click = pick.get("click")
+    return Pick(film, frame, float(click) if isinstance(click, int | float) else 0.0)
