@@ -257,3 +257,28 @@ def test_query_grid_timeline_click_and_screenshot(browser, dashboard, shots, ind
     expect(page).to_have_url(re.compile(r"tab=Evaluate"), timeout=30_000)
     reopen(browser, page.url, lambda p: p.get_by_role("button", name="Run evaluation"))
     page.close()
+
+
+def test_frames_already_seen_are_not_fetched_again(browser, dashboard):
+    """Back to an earlier query, its frames come from the browser's own copy: Streamlit names a
+    frame's image by its content, so the same frame keeps its address and is not sent again."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(dashboard)
+    box = page.get_by_label("What did you see?")
+    expect(box).to_be_visible(timeout=90_000)
+    settled(page)
+    images = page.locator("[role='tabpanel']").first.locator("[data-testid='stImage'] img")
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/media/" in r.url else None)
+    for query in ("a ship at sea", "a soldier", "a ship at sea"):
+        fetched.clear()
+        box.fill(query)
+        act(page, lambda: box.press("Enter"))
+        expect(images).to_have_count(12, timeout=30_000)
+        images_loaded(page)
+        if query == "a soldier":
+            assert fetched  # a new query's frames do travel (the listener sees them)
+    assert fetched == []
+    page.close()
