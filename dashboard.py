@@ -1,10 +1,12 @@
 """Frame Search Lab dashboard: ``streamlit run dashboard.py`` (or the README's demo command).
 
 Thin on purpose: it wires the page helpers in ui/ to the clip_search engine. Tabs are lazy: only
-the open tab runs (``st.tabs(on_change="rerun")``), so a query in Search costs no Compare work."""
+the open tab runs (``st.tabs(on_change="rerun")``), so a query in Search costs no Compare work; the
+query and the tabs are one fragment, so a query reruns neither the sidebar nor the page's set-up."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import streamlit as st
@@ -77,6 +79,23 @@ def main() -> None:
     url_state.restore(TABS, state.engine_names(lib, films), st.session_state["url-film-ids"])
     if st.session_state.get("url-ignored"):
         st.caption(md(st.session_state.pop("url-ignored")))
+    page(lib, ms)
+
+
+@st.fragment
+def page(lib: Library, ms: state.ModelState) -> None:
+    """The query and the open tab: a fragment, so Enter in the query box reruns this part alone
+    (not the sidebar and the page's set-up around it), and the browser redraws only what changed.
+    It lists the films itself: another process may have added or removed one since the page's run."""
+    with guarded():
+        films = lib.films()
+        if films:
+            _query_and_tabs(lib, ms, films)
+        else:
+            st.info("The library has no films now (another window or process removed them): add one in the sidebar.")
+
+
+def _query_and_tabs(lib: Library, ms: state.ModelState, films: list) -> None:
     picked = [f for f in films if f.name in (st.session_state.get("search-films") or [])] or films
     engines = state.engine_names(lib, picked)  # what can run on the films chosen
     if st.session_state.get("search-engine") not in (None, *engines):
@@ -91,9 +110,17 @@ def main() -> None:
     url_state.publish(TABS)
 
 
-try:
+@contextlib.contextmanager
+def guarded():
+    """A problem as one line on the page, never a traceback: around the whole run, and around the
+    page fragment, whose own reruns do not pass through ``main``."""
+    try:
+        yield
+    except FrameSearchError as e:  # a user-facing problem: one line
+        st.error(md(e))
+    except Exception as e:  # noqa: BLE001 - last guard: show a sentence, keep the app alive
+        st.error(f"Something went wrong ({type(e).__name__}: {md(e)}). Everything indexed so far is kept.")
+
+
+with guarded():
     main()
-except FrameSearchError as e:  # a user-facing problem: one line, never a traceback
-    st.error(md(e))
-except Exception as e:  # noqa: BLE001 - last guard: show a sentence, keep the app alive
-    st.error(f"Something went wrong ({type(e).__name__}: {md(e)}). Everything indexed so far is kept.")

@@ -94,7 +94,7 @@ def test_search_tab_shows_grid_and_strips_together_and_explains_a_hit(monkeypatc
     assert len(search.get("image")) == 12  # the grid
     strip = json.loads(search.get("plotly_chart")[0].proto.spec)  # and the score strip, on the same screen
     assert len(strip["data"]) == min(6, len(indexed_library.films()))
-    assert strip["data"][0]["marker"]["showscale"]  # with a colour bar
+    assert strip["data"][0]["showscale"]  # with a colour bar
     at.button(key="why-0").click().run()
     assert not at.exception
     assert "matched** (clip)" in texts(at)
