@@ -80,6 +80,12 @@ def ask(page, box, query: str, timeout_ms: float = 60_000) -> float:
     return time.perf_counter() - t0
 
 
+def _over_network(event: dict) -> list[str]:
+    """A frame's URL from Chromium's Network.responseReceived, unless its disk cache answered."""
+    response = event["response"]
+    return [] if "/media/" not in response["url"] or response.get("fromDiskCache") else [response["url"]]
+
+
 def thumbnails(n: int) -> list[bytes]:
     """A distinct JPEG per frame at the stored size: no two hits share an image the browser already
     holds, so each query fetches and decodes its 12 thumbnails as on a real film."""
@@ -128,8 +134,11 @@ def main() -> None:
                 box = open_search(page, url, 180_000)
                 first = ask(page, box, "warm-up")  # also makes the strip's hover thumbnails (then cached)
                 samples = [ask(page, box, q) for q in QUERIES[: args.queries]]
-                fetched: list[str] = []  # frames the browser asks the server for while a query is asked again
-                page.on("request", lambda r: fetched.append(r.url) if "/media/" in r.url else None)
+                # frames that come over the network while a query is asked again (not from the browser's cache)
+                fetched: list[str] = []
+                network = page.context.new_cdp_session(page)
+                network.send("Network.enable")
+                network.on("Network.responseReceived", lambda e: fetched.extend(_over_network(e)))
                 again = ask(page, box, QUERIES[0])
                 browser.close()
         finally:
