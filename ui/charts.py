@@ -100,13 +100,10 @@ def timeline_figure(
                 )
                 if len(vals)
                 else None,
-                hovertemplate=plain(r.label).replace("%", "%%")
-                + "<br>%{customdata[0]}<br>"
-                + value_name
-                + " %{customdata[1]}<extra></extra>",
+                hovertemplate=_hover(r.label, value_name),
             )
         )
-    span = duration or max((float(r.times[-1]) for r in rows if len(r.times)), default=1.0)
+    span = _span(rows, duration)
     fig.update_layout(
         height=120 + 46 * len(rows),
         margin={"l": 10, "r": 10, "t": 30, "b": 30},
@@ -133,6 +130,18 @@ def timeline_figure(
         at = _clock(np.array([cursor]))[0]
         fig.add_shape(type="line", x0=at, x1=at, y0=0, y1=1, yref="paper", line={"color": "red", "width": 2})
     return fig
+
+
+def _span(rows: list[TimelineRow], duration: float | None) -> float:
+    """Seconds the time axis spans: the film's duration, else its last frame's time."""
+    return duration or max((float(r.times[-1]) for r in rows if len(r.times)), default=1.0)
+
+
+def _hover(label: str, value_name: str) -> str:
+    """A point's hover label: its row, then the time and score its customdata carries."""
+    return (
+        plain(label).replace("%", "%%") + "<br>%{customdata[0]}<br>" + value_name + " %{customdata[1]}<extra></extra>"
+    )
 
 
 def _time_axis(span: float) -> dict:
@@ -187,10 +196,7 @@ def strip_figure(rows: list[TimelineRow], value_name: str = "cosine", duration: 
                 colorbar=bar if n == 0 else None,
                 name=plain(r.label),
                 customdata=cells[None] if len(cells) else None,
-                hovertemplate=plain(r.label).replace("%", "%%")
-                + "<br>%{customdata[0]}<br>"
-                + value_name
-                + " %{customdata[1]}<extra></extra>",
+                hovertemplate=_hover(r.label, value_name),
             )
         )
         fig.add_annotation(
@@ -203,14 +209,13 @@ def strip_figure(rows: list[TimelineRow], value_name: str = "cosine", duration: 
             showarrow=False,
             font={"size": 11},
         )
-    span = duration or max((float(r.times[-1]) for r in rows if len(r.times)), default=1.0)
     fig.update_layout(
         height=130 + 44 * len(rows),
         margin={"l": 10, "r": 10, "t": 70, "b": 30},
         showlegend=False,
         dragmode="zoom",
         hovermode="closest",
-        xaxis=_time_axis(span) | {"title": None, "nticks": 4},
+        xaxis=_time_axis(_span(rows, duration)) | {"title": None, "nticks": 4},
         yaxis={
             "fixedrange": True,
             "range": [len(rows) - 0.5, -0.7],  # downwards, with room above the first row for its name
