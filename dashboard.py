@@ -8,12 +8,13 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 if get_script_run_ctx(suppress_warning=True) is None:  # imported by the server, not run for a page
+    # the server needs only its middleware: the page's modules make Streamlit calls that need a run
     from starlette.middleware import Middleware
 
-    from ui.frame_cache import FrameCache
+    from ui.frame_cache import FrameCache  # the frames' cache headers
 
     app = st.App(__file__, middleware=[Middleware(FrameCache)])
 else:
-    from ui.page import run
+    from ui.page import run  # the page, loaded by its first run (then kept)
 
     run()
