@@ -56,9 +56,10 @@ def small_jpeg(jpeg: bytes, width: int = PREVIEW_WIDTH) -> bytes:
     return make_thumbnail(np.asarray(img), min(width, img.width), quality=60)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def _film_previews(_film: Film, version: tuple, budget: int) -> dict:
-    """One strip row's previews (cached per film version: thumbnails change only on re-indexing)."""
+    """One strip row's previews (cached per film version: thumbnails change only on re-indexing).
+    Shared, not copied per call: nobody changes it, and a copy of its ~1 MB cost every query ~10 ms."""
     picks, images, times = [], [], []
     for i in preview_picks(len(_film.times), budget):
         small = small_jpeg(_film.thumbnail(int(i)))
