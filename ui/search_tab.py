@@ -378,8 +378,8 @@ def strips(films: list[Film], result: Result) -> None:
         # no mode bar: on a strip this short it would lie over the first row and take its hover
         config={"scrollZoom": True, "displayModeBar": False, "showTips": False},
     )
-    drawn = f"{result.label} · {engine.name}"
-    clicked = strip_pointer("search-strip", shown, drawn)  # the hover preview, and the frame last clicked
+    showing = f"{result.label} · {engine.name}"  # what the strip shows: a click on an older one is not kept
+    clicked = strip_pointer("search-strip", shown, showing)  # the hover preview, and the frame last clicked
     caption = (
         "Score over each film (each row on its own colour scale) · hover for the frame, click "
         "to play from there · scroll to zoom, double-click to zoom out"
