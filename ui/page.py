@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 
 import streamlit as st
 
@@ -45,6 +46,7 @@ def run() -> None:
 
 
 def main() -> None:
+    """The page's set-up (password, model, library, the link's view) and the sidebar, then the fragment."""
     if not access.allowed():  # a lab's dashboard asks for its password before anything else
         return
     st.markdown(STICKY_PLAYER, unsafe_allow_html=True)
@@ -116,7 +118,7 @@ def _query_and_tabs(lib: Library, ms: state.ModelState, films: list) -> None:
 
 
 @contextlib.contextmanager
-def guarded():
+def guarded() -> Iterator[None]:
     """A problem as one line on the page, never a traceback: around the whole run, and around the
     page fragment, whose own reruns do not pass through ``run``."""
     try:
