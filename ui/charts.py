@@ -27,7 +27,7 @@ class TimelineRow:
     label: str
     times: np.ndarray
     values: np.ndarray
-    frames: np.ndarray | None = None  # the film's frame index of each point (None: every frame, in order)
+    frames: np.ndarray | None = None  # the strip's: each point's frame index (None: every frame, in order)
 
 
 def timeline_figure(
@@ -60,11 +60,7 @@ def timeline_figure(
     labels = [plain(label) for label in row_labels([r.label for r in rows], 28)]
     for n, r in enumerate(rows):
         vals = np.asarray(r.values, float)
-        if shared_scale:
-            lo, hi = g_lo, g_hi
-        else:
-            lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
-        norm = (vals - lo) / (hi - lo) if hi > lo else np.zeros_like(vals)
+        norm = _scaled(vals, (g_lo, g_hi) if shared_scale else None)
         bar = None
         if n == 0:
             if shared_scale:
@@ -90,14 +86,7 @@ def timeline_figure(
                     **({"colorbar": bar} if bar else {}),
                 },
                 unselected={"marker": {"opacity": 1}},  # a click picks; it never fades the rest
-                customdata=np.stack(  # time and score as shown, and the frame (for the hover preview)
-                    [
-                        [fmt_time(t) for t in r.times],
-                        [f"{v:.4f}" for v in vals],
-                        np.arange(len(vals)) if r.frames is None else r.frames,
-                    ],
-                    axis=1,
-                )
+                customdata=np.stack([[fmt_time(t) for t in r.times], [f"{v:.4f}" for v in vals]], axis=1)
                 if len(vals)
                 else None,
                 hovertemplate=_hover(r.label, value_name),
@@ -130,6 +119,13 @@ def timeline_figure(
         at = _clock(np.array([cursor]))[0]
         fig.add_shape(type="line", x0=at, x1=at, y0=0, y1=1, yref="paper", line={"color": "red", "width": 2})
     return fig
+
+
+def _scaled(vals: np.ndarray, bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """A row's values from 0 to 1 between ``bounds`` (default: the row's own minimum and maximum);
+    a flat row is all 0."""
+    lo, hi = bounds or ((float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0))
+    return (vals - lo) / (hi - lo) if hi > lo else np.zeros_like(vals)
 
 
 def _span(rows: list[TimelineRow], duration: float | None) -> float:
@@ -177,8 +173,7 @@ def strip_figure(rows: list[TimelineRow], value_name: str = "cosine", duration: 
     traces, names = [], []  # the figure is made once from them: adding one by one costs ~10 ms a row
     for n, r in enumerate(rows):
         vals = np.asarray(r.values, float)
-        lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
-        norm = (vals - lo) / (hi - lo) if hi > lo else np.zeros_like(vals)
+        norm = _scaled(vals)
         frames = np.arange(len(vals)) if r.frames is None else np.asarray(r.frames)
         # arrays, not lists: Plotly validates a list element by element, ~10 ms a query for 600 cells
         cells = np.array(
