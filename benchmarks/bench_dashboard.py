@@ -153,6 +153,7 @@ def measure(library: str, model: str, queries: list[str]) -> dict:
 
 
 def report(say: Transcript, what: str, m: dict) -> None:
+    """One library's lines: what it is, then ``measure``'s figures."""
     ms = m["ms"]
     say(what)
     say(
@@ -181,7 +182,7 @@ def main() -> None:
         report(
             say,
             f"the sample library: {films} films at 1 fps, a small random CLIP",
-            measure(tmp + "/library", model, queries),
+            measure(str(Path(tmp) / "library"), model, queries),
         )
     model = str(full_size_clip())
     with tempfile.TemporaryDirectory() as tmp:

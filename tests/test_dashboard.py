@@ -203,20 +203,21 @@ def test_a_dashboard_with_a_password_shows_nothing_before_it(monkeypatch, tiny_c
     assert not at.exception and at.text_input(key="query") is not None  # the dashboard itself
 
 
-def test_the_dashboard_listens_on_this_machine_only_by_default():
+def _streamlit_settings() -> dict:
+    """The product's Streamlit settings, as ``streamlit run`` and ``framesearch-dashboard`` read them."""
     import tomllib
 
-    settings = tomllib.loads((config.PROJECT_DIR / ".streamlit" / "config.toml").read_text())
-    assert settings["server"]["address"] == "localhost"
+    return tomllib.loads((config.PROJECT_DIR / ".streamlit" / "config.toml").read_text())
+
+
+def test_the_dashboard_listens_on_this_machine_only_by_default():
+    assert _streamlit_settings()["server"]["address"] == "localhost"
 
 
 def test_a_query_does_not_wait_for_a_full_garbage_collection():
     """Streamlit collects all generations after each run by default; with torch loaded that held the
     GIL for 200 ms or more after every query, and the results' last messages waited (bench_dashboard.py)."""
-    import tomllib
-
-    settings = tomllib.loads((config.PROJECT_DIR / ".streamlit" / "config.toml").read_text())
-    assert settings["runner"]["postScriptGC"] is False
+    assert _streamlit_settings()["runner"]["postScriptGC"] is False
 
 
 def test_model_that_cannot_load_says_why_and_offers_a_way_out(monkeypatch, tmp_path):
